@@ -1,0 +1,47 @@
+# Billow: `make run` starts local mode, `make test` runs lint, types and the whole suite.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+CDK_CLI_VERSION := 2.1033.0
+CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
+
+.PHONY: install run test lint typecheck pytest synth deploy bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m local
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+synth: $(STAMP)
+	$(PY) app.py
+
+deploy: $(STAMP)
+	$(CDK) deploy --app "$(PY) app.py" $(CDK_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) cdk.out .build

@@ -1,0 +1,1 @@
+"""Adapters: DynamoDB, Secrets Manager, EventBridge, Stripe and outgoing HTTP."""

@@ -1,0 +1,460 @@
+"""The single DynamoDB table.
+
+Every item of an organization lives in its partition ``ORG#{organization_id}``; nothing
+an API key can reach is read from another partition. Objects are stored as a JSON
+document in ``data`` next to the key attributes, so money and nested objects round-trip
+exactly (no floats, no Decimal surprises).
+
+Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG#{id}``:
+
+- organization by id: PK={org} SK=ORGANIZATION
+- organization by API key (auth): PK=API_KEY#{sha256(key)} SK=API_KEY
+- all organizations (system sweeps): GSI1PK=ORGANIZATIONS
+- Stripe connection by code / all: PK={org} SK=INTEGRATION#stripe#{code} / begins_with
+- customer by external id / all: PK={org} SK=CUSTOMER#{external_id} / begins_with
+- customer by Stripe customer id: GSI1PK={org}#STRIPE_CUSTOMER#{cus_id}
+- a customer's payment methods: PK={org} SK begins_with PAYMENT_METHOD#{customer_lago_id}#
+- payment method by Stripe id: GSI1PK={org}#STRIPE_PAYMENT_METHOD#{pm_id}
+- webhook endpoint by id / all: PK={org} SK=WEBHOOK_ENDPOINT#{lago_id} / begins_with
+- Stripe event (inbox, de-duplication): PK={org} SK=STRIPE_EVENT#{evt_id}
+- Stripe events not yet processed: GSI1PK={org}#STRIPE_EVENT_PENDING GSI1SK=received_at
+- outbox (stream → bus, TTL 2 days): PK={org} SK=OUTBOX#{event_id}
+- webhook delivered to an endpoint (TTL 30 days): PK={org} SK=WEBHOOK_DELIVERY#{event}#{endpoint}
+- Powertools idempotency records: PK=IDEMPOTENCY#{function} SK={hash} (hashes, no tenant data)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from billow.domain.clock import utcnow
+from billow.domain.customers import Customer, PaymentMethod
+from billow.domain.errors import ConcurrentUpdate
+from billow.domain.events import OutboxEvent
+from billow.domain.integrations import StripeConnection
+from billow.domain.organizations import Organization
+from billow.domain.webhooks import WebhookEndpoint
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+OUTBOX_TTL_S = 2 * 24 * 3600
+DELIVERY_TTL_S = 30 * 24 * 3600
+STRIPE_EVENT_TTL_S = 90 * 24 * 3600
+
+Item = dict[str, Any]
+
+
+def org_pk(organization_id: str) -> str:
+    return f"ORG#{organization_id}"
+
+
+def _expires_in(seconds: int) -> int:
+    return int(utcnow().timestamp()) + seconds
+
+
+def _document(item: Item) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(str(item["data"]))
+    return document
+
+
+class Transaction:
+    """Items written all-or-nothing: a state change and the outbox events it causes."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, Any]] = []
+
+    def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
+        action: dict[str, Any] = {"Item": item}
+        if condition:
+            action["ConditionExpression"] = condition
+        if values:
+            action["ExpressionAttributeValues"] = values
+        self.actions.append({"Put": action})
+
+    def delete(self, key: Item, condition: str | None = None) -> None:
+        action: dict[str, Any] = {"Key": key}
+        if condition:
+            action["ConditionExpression"] = condition
+        self.actions.append({"Delete": action})
+
+    def publish(self, events: Sequence[OutboxEvent]) -> None:
+        for event in events:
+            self.put(
+                {
+                    "PK": org_pk(event.organization_id),
+                    "SK": f"OUTBOX#{event.event_id}",
+                    "kind": "outbox",
+                    "event": event.model_dump_json(),
+                    "expires_at": _expires_in(OUTBOX_TTL_S),
+                }
+            )
+
+
+class Store:
+    """Repository over the table. Methods take the organization id first: tenancy is explicit."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @functools.cached_property
+    def table(self) -> Table:
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+    # -- generic -------------------------------------------------------------------------
+
+    def commit(self, transaction: Transaction) -> None:
+        """Write the transaction; a failed condition becomes ConcurrentUpdate."""
+        items = [
+            {name: {**body, "TableName": self.table_name} for name, body in action.items()}
+            for action in transaction.actions
+        ]
+        try:
+            if len(items) == 1 and "Put" in items[0]:
+                self.table.put_item(
+                    **{k: v for k, v in items[0]["Put"].items() if k != "TableName"}
+                )
+            else:
+                self.table.meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
+                raise ConcurrentUpdate(str(error)) from error
+            raise
+
+    def _get(self, pk: str, sk: str) -> Item | None:
+        return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
+
+    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": pk, ":prefix": prefix},
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_index(self, gsi1pk: str, sk_below: str | None = None) -> Iterator[Item]:
+        condition = "GSI1PK = :pk" + (" AND GSI1SK < :below" if sk_below else "")
+        values: Item = {":pk": gsi1pk, **({":below": sk_below} if sk_below else {})}
+        kwargs: dict[str, Any] = {
+            "IndexName": "GSI1",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- organizations -------------------------------------------------------------------
+
+    def create_organization(self, organization: Organization, api_key_hash: str) -> None:
+        transaction = Transaction()
+        transaction.put(
+            {
+                "PK": org_pk(organization.id),
+                "SK": "ORGANIZATION",
+                "kind": "organization",
+                "GSI1PK": "ORGANIZATIONS",
+                "GSI1SK": organization.id,
+                "data": organization.model_dump_json(),
+                "customer_sequence": 0,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+        transaction.put(
+            {
+                "PK": f"API_KEY#{api_key_hash}",
+                "SK": "API_KEY",
+                "kind": "api_key",
+                "organization_id": organization.id,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+        self.commit(transaction)
+
+    def get_organization(self, organization_id: str) -> Organization | None:
+        item = self._get(org_pk(organization_id), "ORGANIZATION")
+        return Organization.model_validate(_document(item)) if item else None
+
+    def organization_for_api_key(self, api_key_hash: str) -> str | None:
+        item = self.table.get_item(Key={"PK": f"API_KEY#{api_key_hash}", "SK": "API_KEY"}).get(
+            "Item"
+        )
+        return str(item["organization_id"]) if item else None
+
+    def organization_ids(self) -> Iterator[str]:
+        for item in self._query_index("ORGANIZATIONS"):
+            yield str(item["GSI1SK"])
+
+    def next_customer_sequence(self, organization_id: str) -> int:
+        """Sequential customer numbers per organization, from an atomic counter."""
+        result = self.table.update_item(
+            Key={"PK": org_pk(organization_id), "SK": "ORGANIZATION"},
+            UpdateExpression="ADD customer_sequence :one",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(str(result["Attributes"]["customer_sequence"]))
+
+    # -- Stripe connections --------------------------------------------------------------
+
+    @staticmethod
+    def connection_item(connection: StripeConnection) -> Item:
+        return {
+            "PK": org_pk(connection.organization_id),
+            "SK": f"INTEGRATION#stripe#{connection.code}",
+            "kind": "stripe_connection",
+            "data": connection.model_dump_json(),
+        }
+
+    def get_connection(self, organization_id: str, code: str) -> StripeConnection | None:
+        item = self._get(org_pk(organization_id), f"INTEGRATION#stripe#{code}")
+        return StripeConnection.model_validate(_document(item)) if item else None
+
+    def list_connections(self, organization_id: str) -> list[StripeConnection]:
+        return [
+            StripeConnection.model_validate(_document(item))
+            for item in self._query_prefix(org_pk(organization_id), "INTEGRATION#stripe#")
+        ]
+
+    def delete_connection(self, connection: StripeConnection) -> None:
+        self.table.delete_item(
+            Key={
+                "PK": org_pk(connection.organization_id),
+                "SK": f"INTEGRATION#stripe#{connection.code}",
+            }
+        )
+
+    # -- customers -----------------------------------------------------------------------
+
+    @staticmethod
+    def customer_item(customer: Customer) -> Item:
+        item: Item = {
+            "PK": org_pk(customer.organization_id),
+            "SK": f"CUSTOMER#{customer.external_id}",
+            "kind": "customer",
+            "data": customer.model_dump_json(),
+            "version": customer.version,
+        }
+        if customer.stripe_customer_id:
+            item["GSI1PK"] = (
+                f"{org_pk(customer.organization_id)}#STRIPE_CUSTOMER#{customer.stripe_customer_id}"
+            )
+            item["GSI1SK"] = customer.external_id
+        return item
+
+    def save_customer(
+        self, transaction: Transaction, customer: Customer, expected_version: int | None
+    ) -> None:
+        """Stage a customer write that only succeeds over the version the caller read."""
+        if expected_version is None:
+            transaction.put(self.customer_item(customer), condition="attribute_not_exists(PK)")
+        else:
+            transaction.put(
+                self.customer_item(customer),
+                condition="version = :expected",
+                values={":expected": expected_version},
+            )
+
+    def get_customer(self, organization_id: str, external_id: str) -> Customer | None:
+        item = self._get(org_pk(organization_id), f"CUSTOMER#{external_id}")
+        return Customer.model_validate(_document(item)) if item else None
+
+    def list_customers(self, organization_id: str) -> Iterator[Customer]:
+        for item in self._query_prefix(org_pk(organization_id), "CUSTOMER#"):
+            yield Customer.model_validate(_document(item))
+
+    def customer_by_stripe_id(
+        self, organization_id: str, stripe_customer_id: str
+    ) -> Customer | None:
+        for item in self._query_index(
+            f"{org_pk(organization_id)}#STRIPE_CUSTOMER#{stripe_customer_id}"
+        ):
+            return self.get_customer(organization_id, str(item["GSI1SK"]))
+        return None
+
+    def delete_customer(self, customer: Customer) -> None:
+        transaction = Transaction()
+        transaction.delete(
+            {"PK": org_pk(customer.organization_id), "SK": f"CUSTOMER#{customer.external_id}"}
+        )
+        for method in self.list_payment_methods(customer):
+            transaction.delete(self._payment_method_key(method))
+        self.commit(transaction)
+
+    # -- payment methods -----------------------------------------------------------------
+
+    @staticmethod
+    def _payment_method_key(method: PaymentMethod) -> Item:
+        return {
+            "PK": org_pk(method.organization_id),
+            "SK": f"PAYMENT_METHOD#{method.customer_lago_id}#{method.lago_id}",
+        }
+
+    def payment_method_item(self, method: PaymentMethod) -> Item:
+        return {
+            **self._payment_method_key(method),
+            "kind": "payment_method",
+            "GSI1PK": (
+                f"{org_pk(method.organization_id)}#STRIPE_PAYMENT_METHOD#{method.provider_method_id}"
+            ),
+            "GSI1SK": method.lago_id,
+            "data": method.model_dump_json(),
+        }
+
+    def list_payment_methods(self, customer: Customer) -> list[PaymentMethod]:
+        items = self._query_prefix(
+            org_pk(customer.organization_id), f"PAYMENT_METHOD#{customer.lago_id}#"
+        )
+        methods = [PaymentMethod.model_validate(_document(item)) for item in items]
+        return sorted(methods, key=lambda method: (method.created_at, method.lago_id), reverse=True)
+
+    def payment_method_by_stripe_id(
+        self, organization_id: str, stripe_payment_method_id: str
+    ) -> PaymentMethod | None:
+        key = f"{org_pk(organization_id)}#STRIPE_PAYMENT_METHOD#{stripe_payment_method_id}"
+        for item in self._query_index(key):
+            full = self._get(item["PK"], item["SK"])
+            return PaymentMethod.model_validate(_document(full)) if full else None
+        return None
+
+    def replace_payment_methods(
+        self,
+        transaction: Transaction,
+        before: Sequence[PaymentMethod],
+        after: Sequence[PaymentMethod],
+    ) -> None:
+        """Stage the difference between two views of a customer's payment methods."""
+        kept = {method.lago_id for method in after}
+        for method in before:
+            if method.lago_id not in kept:
+                transaction.delete(self._payment_method_key(method))
+        previous = {method.lago_id: method for method in before}
+        for method in after:
+            if previous.get(method.lago_id) != method:
+                transaction.put(self.payment_method_item(method))
+
+    # -- webhook endpoints ---------------------------------------------------------------
+
+    def endpoint_item(self, endpoint: WebhookEndpoint) -> Item:
+        return {
+            "PK": org_pk(endpoint.organization_id),
+            "SK": f"WEBHOOK_ENDPOINT#{endpoint.lago_id}",
+            "kind": "webhook_endpoint",
+            "data": endpoint.model_dump_json(),
+        }
+
+    def get_endpoint(self, organization_id: str, lago_id: str) -> WebhookEndpoint | None:
+        item = self._get(org_pk(organization_id), f"WEBHOOK_ENDPOINT#{lago_id}")
+        return WebhookEndpoint.model_validate(_document(item)) if item else None
+
+    def list_endpoints(self, organization_id: str) -> list[WebhookEndpoint]:
+        endpoints = [
+            WebhookEndpoint.model_validate(_document(item))
+            for item in self._query_prefix(org_pk(organization_id), "WEBHOOK_ENDPOINT#")
+        ]
+        return sorted(endpoints, key=lambda endpoint: endpoint.created_at)
+
+    def delete_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        self.table.delete_item(
+            Key={
+                "PK": org_pk(endpoint.organization_id),
+                "SK": f"WEBHOOK_ENDPOINT#{endpoint.lago_id}",
+            }
+        )
+
+    # -- outgoing deliveries -------------------------------------------------------------
+
+    def delivered_endpoints(self, organization_id: str, event_id: str) -> set[str]:
+        return {
+            str(item["endpoint_id"])
+            for item in self._query_prefix(org_pk(organization_id), f"WEBHOOK_DELIVERY#{event_id}#")
+            if item.get("status") == "succeeded"
+        }
+
+    def record_delivery(
+        self, organization_id: str, event_id: str, endpoint_id: str, status: str, detail: str
+    ) -> None:
+        """Remember each endpoint's outcome so a retried message skips endpoints already served."""
+        self.table.update_item(
+            Key={"PK": org_pk(organization_id), "SK": f"WEBHOOK_DELIVERY#{event_id}#{endpoint_id}"},
+            UpdateExpression=(
+                "SET #status = :status, endpoint_id = :endpoint, detail = :detail, "
+                "kind = :kind, expires_at = :expires ADD attempts :one"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":status": status,
+                ":endpoint": endpoint_id,
+                ":detail": detail[:1000],
+                ":kind": "webhook_delivery",
+                ":expires": _expires_in(DELIVERY_TTL_S),
+                ":one": 1,
+            },
+        )
+
+    # -- Stripe event inbox --------------------------------------------------------------
+
+    def stage_stripe_event(
+        self,
+        transaction: Transaction,
+        organization_id: str,
+        code: str,
+        event: dict[str, Any],
+        received_at: str,
+    ) -> None:
+        """Stage an incoming Stripe event; the condition makes a redelivery a no-op."""
+        transaction.put(
+            {
+                "PK": org_pk(organization_id),
+                "SK": f"STRIPE_EVENT#{event['id']}",
+                "kind": "stripe_event",
+                "status": "received",
+                "connection_code": code,
+                "event_type": event["type"],
+                "data": json.dumps(event),
+                "received_at": received_at,
+                "GSI1PK": f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING",
+                "GSI1SK": received_at,
+                "expires_at": _expires_in(STRIPE_EVENT_TTL_S),
+            },
+            condition="attribute_not_exists(PK)",
+        )
+
+    def get_stripe_event(self, organization_id: str, event_id: str) -> Item | None:
+        return self._get(org_pk(organization_id), f"STRIPE_EVENT#{event_id}")
+
+    def mark_stripe_event(
+        self, transaction: Transaction, organization_id: str, event_id: str, outcome: str
+    ) -> None:
+        """Stage the end of processing: leaves the pending index, only once."""
+        transaction.actions.append(
+            {
+                "Update": {
+                    "Key": {"PK": org_pk(organization_id), "SK": f"STRIPE_EVENT#{event_id}"},
+                    "UpdateExpression": "SET #status = :outcome REMOVE GSI1PK, GSI1SK",
+                    "ConditionExpression": "#status = :received",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":outcome": outcome, ":received": "received"},
+                }
+            }
+        )
+
+    def pending_stripe_events(self, organization_id: str, received_before: str) -> Iterator[Item]:
+        yield from self._query_index(
+            f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING", sk_below=received_before
+        )

@@ -1,0 +1,1 @@
+"""The Lago REST API (/api/v1) on Powertools' HTTP API resolver."""

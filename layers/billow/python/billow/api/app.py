@@ -1,0 +1,101 @@
+"""The API resolver: authentication, body limits, routing and Lago-shaped errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billow.api.errors import error_response, validation_response
+from billow.api.routes import customers, integrations, payment_methods, webhook_endpoints
+from billow.composition import dependencies
+from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
+from billow.services.organizations import organization_for_api_key
+
+MAX_BODY_BYTES = 1_048_576
+API_PREFIX = "/api/v1/"
+
+logger = Logger(service="billow")
+app = APIGatewayHttpResolver(enable_validation=True)
+for module in (customers, integrations, payment_methods, webhook_endpoints):
+    app.include_router(module.router)
+
+
+@app.get("/checkout/completed")
+def checkout_completed() -> Response[str]:
+    """Where Stripe Checkout sends the customer back when no success URL was configured."""
+    return Response(
+        200,
+        content_types.TEXT_HTML,
+        "<!doctype html><title>Payment method saved</title>"
+        "<p>Your payment method is saved. You can close this page.</p>",
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[str]:
+    return validation_response(error.errors())
+
+
+@app.exception_handler(NotFound)
+def not_found(error: NotFound) -> Response[str]:
+    return error_response(404, error.code)
+
+
+@app.exception_handler(ValidationFailed)
+def unprocessable(error: ValidationFailed) -> Response[str]:
+    return error_response(422, error.code, error.details)
+
+
+@app.exception_handler(ProviderError)
+def provider_unavailable(error: ProviderError) -> Response[str]:
+    """Stripe failed in a way worth retrying (its errors of substance are 422s upstream)."""
+    logger.warning(
+        "Stripe unavailable", extra={"kind": error.kind, "stripe_message": error.message}
+    )
+    return error_response(503, "provider_unavailable", {"payment_provider": [error.kind]})
+
+
+@app.exception_handler(ConcurrentUpdate)
+def conflict(error: ConcurrentUpdate) -> Response[str]:
+    return error_response(503, "concurrent_update")
+
+
+@app.not_found
+def route_not_found(_: Exception) -> Response[str]:
+    return error_response(404, "route_not_found")
+
+
+def _bearer(event: APIGatewayProxyEventV2) -> str | None:
+    header = event.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _reply(response: Response[str]) -> dict[str, Any]:
+    """A response given before routing (the resolver only serializes routed ones)."""
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Authenticate /api/v1 calls before routing, so an unauthenticated caller learns
+    nothing, not even whether its body was valid."""
+    request = APIGatewayProxyEventV2(event)
+    if len((request.body or "").encode()) > MAX_BODY_BYTES:
+        return _reply(error_response(413, "payload_too_large"))
+    if request.raw_path.startswith(API_PREFIX):
+        token = _bearer(request)
+        organization_id = organization_for_api_key(dependencies(), token) if token else None
+        if organization_id is None:
+            return _reply(error_response(401))
+        app.append_context(organization_id=organization_id)
+    return app.resolve(event, context)

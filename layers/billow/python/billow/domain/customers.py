@@ -1,0 +1,189 @@
+"""Customers, their billing configuration and payment methods."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PaymentProvider = Literal["stripe", "adyen", "gocardless"]
+SUPPORTED_PROVIDERS: frozenset[str] = frozenset({"stripe"})
+
+
+class BillingConfiguration(BaseModel):
+    invoice_grace_period: int | None = None
+    subscription_invoice_issuing_date_anchor: str | None = None
+    subscription_invoice_issuing_date_adjustment: str | None = None
+    payment_provider: PaymentProvider | None = None
+    payment_provider_code: str | None = None
+    provider_customer_id: str | None = None
+    sync: bool = False
+    sync_with_provider: bool | None = None
+    document_locale: str | None = None
+    provider_payment_methods: list[str] | None = None
+
+
+class Address(BaseModel):
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    country: str | None = None
+    state: str | None = None
+    zipcode: str | None = None
+
+
+class CustomerMetadata(BaseModel):
+    lago_id: str
+    key: str
+    value: str
+    display_in_invoice: bool
+    created_at: str
+
+
+class ErrorDetail(BaseModel):
+    """A background failure kept on the customer (Lago's ``error_details``)."""
+
+    lago_id: str
+    error_code: str
+    details: dict[str, object]
+
+
+# Fields a caller may set on a customer (Lago's CustomerCreateInput, minus nested objects).
+EDITABLE_FIELDS: tuple[str, ...] = (
+    "billing_entity_code",
+    "address_line1",
+    "address_line2",
+    "city",
+    "country",
+    "currency",
+    "email",
+    "legal_name",
+    "legal_number",
+    "logo_url",
+    "name",
+    "firstname",
+    "lastname",
+    "account_type",
+    "customer_type",
+    "phone",
+    "state",
+    "tax_identification_number",
+    "timezone",
+    "url",
+    "zipcode",
+    "net_payment_term",
+    "finalize_zero_amount_invoice",
+    "skip_invoice_custom_sections",
+    "tax_codes",
+)
+
+
+class Customer(BaseModel):
+    lago_id: str
+    organization_id: str
+    external_id: str
+    sequential_id: int
+    slug: str
+    billing_entity_code: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    country: str | None = None
+    currency: str | None = None
+    email: str | None = None
+    legal_name: str | None = None
+    legal_number: str | None = None
+    logo_url: str | None = None
+    name: str | None = None
+    firstname: str | None = None
+    lastname: str | None = None
+    account_type: str = "customer"
+    customer_type: str | None = None
+    phone: str | None = None
+    state: str | None = None
+    tax_identification_number: str | None = None
+    timezone: str | None = None
+    url: str | None = None
+    zipcode: str | None = None
+    net_payment_term: int | None = None
+    finalize_zero_amount_invoice: str = "inherit"
+    skip_invoice_custom_sections: bool = False
+    tax_codes: list[str] = Field(default_factory=list)
+    billing_configuration: BillingConfiguration = Field(default_factory=BillingConfiguration)
+    shipping_address: Address = Field(default_factory=Address)
+    metadata: list[CustomerMetadata] = Field(default_factory=list)
+    error_details: list[ErrorDetail] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    version: int = 0
+    """Optimistic-locking counter; every write expects the version it read."""
+
+    @property
+    def uses_stripe(self) -> bool:
+        return self.billing_configuration.payment_provider == "stripe"
+
+    @property
+    def stripe_customer_id(self) -> str | None:
+        return self.billing_configuration.provider_customer_id if self.uses_stripe else None
+
+    def stripe_profile(self) -> dict[str, object]:
+        """What Billow keeps in step on the Stripe customer (Lago sends the same fields)."""
+        profile: dict[str, object] = {
+            "name": self.name or self.legal_name or "",
+            "email": (self.email or "").split(",")[0].strip(),
+            "phone": self.phone or "",
+            "address": {
+                "line1": self.address_line1 or "",
+                "line2": self.address_line2 or "",
+                "city": self.city or "",
+                "state": self.state or "",
+                "postal_code": self.zipcode or "",
+                "country": self.country or "",
+            },
+        }
+        return profile
+
+    def as_lago(self) -> dict[str, object]:
+        """Lago's CustomerObjectExtended."""
+        body = self.model_dump(
+            mode="json", exclude={"organization_id", "version", "tax_codes", "error_details"}
+        )
+        body["applicable_timezone"] = self.timezone or "UTC"
+        body["integration_customers"] = []
+        body["taxes"] = []
+        body["applicable_invoice_custom_sections"] = []
+        body["error_details"] = [detail.model_dump(mode="json") for detail in self.error_details]
+        return body
+
+    def as_webhook_object(self) -> dict[str, object]:
+        """Lago's CustomerObject, as carried by ``customer.*`` webhooks."""
+        body = self.as_lago()
+        for key in ("taxes", "applicable_invoice_custom_sections", "error_details"):
+            body.pop(key)
+        return body
+
+
+class PaymentMethod(BaseModel):
+    lago_id: str
+    organization_id: str
+    external_customer_id: str
+    customer_lago_id: str
+    is_default: bool
+    payment_provider_code: str
+    payment_provider_name: str
+    provider_method_id: str
+    provider_method_type: str = "card"
+    details: dict[str, object] = Field(default_factory=dict)
+    created_at: str
+
+    def as_lago(self) -> dict[str, object]:
+        """Lago's PaymentMethodObject."""
+        return {
+            "lago_id": self.lago_id,
+            "is_default": self.is_default,
+            "payment_provider_code": self.payment_provider_code,
+            "payment_provider_name": self.payment_provider_name,
+            "payment_provider_type": "stripe",
+            "provider_method_id": self.provider_method_id,
+            "created_at": self.created_at,
+        }

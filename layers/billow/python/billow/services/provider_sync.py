@@ -1,0 +1,270 @@
+"""Keeping a customer in step with Stripe: create, link, update, and checkout URLs.
+
+A Stripe error never loses the customer: the customer is already saved when this runs.
+Errors Stripe will repeat (bad input, rejected credentials) are recorded on the
+customer and announced by webhooks; transient ones are raised so the queue retries
+the same call with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from billow.adapters.dynamodb import Transaction
+from billow.composition import Dependencies, dependencies
+from billow.domain.clock import new_id
+from billow.domain.customers import Customer, ErrorDetail
+from billow.domain.errors import ConcurrentUpdate, ProviderError
+from billow.domain.events import OutboxEvent, internal_event, webhook_event
+from billow.domain.integrations import StripeConnection
+from billow.ports import PaymentProvider
+from billow.services.payment_methods import stage_provider_method
+from billow.topology import PROVIDER_SYNC_REQUESTED
+
+
+def sync_inline(deps: Dependencies, customer: Customer, action: str) -> Customer:
+    """Run provider work inside the request (``sync: true``). A transient Stripe failure
+    is handed to the queue instead of failing a request whose customer is already saved."""
+    try:
+        synced = sync_customer(deps, customer.organization_id, customer.external_id, action)
+        return synced or customer
+    except ProviderError:
+        transaction = Transaction()
+        transaction.publish([sync_request(customer, action)])
+        deps.store.commit(transaction)
+        return customer
+
+
+def sync_request(customer: Customer, action: str) -> OutboxEvent:
+    """The queued form of provider work, published with the customer write that needs it."""
+    return internal_event(
+        customer.organization_id,
+        PROVIDER_SYNC_REQUESTED,
+        {"external_customer_id": customer.external_id, "action": action},
+    )
+
+
+def sync_customer(
+    deps: Dependencies, organization_id: str, external_id: str, action: str
+) -> Customer | None:
+    """Do ``action`` (create, link or update) in Stripe; returns the customer as now stored
+    (None when it was deleted meanwhile)."""
+    customer = deps.store.get_customer(organization_id, external_id)
+    if customer is None or not customer.uses_stripe:
+        return customer
+    connection = deps.store.get_connection(
+        organization_id, customer.billing_configuration.payment_provider_code or ""
+    )
+    if connection is None:
+        return customer
+    gateway = deps.stripe_for(connection)
+    try:
+        if action == "create":
+            return _create(deps, connection, gateway, customer)
+        if action == "link":
+            return _link(deps, connection, gateway, customer)
+        if customer.stripe_customer_id:
+            gateway.update_customer(
+                customer.stripe_customer_id,
+                customer.stripe_profile(),
+                idempotency_key=f"customer-update-{customer.lago_id}-{customer.version}",
+            )
+        return customer
+    except ProviderError as error:
+        if error.retryable:
+            raise
+        return _record_failure(deps, connection, customer, error)
+
+
+def _create(
+    deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, customer: Customer
+) -> Customer:
+    if customer.stripe_customer_id:
+        return customer
+    stripe_id = gateway.create_customer(
+        customer.stripe_profile(),
+        metadata={"lago_customer_id": customer.lago_id, "customer_id": customer.external_id},
+        idempotency_key=f"customer-create-{customer.lago_id}",
+    )
+    url = create_checkout(deps, connection, customer, request_key=stripe_id, stripe_id=stripe_id)
+
+    def link(current: Customer) -> tuple[Customer, list[OutboxEvent]]:
+        billing = current.billing_configuration.model_copy(
+            update={"provider_customer_id": stripe_id}
+        )
+        linked = current.model_copy(update={"billing_configuration": billing, "error_details": []})
+        return linked, [
+            webhook_event(
+                current.organization_id,
+                "customer.payment_provider_created",
+                "customer",
+                linked.as_webhook_object(),
+            ),
+            checkout_url_event(linked, connection, url),
+        ]
+
+    return _update_customer(deps, customer, link)
+
+
+def _link(
+    deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, customer: Customer
+) -> Customer:
+    """An existing Stripe customer: nothing is created; its default card is brought over."""
+    assert customer.stripe_customer_id
+    card = gateway.default_payment_method(customer.stripe_customer_id)
+    if card is not None:
+        transaction = Transaction()
+        stage_provider_method(deps, transaction, connection, customer, card, make_default=True)
+        if transaction.actions:
+            deps.store.commit(transaction)
+    return customer
+
+
+def _record_failure(
+    deps: Dependencies, connection: StripeConnection, customer: Customer, error: ProviderError
+) -> Customer:
+    def note(current: Customer) -> tuple[Customer, list[OutboxEvent]]:
+        detail = ErrorDetail(
+            lago_id=new_id(),
+            error_code="payment_provider_error",
+            details={"provider": "stripe", **error.as_provider_error()},
+        )
+        events = [
+            webhook_event(
+                current.organization_id,
+                "customer.payment_provider_error",
+                "payment_provider_customer_error",
+                {
+                    "lago_customer_id": current.lago_id,
+                    "external_customer_id": current.external_id,
+                    "payment_provider": "stripe",
+                    "payment_provider_code": connection.code,
+                    "provider_error": error.as_provider_error(),
+                },
+            )
+        ]
+        if error.rejects_credentials:
+            events.append(
+                webhook_event(
+                    current.organization_id,
+                    "payment_provider.error",
+                    "payment_provider_error",
+                    {
+                        "lago_payment_provider_id": connection.lago_id,
+                        "payment_provider_name": connection.name,
+                        "payment_provider_code": connection.code,
+                        "source": "stripe",
+                        "provider_error": error.as_provider_error(),
+                    },
+                )
+            )
+        return current.model_copy(update={"error_details": [detail]}), events
+
+    return _update_customer(deps, customer, note)
+
+
+CustomerChange = Callable[[Customer], tuple[Customer, list[OutboxEvent]]]
+
+
+def _update_customer(deps: Dependencies, customer: Customer, change: CustomerChange) -> Customer:
+    """Apply ``change`` (customer → customer, events) with optimistic locking; re-read on a race."""
+    current: Customer | None = customer
+    for _ in range(5):
+        assert current is not None
+        changed, events = change(current)
+        changed = changed.model_copy(update={"version": current.version + 1})
+        transaction = Transaction()
+        deps.store.save_customer(transaction, changed, current.version)
+        transaction.publish(events)
+        try:
+            deps.store.commit(transaction)
+            return changed
+        except ConcurrentUpdate:
+            current = deps.store.get_customer(customer.organization_id, customer.external_id)
+            if current is None:
+                return customer
+    raise ConcurrentUpdate(f"customer {customer.external_id} kept changing")
+
+
+def create_checkout(
+    deps: Dependencies,
+    connection: StripeConnection,
+    customer: Customer,
+    request_key: str,
+    stripe_id: str | None = None,
+) -> str:
+    """A Stripe Checkout Session in setup mode: the customer saves a card, nothing is charged."""
+    customer_id = stripe_id or customer.stripe_customer_id
+    assert customer_id
+    success_url = (
+        connection.success_redirect_url or f"{deps.settings.public_api_url}/checkout/completed"
+    )
+    return deps.stripe_for(connection).create_setup_checkout(
+        customer_id,
+        success_url=success_url,
+        payment_method_types=customer.billing_configuration.provider_payment_methods or ["card"],
+        metadata={
+            "lago_customer_id": customer.lago_id,
+            "lago_organization_id": customer.organization_id,
+        },
+        idempotency_key=f"checkout-setup-{customer.lago_id}-{request_key}",
+    )
+
+
+def checkout_url_event(customer: Customer, connection: StripeConnection, url: str) -> OutboxEvent:
+    return webhook_event(
+        customer.organization_id,
+        "customer.checkout_url_generated",
+        "payment_provider_customer_checkout_url",
+        {
+            "lago_customer_id": customer.lago_id,
+            "external_customer_id": customer.external_id,
+            "payment_provider": "stripe",
+            "payment_provider_code": connection.code,
+            "checkout_url": url,
+        },
+    )
+
+
+@functools.cache
+def _idempotent_sync(table_name: str) -> Callable[..., object]:
+    """Built on first use, not at import: the persistence layer creates a boto3 client.
+
+    The queue delivers at least once; this makes a duplicated request a no-op instead of
+    a second round of Stripe calls. A failed attempt leaves no record, so retries run.
+    """
+    persistence = DynamoDBPersistenceLayer(
+        table_name=table_name,
+        key_attr="PK",
+        sort_key_attr="SK",
+        static_pk_value="IDEMPOTENCY#provider_sync",
+        expiry_attr="expires_at",
+    )
+    config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
+
+    @idempotent_function(
+        data_keyword_argument="request", persistence_store=persistence, config=config
+    )
+    def run(request: dict[str, Any]) -> str:
+        payload = request["payload"]
+        sync_customer(
+            dependencies(),
+            request["organization_id"],
+            payload["external_customer_id"],
+            payload["action"],
+        )
+        return "done"
+
+    return run
+
+
+def sync_once(deps: Dependencies, request: OutboxEvent) -> None:
+    _idempotent_sync(deps.settings.table_name)(request=request.model_dump(mode="json"))

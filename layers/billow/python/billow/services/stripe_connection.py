@@ -1,0 +1,131 @@
+"""Connecting, listing and removing an organization's Stripe account."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from billow.composition import Dependencies
+from billow.domain.clock import iso, new_id, utcnow
+from billow.domain.errors import NotFound, ProviderError, ValidationFailed
+from billow.domain.integrations import (
+    STRIPE_WEBHOOK_EVENTS,
+    StripeConnection,
+    StripeSecret,
+    secret_key_problem,
+)
+
+
+class ConnectStripe(BaseModel):
+    """A connection request. ``create_customers`` is Lago's option to create Billow's
+    customers in Stripe when they do not say otherwise (``sync_with_provider``)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    secret_key: Annotated[str, Field(min_length=1, max_length=255)]
+    code: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")] = (
+        "stripe"
+    )
+    name: Annotated[str, Field(min_length=1, max_length=255)] = "Stripe"
+    create_customers: bool = False
+    success_redirect_url: Annotated[HttpUrl, Field(max_length=1024)] | None = None
+
+
+def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
+    """Lago's 422 for a third party refusing: the field at fault and Stripe's own words."""
+    return ValidationFailed(
+        {
+            field: [error.code or error.kind],
+            "third_party": "stripe",
+            "thirdparty_error": error.message,
+        },
+        code="third_party_error",
+    )
+
+
+def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) -> StripeConnection:
+    problem = secret_key_problem(request.secret_key)
+    if problem:
+        raise ValidationFailed({"secret_key": [problem]})
+    existing = deps.store.get_connection(organization_id, request.code)
+    previous_secret = (
+        deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
+    )
+    now = iso(utcnow())
+    lago_id = existing.lago_id if existing else new_id()
+    gateway = deps.stripe_with_key(request.secret_key)
+    key_changed = previous_secret is None or previous_secret.secret_key != request.secret_key
+    if key_changed:
+        try:
+            gateway.check_credentials()
+            fingerprint = hashlib.sha256(request.secret_key.encode()).hexdigest()[:16]
+            registration = gateway.register_webhook(
+                f"{deps.settings.public_api_url}/webhooks/stripe/{organization_id}?code={request.code}",
+                STRIPE_WEBHOOK_EVENTS,
+                idempotency_key=f"webhook-endpoint-{lago_id}-{fingerprint}",
+            )
+        except ProviderError as error:
+            if error.retryable:
+                raise
+            raise provider_rejection(error, "secret_key") from error
+        secret = StripeSecret(secret_key=request.secret_key, webhook_secret=registration.secret)
+        endpoint_id = registration.endpoint_id
+    else:
+        assert existing is not None and previous_secret is not None
+        secret, endpoint_id = previous_secret, existing.webhook_endpoint_id
+    secret_name = deps.secrets.name_for(organization_id, request.code)
+    version = deps.secrets.put(secret_name, secret) if key_changed else existing.secret_version  # type: ignore[union-attr]
+    connection = StripeConnection(
+        lago_id=lago_id,
+        organization_id=organization_id,
+        code=request.code,
+        name=request.name,
+        create_customers=request.create_customers,
+        success_redirect_url=(
+            str(request.success_redirect_url) if request.success_redirect_url else None
+        ),
+        webhook_endpoint_id=endpoint_id,
+        secret_name=secret_name,
+        secret_version=version,
+        created_at=existing.created_at if existing else now,
+        updated_at=now,
+    )
+    deps.store.table.put_item(Item=deps.store.connection_item(connection))
+    if existing and previous_secret and key_changed:
+        _forget_endpoint(deps, previous_secret.secret_key, existing.webhook_endpoint_id)
+    return connection
+
+
+def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> None:
+    """Best effort: an old key may already be revoked, which leaves nothing to clean up."""
+    try:
+        deps.stripe_with_key(secret_key).delete_webhook(endpoint_id)
+    except ProviderError:
+        return
+
+
+def list_connections(deps: Dependencies, organization_id: str) -> list[StripeConnection]:
+    return deps.store.list_connections(organization_id)
+
+
+def disconnect(deps: Dependencies, organization_id: str, code: str) -> StripeConnection:
+    connection = deps.store.get_connection(organization_id, code)
+    if connection is None:
+        raise NotFound("integration")
+    secret = deps.secrets.get(connection.secret_name, connection.secret_version)
+    _forget_endpoint(deps, secret.secret_key, connection.webhook_endpoint_id)
+    deps.store.delete_connection(connection)
+    deps.secrets.delete(connection.secret_name)
+    return connection
+
+
+def connection_for(
+    deps: Dependencies, organization_id: str, code: str | None
+) -> StripeConnection | None:
+    """The connection a customer names by code, else the organization's first one."""
+    if code:
+        return deps.store.get_connection(organization_id, code)
+    connections = sorted(list_connections(deps, organization_id), key=lambda c: c.created_at)
+    return connections[0] if connections else None

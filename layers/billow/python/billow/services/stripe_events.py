@@ -1,0 +1,222 @@
+"""Stripe events: intake (verify, de-duplicate, persist), processing, and the sweep.
+
+The intake only stores: the event and the command to process it are written in one
+transaction, keyed by Stripe's event id, so a redelivered event changes nothing. The
+processing is idempotent: every change it makes derives its ids and idempotency keys
+from Stripe's ids, and the event is marked processed in the same transaction as its
+last change.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from billow.adapters.dynamodb import Transaction
+from billow.composition import Dependencies
+from billow.domain.clock import iso, stable_id
+from billow.domain.customers import Customer
+from billow.domain.errors import ConcurrentUpdate
+from billow.domain.events import OutboxEvent, internal_event
+from billow.domain.integrations import StripeConnection
+from billow.domain.stripe_signature import SignatureError, verify
+from billow.ports import PaymentProvider
+from billow.services.payment_methods import stage_provider_method, stage_provider_method_removal
+from billow.topology import STRIPE_EVENT_RECEIVED
+
+HANDLED_TYPES = frozenset(
+    {
+        "setup_intent.succeeded",
+        "checkout.session.completed",
+        "payment_method.detached",
+        "customer.updated",
+    }
+)
+STALE_AFTER = timedelta(minutes=15)
+
+
+class RejectedDelivery(Exception):
+    """The request is not a genuine, well-formed Stripe event for this organization."""
+
+
+def _parse(raw_body: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RejectedDelivery("body is not JSON") from error
+    if not (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str)
+        and event["id"].startswith("evt_")
+        and isinstance(event.get("type"), str)
+        and isinstance((event.get("data") or {}).get("object"), dict)
+    ):
+        raise RejectedDelivery("not a Stripe event")
+    return event
+
+
+def receive(
+    deps: Dependencies,
+    organization_id: str,
+    code: str,
+    raw_body: bytes,
+    signature: str | None,
+    now: datetime,
+) -> str:
+    """Verify and store one delivery; returns ``stored``, ``duplicate`` or ``ignored``."""
+    connection = deps.store.get_connection(organization_id, code)
+    if connection is None:
+        raise RejectedDelivery("no Stripe connection")
+    secret = deps.secrets.get(connection.secret_name, connection.secret_version)
+    try:
+        verify(raw_body, signature, secret.webhook_secret, int(now.timestamp()))
+    except SignatureError as error:
+        raise RejectedDelivery(str(error)) from error
+    event = _parse(raw_body)
+    if event["type"] not in HANDLED_TYPES:
+        return "ignored"
+    transaction = Transaction()
+    deps.store.stage_stripe_event(transaction, organization_id, code, event, iso(now))
+    transaction.publish([_process_command(organization_id, event["id"])])
+    try:
+        deps.store.commit(transaction)
+    except ConcurrentUpdate:
+        return "duplicate"
+    return "stored"
+
+
+def _process_command(
+    organization_id: str, stripe_event_id: str, attempt: str = "first"
+) -> OutboxEvent:
+    return internal_event(
+        organization_id,
+        STRIPE_EVENT_RECEIVED,
+        {"stripe_event_id": stripe_event_id},
+        event_id=stable_id("stripe-event", organization_id, stripe_event_id, attempt),
+    )
+
+
+def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> str:
+    """Apply a stored event once; returns the outcome recorded on it."""
+    item = deps.store.get_stripe_event(organization_id, stripe_event_id)
+    if item is None or item["status"] != "received":
+        return "skipped"
+    connection = deps.store.get_connection(organization_id, item["connection_code"])
+    event = json.loads(item["data"])
+    transaction = Transaction()
+    outcome = "ignored"
+    if connection is not None:
+        outcome = _apply(deps, connection, event, transaction)
+    deps.store.mark_stripe_event(transaction, organization_id, stripe_event_id, outcome)
+    try:
+        deps.store.commit(transaction)
+    except ConcurrentUpdate:
+        return "skipped"
+    return outcome
+
+
+def _apply(
+    deps: Dependencies,
+    connection: StripeConnection,
+    event: dict[str, Any],
+    transaction: Transaction,
+) -> str:
+    obj = event["data"]["object"]
+    kind = event["type"]
+    if kind == "payment_method.detached":
+        method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
+        customer = (
+            deps.store.get_customer(connection.organization_id, method.external_customer_id)
+            if method
+            else None
+        )
+        if customer is None:
+            return "ignored"
+        stage_provider_method_removal(deps, transaction, customer, obj["id"])
+        return "processed"
+    customer_id = obj["id"] if kind == "customer.updated" else obj.get("customer")
+    customer = (
+        deps.store.customer_by_stripe_id(connection.organization_id, customer_id)
+        if isinstance(customer_id, str)
+        else None
+    )
+    if customer is None:
+        return "ignored"
+    gateway = deps.stripe_for(connection)
+    if kind == "customer.updated":
+        default = (obj.get("invoice_settings") or {}).get("default_payment_method")
+        if not isinstance(default, str):
+            return "ignored"
+        stage_provider_method(
+            deps,
+            transaction,
+            connection,
+            customer,
+            gateway.payment_method(default),
+            make_default=True,
+        )
+        return "processed"
+    method_id = _saved_payment_method(gateway, kind, obj)
+    if method_id is None:
+        return "ignored"
+    _adopt_as_default(deps, connection, gateway, customer, method_id, event["id"], transaction)
+    return "processed"
+
+
+def _saved_payment_method(gateway: PaymentProvider, kind: str, obj: dict[str, Any]) -> str | None:
+    """The card a setup intent or a setup-mode checkout saved."""
+    if kind == "setup_intent.succeeded":
+        method = obj.get("payment_method")
+        return method if isinstance(method, str) else None
+    if (
+        kind == "checkout.session.completed"
+        and obj.get("mode") == "setup"
+        and obj.get("setup_intent")
+    ):
+        return gateway.setup_intent_payment_method(str(obj["setup_intent"]))
+    return None
+
+
+def _adopt_as_default(
+    deps: Dependencies,
+    connection: StripeConnection,
+    gateway: PaymentProvider,
+    customer: Customer,
+    method_id: str,
+    stripe_event_id: str,
+    transaction: Transaction,
+) -> None:
+    """A newly saved card becomes the customer's default, in Stripe and in Billow."""
+    assert customer.stripe_customer_id
+    gateway.set_default_payment_method(
+        customer.stripe_customer_id, method_id, idempotency_key=f"default-pm-{stripe_event_id}"
+    )
+    stage_provider_method(
+        deps,
+        transaction,
+        connection,
+        customer,
+        gateway.payment_method(method_id),
+        make_default=True,
+    )
+
+
+def sweep(deps: Dependencies, now: datetime) -> int:
+    """Re-publish events still unprocessed after STALE_AFTER (a consumer crashed or its
+    message reached the DLQ); processing is idempotent, so a duplicate is harmless."""
+    cutoff = iso(now - STALE_AFTER)
+    republished = 0
+    for organization_id in deps.store.organization_ids():
+        commands = [
+            _process_command(
+                organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), iso(now)
+            )
+            for item in deps.store.pending_stripe_events(organization_id, cutoff)
+        ]
+        for start in range(0, len(commands), 50):
+            transaction = Transaction()
+            transaction.publish(commands[start : start + 50])
+            deps.store.commit(transaction)
+        republished += len(commands)
+    return republished

@@ -1,0 +1,31 @@
+"""Runtime configuration, read from the environment the stack (or the local runtime) sets."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel
+
+
+class Settings(BaseModel):
+    table_name: str
+    event_bus_name: str
+    secrets_prefix: str = "billow"
+    public_api_url: str
+    """Base URL of the HTTP API, used for the Stripe webhook endpoint Billow registers."""
+    stripe_api_base: str | None = None
+    """Set only in local mode: the Stripe emulator's address."""
+    webhook_retry_base_s: int = 30
+    """First backoff step for failed outgoing webhook deliveries (doubles each attempt)."""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            table_name=env["BILLOW_TABLE_NAME"],
+            event_bus_name=env["BILLOW_EVENT_BUS_NAME"],
+            secrets_prefix=env.get("BILLOW_SECRETS_PREFIX", "billow"),
+            public_api_url=env.get("BILLOW_PUBLIC_API_URL", "").rstrip("/"),
+            stripe_api_base=env.get("BILLOW_STRIPE_API_BASE") or None,
+            webhook_retry_base_s=int(env.get("BILLOW_WEBHOOK_RETRY_BASE_S", "30")),
+        )

@@ -1,0 +1,58 @@
+"""Fixtures for driving Billow the way its users do: HTTP, Stripe's SDK, signed webhooks."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+
+def new_stripe_key() -> str:
+    """A fresh test-mode key: the emulator treats each key as its own Stripe account."""
+    alphabet = string.ascii_letters + string.digits
+    return "sk_test_" + "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+class StripeOrg:
+    """An organization connected to its own Stripe (emulator) account."""
+
+    def __init__(self, org: Any, secret_key: str, stripe_client: stripe.StripeClient) -> None:
+        self.org = org
+        self.secret_key = secret_key
+        self.stripe = stripe_client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.org, name)
+
+
+def stripe_client(base_url: str, secret_key: str) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        secret_key,
+        base_addresses={"api": base_url, "files": base_url, "connect": base_url},
+        max_network_retries=0,
+    )
+
+
+@pytest.fixture
+def stripe_org(local_billow: Any, org: Any) -> Iterator[StripeOrg]:
+    key = new_stripe_key()
+    status, body = org.api.post(
+        "/integrations/stripe",
+        json={"integration": {"secret_key": key, "create_customers": False}},
+    )
+    assert status == 200, body
+    yield StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
+
+
+@pytest.fixture
+def subscribed(org: Any, webhook_receiver: Any) -> Any:
+    """Registers the receiver as the organization's webhook endpoint."""
+    status, body = org.api.post(
+        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": webhook_receiver.url}}
+    )
+    assert status == 200, body
+    return webhook_receiver
