@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
-CDK_CLI_VERSION := 2.1033.0
+CDK_CLI_VERSION := 2.1148.1
 CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
 
 .PHONY: install run test lint typecheck pytest synth deploy bench clean

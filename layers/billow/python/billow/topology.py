@@ -31,6 +31,10 @@ class Function(_Frozen):
     handler: str
     description: str
     calls_stripe: bool
+    secrets: Literal["none", "read", "manage"] = "none"
+    """Access to the Stripe keys in Secrets Manager; only the API stores or removes them."""
+    publishes_events: bool = False
+    """Only the outbox publisher puts events on the bus; everyone else writes outbox items."""
     memory_mb: int = 256
     timeout_s: int = 30
 
@@ -158,6 +162,7 @@ TOPOLOGY = Topology(
             handler="handler.lambda_handler",
             description="Lago REST API (/api/v1)",
             calls_stripe=True,
+            secrets="manage",
             memory_mb=512,
             timeout_s=29,
         ),
@@ -167,6 +172,7 @@ TOPOLOGY = Topology(
             handler="handler.lambda_handler",
             description="Stripe webhook intake: verify, de-duplicate, persist",
             calls_stripe=False,
+            secrets="read",
             timeout_s=10,
         ),
         Function(
@@ -175,6 +181,7 @@ TOPOLOGY = Topology(
             handler="handler.lambda_handler",
             description="Processes stored Stripe events",
             calls_stripe=True,
+            secrets="read",
         ),
         Function(
             name="stripe_events_sweep",
@@ -190,6 +197,7 @@ TOPOLOGY = Topology(
             handler="handler.lambda_handler",
             description="Puts outbox items from the table stream on the billing bus",
             calls_stripe=False,
+            publishes_events=True,
         ),
         Function(
             name="webhook_delivery",
@@ -205,6 +213,7 @@ TOPOLOGY = Topology(
             handler="handler.lambda_handler",
             description="Keeps customers in step with Stripe",
             calls_stripe=True,
+            secrets="read",
             timeout_s=60,
         ),
     ),
@@ -214,14 +223,24 @@ TOPOLOGY = Topology(
         Route(method="ANY", path="$default", function="api"),
     ),
     queues=(
-        Queue(name="stripe-events", consumer="stripe_events", max_concurrency=20),
+        Queue(
+            name="stripe-events",
+            consumer="stripe_events",
+            visibility_timeout_s=180,
+            max_concurrency=20,
+        ),
         Queue(
             name="webhook-delivery",
             consumer="webhook_delivery",
-            visibility_timeout_s=180,
+            visibility_timeout_s=360,
             max_receive_count=8,
         ),
-        Queue(name="provider-sync", consumer="provider_sync", max_concurrency=10),
+        Queue(
+            name="provider-sync",
+            consumer="provider_sync",
+            visibility_timeout_s=360,
+            max_concurrency=10,
+        ),
     ),
     rules=(
         Rule(

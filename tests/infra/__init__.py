@@ -1,0 +1,1 @@
+"""Tests of the CDK stack synthesized from the topology declaration."""
