@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
 from typing import Any
 
-from tests.api.conftest import StripeOrg
+from tests.api.conftest import StripeOrg, new_stripe_key
 
 
 def webhooks(receiver: Any, webhook_type: str) -> list[dict[str, Any]]:
@@ -13,7 +15,9 @@ def webhooks(receiver: Any, webhook_type: str) -> list[dict[str, Any]]:
     return [body for body in bodies if body["webhook_type"] == webhook_type]
 
 
-def test_create_customer_returns_lago_object_and_announces_it(org: Any, subscribed: Any, wait_for: Any) -> None:
+def test_create_customer_returns_lago_object_and_announces_it(
+    org: Any, subscribed: Any, wait_for: Any
+) -> None:
     status, body = org.api.post(
         "/customers",
         json={
@@ -45,9 +49,13 @@ def test_create_customer_returns_lago_object_and_announces_it(org: Any, subscrib
     assert created["customer"]["lago_id"] == customer["lago_id"]
 
 
-def test_posting_an_existing_external_id_updates_it(org: Any, subscribed: Any, wait_for: Any) -> None:
+def test_posting_an_existing_external_id_updates_it(
+    org: Any, subscribed: Any, wait_for: Any
+) -> None:
     first = org.api.post("/customers", json={"customer": {"external_id": "c", "name": "Old"}})[1]
-    status, body = org.api.post("/customers", json={"customer": {"external_id": "c", "city": "Paris"}})
+    status, body = org.api.post(
+        "/customers", json={"customer": {"external_id": "c", "city": "Paris"}}
+    )
     assert status == 200
     assert body["customer"]["lago_id"] == first["customer"]["lago_id"]
     assert body["customer"]["name"] == "Old"
@@ -75,7 +83,9 @@ def test_list_paginates_with_lago_meta_and_delete_removes(org: Any) -> None:
     assert org.api.get("/customers")[1]["meta"]["total_count"] == 2
 
 
-def test_new_customer_is_created_in_stripe_inline(stripe_org: StripeOrg, subscribed: Any, wait_for: Any) -> None:
+def test_new_customer_is_created_in_stripe_inline(
+    stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
     status, body = stripe_org.api.post(
         "/customers",
         json={
@@ -147,15 +157,17 @@ def test_new_customer_is_created_in_stripe_asynchronously(
 def test_connection_option_creates_customers_unless_they_opt_out(
     local_billow: Any, org: Any, wait_for: Any
 ) -> None:
-    from tests.api.conftest import new_stripe_key
-
-    assert org.api.post(
-        "/integrations/stripe",
-        json={"integration": {"secret_key": new_stripe_key(), "create_customers": True}},
-    )[0] == 200
+    assert (
+        org.api.post(
+            "/integrations/stripe",
+            json={"integration": {"secret_key": new_stripe_key(), "create_customers": True}},
+        )[0]
+        == 200
+    )
     stripe_billing = {"payment_provider": "stripe", "sync": True}
     created = org.api.post(
-        "/customers", json={"customer": {"external_id": "auto", "billing_configuration": stripe_billing}}
+        "/customers",
+        json={"customer": {"external_id": "auto", "billing_configuration": stripe_billing}},
     )[1]
     assert created["customer"]["billing_configuration"]["provider_customer_id"]
     opted_out = org.api.post(
@@ -176,10 +188,15 @@ def test_existing_stripe_customer_is_linked_with_its_default_card(
     client = stripe_org.stripe
     existing = client.v1.customers.create(params={"name": "Existing"})
     card = client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
     )
     client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
-    client.v1.customers.update(existing.id, params={"invoice_settings": {"default_payment_method": card.id}})
+    client.v1.customers.update(
+        existing.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
     before = len(client.v1.customers.list(params={"limit": 100}).data)
 
     status, body = stripe_org.api.post(
@@ -213,17 +230,23 @@ def test_existing_stripe_customer_is_linked_with_its_default_card(
 def test_customer_updates_reach_stripe(stripe_org: StripeOrg, wait_for: Any) -> None:
     billing = {"payment_provider": "stripe", "sync": True, "sync_with_provider": True}
     body = stripe_org.api.post(
-        "/customers", json={"customer": {"external_id": "u", "name": "Before", "billing_configuration": billing}}
+        "/customers",
+        json={"customer": {"external_id": "u", "name": "Before", "billing_configuration": billing}},
     )[1]
     stripe_id = body["customer"]["billing_configuration"]["provider_customer_id"]
-    assert stripe_org.api.post("/customers", json={"customer": {"external_id": "u", "name": "After"}})[0] == 200
+    assert (
+        stripe_org.api.post("/customers", json={"customer": {"external_id": "u", "name": "After"}})[
+            0
+        ]
+        == 200
+    )
     wait_for(lambda: stripe_org.stripe.v1.customers.retrieve(stripe_id).name == "After")
 
 
 def test_stripe_refusal_keeps_customer_and_reports_provider_error(
     stripe_org: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    status, body = stripe_org.api.post(
+    status, _body = stripe_org.api.post(
         "/customers",
         json={
             "customer": {
@@ -252,9 +275,6 @@ def test_stripe_refusal_keeps_customer_and_reports_provider_error(
 def test_checkout_url_endpoint_and_hosted_page_save_a_default_card(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
-    import urllib.parse
-    import urllib.request
-
     billing = {"payment_provider": "stripe", "sync": True, "sync_with_provider": True}
     body = stripe_org.api.post(
         "/customers", json={"customer": {"external_id": "buyer", "billing_configuration": billing}}
@@ -290,28 +310,41 @@ def test_checkout_url_needs_a_stripe_customer(org: Any) -> None:
     assert org.api.post("/customers/nobody/checkout_url")[0] == 404
 
 
-def test_payment_methods_default_delete_and_stripe_detach(stripe_org: StripeOrg, wait_for: Any) -> None:
+def test_payment_methods_default_delete_and_stripe_detach(
+    stripe_org: StripeOrg, wait_for: Any
+) -> None:
     client = stripe_org.stripe
     existing = client.v1.customers.create(params={"name": "Two cards"})
     cards = []
     for number in ("4242424242424242", "4000000000000341"):
         card = client.v1.payment_methods.create(
-            params={"type": "card", "card": {"number": number, "exp_month": 1, "exp_year": 2035, "cvc": "1"}}
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": 1, "exp_year": 2035, "cvc": "123"},
+            }
         )
         client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
         cards.append(card)
-    client.v1.customers.update(existing.id, params={"invoice_settings": {"default_payment_method": cards[0].id}})
+    client.v1.customers.update(
+        existing.id, params={"invoice_settings": {"default_payment_method": cards[0].id}}
+    )
     stripe_org.api.post(
         "/customers",
         json={
             "customer": {
                 "external_id": "two",
-                "billing_configuration": {"payment_provider": "stripe", "provider_customer_id": existing.id, "sync": True},
+                "billing_configuration": {
+                    "payment_provider": "stripe",
+                    "provider_customer_id": existing.id,
+                    "sync": True,
+                },
             }
         },
     )
     # A second card made default in Stripe arrives through customer.updated.
-    client.v1.customers.update(existing.id, params={"invoice_settings": {"default_payment_method": cards[1].id}})
+    client.v1.customers.update(
+        existing.id, params={"invoice_settings": {"default_payment_method": cards[1].id}}
+    )
 
     def listed() -> list[dict[str, Any]] | None:
         found = stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"]
@@ -322,9 +355,15 @@ def test_payment_methods_default_delete_and_stripe_detach(stripe_org: StripeOrg,
     assert by_stripe_id[cards[1].id]["is_default"] is True
     first = by_stripe_id[cards[0].id]
 
-    status, body = stripe_org.api.put(f"/customers/two/payment_methods/{first['lago_id']}/set_as_default")
+    status, body = stripe_org.api.put(
+        f"/customers/two/payment_methods/{first['lago_id']}/set_as_default"
+    )
     assert status == 200 and body["payment_method"]["is_default"] is True
-    defaults = [m for m in stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"] if m["is_default"]]
+    defaults = [
+        m
+        for m in stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"]
+        if m["is_default"]
+    ]
     assert [m["lago_id"] for m in defaults] == [first["lago_id"]]
 
     status, body = stripe_org.api.delete(f"/customers/two/payment_methods/{first['lago_id']}")
@@ -332,7 +371,9 @@ def test_payment_methods_default_delete_and_stripe_detach(stripe_org: StripeOrg,
     assert stripe_org.api.delete(f"/customers/two/payment_methods/{first['lago_id']}")[0] == 404
 
     client.v1.payment_methods.detach(cards[1].id)
-    wait_for(lambda: stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"] == [])
+    wait_for(
+        lambda: stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"] == []
+    )
 
 
 def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
@@ -364,8 +405,29 @@ def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
 
     status, body = org.api.post("/customers", json={"customer": {"name": "no id"}})
     assert status == 422 and body["error_details"] == {"external_id": ["value_is_mandatory"]}
-    status, body = org.api.post("/customers", json={"customer": {"external_id": "x", "billing_configuration": {"payment_provider": "stripe"}}})
-    assert status == 422 and body["error_details"] == {"payment_provider_code": ["payment_provider_not_found"]}
-    status, body = org.api.post("/customers", json={"customer": {"external_id": "x", "billing_configuration": {"payment_provider": "adyen"}}})
-    assert status == 422 and body["error_details"] == {"payment_provider": ["unsupported_payment_provider"]}
+    status, body = org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "x",
+                "billing_configuration": {"payment_provider": "stripe"},
+            }
+        },
+    )
+    assert status == 422 and body["error_details"] == {
+        "payment_provider_code": ["payment_provider_not_found"]
+    }
+    status, body = org.api.post(
+        "/customers",
+        json={
+            "customer": {"external_id": "x", "billing_configuration": {"payment_provider": "adyen"}}
+        },
+    )
+    assert status == 422 and body["error_details"] == {
+        "payment_provider": ["unsupported_payment_provider"]
+    }
+    status, body = org.api.post(
+        "/customers", json={"customer": {"external_id": "x", "billing_entity_code": "other"}}
+    )
+    assert status == 404 and body["code"] == "billing_entity_not_found"
     assert org.api.get("/customers")[1]["meta"]["total_count"] == 0

@@ -8,11 +8,15 @@ import urllib.request
 from typing import Any
 
 
-def raw(local_billow: Any, method: str, path: str, body: bytes | None = None, key: str | None = None) -> tuple[int, dict[str, Any]]:
+def raw(
+    local_billow: Any, method: str, path: str, body: bytes | None = None, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(f"{local_billow.api_url}{path}", data=body, headers=headers, method=method)
+    request = urllib.request.Request(
+        f"{local_billow.api_url}{path}", data=body, headers=headers, method=method
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, json.loads(response.read())
@@ -21,7 +25,10 @@ def raw(local_billow: Any, method: str, path: str, body: bytes | None = None, ke
 
 
 def test_missing_or_wrong_key_is_401(local_billow: Any) -> None:
-    assert raw(local_billow, "GET", "/api/v1/customers") == (401, {"status": 401, "error": "Unauthorized"})
+    assert raw(local_billow, "GET", "/api/v1/customers") == (
+        401,
+        {"status": 401, "error": "Unauthorized"},
+    )
     assert raw(local_billow, "GET", "/api/v1/customers", key="nope")[0] == 401
     status, _ = raw(local_billow, "POST", "/api/v1/customers", body=b"{not json", key="nope")
     assert status == 401
@@ -31,7 +38,11 @@ def test_another_organizations_objects_are_404(org: Any, local_billow: Any) -> N
     assert org.api.post("/customers", json={"customer": {"external_id": "mine"}})[0] == 200
     other = local_billow.create_organization("Other")
     status, body = raw(local_billow, "GET", "/api/v1/customers/mine", key=other.api_key)
-    assert status == 404 and body == {"status": 404, "error": "Not Found", "code": "customer_not_found"}
+    assert status == 404 and body == {
+        "status": 404,
+        "error": "Not Found",
+        "code": "customer_not_found",
+    }
     assert raw(local_billow, "DELETE", "/api/v1/customers/mine", key=other.api_key)[0] == 404
     status, body = raw(local_billow, "GET", "/api/v1/customers", key=other.api_key)
     assert body["customers"] == []
@@ -44,11 +55,15 @@ def test_unknown_route_malformed_and_oversized_bodies(org: Any, local_billow: An
     status, body = raw(local_billow, "GET", "/not-even-api")
     assert status == 404 and body["code"] == "route_not_found"
 
-    status, body = raw(local_billow, "POST", "/api/v1/customers", body=b"{not json", key=org.api_key)
+    status, body = raw(
+        local_billow, "POST", "/api/v1/customers", body=b"{not json", key=org.api_key
+    )
     assert status == 400 and body["status"] == 400 and body["code"] == "bad_request"
     status, body = raw(local_billow, "POST", "/api/v1/customers", body=b"{}", key=org.api_key)
     assert status == 400 and body["error_details"] == {"customer": ["value_is_mandatory"]}
-    status, body = raw(local_billow, "POST", "/api/v1/customers", body=b'{"customer": "x"}', key=org.api_key)
+    status, body = raw(
+        local_billow, "POST", "/api/v1/customers", body=b'{"customer": "x"}', key=org.api_key
+    )
     assert status == 400
 
     huge = json.dumps({"customer": {"external_id": "big", "name": "x" * 2_000_000}}).encode()

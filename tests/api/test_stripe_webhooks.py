@@ -17,15 +17,27 @@ from tests.api.conftest import StripeOrg
 
 
 def webhook_secret(local_billow: Any, org_id: str) -> str:
-    secrets = boto3.client("secretsmanager", endpoint_url=local_billow.aws_url, region_name="us-east-1")
-    value = secrets.get_secret_value(SecretId=f"billow/local/{org_id}/stripe/stripe")["SecretString"]
+    secrets = boto3.client(
+        "secretsmanager", endpoint_url=local_billow.aws_url, region_name="us-east-1"
+    )
+    value = secrets.get_secret_value(SecretId=f"billow/local/{org_id}/stripe/stripe")[
+        "SecretString"
+    ]
     return str(json.loads(value)["webhook_secret"])
 
 
-def deliver(local_billow: Any, org_id: str, body: bytes, header: str | None) -> tuple[int, dict[str, Any]]:
-    headers = {"Content-Type": "application/json", **({"Stripe-Signature": header} if header else {})}
+def deliver(
+    local_billow: Any, org_id: str, body: bytes, header: str | None
+) -> tuple[int, dict[str, Any]]:
+    headers = {
+        "Content-Type": "application/json",
+        **({"Stripe-Signature": header} if header else {}),
+    }
     request = urllib.request.Request(
-        f"{local_billow.api_url}/webhooks/stripe/{org_id}?code=stripe", data=body, headers=headers, method="POST"
+        f"{local_billow.api_url}/webhooks/stripe/{org_id}?code=stripe",
+        data=body,
+        headers=headers,
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request) as response:
@@ -42,7 +54,13 @@ def signed(body: bytes, secret: str, at: int | None = None) -> str:
 
 def event(event_id: str, kind: str, obj: dict[str, Any]) -> bytes:
     return json.dumps(
-        {"id": event_id, "object": "event", "type": kind, "created": int(time.time()), "data": {"object": obj}}
+        {
+            "id": event_id,
+            "object": "event",
+            "type": kind,
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
     ).encode()
 
 
@@ -52,85 +70,135 @@ def linked_customer(stripe_org: StripeOrg, external_id: str) -> str:
         json={
             "customer": {
                 "external_id": external_id,
-                "billing_configuration": {"payment_provider": "stripe", "sync": True, "sync_with_provider": True},
+                "billing_configuration": {
+                    "payment_provider": "stripe",
+                    "sync": True,
+                    "sync_with_provider": True,
+                },
             }
         },
     )[1]
     return str(body["customer"]["billing_configuration"]["provider_customer_id"])
 
 
-def test_forged_stale_and_malformed_deliveries_are_400(local_billow: Any, stripe_org: StripeOrg) -> None:
+def test_forged_stale_and_malformed_deliveries_are_400(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
     secret = webhook_secret(local_billow, stripe_org.id)
-    body = event("evt_forged1", "payment_method.detached", {"id": "pm_x", "object": "payment_method"})
+    body = event(
+        "evt_forged1", "payment_method.detached", {"id": "pm_x", "object": "payment_method"}
+    )
     assert deliver(local_billow, stripe_org.id, body, None)[0] == 400
     assert deliver(local_billow, stripe_org.id, body, signed(body, "whsec_wrong"))[0] == 400
-    assert deliver(local_billow, stripe_org.id, body, signed(body, secret, int(time.time()) - 301))[0] == 400
+    assert (
+        deliver(local_billow, stripe_org.id, body, signed(body, secret, int(time.time()) - 301))[0]
+        == 400
+    )
     assert deliver(local_billow, stripe_org.id, body, "t=abc,v1=zzz")[0] == 400
     tampered = body.replace(b"pm_x", b"pm_y")
     assert deliver(local_billow, stripe_org.id, tampered, signed(body, secret))[0] == 400
     garbage = b"[1, 2, 3]"
     assert deliver(local_billow, stripe_org.id, garbage, signed(garbage, secret))[0] == 400
-    assert deliver(local_billow, "00000000-0000-0000-0000-000000000000", body, signed(body, secret))[0] == 400
+    assert (
+        deliver(local_billow, "00000000-0000-0000-0000-000000000000", body, signed(body, secret))[0]
+        == 400
+    )
     status, reply = deliver(local_billow, stripe_org.id, body, signed(body, secret))
     assert status == 200 and reply["outcome"] == "stored"
 
 
-def test_unhandled_types_are_acknowledged_and_ignored(local_billow: Any, stripe_org: StripeOrg) -> None:
+def test_unhandled_types_are_acknowledged_and_ignored(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event("evt_other1", "balance.available", {"object": "balance"})
     status, reply = deliver(local_billow, stripe_org.id, body, signed(body, secret))
     assert status == 200 and reply["outcome"] == "ignored"
 
 
-def test_duplicate_event_is_processed_once(local_billow: Any, stripe_org: StripeOrg, wait_for: Any) -> None:
+def test_duplicate_event_is_processed_once(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
     stripe_id = linked_customer(stripe_org, "dup")
     card = stripe_org.stripe.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "1"}}
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "123"},
+        }
     )
     stripe_org.stripe.v1.payment_methods.attach(card.id, params={"customer": stripe_id})
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event(
         "evt_dup_setup",
         "setup_intent.succeeded",
-        {"id": "seti_dup", "object": "setup_intent", "customer": stripe_id, "payment_method": card.id},
+        {
+            "id": "seti_dup",
+            "object": "setup_intent",
+            "customer": stripe_id,
+            "payment_method": card.id,
+        },
     )
     replies = [deliver(local_billow, stripe_org.id, body, signed(body, secret)) for _ in range(3)]
     assert [reply[1]["outcome"] for reply in replies] == ["stored", "duplicate", "duplicate"]
     local_billow.wait_idle()
     methods = stripe_org.api.get("/customers/dup/payment_methods")[1]["payment_methods"]
     assert [(m["provider_method_id"], m["is_default"]) for m in methods] == [(card.id, True)]
-    assert stripe_org.stripe.v1.customers.retrieve(stripe_id).invoice_settings.default_payment_method == card.id
+    assert (
+        stripe_org.stripe.v1.customers.retrieve(stripe_id).invoice_settings.default_payment_method
+        == card.id
+    )
 
 
-def test_events_for_unknown_customers_change_nothing(local_billow: Any, stripe_org: StripeOrg) -> None:
+def test_events_for_unknown_customers_change_nothing(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event(
         "evt_stranger",
         "setup_intent.succeeded",
-        {"id": "seti_x", "object": "setup_intent", "customer": "cus_stranger", "payment_method": "pm_x"},
+        {
+            "id": "seti_x",
+            "object": "setup_intent",
+            "customer": "cus_stranger",
+            "payment_method": "pm_x",
+        },
     )
-    assert deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
+    assert (
+        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
+    )
     local_billow.wait_idle()
     assert stripe_org.api.get("/customers")[1]["customers"] == []
 
 
-def test_sweep_republishes_events_whose_processing_failed(local_billow: Any, stripe_org: StripeOrg) -> None:
+def test_sweep_republishes_events_whose_processing_failed(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
     """A processing failure ends in the DLQ; the scheduled sweep hands the event back."""
     stripe_id = linked_customer(stripe_org, "sweep")
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event(
         "evt_sweep_me",
         "setup_intent.succeeded",
-        {"id": "seti_s", "object": "setup_intent", "customer": stripe_id, "payment_method": "pm_missing"},
+        {
+            "id": "seti_s",
+            "object": "setup_intent",
+            "customer": stripe_id,
+            "payment_method": "pm_missing",
+        },
     )
-    assert deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
-    local_billow.wait_idle()
-    dead = len(local_billow.dlq_messages("stripe-events"))
-    assert dead >= 1
+    assert (
+        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
+    )
+
+    def dead_letters() -> int:
+        return sum(stripe_org.id in body for body in local_billow.dlq_messages("stripe-events"))
+
+    wait_for(dead_letters, timeout=30)
 
     too_early = local_billow.fire_schedule("stripe-events-sweep", datetime.now(UTC))
     assert too_early == {"republished": 0}
-    result = local_billow.fire_schedule("stripe-events-sweep", datetime.now(UTC) + timedelta(minutes=16))
+    result = local_billow.fire_schedule(
+        "stripe-events-sweep", datetime.now(UTC) + timedelta(minutes=16)
+    )
     assert result["republished"] >= 1
-    local_billow.wait_idle()
-    assert len(local_billow.dlq_messages("stripe-events")) > dead
+    wait_for(lambda: dead_letters() == 2, timeout=30)

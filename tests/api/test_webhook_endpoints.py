@@ -14,7 +14,13 @@ from tests.api.test_customers import webhooks
 def test_endpoint_crud_is_lago_shaped(org: Any) -> None:
     status, body = org.api.post(
         "/webhook_endpoints",
-        json={"webhook_endpoint": {"webhook_url": "https://hooks.example.test/a", "signature_algo": "hmac", "name": "prod"}},
+        json={
+            "webhook_endpoint": {
+                "webhook_url": "https://hooks.example.test/a",
+                "signature_algo": "hmac",
+                "name": "prod",
+            }
+        },
     )
     assert status == 200
     endpoint = body["webhook_endpoint"]
@@ -25,7 +31,12 @@ def test_endpoint_crud_is_lago_shaped(org: Any) -> None:
     assert org.api.get(f"/webhook_endpoints/{lago_id}")[1]["webhook_endpoint"]["name"] == "prod"
     status, body = org.api.put(
         f"/webhook_endpoints/{lago_id}",
-        json={"webhook_endpoint": {"webhook_url": "https://hooks.example.test/b", "event_types": ["customer.created"]}},
+        json={
+            "webhook_endpoint": {
+                "webhook_url": "https://hooks.example.test/b",
+                "event_types": ["customer.created"],
+            }
+        },
     )
     assert status == 200 and body["webhook_endpoint"]["event_types"] == ["customer.created"]
     listed = org.api.get("/webhook_endpoints")[1]
@@ -36,42 +47,70 @@ def test_endpoint_crud_is_lago_shaped(org: Any) -> None:
 
 
 def test_endpoint_validation(org: Any) -> None:
-    status, body = org.api.post("/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "not a url"}})
+    status, body = org.api.post(
+        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "not a url"}}
+    )
     assert status == 422 and "webhook_url" in body["error_details"]
     status, body = org.api.post(
-        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test", "signature_algo": "rsa"}}
+        "/webhook_endpoints",
+        json={"webhook_endpoint": {"webhook_url": "https://x.test", "signature_algo": "rsa"}},
     )
     assert status == 422 and "signature_algo" in body["error_details"]
-    assert org.api.post("/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/1"}})[0] == 200
-    status, body = org.api.post("/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/1"}})
+    assert (
+        org.api.post(
+            "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/1"}}
+        )[0]
+        == 200
+    )
+    status, body = org.api.post(
+        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/1"}}
+    )
     assert status == 422 and body["error_details"] == {"webhook_url": ["value_already_exist"]}
     for index in range(2, 11):
-        org.api.post("/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": f"https://x.test/{index}"}})
-    status, body = org.api.post("/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/11"}})
+        org.api.post(
+            "/webhook_endpoints",
+            json={"webhook_endpoint": {"webhook_url": f"https://x.test/{index}"}},
+        )
+    status, body = org.api.post(
+        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://x.test/11"}}
+    )
     assert status == 422 and body["error_details"] == {"base": ["exceeded_limit"]}
 
 
-def test_deliveries_are_signed_with_the_organizations_hmac_key(org: Any, subscribed: Any, wait_for: Any) -> None:
+def test_deliveries_are_signed_with_the_organizations_hmac_key(
+    org: Any, subscribed: Any, wait_for: Any
+) -> None:
     org.api.post("/customers", json={"customer": {"external_id": "signed"}})
     wait_for(lambda: webhooks(subscribed, "customer.created"))
     request = subscribed.requests[0]
     headers = {name.lower(): value for name, value in request.headers.items()}
-    expected = base64.b64encode(hmac.new(org.hmac_key.encode(), request.body, hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(org.hmac_key.encode(), request.body, hashlib.sha256).digest()
+    ).decode()
     assert headers["x-lago-signature"] == expected
     assert headers["x-lago-signature-algorithm"] == "hmac"
     assert headers["x-lago-unique-key"]
 
 
-def test_event_types_filter(org: Any, webhook_receiver: Any, wait_for: Any, local_billow: Any) -> None:
+def test_event_types_filter(
+    org: Any, webhook_receiver: Any, wait_for: Any, local_billow: Any
+) -> None:
     org.api.post(
         "/webhook_endpoints",
-        json={"webhook_endpoint": {"webhook_url": webhook_receiver.url, "event_types": ["customer.updated"]}},
+        json={
+            "webhook_endpoint": {
+                "webhook_url": webhook_receiver.url,
+                "event_types": ["customer.updated"],
+            }
+        },
     )
     org.api.post("/customers", json={"customer": {"external_id": "f"}})
     org.api.post("/customers", json={"customer": {"external_id": "f", "name": "N"}})
     wait_for(lambda: webhooks(webhook_receiver, "customer.updated"))
     local_billow.wait_idle()
-    assert {json.loads(r.body)["webhook_type"] for r in webhook_receiver.requests} == {"customer.updated"}
+    assert {json.loads(r.body)["webhook_type"] for r in webhook_receiver.requests} == {
+        "customer.updated"
+    }
 
 
 def test_failed_deliveries_are_retried_with_the_same_unique_key(
@@ -90,7 +129,10 @@ def test_endpoint_down_ends_in_dlq_and_replay_delivers(
 ) -> None:
     subscribed.fail_next(1000)
     org.api.post("/customers", json={"customer": {"external_id": "down"}})
-    wait_for(lambda: any(org.id in body for body in local_billow.dlq_messages("webhook-delivery")), timeout=60)
+    wait_for(
+        lambda: any(org.id in body for body in local_billow.dlq_messages("webhook-delivery")),
+        timeout=60,
+    )
     attempts = len(subscribed.requests)
     assert attempts >= 2
     subscribed.fail_next(0)

@@ -81,5 +81,11 @@ def test_paginate_meta() -> None:
     items = list(range(45))
     shown, meta = paginate(items, 3, 20)
     assert shown == list(range(40, 45))
-    assert meta == {"current_page": 3, "next_page": None, "prev_page": 2, "total_pages": 3, "total_count": 45}
+    assert meta == {
+        "current_page": 3,
+        "next_page": None,
+        "prev_page": 2,
+        "total_pages": 3,
+        "total_count": 45,
+    }
     assert paginate([], 1, 20)[1]["total_pages"] == 0

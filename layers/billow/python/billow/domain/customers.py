@@ -10,8 +10,12 @@ PaymentProvider = Literal["stripe", "adyen", "gocardless"]
 SUPPORTED_PROVIDERS: frozenset[str] = frozenset({"stripe"})
 
 
+DEFAULT_BILLING_ENTITY = "default"
+"""Billow has one billing entity per organization (Lago's default entity)."""
+
+
 class BillingConfiguration(BaseModel):
-    invoice_grace_period: int | None = None
+    invoice_grace_period: int = 0
     subscription_invoice_issuing_date_anchor: str | None = None
     subscription_invoice_issuing_date_adjustment: str | None = None
     payment_provider: PaymentProvider | None = None
@@ -19,7 +23,7 @@ class BillingConfiguration(BaseModel):
     provider_customer_id: str | None = None
     sync: bool = False
     sync_with_provider: bool | None = None
-    document_locale: str | None = None
+    document_locale: str = "en"
     provider_payment_methods: list[str] | None = None
 
 
@@ -84,7 +88,7 @@ class Customer(BaseModel):
     external_id: str
     sequential_id: int
     slug: str
-    billing_entity_code: str | None = None
+    billing_entity_code: str = DEFAULT_BILLING_ENTITY
     address_line1: str | None = None
     address_line2: str | None = None
     city: str | None = None

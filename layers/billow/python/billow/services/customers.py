@@ -13,6 +13,7 @@ from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import (
+    DEFAULT_BILLING_ENTITY,
     EDITABLE_FIELDS,
     SUPPORTED_PROVIDERS,
     Address,
@@ -21,7 +22,7 @@ from billow.domain.customers import (
     CustomerMetadata,
     PaymentProvider,
 )
-from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFailed
+from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.services import provider_sync
 from billow.services.lookups import get_customer
@@ -143,7 +144,11 @@ def _merge_billing(
 ) -> BillingConfiguration:
     if given is None:
         return current
-    updates = {name: getattr(given, name) for name in given.model_fields_set}
+    defaults = BillingConfiguration()
+    updates = {
+        name: getattr(given, name) if getattr(given, name) is not None else getattr(defaults, name)
+        for name in given.model_fields_set
+    }
     return current.model_copy(update=updates)
 
 
@@ -165,7 +170,12 @@ def _metadata(
 
 
 _DEFAULTED_FIELDS = frozenset(
-    {"account_type", "finalize_zero_amount_invoice", "skip_invoice_custom_sections"}
+    {
+        "account_type",
+        "billing_entity_code",
+        "finalize_zero_amount_invoice",
+        "skip_invoice_custom_sections",
+    }
 )
 """Fields that fall back to their default rather than becoming null."""
 
@@ -216,6 +226,8 @@ def _provider_work(
 
 def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInput) -> Customer:
     """Lago's create-or-update by external id; provider work follows, inline or queued."""
+    if given.billing_entity_code not in (None, DEFAULT_BILLING_ENTITY):
+        raise NotFound("billing_entity")
     for _ in range(3):
         before = deps.store.get_customer(organization_id, given.external_id)
         now = iso(utcnow())

@@ -23,13 +23,23 @@ def _bus() -> EventBus:
 
 
 def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
-    pending: dict[str, OutboxEvent] = {}
+    """Publish every outbox record of the batch; failures are named by sequence number.
+
+    Records are kept as a list, never keyed by sequence number: a record must not be
+    lost because another one carries the same number (moto's stream can repeat them).
+    """
+    published: list[tuple[str, OutboxEvent]] = []
     for record in DynamoDBStreamEvent(event).records:
-        image = record.dynamodb.new_image if record.dynamodb else None
-        if image and image.get("kind") == "outbox" and record.dynamodb:
-            pending[str(record.dynamodb.sequence_number)] = OutboxEvent.model_validate_json(
-                image["event"]
-            )
-    sequence_of = {outbox.event_id: sequence for sequence, outbox in pending.items()}
-    rejected = _bus().put(list(pending.values()))
-    return {"batchItemFailures": [{"itemIdentifier": sequence_of[e.event_id]} for e in rejected]}
+        change = record.dynamodb
+        image = change.new_image if change else None
+        if change and image and image.get("kind") == "outbox":
+            outbox = OutboxEvent.model_validate_json(image["event"])
+            published.append((str(change.sequence_number), outbox))
+    rejected = {outbox.event_id for outbox in _bus().put([outbox for _, outbox in published])}
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": sequence}
+            for sequence, outbox in published
+            if outbox.event_id in rejected
+        ]
+    }

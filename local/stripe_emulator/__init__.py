@@ -1,0 +1,17 @@
+"""A stateful Stripe emulator for Billow's local mode (dev only, never deployed).
+
+localstripe extended with API-key accounts, Checkout Sessions and a hosted checkout
+page, the WebhookEndpoint API with signed per-account delivery, Idempotency-Key
+replay and the PaymentIntent behaviour Billow relies on. Drive it with the official
+SDK::
+
+    emulator = StripeEmulator()
+    url = emulator.start()
+    client = stripe.StripeClient(
+        "sk_test_...", base_addresses={"api": url, "files": url, "connect": url}
+    )
+"""
+
+from .server import StripeEmulator
+
+__all__ = ["StripeEmulator"]

@@ -1,0 +1,324 @@
+"""The hosted checkout page: where a developer plays the customer.
+
+Plain HTML forms (no JavaScript): pick one of three Stripe test cards, confirm, and,
+for the 3-D Secure card, pass or fail the challenge. The objects and events are the
+ones Stripe Checkout produces, attributed to the account that created the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from html import escape
+from typing import Any
+
+from aiohttp import web
+from localstripe.errors import UserError
+from localstripe.resources import (
+    Customer,
+    PaymentIntent,
+    PaymentMethod,
+    SetupIntent,
+)
+
+from .checkout import CheckoutSession, find_session
+from .common import Handler, Routes
+from .context import acting_as
+from .errors import StripeApiError
+from .events import emit
+from .payments import (
+    attach_payment_method,
+    authenticate_payment_intent,
+    confirm_payment_intent,
+    create_card_payment_method,
+    decline_details,
+)
+
+TEST_CARDS = (
+    ("4242424242424242", "Visa ending 4242: succeeds"),
+    ("4000000000000341", "Visa ending 0341: saves fine, declined when charged"),
+    ("4000002760003184", "Visa ending 3184: requires 3-D Secure authentication"),
+)
+# Currencies whose amounts Stripe counts in whole units, not cents.
+_ZERO_DECIMAL = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf"}
+)
+_AUTHENTICATION_FAILED = (
+    "The latest attempt to set up the payment method has failed because authentication failed."
+)
+_TRY_AGAIN = "Authentication failed. Try again or use another card."
+
+
+class _PageError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    html = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 34rem; margin: 3rem auto; line-height: 1.5 }}
+.error {{ color: #b00020 }}
+label {{ display: block; margin: .4rem 0 }}
+</style>
+</head>
+<body>
+<p><small>Billow local checkout &middot; Stripe test mode</small></p>
+<h1>{escape(title)}</h1>
+{body}
+</body>
+</html>
+"""
+    return web.Response(status=status, text=html, content_type="text/html")
+
+
+def _html_errors(handler: Handler) -> Handler:
+    """Answer failures with an HTML page: the client here is a browser, not the SDK."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _PageError as exc:
+            return _page("Checkout unavailable", f"<p>{escape(exc.message)}</p>", exc.status)
+        except UserError as exc:
+            message = exc.body["error"].get("message", "Request failed")
+            return _page("Checkout failed", f"<p>{escape(message)}</p>", exc.code)
+
+    return wrapper
+
+
+def _money(amount: int, currency: str) -> str:
+    if currency in _ZERO_DECIMAL:
+        return f"{amount} {currency.upper()}"
+    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
+
+
+def _open_session(request: web.Request) -> CheckoutSession:
+    session_id = request.match_info["id"]
+    session = find_session(session_id)
+    if session is None:
+        raise _PageError(404, f"No such checkout session: {session_id}")
+    if session.status == "complete":
+        raise _PageError(409, "This checkout session is already complete.")
+    if session.status == "expired":
+        raise _PageError(410, "This checkout session has expired.")
+    return session
+
+
+def _awaiting_authentication(session: CheckoutSession) -> Any | None:
+    intent_id = session.setup_intent or session.payment_intent
+    if intent_id is None:
+        return None
+    cls = SetupIntent if session.mode == "setup" else PaymentIntent
+    intent = cls._api_retrieve(intent_id)
+    return intent if intent.status == "requires_action" else None
+
+
+def _form_page(
+    session: CheckoutSession, error: str | None = None, status: int = 200
+) -> web.Response:
+    if session.mode == "payment":
+        title = "Pay " + _money(session.amount_total or 0, session.currency)
+        items = "".join(
+            f"<li>{escape(str(item['description']))} &times; {item['quantity']}: "
+            f"{_money(item['amount_total'], item['currency'])}</li>"
+            for item in session._line_items
+        )
+        summary = f"<ul>{items}</ul>"
+    else:
+        title = "Save a card"
+        summary = "<p>Save a card for future payments. Nothing is charged now.</p>"
+    cards = "".join(
+        f'<label><input type="radio" name="card" value="{number}"'
+        f"{' checked' if index == 0 else ''}> {escape(label)}</label>"
+        for index, (number, label) in enumerate(TEST_CARDS)
+    )
+    banner = f'<p class="error">{escape(error)}</p>' if error else ""
+    cancel = (
+        f'<p><a href="{escape(session.cancel_url)}">Cancel</a></p>' if session.cancel_url else ""
+    )
+    form = (
+        f'<form method="post" action="/checkout/{escape(session.id)}">'
+        f"<fieldset><legend>Test card</legend>{cards}</fieldset>"
+        '<p><button type="submit">Confirm</button></p></form>'
+    )
+    return _page(title, summary + banner + form + cancel, status)
+
+
+def _authentication_page(session: CheckoutSession) -> web.Response:
+    action = f"/checkout/{escape(session.id)}/authenticate"
+    body = (
+        "<p>Your bank asks you to confirm this with 3-D Secure (test).</p>"
+        f'<form method="post" action="{action}">'
+        '<button type="submit" name="outcome" value="success">Authenticate</button> '
+        '<button type="submit" name="outcome" value="fail">Fail authentication</button>'
+        "</form>"
+    )
+    return _page("Authenticate", body)
+
+
+def _completed(session: CheckoutSession) -> web.Response:
+    session._complete()
+    if session.success_url:
+        location = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
+        return web.Response(status=303, headers={"Location": location})
+    done = "Payment complete" if session.mode == "payment" else "Card saved"
+    return _page(done, "<p>You can close this page.</p>")
+
+
+def _customer_id(session: CheckoutSession) -> str:
+    if session.customer is None:
+        session.customer = Customer().id
+    return str(Customer._api_retrieve(session.customer).id)
+
+
+def _fail_setup(setup_intent: Any, error: dict[str, Any]) -> None:
+    setup_intent.status = "requires_payment_method"
+    setup_intent.payment_method = None
+    setup_intent.next_action = None
+    setup_intent.last_setup_error = error
+    emit("setup_intent.setup_failed", setup_intent)
+
+
+def _finish_setup(session: CheckoutSession, setup_intent: Any) -> web.Response:
+    payment_method = PaymentMethod._api_retrieve(setup_intent.payment_method)
+    attach_payment_method(payment_method, setup_intent.customer)
+    setup_intent.status = "succeeded"
+    setup_intent.next_action = None
+    emit("setup_intent.succeeded", setup_intent)
+    return _completed(session)
+
+
+def _save_card(session: CheckoutSession, payment_method: Any) -> web.Response:
+    if session.setup_intent:
+        setup_intent = SetupIntent._api_retrieve(session.setup_intent)
+    else:
+        data = session._setup_intent_data
+        setup_intent = SetupIntent(
+            customer=_customer_id(session), usage="off_session", metadata=data.get("metadata")
+        )
+        setup_intent.description = data.get("description")
+        session.setup_intent = setup_intent.id
+        emit("setup_intent.created", setup_intent)
+    setup_intent.payment_method = payment_method.id
+    setup_intent.last_setup_error = None
+    if payment_method._attaching_is_declined():
+        error = decline_details(payment_method)
+        _fail_setup(setup_intent, error)
+        return _form_page(session, error["message"], 402)
+    if payment_method._requires_authentication():
+        setup_intent.status = "requires_action"
+        setup_intent.next_action = {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": session.url, "return_url": session.success_url},
+        }
+        emit("setup_intent.requires_action", setup_intent)
+        return _authentication_page(session)
+    return _finish_setup(session, setup_intent)
+
+
+def _pay(session: CheckoutSession, payment_method: Any) -> web.Response:
+    if session.payment_intent:
+        payment_intent = PaymentIntent._api_retrieve(session.payment_intent)
+        payment_intent.latest_charge = None
+        payment_intent.next_action = None
+    else:
+        data = session._payment_intent_data
+        payment_intent = PaymentIntent(
+            amount=session.amount_total,
+            currency=session.currency,
+            customer=_customer_id(session),
+            metadata=data.get("metadata"),
+        )
+        payment_intent.description = data.get("description")
+        payment_intent.setup_future_usage = data.get("setup_future_usage")
+        payment_intent.payment_method_types = list(session.payment_method_types)
+        session.payment_intent = payment_intent.id
+        emit("payment_intent.created", payment_intent)
+    payment_intent.payment_method = payment_method.id
+    try:
+        confirm_payment_intent(payment_intent, fail_on_action=False)
+    except StripeApiError as exc:
+        if exc.code != 402:
+            raise
+        return _form_page(session, exc.message, 402)
+    if payment_intent.status == "requires_action":
+        return _authentication_page(session)
+    return _completed(session)
+
+
+@_html_errors
+async def show(request: web.Request) -> web.StreamResponse:
+    session = _open_session(request)
+    if _awaiting_authentication(session) is not None:
+        return _authentication_page(session)
+    return _form_page(session)
+
+
+@_html_errors
+async def submit(request: web.Request) -> web.StreamResponse:
+    session = _open_session(request)
+    number = str((await request.post()).get("card", ""))
+    if not re.fullmatch(r"\d{16}", number):
+        return _form_page(session, "Choose one of the test cards.", 400)
+    with acting_as(session._account):
+        payment_method = create_card_payment_method(number)
+        if session.mode == "setup":
+            return _save_card(session, payment_method)
+        return _pay(session, payment_method)
+
+
+def _authenticate_setup(session: CheckoutSession, setup_intent: Any, passed: bool) -> web.Response:
+    if passed:
+        return _finish_setup(session, setup_intent)
+    payment_method = PaymentMethod._api_retrieve(setup_intent.payment_method)
+    error = {
+        "type": "invalid_request_error",
+        "code": "setup_intent_authentication_failure",
+        "message": _AUTHENTICATION_FAILED,
+        "payment_method": payment_method._export(),
+    }
+    _fail_setup(setup_intent, error)
+    return _form_page(session, _TRY_AGAIN, 402)
+
+
+def _authenticate_payment(
+    session: CheckoutSession, payment_intent: Any, passed: bool
+) -> web.Response:
+    try:
+        authenticate_payment_intent(payment_intent, success=passed)
+    except StripeApiError as exc:
+        if exc.code != 402:
+            raise
+        return _form_page(session, exc.message, 402)
+    return _completed(session) if passed else _form_page(session, _TRY_AGAIN, 402)
+
+
+@_html_errors
+async def authenticate(request: web.Request) -> web.StreamResponse:
+    session = _open_session(request)
+    outcome = (await request.post()).get("outcome")
+    if outcome not in ("success", "fail"):
+        return _authentication_page(session)
+    intent = _awaiting_authentication(session)
+    if intent is None:
+        raise _PageError(409, "Nothing is waiting for authentication on this checkout session.")
+    with acting_as(session._account):
+        if session.mode == "setup":
+            return _authenticate_setup(session, intent, outcome == "success")
+        return _authenticate_payment(session, intent, outcome == "success")
+
+
+ROUTES: Routes = [
+    ("GET", "/checkout/{id}", show),
+    ("POST", "/checkout/{id}", submit),
+    ("POST", "/checkout/{id}/authenticate", authenticate),
+]

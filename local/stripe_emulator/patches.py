@@ -1,0 +1,169 @@
+"""The few places where localstripe's own classes are adjusted in memory.
+
+Everything else is composed around localstripe in the route handlers; these
+changes must reach code paths inside localstripe itself (its events, its retrieve
+and update helpers, the objects it exports into event payloads). ``install`` is
+idempotent and affects only this process.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from localstripe import resources
+from localstripe import webhooks as localstripe_webhooks
+from localstripe.errors import UserError
+from localstripe.resources import (
+    Customer,
+    PaymentIntent,
+    PaymentMethod,
+    SetupIntent,
+    StripeObject,
+    try_convert_to_bool,
+)
+
+from .errors import missing_object
+from .events import schedule_webhook
+from .payments import DECLINES, create_card_payment_method, decline_details
+
+# Fields real Stripe returns that localstripe's objects lack, with their usual value.
+_DEFAULT_FIELDS: dict[Any, dict[str, Any]] = {
+    PaymentIntent: {
+        "confirmation_method": "automatic",
+        "payment_method_types": ("card",),
+        **dict.fromkeys(
+            (
+                "application",
+                "application_fee_amount",
+                "automatic_payment_methods",
+                "canceled_at",
+                "cancellation_reason",
+                "customer_account",
+                "description",
+                "excluded_payment_method_types",
+                "on_behalf_of",
+                "processing",
+                "receipt_email",
+                "review",
+                "setup_future_usage",
+                "shipping",
+                "source",
+                "statement_descriptor",
+                "statement_descriptor_suffix",
+                "transfer_data",
+                "transfer_group",
+            )
+        ),
+    },
+    SetupIntent: dict.fromkeys(
+        (
+            "application",
+            "automatic_payment_methods",
+            "cancellation_reason",
+            "description",
+            "excluded_payment_method_types",
+            "flow_directions",
+            "last_setup_error",
+            "latest_attempt",
+            "mandate",
+            "on_behalf_of",
+            "single_use_mandate",
+        )
+    ),
+    PaymentMethod: {"allow_redisplay": "unspecified", "customer_account": None},
+    Customer: {"tax_exempt": "none", "test_clock": None},
+}
+
+# Stripe's test PaymentMethod ids localstripe does not know, by card number.
+_TEST_PAYMENT_METHODS = {
+    "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_chargeDeclined": "4000000000000002",
+    "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
+}
+
+
+@functools.cache
+def install() -> None:
+    """Apply the adjustments, once per process."""
+    # Keep the store in memory: localstripe pickles it to /tmp on every change.
+    resources.store.dump_to_disk = lambda: None
+    resources.schedule_webhook = schedule_webhook
+    localstripe_webhooks.schedule_webhook = schedule_webhook
+    for cls, fields in _DEFAULT_FIELDS.items():
+        for name, value in fields.items():
+            setattr(cls, name, value)
+    _patch_stripe_object()
+    _patch_payment_methods()
+    _patch_payment_intents()
+
+
+def _patch_stripe_object() -> None:
+    retrieve = StripeObject._api_retrieve.__func__
+    update = StripeObject._update
+
+    def api_retrieve(cls: Any, object_id: str) -> Any:
+        """Stripe's "No such customer: 'cus_x'" instead of a bare "Not Found"."""
+        try:
+            return retrieve(cls, object_id)
+        except UserError as exc:
+            if exc.code != 404:
+                raise
+            raise missing_object(cls.object, object_id) from None
+
+    def update_with_booleans(self: Any, **data: Any) -> None:
+        """Form-encoded "false" becomes False where the field holds a boolean
+        (``active`` of an archived product or plan, for example)."""
+        for name, value in data.items():
+            if isinstance(getattr(self, name, None), bool):
+                data[name] = try_convert_to_bool(value)
+        update(self, **data)
+
+    StripeObject._api_retrieve = classmethod(api_retrieve)
+    StripeObject._update = update_with_booleans
+
+
+def _patch_payment_methods() -> None:
+    canonical = PaymentMethod._try_get_canonical_test_article.__func__
+    charging_is_declined = PaymentMethod._charging_is_declined
+
+    def test_article(cls: Any, payment_method_id: str) -> Any:
+        number = _TEST_PAYMENT_METHODS.get(payment_method_id)
+        if number is not None:
+            return create_card_payment_method(number)
+        return canonical(cls, payment_method_id)
+
+    def declines_charges(self: Any) -> bool:
+        return bool(charging_is_declined(self) or getattr(self, "_card_number", None) in DECLINES)
+
+    PaymentMethod._try_get_canonical_test_article = classmethod(test_article)
+    PaymentMethod._charging_is_declined = declines_charges
+
+
+def _patch_payment_intents() -> None:
+    last_error = PaymentIntent.last_payment_error.fget
+
+    def amount_capturable(self: Any) -> int:
+        return int(self.amount) if self.status == "requires_capture" else 0
+
+    def amount_received(self: Any) -> int:
+        if self.status != "succeeded":
+            return 0
+        return int(getattr(self, "_emu_amount_received", self.amount))
+
+    def last_payment_error(self: Any) -> dict[str, Any] | None:
+        """Stripe's full error object (type, decline_code, payment_method, ...)."""
+        own = getattr(self, "_emu_error", None)
+        if own is not None:
+            return dict(own)
+        error = last_error(self)
+        if error is None:
+            return None
+        if "charge" in error:
+            payment_method = PaymentMethod._api_retrieve(self.latest_charge.payment_method)
+            return {**decline_details(payment_method), "charge": error["charge"]}
+        return {**error, "type": "invalid_request_error"}
+
+    PaymentIntent.amount_capturable = property(amount_capturable)
+    PaymentIntent.amount_received = property(amount_received)
+    PaymentIntent.last_payment_error = property(last_payment_error)

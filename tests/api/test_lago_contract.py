@@ -1,0 +1,139 @@
+"""Billow's responses and webhooks against Lago's published OpenAPI document.
+
+The document is the contract (``../shared/reference/lago-openapi.yaml``); each body is
+validated against the schema Lago declares for it, with every ``$ref`` resolved.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from tests.api.conftest import StripeOrg
+from tests.api.test_customers import webhooks
+
+CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lago-openapi.yaml"
+
+pytestmark = pytest.mark.skipif(
+    not CONTRACT.exists(), reason=f"Lago's contract not found at {CONTRACT}"
+)
+
+
+@cache
+def _document() -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(CONTRACT.read_text(), Loader=loader)  # type: ignore[no-any-return]
+
+
+@cache
+def _registry() -> Registry:
+    return Registry().with_resource("lago", DRAFT202012.create_resource(_document()))
+
+
+# The document types these as non-nullable strings, but Lago's own serializer sends null
+# until a payment provider customer exists (as Billow does before Stripe answers).
+NULL_UNTIL_LINKED = {
+    ("billing_configuration", "payment_provider"),
+    ("billing_configuration", "payment_provider_code"),
+    ("billing_configuration", "provider_customer_id"),
+}
+
+
+def _check(body: Any, pointer: str) -> None:
+    validator = Draft202012Validator({"$ref": f"lago#{pointer}"}, registry=_registry())
+    errors = sorted(
+        (
+            error
+            for error in validator.iter_errors(body)
+            if not (error.instance is None and tuple(error.path)[-2:] in NULL_UNTIL_LINKED)
+        ),
+        key=lambda error: list(error.path),
+    )
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def check(body: Any, schema: str) -> None:
+    _check(body, f"/components/schemas/{schema}")
+
+
+def check_webhook(body: Any, name: str) -> None:
+    _check(body, f"/webhooks/{name}/post/requestBody/content/application~1json/schema")
+
+
+def test_customer_and_payment_method_bodies_match_lago(
+    stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    status, created = stripe_org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "contract",
+                "name": "Contract",
+                "email": "c@example.test",
+                "country": "FR",
+                "currency": "EUR",
+                "billing_configuration": {
+                    "payment_provider": "stripe",
+                    "sync": True,
+                    "sync_with_provider": True,
+                },
+                "metadata": [{"key": "k", "value": "v", "display_in_invoice": False}],
+            }
+        },
+    )
+    assert status == 200
+    check(created, "Customer")
+    check(stripe_org.api.get("/customers/contract")[1], "Customer")
+    check(stripe_org.api.get("/customers")[1], "CustomersPaginated")
+    check(stripe_org.api.get("/customers/contract/payment_methods")[1], "PaymentMethodsPaginated")
+
+    wait_for(lambda: webhooks(subscribed, "customer.checkout_url_generated"))
+    check_webhook(webhooks(subscribed, "customer.created")[0], "customer_created")
+    check_webhook(
+        webhooks(subscribed, "customer.payment_provider_created")[0],
+        "customer_payment_provider_created",
+    )
+    check_webhook(
+        webhooks(subscribed, "customer.checkout_url_generated")[0],
+        "customer_checkout_url_generated",
+    )
+
+
+def test_webhook_endpoint_and_error_bodies_match_lago(org: Any) -> None:
+    _status, body = org.api.post(
+        "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": "https://c.test/h"}}
+    )
+    check(body, "WebhookEndpoint")
+    check(org.api.get("/webhook_endpoints")[1], "WebhookEndpointsPaginated")
+    check(org.api.get("/customers/missing")[1], "ApiErrorNotFound")
+    check(org.api.post("/customers", json={"customer": {}})[1], "ApiErrorUnprocessableEntity")
+
+
+def test_provider_error_webhooks_match_lago(
+    stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    stripe_org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "broken",
+                "billing_configuration": {
+                    "payment_provider": "stripe",
+                    "provider_customer_id": "cus_nope",
+                    "sync": True,
+                },
+            }
+        },
+    )
+    wait_for(lambda: webhooks(subscribed, "customer.payment_provider_error"))
+    check_webhook(
+        webhooks(subscribed, "customer.payment_provider_error")[0],
+        "customer_payment_provider_error",
+    )

@@ -1,0 +1,844 @@
+"""The local Stripe emulator, driven only through the official SDK and plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+import pytest
+import stripe
+
+from local.stripe_emulator import StripeEmulator
+
+T = TypeVar("T")
+
+SUCCEEDS, DECLINED_LATER, NEEDS_3DS = "4242424242424242", "4000000000000341", "4000002760003184"
+
+
+def wait_for(check: Callable[[], T], timeout: float = 5.0) -> T:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def http(
+    method: str, url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    """One request as a browser or curl would send it: (status, headers, body)."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with _opener.open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+class Receiver:
+    """A webhook endpoint: records deliveries, answers 500 to the first ``failures``."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.failures = failures
+        self.secret = ""  # the endpoint's signing secret, once registered
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                failing = len(receiver.requests) <= receiver.failures
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """Delivered events (successful deliveries only), in arrival order."""
+        answered = self.requests[self.failures :]
+        events = [json.loads(body) for _, body in answered]
+        return [e for e in events if event_type in (None, e["type"])]
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    emulator = StripeEmulator(port=0)
+    yield emulator.start()
+    emulator.stop()
+
+
+def new_key(prefix: str = "sk_test_") -> str:
+    return prefix + uuid.uuid4().hex
+
+
+def sdk(url: str, key: str) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        key, base_addresses={"api": url, "files": url, "connect": url}, max_network_retries=0
+    )
+
+
+class Account:
+    """A fresh Stripe account (its own secret key) on the emulator."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.key = new_key()
+        self.client = sdk(url, self.key)
+        self.receivers: list[Receiver] = []
+
+    def listen(self, events: list[str] | None = None, failures: int = 0) -> Receiver:
+        receiver = Receiver(failures)
+        endpoint = self.client.v1.webhook_endpoints.create(
+            {"url": receiver.url, "enabled_events": events or ["*"]}
+        )
+        receiver.secret = endpoint.secret
+        self.receivers.append(receiver)
+        return receiver
+
+    def customer_with_card(self, card: str = SUCCEEDS) -> tuple[Any, Any]:
+        customer = self.client.v1.customers.create({"email": f"{uuid.uuid4().hex}@example.test"})
+        payment_method = self.client.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            }
+        )
+        self.client.v1.payment_methods.attach(payment_method.id, {"customer": customer.id})
+        return customer, payment_method
+
+    def checkout(self, **params: Any) -> Any:
+        return self.client.v1.checkout.sessions.create(params)
+
+
+@pytest.fixture
+def make_account(emulator_url: str) -> Iterator[Callable[[], Account]]:
+    """Fresh accounts for one test; their webhook receivers close afterwards."""
+    made: list[Account] = []
+
+    def make() -> Account:
+        made.append(Account(emulator_url))
+        return made[-1]
+
+    yield make
+    for receiver in (r for account in made for r in account.receivers):
+        receiver.close()
+
+
+@pytest.fixture
+def account(make_account: Callable[[], Account]) -> Account:
+    return make_account()
+
+
+def payment_session(account: Account, **params: Any) -> Any:
+    line_item = {
+        "price_data": {"currency": "eur", "unit_amount": 1250, "product_data": {"name": "INV-1"}},
+        "quantity": 2,
+    }
+    return account.checkout(mode="payment", line_items=[line_item], **params)
+
+
+# 1. API keys and accounts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "pk_test_" + "a" * 24,
+        "sk_live_" + "b" * 24,
+        "sk_test_short",
+        "not-a-key",
+        "rk_live_" + "c" * 24,
+    ],
+)
+def test_keys_other_than_test_secret_keys_are_refused(emulator_url: str, key: str) -> None:
+    with pytest.raises(stripe.AuthenticationError) as caught:
+        sdk(emulator_url, key).v1.customers.list()
+    assert caught.value.http_status == 401
+    assert caught.value.json_body["error"]["type"] == "invalid_request_error"
+
+
+def test_invalid_key_is_masked_like_stripe(emulator_url: str) -> None:
+    key = "sk_live_" + "x" * 20 + "wxyz"
+    with pytest.raises(stripe.AuthenticationError) as caught:
+        sdk(emulator_url, key).v1.customers.list()
+    assert caught.value.user_message == "Invalid API Key provided: sk_live_" + "*" * 20 + "wxyz"
+
+
+def test_missing_key_is_401_json(emulator_url: str) -> None:
+    status, _, body = http("GET", f"{emulator_url}/v1/customers")
+    assert status == 401
+    assert json.loads(body)["error"]["message"].startswith("You did not provide an API key")
+
+
+def test_restricted_test_keys_are_accepted(emulator_url: str) -> None:
+    assert sdk(emulator_url, new_key("rk_test_")).v1.customers.list().object == "list"
+
+
+# 2. Checkout Sessions API ---------------------------------------------------------------
+
+
+def test_setup_session_has_stripes_shape(account: Account) -> None:
+    customer, _ = account.customer_with_card()
+    session = account.checkout(
+        mode="setup",
+        customer=customer.id,
+        success_url="https://billow.test/ok",
+        metadata={"lago_customer_id": "c1"},
+        client_reference_id="ref-1",
+    )
+    assert session.id.startswith("cs_test_") and session.object == "checkout.session"
+    assert session.status == "open" and session.payment_status == "no_payment_required"
+    assert session.url == f"{account.url}/checkout/{session.id}"
+    assert session.customer == customer.id and session.livemode is False
+    assert session.setup_intent is None and session.payment_intent is None
+    assert session.metadata.to_dict() == {"lago_customer_id": "c1"}
+    assert session.expires_at - session.created == 24 * 3600
+    assert session.payment_method_types == ["card"]
+    for field in ("success_url", "cancel_url", "amount_total", "currency", "customer_details"):
+        assert field in session
+
+
+def test_payment_session_totals_line_items(account: Account) -> None:
+    expires_at = int(time.time()) + 3600
+    session = payment_session(account, expires_at=expires_at, currency="EUR")
+    assert (session.amount_total, session.currency, session.payment_status) == (
+        2500,
+        "eur",
+        "unpaid",
+    )
+    assert session.expires_at == expires_at
+    retrieved = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert retrieved.to_dict() == session.to_dict()
+    listed = account.client.v1.checkout.sessions.list({"status": "open", "limit": 100})
+    assert session.id in [s.id for s in listed.data]
+
+
+def test_expiring_a_session_emits_event(account: Account) -> None:
+    receiver = account.listen(["checkout.session.expired"])
+    session = payment_session(account)
+    expired = account.client.v1.checkout.sessions.expire(session.id)
+    assert expired.status == "expired" and expired.url is None
+    (event,) = wait_for(lambda: receiver.events("checkout.session.expired"))
+    assert event["data"]["object"]["id"] == session.id
+    with pytest.raises(stripe.InvalidRequestError):
+        account.client.v1.checkout.sessions.expire(session.id)
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({}, "mode"),
+        ({"mode": "teleport"}, "mode"),
+        ({"mode": "payment"}, "line_items"),
+        ({"mode": "setup"}, "currency"),
+        ({"mode": "setup", "currency": "eur", "line_items": [{"quantity": 1}]}, "line_items"),
+        ({"mode": "setup", "customer": "cus_missing"}, "customer"),
+        ({"mode": "setup", "currency": "eur", "success_url": "nope"}, "success_url"),
+        ({"mode": "setup", "currency": "eur", "expires_at": 1}, "expires_at"),
+        ({"mode": "setup", "currency": "eur", "colour": "red"}, "colour"),
+        ({"mode": "payment", "line_items": [{"quantity": 1}]}, "line_items[0][price_data]"),
+        (
+            {
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {"currency": "eur", "product_data": {"name": "x"}},
+                        "quantity": 1,
+                    }
+                ],
+            },
+            "line_items[0][price_data][unit_amount]",
+        ),
+    ],
+)
+def test_session_validation_names_the_param(
+    account: Account, params: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.checkout(**params)
+    assert caught.value.http_status == 400
+    assert caught.value.param == param
+
+
+# 3. Hosted checkout page ---------------------------------------------------------------
+
+
+def test_page_offers_the_three_test_cards(account: Account) -> None:
+    setup = account.checkout(mode="setup", currency="eur")
+    status, headers, page = http("GET", setup.url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "Save a card" in page and "Confirm" in page
+    for card in (SUCCEEDS, DECLINED_LATER, NEEDS_3DS):
+        assert f'type="radio" name="card" value="{card}"' in page
+    _, _, page = http("GET", payment_session(account).url)
+    assert "25.00 EUR" in page
+
+
+def test_setup_checkout_saves_the_card(account: Account) -> None:
+    receiver = account.listen()
+    customer = account.client.v1.customers.create()
+    session = account.checkout(
+        mode="setup",
+        customer=customer.id,
+        success_url="https://billow.test/done?session={CHECKOUT_SESSION_ID}",
+        setup_intent_data={"metadata": {"lago_customer_id": "c1"}},
+    )
+    status, headers, _ = http("POST", session.url, {"card": SUCCEEDS})
+    assert status == 303
+    assert headers["Location"] == f"https://billow.test/done?session={session.id}"
+
+    done = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert done.status == "complete" and done.setup_intent.startswith("seti_")
+    setup_intent = account.client.v1.setup_intents.retrieve(done.setup_intent)
+    assert (setup_intent.status, setup_intent.customer, setup_intent.usage) == (
+        "succeeded",
+        customer.id,
+        "off_session",
+    )
+    assert setup_intent.metadata.to_dict() == {"lago_customer_id": "c1"}
+    cards = account.client.v1.customers.payment_methods.list(customer.id)
+    assert [pm.id for pm in cards.data] == [setup_intent.payment_method]
+
+    wait_for(lambda: receiver.events("checkout.session.completed"))
+    types = [e["type"] for e in receiver.events()]
+    assert types.index("setup_intent.succeeded") < types.index("checkout.session.completed")
+    assert "payment_method.attached" in types
+
+    status, _, page = http("POST", session.url, {"card": SUCCEEDS})
+    assert status == 409 and "already complete" in page
+
+
+def test_setup_checkout_with_3ds_fails_then_passes(account: Account) -> None:
+    receiver = account.listen(["setup_intent.setup_failed", "checkout.session.completed"])
+    session = account.checkout(mode="setup", currency="eur")
+
+    status, _, page = http("POST", session.url, {"card": NEEDS_3DS})
+    assert status == 200 and "Fail authentication" in page
+    status, _, page = http("POST", session.url + "/authenticate", {"outcome": "fail"})
+    assert status == 402 and "Authentication failed" in page
+    (failed,) = wait_for(lambda: receiver.events("setup_intent.setup_failed"))
+    assert failed["data"]["object"]["last_setup_error"]["code"] == (
+        "setup_intent_authentication_failure"
+    )
+    assert account.client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+    http("POST", session.url, {"card": NEEDS_3DS})
+    status, _, page = http("POST", session.url + "/authenticate", {"outcome": "success"})
+    assert status == 200 and "Card saved" in page  # no success_url: the page says done
+    (completed,) = wait_for(lambda: receiver.events("checkout.session.completed"))
+    assert completed["data"]["object"]["status"] == "complete"
+    assert completed["data"]["object"]["customer"].startswith("cus_")
+
+
+def test_payment_checkout_declined_then_paid(account: Account) -> None:
+    receiver = account.listen()
+    session = payment_session(
+        account,
+        success_url="https://billow.test/paid",
+        payment_intent_data={
+            "description": "Invoice INV-1",
+            "setup_future_usage": "off_session",
+            "metadata": {"lago_invoice_id": "inv_1"},
+        },
+    )
+    status, _, page = http("POST", session.url, {"card": DECLINED_LATER})
+    assert status == 402 and "Your card was declined." in page
+    wait_for(lambda: receiver.events("payment_intent.payment_failed"))
+    assert account.client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+    status, headers, _ = http("POST", session.url, {"card": SUCCEEDS})
+    assert (status, headers["Location"]) == (303, "https://billow.test/paid")
+    (completed,) = wait_for(lambda: receiver.events("checkout.session.completed"))
+    paid = completed["data"]["object"]
+    assert (paid["status"], paid["payment_status"], paid["amount_total"]) == (
+        "complete",
+        "paid",
+        2500,
+    )
+
+    payment_intent = account.client.v1.payment_intents.retrieve(paid["payment_intent"])
+    assert (payment_intent.status, payment_intent.amount, payment_intent.currency) == (
+        "succeeded",
+        2500,
+        "eur",
+    )
+    assert payment_intent.description == "Invoice INV-1"
+    assert payment_intent.metadata.to_dict() == {"lago_invoice_id": "inv_1"}
+    assert payment_intent.setup_future_usage == "off_session"
+    saved = account.client.v1.payment_methods.retrieve(payment_intent.payment_method)
+    assert saved.customer == paid["customer"]  # setup_future_usage keeps the card
+    types = [e["type"] for e in receiver.events()]
+    assert types.index("payment_intent.succeeded") < types.index("checkout.session.completed")
+
+
+def test_payment_checkout_with_3ds(account: Account) -> None:
+    session = payment_session(account, success_url="https://billow.test/paid")
+    status, _, page = http("POST", session.url, {"card": NEEDS_3DS})
+    assert status == 200 and "Authenticate" in page
+    assert "Authenticate" in http("GET", session.url)[2]  # still waiting on a reload
+    status, _, _ = http("POST", session.url + "/authenticate", {"outcome": "success"})
+    assert status == 303
+    done = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert (done.status, done.payment_status) == ("complete", "paid")
+
+
+def test_page_errors(account: Account) -> None:
+    status, headers, page = http("GET", f"{account.url}/checkout/cs_test_nope")
+    assert status == 404 and headers["Content-Type"].startswith("text/html")
+    session = payment_session(account)
+    account.client.v1.checkout.sessions.expire(session.id)
+    status, _, page = http("POST", f"{account.url}/checkout/{session.id}", {"card": SUCCEEDS})
+    assert status == 410 and "expired" in page
+
+
+# 4. WebhookEndpoint API and delivery ------------------------------------------------------
+
+
+def test_webhook_endpoint_crud(account: Account) -> None:
+    endpoints = account.client.v1.webhook_endpoints
+    created = endpoints.create(
+        {
+            "url": "https://billow.test/hook",
+            "enabled_events": ["payment_intent.succeeded", "setup_intent.succeeded"],
+            "api_version": "2024-06-20",
+            "description": "billow",
+            "metadata": {"org": "o1"},
+        }
+    )
+    assert created.id.startswith("we_") and created.secret.startswith("whsec_")
+    assert (created.object, created.status, created.api_version) == (
+        "webhook_endpoint",
+        "enabled",
+        "2024-06-20",
+    )
+    retrieved = endpoints.retrieve(created.id)
+    assert "secret" not in retrieved and retrieved.url == "https://billow.test/hook"
+
+    updated = endpoints.update(
+        created.id,
+        {"url": "https://billow.test/v2", "enabled_events": ["*"], "disabled": True},
+    )
+    assert (updated.url, updated.enabled_events, updated.status) == (
+        "https://billow.test/v2",
+        ["*"],
+        "disabled",
+    )
+    assert [e.id for e in endpoints.list().data] == [created.id]
+    deleted = endpoints.delete(created.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "webhook_endpoint", True)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        endpoints.retrieve(created.id)
+    assert caught.value.http_status == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"enabled_events": ["*"]}, "url"),
+        ({"url": "https://billow.test/hook"}, "enabled_events"),
+        ({"url": "ftp://billow.test", "enabled_events": ["*"]}, "url"),
+        ({"url": "https://billow.test", "enabled_events": ["Not An Event"]}, "enabled_events[0]"),
+    ],
+)
+def test_webhook_endpoint_validation(account: Account, params: dict[str, Any], param: str) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.webhook_endpoints.create(params)
+    assert caught.value.param == param
+
+
+def test_webhook_endpoints_are_per_account(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    endpoint = alice.client.v1.webhook_endpoints.create(
+        {"url": "https://alice.test/hook", "enabled_events": ["*"]}
+    )
+    assert bob.client.v1.webhook_endpoints.list().data == []
+    for call in (
+        lambda: bob.client.v1.webhook_endpoints.retrieve(endpoint.id),
+        lambda: bob.client.v1.webhook_endpoints.update(endpoint.id, {"disabled": True}),
+        lambda: bob.client.v1.webhook_endpoints.delete(endpoint.id),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            call()
+        assert caught.value.http_status == 404
+    assert alice.client.v1.webhook_endpoints.retrieve(endpoint.id).status == "enabled"
+
+
+def test_events_are_signed_and_stay_in_their_account(
+    make_account: Callable[[], Account],
+) -> None:
+    alice, bob = make_account(), make_account()
+    alice_hook, bob_hook = alice.listen(), bob.listen(["customer.created"])
+    alices = alice.client.v1.customers.create(options={"idempotency_key": "alice-1"})
+    bobs = bob.client.v1.customers.create()
+
+    (event,) = wait_for(lambda: alice_hook.events("customer.created"))
+    headers, body = alice_hook.requests[0]
+    assert headers["Content-Type"].startswith("application/json")
+    verified = stripe.Webhook.construct_event(body, headers["Stripe-Signature"], alice_hook.secret)
+    assert verified.id == event["id"] and verified.type == "customer.created"
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(body, headers["Stripe-Signature"], bob_hook.secret)
+    assert event["id"].startswith("evt_") and event["object"] == "event"
+    assert event["livemode"] is False and event["api_version"]
+    assert event["pending_webhooks"] == 1 and isinstance(event["created"], int)
+    assert event["request"]["id"].startswith("req_")
+    assert event["request"]["idempotency_key"] == "alice-1"
+    assert event["data"]["object"]["id"] == alices.id
+
+    wait_for(lambda: bob_hook.events("customer.created"))
+    assert [e["data"]["object"]["id"] for e in bob_hook.events()] == [bobs.id]
+    listed = [e.data.object.id for e in bob.client.v1.events.list({"limit": 100}).data]
+    assert listed == [bobs.id]
+
+
+def test_delivery_filters_by_type_and_skips_disabled(account: Account) -> None:
+    updates, disabled = account.listen(["customer.updated"]), account.listen()
+    endpoint_id = account.client.v1.webhook_endpoints.list().data[0].id
+    account.client.v1.webhook_endpoints.update(endpoint_id, {"disabled": True})
+    customer = account.client.v1.customers.create()
+    account.client.v1.customers.update(customer.id, {"name": "Ada"})
+    (event,) = wait_for(updates.events)
+    assert event["type"] == "customer.updated" and event["data"]["object"]["name"] == "Ada"
+    assert disabled.requests == []
+
+
+def test_failed_deliveries_are_retried_in_order(account: Account) -> None:
+    receiver = account.listen(["customer.created"], failures=2)
+    created = [account.client.v1.customers.create().id for _ in range(3)]
+    wait_for(lambda: len(receiver.events()) == 3)
+    assert [e["data"]["object"]["id"] for e in receiver.events()] == created
+    assert len(receiver.requests) == 5
+
+
+def test_emitted_objects_are_complete(account: Account) -> None:
+    receiver = account.listen()
+    customer, payment_method = account.customer_with_card()
+    account.client.v1.customers.update(
+        customer.id, {"invoice_settings": {"default_payment_method": payment_method.id}}
+    )
+    account.client.v1.payment_intents.create(
+        {
+            "amount": 700,
+            "currency": "eur",
+            "customer": customer.id,
+            "payment_method": payment_method.id,
+            "confirm": True,
+            "off_session": True,
+        }
+    )
+    account.client.v1.payment_methods.detach(payment_method.id)
+    wait_for(lambda: len(receiver.events("customer.updated")) == 2)
+    by_type = {e["type"]: e["data"] for e in receiver.events()}
+    assert by_type["customer.created"]["object"]["id"] == customer.id
+    assert by_type["payment_method.attached"]["object"]["customer"] == customer.id
+    succeeded = by_type["payment_intent.succeeded"]["object"]
+    assert succeeded["status"] == "succeeded" and isinstance(succeeded["latest_charge"], str)
+    detached = by_type["payment_method.detached"]
+    assert detached["object"]["id"] == payment_method.id and detached["object"]["customer"] is None
+    assert detached["previous_attributes"] == {"customer": customer.id}
+    updates = [e["data"]["object"] for e in receiver.events("customer.updated")]
+    defaults = [u["invoice_settings"]["default_payment_method"] for u in updates]
+    assert defaults == [payment_method.id, None]  # detaching the default clears it
+
+
+# 5. Idempotency ----------------------------------------------------------------------------
+
+
+def test_idempotent_retry_replays_without_creating_again(account: Account) -> None:
+    receiver = account.listen(["customer.created"])
+    email = f"{uuid.uuid4().hex}@example.test"
+    first = account.client.v1.customers.create({"email": email}, {"idempotency_key": "k1"})
+    again = account.client.v1.customers.create({"email": email}, {"idempotency_key": "k1"})
+    assert again.id == first.id
+    assert len(account.client.v1.customers.list({"email": email}).data) == 1
+
+    headers = {"Authorization": f"Bearer {account.key}", "Idempotency-Key": "k1"}
+    status, replay_headers, body = http(
+        "POST", f"{account.url}/v1/customers", {"email": email}, headers
+    )
+    assert (status, replay_headers["Idempotent-Replayed"]) == (200, "true")
+    assert json.loads(body)["id"] == first.id
+    # Delivery is in order, so once a later event arrives any duplicate would have too.
+    sentinel = account.client.v1.customers.create()
+    wait_for(lambda: len(receiver.events()) >= 2)
+    assert [e["data"]["object"]["id"] for e in receiver.events()] == [first.id, sentinel.id]
+
+    other = Account(account.url)  # keys are per account
+    assert other.client.v1.customers.create({}, {"idempotency_key": "k1"}).id != first.id
+
+
+def test_reusing_a_key_differently_is_an_idempotency_error(account: Account) -> None:
+    account.client.v1.customers.create({"name": "A"}, {"idempotency_key": "k2"})
+    with pytest.raises(stripe.IdempotencyError):
+        account.client.v1.customers.create({"name": "B"}, {"idempotency_key": "k2"})
+    with pytest.raises(stripe.IdempotencyError):
+        account.client.v1.products.create({"name": "A"}, {"idempotency_key": "k2"})
+
+
+def test_refused_requests_are_not_saved_but_declines_are_replayed(account: Account) -> None:
+    """Stripe saves nothing for a request refused before it ran, and replays what ran."""
+    headers = {"Authorization": f"Bearer {account.key}", "Idempotency-Key": "k3"}
+    url = f"{account.url}/v1/customers"
+    status, _, _ = http("POST", url, {"email": "not-an-email", "invoice_settings": "x"}, headers)
+    assert status == 400
+    status, replay_headers, _ = http("POST", url, {"name": "Fixed"}, headers)
+    assert status == 200 and "Idempotent-Replayed" not in replay_headers
+
+    customer = account.client.v1.customers.create({"name": "Declined"})
+    declined = {
+        "amount": "500",
+        "currency": "usd",
+        "customer": customer.id,
+        "payment_method": "pm_card_chargeDeclined",
+        "confirm": "true",
+    }
+    headers["Idempotency-Key"] = "k4"
+    status, _, first = http("POST", f"{account.url}/v1/payment_intents", declined, headers)
+    status_again, replay_headers, again = http(
+        "POST", f"{account.url}/v1/payment_intents", declined, headers
+    )
+    assert (status, status_again, again) == (402, 402, first)
+    assert replay_headers["Idempotent-Replayed"] == "true"
+
+
+# 6. Real booleans ---------------------------------------------------------------------------
+
+
+def test_booleans_are_json_booleans(account: Account) -> None:
+    client = account.client.v1
+    product = client.products.create({"name": "Seat"})
+    archived = client.products.update(product.id, {"active": False})
+    assert archived.active is False
+    assert product.id in [p.id for p in client.products.list({"active": False, "limit": 100}).data]
+    plan = client.plans.create(
+        {"amount": 100, "currency": "eur", "interval": "month", "product": product.id}
+    )
+    assert client.plans.update(plan.id, {"active": False}).active is False
+    coupon = client.coupons.create({"id": uuid.uuid4().hex, "duration": "once", "percent_off": 10})
+    assert coupon.valid is True and coupon.livemode is False
+    customer, payment_method = account.customer_with_card()
+    assert customer.livemode is False and customer.delinquent is False
+    assert payment_method.card.three_d_secure_usage.supported is True
+    assert (
+        client.webhook_endpoints.create(
+            {"url": "https://billow.test/hook", "enabled_events": ["*"]}
+        ).livemode
+        is False
+    )
+    raw = http(
+        "GET",
+        f"{account.url}/v1/products/{product.id}",
+        headers={"Authorization": f"Bearer {account.key}"},
+    )[2]
+    assert '"active": false' in raw
+
+
+# 7. PaymentIntents ---------------------------------------------------------------------------
+
+
+def test_3ds_card_off_session_needs_authentication(account: Account) -> None:
+    receiver = account.listen(["payment_intent.payment_failed"])
+    customer, payment_method = account.customer_with_card(NEEDS_3DS)
+    with pytest.raises(stripe.CardError) as caught:
+        account.client.v1.payment_intents.create(
+            {
+                "amount": 1000,
+                "currency": "eur",
+                "customer": customer.id,
+                "payment_method": payment_method.id,
+                "payment_method_types": ["card"],
+                "confirm": True,
+                "off_session": True,
+                "error_on_requires_action": True,
+                "return_url": "https://billow.test/return",
+                "description": "Invoice INV-2",
+            }
+        )
+    assert caught.value.http_status == 402 and caught.value.code == "authentication_required"
+    error = caught.value.json_body["error"]
+    assert error["type"] == "card_error"
+    payment_intent = account.client.v1.payment_intents.retrieve(error["payment_intent"]["id"])
+    assert payment_intent.status == "requires_payment_method"
+    assert payment_intent.last_payment_error.code == "authentication_required"
+    assert payment_intent.description == "Invoice INV-2"
+    wait_for(receiver.events)
+
+
+@pytest.mark.parametrize("card", [DECLINED_LATER, "4000000000000002"])
+def test_declines_raise_card_errors(account: Account, card: str) -> None:
+    receiver = account.listen(["payment_intent.payment_failed"])
+    payment_method = account.client.v1.payment_methods.create(
+        {"type": "card", "card": {"number": card, "exp_month": 1, "exp_year": 2035, "cvc": "314"}}
+    )
+    with pytest.raises(stripe.CardError) as caught:
+        account.client.v1.payment_intents.create(
+            {"amount": 900, "currency": "eur", "payment_method": payment_method.id, "confirm": True}
+        )
+    assert caught.value.code == "card_declined"
+    error = caught.value.json_body["error"]
+    assert error["decline_code"] == "generic_decline" and error["charge"].startswith("ch_")
+    assert error["payment_intent"]["status"] == "requires_payment_method"
+    (event,) = wait_for(receiver.events)
+    assert event["data"]["object"]["id"] == error["payment_intent"]["id"]
+    assert event["data"]["object"]["last_payment_error"]["code"] == "card_declined"
+
+
+def test_manual_capture_then_capture(account: Account) -> None:
+    customer, payment_method = account.customer_with_card()
+    held = account.client.v1.payment_intents.create(
+        {
+            "amount": 5000,
+            "currency": "eur",
+            "customer": customer.id,
+            "payment_method": payment_method.id,
+            "capture_method": "manual",
+            "confirm": True,
+            "return_url": "https://billow.test/return",
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        }
+    )
+    assert (held.status, held.amount_capturable, held.amount_received) == (
+        "requires_capture",
+        5000,
+        0,
+    )
+    assert held.automatic_payment_methods.allow_redirects == "never"
+    captured = account.client.v1.payment_intents.capture(held.id, {"amount_to_capture": 4000})
+    assert (captured.status, captured.amount_capturable, captured.amount_received) == (
+        "succeeded",
+        0,
+        4000,
+    )
+
+
+def test_cancel_emits_canceled(account: Account) -> None:
+    receiver = account.listen(["payment_intent.canceled"])
+    customer, payment_method = account.customer_with_card()
+    held = account.client.v1.payment_intents.create(
+        {
+            "amount": 5000,
+            "currency": "eur",
+            "customer": customer.id,
+            "payment_method": payment_method.id,
+            "capture_method": "manual",
+            "confirm": True,
+        }
+    )
+    canceled = account.client.v1.payment_intents.cancel(
+        held.id, {"cancellation_reason": "requested_by_customer"}
+    )
+    assert canceled.status == "canceled" and canceled.canceled_at
+    assert canceled.cancellation_reason == "requested_by_customer"
+    (event,) = wait_for(receiver.events)
+    assert event["data"]["object"]["status"] == "canceled"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.payment_intents.cancel(held.id)
+    assert caught.value.code == "payment_intent_unexpected_state"
+
+
+def test_malformed_card_is_a_card_error(account: Account) -> None:
+    with pytest.raises(stripe.CardError) as caught:
+        account.client.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {"number": SUCCEEDS, "exp_month": 1, "exp_year": 2035, "cvc": "1"},
+            }
+        )
+    assert (caught.value.code, caught.value.param) == ("invalid_cvc", "card[cvc]")
+
+
+# 8. Customer payment methods ------------------------------------------------------------------
+
+
+def test_customer_payment_methods_and_default(account: Account) -> None:
+    customer, first = account.customer_with_card()
+    _, stranger = account.customer_with_card()
+    second = account.client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})
+    listed = account.client.v1.customers.payment_methods.list(customer.id, {"type": "card"})
+    assert [pm.id for pm in listed.data] == [second.id, first.id]
+    limited = account.client.v1.customers.payment_methods.list(customer.id, {"limit": 1})
+    assert len(limited.data) == 1 and limited.has_more is True
+    assert (
+        account.client.v1.customers.payment_methods.retrieve(customer.id, first.id).id == first.id
+    )
+
+    fetched = account.client.v1.customers.retrieve(customer.id)
+    assert fetched.invoice_settings.default_payment_method is None
+    account.client.v1.customers.update(
+        customer.id, {"invoice_settings": {"default_payment_method": second.id}}
+    )
+    fetched = account.client.v1.customers.retrieve(customer.id)
+    assert fetched.invoice_settings.default_payment_method == second.id
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.customers.update(
+            customer.id, {"invoice_settings": {"default_payment_method": stranger.id}}
+        )
+    assert caught.value.param == "invoice_settings[default_payment_method]"
+
+
+# 9. Errors for unknown routes and objects ------------------------------------------------------
+
+
+def test_unknown_routes_and_objects_are_stripe_errors(account: Account) -> None:
+    headers = {"Authorization": f"Bearer {account.key}"}
+    status, _, body = http("GET", f"{account.url}/v1/teleporters", headers=headers)
+    assert status == 404
+    assert json.loads(body)["error"]["message"].startswith("Unrecognized request URL")
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.raw_request("post", "/v1/teleporters/tp_1/beam")
+    assert caught.value.http_status == 404
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.customers.retrieve("cus_missing")
+    assert (caught.value.code, caught.value.user_message) == (
+        "resource_missing",
+        "No such customer: 'cus_missing'",
+    )
+
+
+# Lifecycle -----------------------------------------------------------------------------------
+
+
+def test_start_stop_start() -> None:
+    with pytest.raises(ValueError):
+        StripeEmulator(host="0.0.0.0")
+    emulator = StripeEmulator()
+    with pytest.raises(RuntimeError):
+        _ = emulator.url
+    for _ in range(2):
+        url = emulator.start()
+        assert url == emulator.url and url.startswith("http://127.0.0.1:")
+        assert sdk(url, new_key()).v1.customers.list().object == "list"
+        emulator.stop()
+    with pytest.raises(RuntimeError):
+        _ = emulator.url

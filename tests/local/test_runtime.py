@@ -1,0 +1,508 @@
+"""The local runtime itself, driven with a throwaway topology and probe handlers that record
+what they receive (none of Billow's own functions are involved)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import importlib
+import json
+import logging
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from billow.topology import (
+    TOPOLOGY,
+    Function,
+    Queue,
+    Route,
+    Rule,
+    Schedule,
+    StreamConsumer,
+    Topology,
+)
+from local.runtime import (
+    MAX_PAYLOAD_BYTES,
+    LocalRuntime,
+    RouteTable,
+    UnknownScheduleError,
+)
+
+FIXTURES = Path(__file__).parent / "fixture_functions"
+
+
+def _function(name: str) -> Function:
+    return Function(
+        name=name, code="probe", handler=f"handlers.{name}", description=name, calls_stripe=False
+    )
+
+
+PROBE = Topology(
+    table=TOPOLOGY.table.model_copy(update={"name": "billow-local-probe"}),
+    bus_name="billow-local-probe",
+    functions=tuple(_function(name) for name in ("http", "boom", "jobs", "outbox", "tick")),
+    routes=(
+        Route(method="GET", path="/items", function="http"),
+        Route(method="GET", path="/items/{item_id}", function="http"),
+        Route(method="POST", path="/items/{item_id}/notes/{note_id}", function="http"),
+        Route(method="ANY", path="/files/{proxy+}", function="http"),
+        Route(method="POST", path="/binary", function="http"),
+        Route(method="GET", path="/infer", function="http"),
+        Route(method="GET", path="/boom", function="boom"),
+        Route(method="ANY", path="$default", function="http"),
+    ),
+    queues=(Queue(name="probe-jobs", consumer="jobs", batch_size=5, max_receive_count=2),),
+    rules=(
+        Rule(
+            name="probe-jobs",
+            description="jobs go to their queue",
+            event_pattern={"source": ["probe"], "detail-type": ["job.requested"]},
+            queue="probe-jobs",
+        ),
+    ),
+    schedules=(
+        Schedule(name="probe-tick", expression="rate(1 hour)", function="tick", description="t"),
+    ),
+    stream_consumers=(
+        StreamConsumer(
+            function="outbox",
+            filter_pattern={
+                "eventName": ["INSERT"],
+                "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}},
+            },
+            max_retry_attempts=3,
+        ),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def probe_log() -> Iterator[ModuleType]:
+    """The handlers' own ``probe_log`` module: imported by the name they import it by."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(FIXTURES / "probe"))
+        yield importlib.import_module("probe_log")
+
+
+@pytest.fixture(scope="module")
+def runtime(probe_log: ModuleType) -> Iterator[LocalRuntime]:
+    with LocalRuntime(topology=PROBE, functions_root=FIXTURES, visibility_timeout_s=1) as started:
+        yield started
+
+
+@pytest.fixture
+def probe(probe_log: ModuleType, runtime: LocalRuntime) -> ModuleType:
+    runtime.wait_idle()
+    probe_log.reset()
+    return probe_log
+
+
+def _client(runtime: LocalRuntime, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=runtime.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _request(
+    runtime: LocalRuntime,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection(runtime.api_url.removeprefix("http://"), timeout=30)
+    connection.request(method, target, body=body, headers=headers or {})
+    return connection.getresponse()
+
+
+def http_json(method: str, url: str, payload: Any = None) -> tuple[int, Any]:
+    """A JSON request with urllib: ``(status, decoded body or None)``."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    return status, json.loads(raw) if raw else None
+
+
+def _put_jobs(runtime: LocalRuntime, *jobs: str, detail_type: str = "job.requested") -> None:
+    entries = [
+        {
+            "Source": "probe",
+            "DetailType": detail_type,
+            "Detail": json.dumps({"job": job}),
+            "EventBusName": PROBE.bus_name,
+        }
+        for job in jobs
+    ]
+    assert _client(runtime, "events").put_events(Entries=entries)["FailedEntryCount"] == 0
+
+
+def _job_records(probe: ModuleType) -> list[dict[str, Any]]:
+    return [record for event in probe.events("jobs") for record in event["Records"]]
+
+
+def _job(record: dict[str, Any]) -> str:
+    job: str = json.loads(record["body"])["detail"]["job"]
+    return job
+
+
+# -- API Gateway ----------------------------------------------------------------------------
+
+
+def test_routes_pick_the_most_specific_match_like_http_apis() -> None:
+    table = RouteTable(
+        [
+            Route(method="GET", path="/a/{x}", function="f"),
+            Route(method="ANY", path="/a/{x}", function="f"),
+            Route(method="GET", path="/a/{proxy+}", function="f"),
+            Route(method="GET", path="/{y}/b", function="f"),
+            Route(method="GET", path="/a/b", function="f"),
+            Route(method="ANY", path="$default", function="f"),
+        ]
+    )
+
+    def key(method: str, path: str) -> tuple[str, dict[str, str]]:
+        match = table.match(method, path)
+        assert match is not None
+        return match.route.key, match.path_parameters
+
+    assert key("GET", "/a/b") == ("GET /a/b", {})
+    assert key("GET", "/a/c") == ("GET /a/{x}", {"x": "c"})
+    assert key("DELETE", "/a/c") == ("ANY /a/{x}", {"x": "c"})
+    assert key("GET", "/z/b") == ("GET /{y}/b", {"y": "z"})
+    assert key("GET", "/a/b/c%20d") == ("GET /a/{proxy+}", {"proxy": "b/c d"})
+    assert key("GET", "/a/") == ("$default", {})
+    assert key("GET", "/elsewhere") == ("$default", {})
+    assert RouteTable([Route(method="GET", path="/a", function="f")]).match("GET", "/b") is None
+
+
+def test_gateway_sends_a_v2_event_and_writes_the_response_back(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    response = _request(
+        runtime,
+        "GET",
+        "/items/abc%20d?x=1&x=2&empty=",
+        headers={"Cookie": "a=1; b=2", "X-Custom": "v", "User-Agent": "probe-agent"},
+    )
+
+    assert response.status == 201
+    assert json.loads(response.read()) == {"route": "GET /items/{item_id}"}
+    assert response.headers["x-probe"] == "yes"
+    assert response.headers.get_all("set-cookie") == ["session=abc; Path=/", "theme=dark"]
+    assert response.headers["apigw-requestid"]
+    [(event, context)] = probe.calls("http")
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "GET /items/{item_id}"
+    assert event["rawPath"] == "/items/abc d"
+    assert event["rawQueryString"] == "x=1&x=2&empty="
+    assert event["queryStringParameters"] == {"x": "1,2", "empty": ""}
+    assert event["pathParameters"] == {"item_id": "abc d"}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["headers"]["x-custom"] == "v"
+    assert "cookie" not in event["headers"]
+    assert all(name == name.lower() for name in event["headers"])
+    assert event["isBase64Encoded"] is False
+    assert "body" not in event
+    request_context = event["requestContext"]
+    assert request_context["http"] == {
+        "method": "GET",
+        "path": "/items/abc d",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "probe-agent",
+    }
+    assert request_context["routeKey"] == "GET /items/{item_id}"
+    assert request_context["stage"] == "$default"
+    assert request_context["accountId"] == "123456789012"
+    assert request_context["requestId"] == response.headers["apigw-requestid"]
+    assert {"apiId", "domainName", "time", "timeEpoch"} <= request_context.keys()
+    assert context.function_name == "http"
+    assert context.invoked_function_arn.endswith(":function:http")
+    assert context.memory_limit_in_mb == 256
+    assert context.aws_request_id
+    assert context.log_group_name == "/aws/lambda/http"
+    assert 0 < context.get_remaining_time_in_millis() <= 30_000
+
+
+def test_path_parameters_json_bodies_and_greedy_paths(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    status, _ = http_json("POST", f"{runtime.api_url}/items/7/notes/n-1", {"text": "hello"})
+    assert status == 201
+    status, _ = http_json("DELETE", f"{runtime.api_url}/files/a/b.txt")
+    assert status == 201
+
+    note, file = probe.events("http")
+    assert note["pathParameters"] == {"item_id": "7", "note_id": "n-1"}
+    assert note["isBase64Encoded"] is False
+    assert json.loads(note["body"]) == {"text": "hello"}
+    assert file["routeKey"] == "ANY /files/{proxy+}"
+    assert file["pathParameters"] == {"proxy": "a/b.txt"}
+
+
+def test_binary_bodies_travel_base64_encoded(runtime: LocalRuntime, probe: ModuleType) -> None:
+    payload = bytes(range(256))
+    response = _request(
+        runtime, "POST", "/binary", payload, {"Content-Type": "application/octet-stream"}
+    )
+
+    assert response.status == 200
+    assert response.read() == payload[::-1]
+    [event] = probe.events("http")
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == payload
+
+
+def test_default_route_and_inferred_responses(runtime: LocalRuntime, probe: ModuleType) -> None:
+    status, body = http_json("GET", f"{runtime.api_url}/nowhere/at/all")
+    assert (status, body["code"]) == (404, "route_not_found")
+    assert probe.events("http")[0]["routeKey"] == "$default"
+
+    response = _request(runtime, "GET", "/infer")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.read()) == {"inferred": True}
+
+
+def test_a_raising_handler_is_a_500(
+    runtime: LocalRuntime, probe: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="local.runtime"):
+        status, body = http_json("GET", f"{runtime.api_url}/boom")
+
+    assert (status, body) == (500, {"message": "Internal Server Error"})
+    assert "the probe handler failed on purpose" in caplog.text
+
+
+def test_payloads_over_10_mb_are_refused_before_any_handler(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    host, port = runtime.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            f"POST /items/1/notes/2 HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Length: {MAX_PAYLOAD_BYTES + 1}\r\n\r\n".encode()
+        )
+        answer = connection.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert probe.events("http") == []
+
+
+# -- EventBridge, SQS and the stream --------------------------------------------------------
+
+
+def test_put_events_reach_the_consumer_through_the_rule(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    _put_jobs(runtime, "first", "second")
+    _put_jobs(runtime, "ignored", detail_type="something.else")
+    runtime.wait_idle()
+
+    records = _job_records(probe)
+    assert sorted(_job(record) for record in records) == ["first", "second"]
+    record = records[0]
+    envelope = json.loads(record["body"])
+    assert envelope.keys() == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
+    assert (envelope["source"], envelope["detail-type"]) == ("probe", "job.requested")
+    assert (envelope["account"], envelope["region"]) == ("123456789012", "us-east-1")
+    assert envelope["time"].endswith("Z")
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:probe-jobs"
+    assert record["awsRegion"] == "us-east-1"
+    assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert {"SentTimestamp", "ApproximateFirstReceiveTimestamp"} <= record["attributes"].keys()
+    assert record["messageAttributes"] == {}
+    assert record["messageId"] and record["receiptHandle"]
+    assert runtime.dlq_messages("probe-jobs") == []
+
+
+def test_failed_items_are_retried_then_dead_lettered_then_redriven(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    probe.failing_jobs.add("bad")
+    _put_jobs(runtime, "good-1", "bad", "good-2")
+    with pytest.raises(TimeoutError):  # the failing message is still work to be done
+        runtime.wait_idle(timeout=0.2)
+    runtime.wait_idle()
+
+    deliveries = [_job(record) for record in _job_records(probe)]
+    assert deliveries.count("good-1") == deliveries.count("good-2") == 1
+    assert deliveries.count("bad") == 2  # max_receive_count
+    receive_counts = [
+        r["attributes"]["ApproximateReceiveCount"] for r in _job_records(probe) if _job(r) == "bad"
+    ]
+    assert receive_counts == ["1", "2"]
+    dead = runtime.dlq_messages("probe-jobs")
+    assert [json.loads(body)["detail"]["job"] for body in dead] == ["bad"]
+    assert len(runtime.dlq_messages("probe-jobs")) == 1  # peeking leaves them there
+
+    probe.failing_jobs.clear()
+    assert runtime.redrive_dlq("probe-jobs") == 1
+    runtime.wait_idle()
+
+    assert [_job(record) for record in _job_records(probe)].count("bad") == 3
+    assert runtime.dlq_messages("probe-jobs") == []
+
+
+def test_stream_consumer_gets_filtered_records_and_retries_from_the_first_failure(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    dynamodb = _client(runtime, "dynamodb")
+    probe.failing_once.add("outbox-2")
+
+    def put(sort_key: str, kind: str, **extra: Any) -> None:
+        item = {"PK": {"S": "stream-test"}, "SK": {"S": sort_key}, "kind": {"S": kind}, **extra}
+        dynamodb.put_item(TableName=PROBE.table.name, Item=item)
+
+    put("outbox-1", "outbox")
+    put("note-1", "note")
+    put("outbox-2", "outbox")
+    put("outbox-3", "outbox", blob={"B": b"\x00\xff"})
+    put("outbox-1", "outbox", changed={"BOOL": True})  # MODIFY: filtered out
+    runtime.wait_idle()
+
+    batches = [
+        [record["dynamodb"]["Keys"]["SK"]["S"] for record in event["Records"]]
+        for event in probe.events("outbox")
+        if event["Records"][0]["dynamodb"]["Keys"]["PK"]["S"] == "stream-test"
+    ]
+    delivered = [key for batch in batches for key in batch]
+    assert delivered.count("outbox-1") == 1
+    assert delivered.count("outbox-2") == 2
+    assert "note-1" not in delivered
+    failed_batch = next(batch for batch in batches if "outbox-2" in batch)
+    retry = batches[batches.index(failed_batch) + 1]
+    assert retry == failed_batch[failed_batch.index("outbox-2") :]
+    assert delivered[-1] == "outbox-3"
+
+    record = next(
+        record
+        for event in probe.events("outbox")
+        for record in event["Records"]
+        if record["dynamodb"]["Keys"]["SK"]["S"] == "outbox-3"
+    )
+    assert (record["eventName"], record["eventSource"]) == ("INSERT", "aws:dynamodb")
+    assert record["awsRegion"] == "us-east-1"
+    assert record["eventVersion"]
+    assert record["eventID"]
+    assert record["eventSourceARN"].startswith(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/billow-local-probe/stream/"
+    )
+    change = record["dynamodb"]
+    assert change["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert change["NewImage"]["blob"] == {"B": base64.b64encode(b"\x00\xff").decode()}
+    assert "OldImage" not in change
+    assert isinstance(change["ApproximateCreationDateTime"], int)
+    assert {"Keys", "SequenceNumber", "SizeBytes"} <= change.keys()
+
+
+# -- schedules and the admin endpoints ------------------------------------------------------
+
+
+def test_schedules_fire_only_when_asked(runtime: LocalRuntime, probe: ModuleType) -> None:
+    result = runtime.fire_schedule("probe-tick", datetime(2030, 1, 1, tzinfo=UTC))
+    assert result == {"schedule": "probe-tick", "now": "2030-01-01T00:00:00Z"}
+    with pytest.raises(UnknownScheduleError):
+        runtime.fire_schedule("nope", datetime(2030, 1, 1, tzinfo=UTC))
+
+    url = f"{runtime.api_url}/_local/schedules"
+    status, body = http_json(
+        "POST", f"{url}/probe-tick/fire", {"time": "2030-02-01T10:00:00+02:00"}
+    )
+    assert (status, body) == (
+        200,
+        {
+            "schedule": "probe-tick",
+            "time": "2030-02-01T08:00:00Z",
+            "result": {"schedule": "probe-tick", "now": "2030-02-01T08:00:00Z"},
+        },
+    )
+    assert len(probe.events("tick")) == 2
+
+    status, body = http_json("POST", f"{url}/nope/fire", {"time": "2030-01-01T00:00:00Z"})
+    assert (status, body["code"]) == (404, "schedule_not_found")
+    status, body = http_json("POST", f"{url}/probe-tick/fire", {"time": "yesterday"})
+    assert (status, body["error_details"]) == (422, {"time": ["invalid_value"]})
+    assert http_json("GET", f"{url}/probe-tick/fire")[0] == 405
+    assert http_json("POST", f"{runtime.api_url}/_local/unknown", {})[0] == 404
+
+
+def test_admin_endpoint_creates_organizations(runtime: LocalRuntime) -> None:
+    url = f"{runtime.api_url}/_local/organizations"
+    status, body = http_json("POST", url, {"name": "Probe org", "api_key": "probe-key-123"})
+
+    assert status == 200, body
+    organization = body["organization"]
+    assert organization.keys() == {"id", "name", "api_key", "hmac_key"}
+    assert (organization["name"], organization["api_key"]) == ("Probe org", "probe-key-123")
+    status, body = http_json("POST", url, {"api_key": "x"})
+    assert (status, body["error_details"]) == (422, {"name": ["value_is_mandatory"]})
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def _runtime_threads() -> int:
+    return sum(thread.name.startswith("billow-local-") for thread in threading.enumerate())
+
+
+def test_stop_releases_everything_and_the_runtime_can_start_again(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    tiny = PROBE.model_copy(
+        update={
+            "table": PROBE.table.model_copy(update={"name": "billow-local-tiny"}),
+            "bus_name": "billow-local-tiny",
+            "queues": (Queue(name="tiny-jobs", consumer="jobs"),),
+            "rules": (),
+        }
+    )
+    environment = dict(os.environ)
+    threads = _runtime_threads()
+    second = LocalRuntime(topology=tiny, functions_root=FIXTURES)
+
+    for _ in range(2):  # stop() deletes what start() created, so a restart works
+        second.start()
+        assert os.environ["AWS_ENDPOINT_URL"] == second.aws_url
+        assert os.environ["BILLOW_TABLE_NAME"] == "billow-local-tiny"
+        api_url = second.api_url
+        assert http_json("GET", f"{api_url}/infer") == (200, {"inferred": True})
+        second.stop()
+
+        assert dict(os.environ) == environment
+        assert _runtime_threads() == threads
+        with pytest.raises(OSError):
+            http_json("GET", f"{api_url}/infer")
