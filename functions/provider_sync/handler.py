@@ -22,8 +22,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    sync_once(dependencies(), outbox_event(record.body))
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    sync_once(dependencies(), outbox_event(record.body), lambda_context)
 
 
 @logger.inject_lambda_context

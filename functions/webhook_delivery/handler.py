@@ -33,6 +33,7 @@ class DeliveryFailed(Exception):
 def record_handler(record: SQSRecord) -> None:
     event = outbox_event(record.body)
     failed = deliver(dependencies(), event, http_sender.post)
+    metrics.add_metric(name="WebhookEventsHandled", unit=MetricUnit.Count, value=1)
     if failed:
         metrics.add_metric(name="WebhookDeliveryFailed", unit=MetricUnit.Count, value=len(failed))
         attempt = int(record.attributes.approximate_receive_count)

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies, dependencies
@@ -235,7 +236,7 @@ def checkout_url_event(customer: Customer, connection: StripeConnection, url: st
 
 
 @functools.cache
-def _idempotent_sync(table_name: str) -> Callable[..., object]:
+def _idempotency(table_name: str) -> tuple[Callable[..., object], IdempotencyConfig]:
     """Built on first use, not at import: the persistence layer creates a boto3 client.
 
     The queue delivers at least once; this makes a duplicated request a no-op instead of
@@ -263,8 +264,10 @@ def _idempotent_sync(table_name: str) -> Callable[..., object]:
         )
         return "done"
 
-    return run
+    return run, config
 
 
-def sync_once(deps: Dependencies, request: OutboxEvent) -> None:
-    _idempotent_sync(deps.settings.table_name)(request=request.model_dump(mode="json"))
+def sync_once(deps: Dependencies, request: OutboxEvent, lambda_context: LambdaContext) -> None:
+    run, config = _idempotency(deps.settings.table_name)
+    config.register_lambda_context(lambda_context)
+    run(request=request.model_dump(mode="json"))
