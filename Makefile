@@ -4,16 +4,19 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-lago-client.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 CDK_CLI_VERSION := 2.1148.1
 CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
 
 .PHONY: install run test lint typecheck pytest synth deploy bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)/lago-client
+	$(VENV)/lago-client/bin/python -m pip install --quiet -r requirements-lago-client.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 

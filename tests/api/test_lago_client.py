@@ -1,0 +1,65 @@
+"""Lago's official Python client, pointed at Billow, works unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import StripeOrg
+
+ROOT = Path(__file__).resolve().parents[2]
+LAGO_PYTHON = ROOT / ".venv" / "lago-client" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(
+    not LAGO_PYTHON.exists(), reason="run `make install` to create .venv/lago-client"
+)
+
+
+def test_lagos_python_client_drives_customers_payment_methods_and_endpoints(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    client = stripe_org.stripe
+    existing = client.v1.customers.create(params={"name": "Already in Stripe"})
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "123"},
+        }
+    )
+    client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
+    client.v1.customers.update(
+        existing.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+
+    run = subprocess.run(
+        [
+            str(LAGO_PYTHON),
+            str(Path(__file__).with_name("lago_client_flow.py")),
+            local_billow.api_url,
+            stripe_org.api_key,
+            existing.id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+
+    assert seen["created"]["provider_customer_id"].startswith("cus_")
+    assert seen["found"] == seen["created"]["lago_id"] == seen["deleted"]
+    assert seen["listed"] == ["linked", "new"] and seen["total_count"] == 2
+    assert seen["checkout_url"].startswith(local_billow.stripe_url)
+    assert seen["linked_provider_id"] == existing.id
+    assert seen["methods"] == [[card.id, True]]
+    assert seen["set_as_default"] is True
+    assert seen["methods_after_destroy"] == 0
+    assert seen["endpoint_found"] == "https://hooks.example.test/lago"
+    assert seen["missing_status"] == 404
+    assert seen["invalid"] == {"status": 422, "details": {"email": ["invalid_format"]}}
+    assert seen["unauthorized_status"] == 401
