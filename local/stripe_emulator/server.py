@@ -43,6 +43,7 @@ class _State:
     base_url: str
     hub: WebhookHub
     idempotency: IdempotencyStore
+    revoked_keys: set[str] = dataclasses.field(default_factory=set)
 
 
 _STATE = web.AppKey("state", _State)
@@ -118,6 +119,10 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     """Check the key and make it the account everything in this request belongs to."""
     state = request.app[_STATE]
     account = None if request.path.startswith(_KEYLESS_PATHS) else _api_key(request)
+    if account in state.revoked_keys:
+        raise StripeApiError(
+            401, f"Expired API Key provided: {_masked(account)}", code="api_key_expired"
+        )
     context = RequestContext(
         account=account,
         request_id=request[REQUEST_ID],
@@ -155,6 +160,16 @@ async def _stripe_shape(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
+async def _revoke_key(request: web.Request) -> web.Response:
+    """``POST /_config/revoked_keys api_key=...``: the key is rolled or deleted in the
+    dashboard, so Stripe answers it 401 from now on (tests of revoked credentials)."""
+    key = (await read_params(request)).get("api_key")
+    if not isinstance(key, str) or not _VALID_KEY.match(key):
+        raise StripeApiError(400, "key must be a test secret key")
+    request.app[_STATE].revoked_keys.add(key)
+    return json_response({"revoked": True})
+
+
 def _build_app(state: _State) -> web.Application:
     app = web.Application(middlewares=[_outermost, _authenticate, _idempotency, _stripe_shape])
     app[_STATE] = state
@@ -164,6 +179,7 @@ def _build_app(state: _State) -> web.Application:
         *checkout.ROUTES,
         *webhook_endpoints.ROUTES,
         *checkout_page.ROUTES,
+        ("POST", "/_config/revoked_keys", _revoke_key),
     ]
     replaced = {(method, path) for method, path, _ in own}
     inherited = [route for route in upstream.routes() if route[:2] not in replaced]

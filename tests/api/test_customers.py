@@ -431,3 +431,32 @@ def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
     )
     assert status == 404 and body["code"] == "billing_entity_not_found"
     assert org.api.get("/customers")[1]["meta"]["total_count"] == 0
+
+
+def test_revoked_stripe_key_keeps_customer_and_reports_both_errors(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    revoke = urllib.request.Request(
+        f"{local_billow.stripe_url}/_config/revoked_keys",
+        data=json.dumps({"api_key": stripe_org.secret_key}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(revoke)
+    billing = {"payment_provider": "stripe", "sync": True, "sync_with_provider": True}
+    status, body = stripe_org.api.post(
+        "/customers",
+        json={"customer": {"external_id": "revoked", "billing_configuration": billing}},
+    )
+    assert status == 200
+    assert body["customer"]["billing_configuration"]["provider_customer_id"] is None
+    assert body["customer"]["error_details"][0]["details"]["error_code"] == "api_key_expired"
+
+    wait_for(lambda: webhooks(subscribed, "payment_provider.error"))
+    [provider_error] = webhooks(subscribed, "payment_provider.error")
+    assert provider_error["object_type"] == "payment_provider_error"
+    details = provider_error["payment_provider_error"]
+    assert details["payment_provider_code"] == "stripe" and details["source"] == "stripe"
+    assert details["provider_error"]["error_code"] == "api_key_expired"
+    [customer_error] = webhooks(subscribed, "customer.payment_provider_error")
+    assert customer_error["payment_provider_customer_error"]["external_customer_id"] == "revoked"

@@ -66,6 +66,9 @@ def test_unknown_route_malformed_and_oversized_bodies(org: Any, local_billow: An
     )
     assert status == 400
 
+    status, body = raw(local_billow, "POST", "/api/v1/customers", body=b"\x80", key=org.api_key)
+    assert status == 400 and body["error_details"] == {"body": ["invalid_utf8"]}
+
     huge = json.dumps({"customer": {"external_id": "big", "name": "x" * 2_000_000}}).encode()
     status, body = raw(local_billow, "POST", "/api/v1/customers", body=huge, key=org.api_key)
     assert status == 413 and body["code"] == "payload_too_large"

@@ -842,3 +842,17 @@ def test_start_stop_start() -> None:
         emulator.stop()
     with pytest.raises(RuntimeError):
         _ = emulator.url
+
+
+def test_a_revoked_key_is_refused_from_then_on(account: Account) -> None:
+    account.client.v1.customers.list()
+    status, _, _ = http(
+        "POST",
+        f"{account.url}/_config/revoked_keys",
+        {"api_key": account.key},
+    )
+    assert status == 200
+    with pytest.raises(stripe.AuthenticationError) as refused:
+        account.client.v1.customers.list()
+    assert refused.value.error is not None
+    assert refused.value.error.code == "api_key_expired"

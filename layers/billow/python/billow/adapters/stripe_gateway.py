@@ -31,10 +31,12 @@ _KINDS: tuple[tuple[type[stripe.StripeError], str], ...] = (
 
 def _translate(error: stripe.StripeError) -> ProviderError:
     kind = next((name for cls, name in _KINDS if isinstance(error, cls)), "api")
+    # The SDK sets ``code`` only on some error classes; the body always carries it.
+    code = error.code or (error.error.code if error.error else None)
     return ProviderError(
         error.user_message or str(error) or "Stripe error",
         kind=kind,
-        code=error.code,
+        code=code,
         http_status=error.http_status,
         request_id=error.request_id,
     )

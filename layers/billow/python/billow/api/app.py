@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -86,12 +87,23 @@ def _reply(response: Response[str]) -> dict[str, Any]:
     }
 
 
+def _raw_body(request: APIGatewayProxyEventV2) -> bytes:
+    """The body as sent: API Gateway base64-encodes what is not valid text."""
+    raw = request.body or ""
+    return base64.b64decode(raw) if request.is_base64_encoded else raw.encode()
+
+
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Authenticate /api/v1 calls before routing, so an unauthenticated caller learns
     nothing, not even whether its body was valid."""
     request = APIGatewayProxyEventV2(event)
-    if len((request.body or "").encode()) > MAX_BODY_BYTES:
+    body = _raw_body(request)
+    if len(body) > MAX_BODY_BYTES:
         return _reply(error_response(413, "payload_too_large"))
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return _reply(error_response(400, "bad_request", {"body": ["invalid_utf8"]}))
     if request.raw_path.startswith(API_PREFIX):
         token = _bearer(request)
         organization_id = organization_for_api_key(dependencies(), token) if token else None
