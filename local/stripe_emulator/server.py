@@ -44,6 +44,17 @@ class _State:
     hub: WebhookHub
     idempotency: IdempotencyStore
     revoked_keys: set[str] = dataclasses.field(default_factory=set)
+    faults: list[_Fault] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Fault:
+    """Answer ``status`` to the account's next ``remaining`` requests under ``path_prefix``."""
+
+    account: str
+    path_prefix: str
+    status: int
+    remaining: int
 
 
 _STATE = web.AppKey("state", _State)
@@ -119,6 +130,18 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     """Check the key and make it the account everything in this request belongs to."""
     state = request.app[_STATE]
     account = None if request.path.startswith(_KEYLESS_PATHS) else _api_key(request)
+    fault = next(
+        (
+            f
+            for f in state.faults
+            if f.remaining > 0 and f.account == account and request.path.startswith(f.path_prefix)
+        ),
+        None,
+    )
+    if fault is not None:
+        fault.remaining -= 1
+        kind = "rate_limit_error" if fault.status == 429 else "api_error"
+        raise StripeApiError(fault.status, "Injected failure (emulator fault)", type=kind)
     if account in state.revoked_keys:
         raise StripeApiError(
             401, f"Expired API Key provided: {_masked(account)}", code="api_key_expired"
@@ -170,6 +193,28 @@ async def _revoke_key(request: web.Request) -> web.Response:
     return json_response({"revoked": True})
 
 
+async def _inject_fault(request: web.Request) -> web.Response:
+    """``POST /_config/faults api_key=… path_prefix=/v1/… status=500 count=2``: that
+    account's next ``count`` requests under the prefix fail as Stripe fails (outages, rate
+    limits), for tests of retries and of a crash between a Stripe call and the caller's
+    own write."""
+    params = await read_params(request)
+    key, prefix = params.get("api_key"), params.get("path_prefix")
+    status, count = params.get("status"), params.get("count")
+    if not (
+        isinstance(key, str)
+        and isinstance(prefix, str)
+        and prefix.startswith("/v1/")
+        and str(status) in {"429", "500", "502", "503"}
+        and str(count).isdigit()
+    ):
+        raise StripeApiError(
+            400, "api_key, path_prefix (/v1/...), status (429 or 5xx) and count are needed"
+        )
+    request.app[_STATE].faults.append(_Fault(key, prefix, int(str(status)), int(str(count))))
+    return json_response({"injected": True})
+
+
 def _build_app(state: _State) -> web.Application:
     app = web.Application(middlewares=[_outermost, _authenticate, _idempotency, _stripe_shape])
     app[_STATE] = state
@@ -180,6 +225,7 @@ def _build_app(state: _State) -> web.Application:
         *webhook_endpoints.ROUTES,
         *checkout_page.ROUTES,
         ("POST", "/_config/revoked_keys", _revoke_key),
+        ("POST", "/_config/faults", _inject_fault),
     ]
     replaced = {(method, path) for method, path, _ in own}
     inherited = [route for route in upstream.routes() if route[:2] not in replaced]

@@ -460,3 +460,41 @@ def test_revoked_stripe_key_keeps_customer_and_reports_both_errors(
     assert details["provider_error"]["error_code"] == "api_key_expired"
     [customer_error] = webhooks(subscribed, "customer.payment_provider_error")
     assert customer_error["payment_provider_customer_error"]["external_customer_id"] == "revoked"
+
+
+def test_a_crash_after_stripe_created_the_customer_never_creates_a_second_one(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """The first attempt creates the Stripe customer, then fails before Billow records it
+    (Stripe is down for the Checkout call). The queue retries; the same idempotency key
+    makes Stripe answer with the customer it already created."""
+    fault = urllib.parse.urlencode(
+        {
+            "api_key": stripe_org.secret_key,
+            "path_prefix": "/v1/checkout/sessions",
+            "status": "500",
+            "count": "4",
+        }
+    ).encode()
+    urllib.request.urlopen(f"{local_billow.stripe_url}/_config/faults", data=fault)
+    billing = {"payment_provider": "stripe", "sync_with_provider": True}
+    status, body = stripe_org.api.post(
+        "/customers", json={"customer": {"external_id": "crash", "billing_configuration": billing}}
+    )
+    assert status == 200
+    lago_id = body["customer"]["lago_id"]
+
+    def linked() -> str | None:
+        customer = stripe_org.api.get("/customers/crash")[1]["customer"]
+        return customer["billing_configuration"]["provider_customer_id"]  # type: ignore[no-any-return]
+
+    stripe_id = wait_for(linked, timeout=30)
+    in_stripe = [
+        customer
+        for customer in stripe_org.stripe.v1.customers.list(params={"limit": 100}).data
+        if customer.metadata.to_dict().get("lago_customer_id") == lago_id
+    ]
+    assert [customer.id for customer in in_stripe] == [stripe_id]
+    wait_for(lambda: webhooks(subscribed, "customer.checkout_url_generated"))
+    local_billow.wait_idle()
+    assert len(webhooks(subscribed, "customer.payment_provider_created")) == 1

@@ -856,3 +856,19 @@ def test_a_revoked_key_is_refused_from_then_on(account: Account) -> None:
         account.client.v1.customers.list()
     assert refused.value.error is not None
     assert refused.value.error.code == "api_key_expired"
+
+
+def test_injected_faults_fail_the_accounts_next_requests(account: Account) -> None:
+    status, _, _ = http(
+        "POST",
+        f"{account.url}/_config/faults",
+        {"api_key": account.key, "path_prefix": "/v1/customers", "status": "503", "count": "1"},
+    )
+    assert status == 200
+    client = stripe.StripeClient(
+        account.key, base_addresses={"api": account.url}, max_network_retries=0
+    )
+    with pytest.raises(stripe.APIError) as failed:
+        client.v1.customers.list()
+    assert failed.value.http_status == 503
+    assert client.v1.customers.list() is not None
