@@ -37,6 +37,27 @@ def stripe_client(base_url: str, secret_key: str) -> stripe.StripeClient:
     )
 
 
+def attach_card(
+    client: stripe.StripeClient,
+    customer_id: str,
+    number: str = "4242424242424242",
+    default: bool = False,
+) -> str:
+    """A test card saved on a Stripe customer directly in Stripe (not through Billow)."""
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+        }
+    )
+    client.v1.payment_methods.attach(card.id, params={"customer": customer_id})
+    if default:
+        client.v1.customers.update(
+            customer_id, params={"invoice_settings": {"default_payment_method": card.id}}
+        )
+    return card.id
+
+
 @pytest.fixture
 def stripe_org(local_billow: Any, org: Any) -> Iterator[StripeOrg]:
     key = new_stripe_key()

@@ -7,7 +7,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from tests.api.conftest import StripeOrg, new_stripe_key
+from tests.api.conftest import StripeOrg, attach_card, new_stripe_key
 
 
 def webhooks(receiver: Any, webhook_type: str) -> list[dict[str, Any]]:
@@ -187,16 +187,7 @@ def test_existing_stripe_customer_is_linked_with_its_default_card(
 ) -> None:
     client = stripe_org.stripe
     existing = client.v1.customers.create(params={"name": "Existing"})
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
-    client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
-    client.v1.customers.update(
-        existing.id, params={"invoice_settings": {"default_payment_method": card.id}}
-    )
+    card_id = attach_card(client, existing.id, default=True)
     before = len(client.v1.customers.list(params={"limit": 100}).data)
 
     status, body = stripe_org.api.post(
@@ -219,7 +210,7 @@ def test_existing_stripe_customer_is_linked_with_its_default_card(
         return stripe_org.api.get("/customers/migrated/payment_methods")[1]["payment_methods"]  # type: ignore[no-any-return]
 
     found = wait_for(methods)
-    assert found[0]["provider_method_id"] == card.id
+    assert found[0]["provider_method_id"] == card_id
     assert found[0]["is_default"] is True
     assert found[0]["payment_provider_type"] == "stripe"
     assert len(client.v1.customers.list(params={"limit": 100}).data) == before
@@ -315,19 +306,10 @@ def test_payment_methods_default_delete_and_stripe_detach(
 ) -> None:
     client = stripe_org.stripe
     existing = client.v1.customers.create(params={"name": "Two cards"})
-    cards = []
-    for number in ("4242424242424242", "4000000000000341"):
-        card = client.v1.payment_methods.create(
-            params={
-                "type": "card",
-                "card": {"number": number, "exp_month": 1, "exp_year": 2035, "cvc": "123"},
-            }
-        )
-        client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
-        cards.append(card)
-    client.v1.customers.update(
-        existing.id, params={"invoice_settings": {"default_payment_method": cards[0].id}}
-    )
+    cards = [
+        attach_card(client, existing.id, "4242424242424242", default=True),
+        attach_card(client, existing.id, "4000000000000341"),
+    ]
     stripe_org.api.post(
         "/customers",
         json={
@@ -343,7 +325,7 @@ def test_payment_methods_default_delete_and_stripe_detach(
     )
     # A second card made default in Stripe arrives through customer.updated.
     client.v1.customers.update(
-        existing.id, params={"invoice_settings": {"default_payment_method": cards[1].id}}
+        existing.id, params={"invoice_settings": {"default_payment_method": cards[1]}}
     )
 
     def listed() -> list[dict[str, Any]] | None:
@@ -352,8 +334,8 @@ def test_payment_methods_default_delete_and_stripe_detach(
 
     methods = wait_for(listed)
     by_stripe_id = {method["provider_method_id"]: method for method in methods}
-    assert by_stripe_id[cards[1].id]["is_default"] is True
-    first = by_stripe_id[cards[0].id]
+    assert by_stripe_id[cards[1]]["is_default"] is True
+    first = by_stripe_id[cards[0]]
 
     status, body = stripe_org.api.put(
         f"/customers/two/payment_methods/{first['lago_id']}/set_as_default"
@@ -370,7 +352,7 @@ def test_payment_methods_default_delete_and_stripe_detach(
     assert status == 200 and body["payment_method"]["lago_id"] == first["lago_id"]
     assert stripe_org.api.delete(f"/customers/two/payment_methods/{first['lago_id']}")[0] == 404
 
-    client.v1.payment_methods.detach(cards[1].id)
+    client.v1.payment_methods.detach(cards[1])
     wait_for(
         lambda: stripe_org.api.get("/customers/two/payment_methods")[1]["payment_methods"] == []
     )

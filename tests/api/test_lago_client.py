@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import StripeOrg
+from tests.api.conftest import StripeOrg, attach_card
 
 ROOT = Path(__file__).resolve().parents[2]
 LAGO_PYTHON = ROOT / ".venv" / "lago-client" / "bin" / "python"
@@ -24,16 +24,7 @@ def test_lagos_python_client_drives_customers_payment_methods_and_endpoints(
 ) -> None:
     client = stripe_org.stripe
     existing = client.v1.customers.create(params={"name": "Already in Stripe"})
-    card = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "123"},
-        }
-    )
-    client.v1.payment_methods.attach(card.id, params={"customer": existing.id})
-    client.v1.customers.update(
-        existing.id, params={"invoice_settings": {"default_payment_method": card.id}}
-    )
+    card_id = attach_card(client, existing.id, default=True)
 
     run = subprocess.run(
         [
@@ -56,7 +47,7 @@ def test_lagos_python_client_drives_customers_payment_methods_and_endpoints(
     assert seen["listed"] == ["linked", "new"] and seen["total_count"] == 2
     assert seen["checkout_url"].startswith(local_billow.stripe_url)
     assert seen["linked_provider_id"] == existing.id
-    assert seen["methods"] == [[card.id, True]]
+    assert seen["methods"] == [[card_id, True]]
     assert seen["set_as_default"] is True
     assert seen["methods_after_destroy"] == 0
     assert seen["endpoint_found"] == "https://hooks.example.test/lago"

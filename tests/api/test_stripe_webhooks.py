@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from tests.api.conftest import StripeOrg
+from tests.api.conftest import StripeOrg, attach_card
 
 
 def webhook_secret(local_billow: Any, org_id: str) -> str:
@@ -120,13 +120,7 @@ def test_duplicate_event_is_processed_once(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
     stripe_id = linked_customer(stripe_org, "dup")
-    card = stripe_org.stripe.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "123"},
-        }
-    )
-    stripe_org.stripe.v1.payment_methods.attach(card.id, params={"customer": stripe_id})
+    card_id = attach_card(stripe_org.stripe, stripe_id)
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event(
         "evt_dup_setup",
@@ -135,17 +129,17 @@ def test_duplicate_event_is_processed_once(
             "id": "seti_dup",
             "object": "setup_intent",
             "customer": stripe_id,
-            "payment_method": card.id,
+            "payment_method": card_id,
         },
     )
     replies = [deliver(local_billow, stripe_org.id, body, signed(body, secret)) for _ in range(3)]
     assert [reply[1]["outcome"] for reply in replies] == ["stored", "duplicate", "duplicate"]
     local_billow.wait_idle()
     methods = stripe_org.api.get("/customers/dup/payment_methods")[1]["payment_methods"]
-    assert [(m["provider_method_id"], m["is_default"]) for m in methods] == [(card.id, True)]
+    assert [(m["provider_method_id"], m["is_default"]) for m in methods] == [(card_id, True)]
     assert (
         stripe_org.stripe.v1.customers.retrieve(stripe_id).invoice_settings.default_payment_method
-        == card.id
+        == card_id
     )
 
 

@@ -131,11 +131,8 @@ class Store:
     def _get(self, pk: str, sk: str) -> Item | None:
         return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
 
-    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":pk": pk, ":prefix": prefix},
-        }
+    def _query(self, **kwargs: Any) -> Iterator[Item]:
+        """Every item a Query matches, page after page."""
         while True:
             page = self.table.query(**kwargs)
             yield from page["Items"]
@@ -143,20 +140,18 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
+        return self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": pk, ":prefix": prefix},
+        )
+
     def _query_index(self, gsi1pk: str, sk_below: str | None = None) -> Iterator[Item]:
         condition = "GSI1PK = :pk" + (" AND GSI1SK < :below" if sk_below else "")
         values: Item = {":pk": gsi1pk, **({":below": sk_below} if sk_below else {})}
-        kwargs: dict[str, Any] = {
-            "IndexName": "GSI1",
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-        while True:
-            page = self.table.query(**kwargs)
-            yield from page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._query(
+            IndexName="GSI1", KeyConditionExpression=condition, ExpressionAttributeValues=values
+        )
 
     # -- organizations -------------------------------------------------------------------
 
