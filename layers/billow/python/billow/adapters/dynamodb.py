@@ -207,14 +207,15 @@ class Store:
 
     # -- Stripe connections --------------------------------------------------------------
 
-    @staticmethod
-    def connection_item(connection: StripeConnection) -> Item:
-        return {
-            "PK": org_pk(connection.organization_id),
-            "SK": f"INTEGRATION#stripe#{connection.code}",
-            "kind": "stripe_connection",
-            "data": connection.model_dump_json(),
-        }
+    def save_connection(self, connection: StripeConnection) -> None:
+        self.table.put_item(
+            Item={
+                "PK": org_pk(connection.organization_id),
+                "SK": f"INTEGRATION#stripe#{connection.code}",
+                "kind": "stripe_connection",
+                "data": connection.model_dump_json(),
+            }
+        )
 
     def get_connection(self, organization_id: str, code: str) -> StripeConnection | None:
         item = self._get(org_pk(organization_id), f"INTEGRATION#stripe#{code}")
@@ -345,13 +346,15 @@ class Store:
 
     # -- webhook endpoints ---------------------------------------------------------------
 
-    def endpoint_item(self, endpoint: WebhookEndpoint) -> Item:
-        return {
-            "PK": org_pk(endpoint.organization_id),
-            "SK": f"WEBHOOK_ENDPOINT#{endpoint.lago_id}",
-            "kind": "webhook_endpoint",
-            "data": endpoint.model_dump_json(),
-        }
+    def save_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        self.table.put_item(
+            Item={
+                "PK": org_pk(endpoint.organization_id),
+                "SK": f"WEBHOOK_ENDPOINT#{endpoint.lago_id}",
+                "kind": "webhook_endpoint",
+                "data": endpoint.model_dump_json(),
+            }
+        )
 
     def get_endpoint(self, organization_id: str, lago_id: str) -> WebhookEndpoint | None:
         item = self._get(org_pk(organization_id), f"WEBHOOK_ENDPOINT#{lago_id}")

@@ -50,33 +50,13 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
     if problem:
         raise ValidationFailed({"secret_key": [problem]})
     existing = deps.store.get_connection(organization_id, request.code)
-    previous_secret = (
-        deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
-    )
+    previous = deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
     now = iso(utcnow())
     lago_id = existing.lago_id if existing else new_id()
-    gateway = deps.stripe_with_key(request.secret_key)
-    key_changed = previous_secret is None or previous_secret.secret_key != request.secret_key
-    if key_changed:
-        try:
-            gateway.check_credentials()
-            fingerprint = hashlib.sha256(request.secret_key.encode()).hexdigest()[:16]
-            registration = gateway.register_webhook(
-                f"{deps.settings.public_api_url}/webhooks/stripe/{organization_id}?code={request.code}",
-                STRIPE_WEBHOOK_EVENTS,
-                idempotency_key=f"webhook-endpoint-{lago_id}-{fingerprint}",
-            )
-        except ProviderError as error:
-            if error.retryable:
-                raise
-            raise provider_rejection(error, "secret_key") from error
-        secret = StripeSecret(secret_key=request.secret_key, webhook_secret=registration.secret)
-        endpoint_id = registration.endpoint_id
+    if existing and previous and previous.secret_key == request.secret_key:
+        endpoint_id, version = existing.webhook_endpoint_id, existing.secret_version
     else:
-        assert existing is not None and previous_secret is not None
-        secret, endpoint_id = previous_secret, existing.webhook_endpoint_id
-    secret_name = deps.secrets.name_for(organization_id, request.code)
-    version = deps.secrets.put(secret_name, secret) if key_changed else existing.secret_version  # type: ignore[union-attr]
+        endpoint_id, version = _register(deps, organization_id, lago_id, request)
     connection = StripeConnection(
         lago_id=lago_id,
         organization_id=organization_id,
@@ -87,15 +67,38 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
             str(request.success_redirect_url) if request.success_redirect_url else None
         ),
         webhook_endpoint_id=endpoint_id,
-        secret_name=secret_name,
+        secret_name=deps.secrets.name_for(organization_id, request.code),
         secret_version=version,
         created_at=existing.created_at if existing else now,
         updated_at=now,
     )
-    deps.store.table.put_item(Item=deps.store.connection_item(connection))
-    if existing and previous_secret and key_changed:
-        _forget_endpoint(deps, previous_secret.secret_key, existing.webhook_endpoint_id)
+    deps.store.save_connection(connection)
+    if existing and previous and previous.secret_key != request.secret_key:
+        _forget_endpoint(deps, previous.secret_key, existing.webhook_endpoint_id)
     return connection
+
+
+def _register(
+    deps: Dependencies, organization_id: str, lago_id: str, request: ConnectStripe
+) -> tuple[str, str]:
+    """Check a new key, register Billow's webhook endpoint with it and keep both secrets;
+    returns the endpoint id and the secret's version."""
+    gateway = deps.stripe_with_key(request.secret_key)
+    fingerprint = hashlib.sha256(request.secret_key.encode()).hexdigest()[:16]
+    try:
+        gateway.check_credentials()
+        registration = gateway.register_webhook(
+            f"{deps.settings.public_api_url}/webhooks/stripe/{organization_id}?code={request.code}",
+            STRIPE_WEBHOOK_EVENTS,
+            idempotency_key=f"webhook-endpoint-{lago_id}-{fingerprint}",
+        )
+    except ProviderError as error:
+        if error.retryable:
+            raise
+        raise provider_rejection(error, "secret_key") from error
+    secret = StripeSecret(secret_key=request.secret_key, webhook_secret=registration.secret)
+    version = deps.secrets.put(deps.secrets.name_for(organization_id, request.code), secret)
+    return registration.endpoint_id, version
 
 
 def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> None:

@@ -46,7 +46,7 @@ def create_endpoint(
         event_types=given.event_types,
         created_at=iso(utcnow()),
     )
-    deps.store.table.put_item(Item=deps.store.endpoint_item(endpoint))
+    deps.store.save_endpoint(endpoint)
     return endpoint
 
 
@@ -68,7 +68,7 @@ def update_endpoint(
         if field in given.model_fields_set:
             updates[field] = getattr(given, field)
     endpoint = endpoint.model_copy(update=updates)
-    deps.store.table.put_item(Item=deps.store.endpoint_item(endpoint))
+    deps.store.save_endpoint(endpoint)
     return endpoint
 
 
