@@ -114,14 +114,23 @@ def size_mb(paths: list[Path]) -> float:
         if path.is_file():
             total += path.stat().st_size
         elif path.is_dir():
-            total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            total += sum(
+                f.stat().st_size
+                for f in path.rglob("*")
+                if f.is_file() and "__pycache__" not in f.parts
+            )
     return total / 1_000_000
 
 
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3"})
+"""Shipped by the Lambda Python runtime, so not part of Billow's layer."""
+
+
 def loaded_size_mb(top_level: list[str]) -> float:
-    """Size on disk of the third-party packages the function actually loaded."""
-    paths = [DEPS / name for name in top_level if (DEPS / name).exists()]
-    paths += [DEPS / f"{name}.py" for name in top_level if (DEPS / f"{name}.py").exists()]
+    """Size on disk of the layer packages the function actually loaded."""
+    shipped = [name for name in top_level if name not in RUNTIME_PROVIDED]
+    paths = [DEPS / name for name in shipped if (DEPS / name).exists()]
+    paths += [DEPS / f"{name}.py" for name in shipped if (DEPS / f"{name}.py").exists()]
     return size_mb(paths)
 
 
@@ -135,7 +144,7 @@ def main() -> None:
     print("(-X importtime adds overhead; compare functions with each other, not with AWS)\n")
     header = (
         f"{'function':<22}{'import+init ms':>15}{'own code ms':>13}"
-        f"{'first Stripe use ms':>21}{'loaded deps MB':>16}  stripe at import"
+        f"{'first Stripe use ms':>21}{'layer deps MB':>15}  stripe at import"
     )
     print(header)
     print("-" * len(header))
@@ -148,7 +157,7 @@ def main() -> None:
         print(
             f"{function.name:<22}{import_ms:>15.1f}{own_ms:>13.1f}"
             f"{(f'{stripe_ms:.1f}' if function.calls_stripe else '-'):>21}"
-            f"{loaded_size_mb(top_level):>16.1f}  {'YES' if 'stripe' in top_level else 'no'}"
+            f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
         )
 
 
