@@ -87,8 +87,9 @@ Billow is running locally.
 
 Try:
   curl -s -H "Authorization: Bearer {api_key}" {api}/customers
-  python admin.py create-organization --name "Another org" --local {runtime.api_url}
-  python admin.py fire-schedule {schedule} --time 2030-01-01T00:00:00Z --local {runtime.api_url}
+  .venv/bin/python admin.py create-organization --name "Another org" --local {runtime.api_url}
+  .venv/bin/python admin.py fire-schedule {schedule} --time 2030-01-01T00:00:00Z \\
+      --local {runtime.api_url}
 
 Schedules never fire by themselves locally; fire them as above. Ctrl-C stops everything.
 """
@@ -96,6 +97,8 @@ Schedules never fire by themselves locally; fire them as above. Ctrl-C stops eve
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("stripe", "botocore", "werkzeug"):  # one line per call drowns the banner
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         runtime = LocalRuntime(
             api_port=_port("LOCAL_API_PORT", 3000),
