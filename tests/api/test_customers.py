@@ -480,3 +480,29 @@ def test_a_crash_after_stripe_created_the_customer_never_creates_a_second_one(
     wait_for(lambda: webhooks(subscribed, "customer.checkout_url_generated"))
     local_billow.wait_idle()
     assert len(webhooks(subscribed, "customer.payment_provider_created")) == 1
+
+
+def test_repeated_creation_requests_make_one_stripe_customer_and_one_announcement(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    billing = {"payment_provider": "stripe", "sync_with_provider": True}
+    for name in ("First", "Second", "Third"):
+        status, _ = stripe_org.api.post(
+            "/customers",
+            json={
+                "customer": {"external_id": "again", "name": name, "billing_configuration": billing}
+            },
+        )
+        assert status == 200
+    wait_for(lambda: webhooks(subscribed, "customer.checkout_url_generated"))
+    local_billow.wait_idle()
+    customer = stripe_org.api.get("/customers/again")[1]["customer"]
+    in_stripe = [
+        found.id
+        for found in stripe_org.stripe.v1.customers.list(params={"limit": 100}).data
+        if found.metadata.to_dict().get("lago_customer_id") == customer["lago_id"]
+    ]
+    assert in_stripe == [customer["billing_configuration"]["provider_customer_id"]]
+    assert len(webhooks(subscribed, "customer.payment_provider_created")) == 1
+    assert len(webhooks(subscribed, "customer.checkout_url_generated")) == 1
+    wait_for(lambda: stripe_org.stripe.v1.customers.retrieve(in_stripe[0]).name == "Third")

@@ -98,6 +98,8 @@ def _create(
     url = create_checkout(deps, connection, customer, request_key=stripe_id, stripe_id=stripe_id)
 
     def link(current: Customer) -> tuple[Customer, list[OutboxEvent]]:
+        if current.billing_configuration.provider_customer_id == stripe_id:
+            return current, []  # a concurrent attempt linked (and announced) it already
         billing = current.billing_configuration.model_copy(
             update={"provider_customer_id": stripe_id}
         )
@@ -181,6 +183,8 @@ def _update_customer(deps: Dependencies, customer: Customer, change: CustomerCha
     for _ in range(5):
         assert current is not None
         changed, events = change(current)
+        if changed == current and not events:
+            return current
         changed = changed.model_copy(update={"version": current.version + 1})
         transaction = Transaction()
         deps.store.save_customer(transaction, changed, current.version)
