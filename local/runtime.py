@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ SQS_WAIT_S = 1
 STREAM_IDLE_WAIT_S = 0.5
 """How long a caught-up stream tailer sleeps unless an invocation wakes it earlier."""
 DLQ_RETENTION_S = 14 * 24 * 3600
+SEEN_EVENT_IDS = 10_000
+"""Stream records remembered per tailer to drop moto's re-reads (far more than one read)."""
 JOIN_TIMEOUT_S = 10.0
 _ENVELOPE_FIELDS = (
     "id",
@@ -778,6 +781,7 @@ class _StreamTailer:
         self._stopping = stopping
         self._pattern = EventPattern.load(json.dumps(consumer.filter_pattern))
         self._iterator: str | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._caught_up = threading.Condition()
         self._caught_up_at = float("-inf")
         self.wake = threading.Event()
@@ -813,17 +817,33 @@ class _StreamTailer:
         started = time.monotonic()
         response = self._streams.get_records(ShardIterator=self._iterator, Limit=1000)
         self._iterator = response["NextShardIterator"]
-        if not response["Records"]:
+        fresh = [record for record in response["Records"] if self._first_sighting(record)]
+        if not fresh:
             with self._caught_up:
                 self._caught_up_at = started
                 self._caught_up.notify_all()
             self.wake.wait(STREAM_IDLE_WAIT_S)
             return
         self._activity.touch()
-        records = [self._lambda_record(record) for record in response["Records"]]
+        records = [self._lambda_record(record) for record in fresh]
         # A Lambda record, not an EventBridge event: the pattern syntax is what they share.
         self._deliver([r for r in records if self._pattern.matches_event(cast(Any, r))])
         self._activity.touch()
+
+    def _first_sighting(self, record: dict[str, Any]) -> bool:
+        """False for a record read before.
+
+        Two writes racing in moto can get the same sequence number, and moto starts the
+        next read after the highest number it returned, so such a record is handed out
+        again (at the tail: on every read, until the next write). Event IDs stay unique.
+        """
+        event_id: str = record["eventID"]
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > SEEN_EVENT_IDS:
+            self._seen.popitem(last=False)
+        return True
 
     def _first_iterator(self) -> str:
         stream = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]

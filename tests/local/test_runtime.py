@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ from local.runtime import (
     LocalRuntime,
     RouteTable,
     UnknownScheduleError,
+    _Activity,
+    _StreamTailer,
 )
 
 FIXTURES = Path(__file__).parent / "fixture_functions"
@@ -427,6 +430,60 @@ def test_stream_consumer_gets_filtered_records_and_retries_from_the_first_failur
     assert "OldImage" not in change
     assert isinstance(change["ApproximateCreationDateTime"], int)
     assert {"Keys", "SequenceNumber", "SizeBytes"} <= change.keys()
+
+
+class _RepeatingStream:
+    """A stream that hands its last record out again on every later read, as moto does when
+    two racing writes got the same sequence number."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self._records = records
+        self.reads = 0
+
+    def describe_stream(self, **_: Any) -> dict[str, Any]:
+        return {"StreamDescription": {"Shards": [{"ShardId": "shard-1"}]}}
+
+    def get_shard_iterator(self, **_: Any) -> dict[str, Any]:
+        return {"ShardIterator": "iterator"}
+
+    def get_records(self, **_: Any) -> dict[str, Any]:
+        self.reads += 1
+        batch = self._records if self.reads == 1 else self._records[-1:]
+        return {"Records": batch, "NextShardIterator": "iterator"}
+
+
+def test_records_the_stream_hands_out_twice_are_delivered_once() -> None:
+    records = [
+        {
+            "eventID": f"event-{n}",
+            "eventName": "INSERT",
+            "dynamodb": {"SequenceNumber": "100", "NewImage": {"kind": {"S": "outbox"}}},
+        }
+        for n in (1, 2)
+    ]
+    stream = _RepeatingStream(records)
+    batches: list[list[str]] = []
+    stopping = threading.Event()
+    tailer = _StreamTailer(
+        PROBE.stream_consumers[0],
+        "arn:stream",
+        stream,
+        lambda _, event: batches.append([r["eventID"] for r in event["Records"]]),
+        _Activity(),
+        stopping,
+    )
+    tailer.thread.start()
+    try:
+        since = time.monotonic()
+        assert tailer.wait_caught_up(since, timeout=10)
+        assert tailer.wait_caught_up(time.monotonic(), timeout=10)  # and it stays caught up
+    finally:
+        stopping.set()
+        tailer.wake.set()
+        tailer.thread.join()
+
+    assert stream.reads >= 3
+    assert batches == [["event-1", "event-2"]]
 
 
 # -- schedules and the admin endpoints ------------------------------------------------------

@@ -73,11 +73,7 @@ def sync_customer(
         if action == "link":
             return _link(deps, connection, gateway, customer)
         if customer.stripe_customer_id:
-            gateway.update_customer(
-                customer.stripe_customer_id,
-                customer.stripe_profile(),
-                idempotency_key=f"customer-update-{customer.lago_id}-{customer.version}",
-            )
+            _push_profile(gateway, customer)
         return customer
     except ProviderError as error:
         if error.retryable:
@@ -89,6 +85,8 @@ def _create(
     deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, customer: Customer
 ) -> Customer:
     if customer.stripe_customer_id:
+        # An earlier request created it; this one may carry details edited meanwhile.
+        _push_profile(gateway, customer)
         return customer
     stripe_id = gateway.create_customer(
         customer.stripe_profile(),
@@ -114,7 +112,19 @@ def _create(
             checkout_url_event(linked, connection, url),
         ]
 
-    return _update_customer(deps, customer, link)
+    linked = _update_customer(deps, customer, link)
+    if linked.stripe_profile() != customer.stripe_profile():
+        _push_profile(gateway, linked)  # edited while Stripe was creating it
+    return linked
+
+
+def _push_profile(gateway: PaymentProvider, customer: Customer) -> None:
+    assert customer.stripe_customer_id
+    gateway.update_customer(
+        customer.stripe_customer_id,
+        customer.stripe_profile(),
+        idempotency_key=f"customer-update-{customer.lago_id}-{customer.version}",
+    )
 
 
 def _link(
