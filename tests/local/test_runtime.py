@@ -13,8 +13,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +40,7 @@ from local.runtime import (
     _Activity,
     _StreamTailer,
 )
+from tests.conftest import http_json
 
 FIXTURES = Path(__file__).parent / "fixture_functions"
 
@@ -132,19 +131,6 @@ def _request(
     connection = http.client.HTTPConnection(runtime.api_url.removeprefix("http://"), timeout=30)
     connection.request(method, target, body=body, headers=headers or {})
     return connection.getresponse()
-
-
-def http_json(method: str, url: str, payload: Any = None) -> tuple[int, Any]:
-    """A JSON request with urllib: ``(status, decoded body or None)``."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    return status, json.loads(raw) if raw else None
 
 
 def _put_jobs(runtime: LocalRuntime, *jobs: str, detail_type: str = "job.requested") -> None:
