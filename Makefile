@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12
 CDK_CLI_VERSION := 2.1148.1
 CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
 
-.PHONY: install run test lint typecheck pytest synth deploy bench clean
+.PHONY: install run test lint typecheck pytest synth deploy openapi bench clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ synth: $(STAMP)
 
 deploy: $(STAMP)
 	$(CDK) deploy --app "$(PY) app.py" $(CDK_ARGS)
+
+openapi: $(STAMP)
+	PYTHONPATH=layers/billow/python $(PY) -c "from billow.api.app import openapi_document; print(openapi_document())" > docs/openapi.json
 
 bench: $(STAMP)
 	$(PY) bench/cold_start.py

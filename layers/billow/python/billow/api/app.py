@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -69,6 +70,17 @@ def conflict(error: ConcurrentUpdate) -> Response[str]:
 @app.not_found
 def route_not_found(_: Exception) -> Response[str]:
     return error_response(404, "route_not_found")
+
+
+def openapi_document() -> str:
+    """The API's OpenAPI document, generated from the routes and their pydantic models."""
+    return app.get_openapi_json_schema(
+        title="Billow",
+        version="1.0.0",
+        description="Lago-compatible billing API on AWS Lambda, billing with Stripe.",
+        security_schemes={"bearerAuth": HTTPBearer()},
+        security=[{"bearerAuth": []}],
+    )
 
 
 def _bearer(event: APIGatewayProxyEventV2) -> str | None:

@@ -1,0 +1,48 @@
+"""The handlers serve exactly the routes the topology declares, and the published OpenAPI
+document is the one the code generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from billow.api import stripe_webhook
+from billow.api.app import openapi_document
+from billow.topology import TOPOLOGY
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = {"get", "post", "put", "delete", "patch"}
+
+
+def served(document: dict[str, object]) -> set[tuple[str, str]]:
+    paths = document["paths"]
+    assert isinstance(paths, dict)
+    return {
+        (method.upper(), path)
+        for path, item in paths.items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def declared(function: str) -> set[tuple[str, str]]:
+    return {
+        (route.method, route.path)
+        for route in TOPOLOGY.routes
+        if route.function == function and route.path != "$default"
+    }
+
+
+def test_api_handler_serves_exactly_the_declared_routes() -> None:
+    assert served(json.loads(openapi_document())) == declared("api")
+
+
+def test_stripe_intake_serves_exactly_the_declared_route() -> None:
+    schema = stripe_webhook.app.get_openapi_json_schema(title="intake", version="0")
+    assert served(json.loads(schema)) == declared("stripe_webhook")
+
+
+def test_published_openapi_document_is_current() -> None:
+    """``make openapi`` writes docs/openapi.json; a stale copy fails here."""
+    published = (ROOT / "docs" / "openapi.json").read_text()
+    assert json.loads(published) == json.loads(openapi_document()), "run `make openapi`"
