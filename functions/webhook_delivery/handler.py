@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billow.adapters import http_sender, sqs
+from billow.adapters import http_sender
 from billow.composition import dependencies
 from billow.domain.webhooks import retry_delay_s
 from billow.messages import outbox_event
@@ -38,7 +38,7 @@ def record_handler(record: SQSRecord) -> None:
         metrics.add_metric(name="WebhookDeliveryFailed", unit=MetricUnit.Count, value=len(failed))
         attempt = int(record.attributes.approximate_receive_count)
         delay = retry_delay_s(attempt, dependencies().settings.webhook_retry_base_s)
-        sqs.retry_after(record.event_source_arn, record.receipt_handle, delay)
+        dependencies().queues.retry_after(record.event_source_arn, record.receipt_handle, delay)
         raise DeliveryFailed(f"{event.event_type} {event.event_id}: endpoints {failed} failed")
 
 

@@ -10,11 +10,15 @@ import functools
 from typing import TYPE_CHECKING
 
 from billow.adapters.dynamodb import Store
+from billow.adapters.eventbridge import EventBus
 from billow.adapters.secrets import SecretStore
+from billow.adapters.sqs import Queues
 from billow.domain.integrations import StripeConnection
 from billow.settings import Settings
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
+
     from billow.ports import PaymentProvider
 
 
@@ -23,7 +27,26 @@ class Dependencies:
         self.settings = settings
         self.store = Store(settings.table_name)
         self.secrets = SecretStore(settings.secrets_prefix)
+        self.bus = EventBus(settings.event_bus_name)
+        self.queues = Queues()
         self._gateways: dict[str, PaymentProvider] = {}
+        self._idempotency: dict[str, BasePersistenceLayer] = {}
+
+    def idempotency(self, function: str) -> BasePersistenceLayer:
+        """Powertools idempotency records for ``function``, in the table (hashes only)."""
+        if function not in self._idempotency:
+            from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
+                DynamoDBPersistenceLayer,
+            )
+
+            self._idempotency[function] = DynamoDBPersistenceLayer(
+                table_name=self.settings.table_name,
+                key_attr="PK",
+                sort_key_attr="SK",
+                static_pk_value=f"IDEMPOTENCY#{function}",
+                expiry_attr="expires_at",
+            )
+        return self._idempotency[function]
 
     def stripe_with_key(self, secret_key: str) -> PaymentProvider:
         if secret_key not in self._gateways:

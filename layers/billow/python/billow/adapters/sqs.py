@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import boto3
 
 
-@functools.cache
-def _client():  # type: ignore[no-untyped-def]
-    return boto3.client("sqs")
+class Queues:
+    def __init__(self) -> None:
+        self._urls: dict[str, str] = {}
 
+    @functools.cached_property
+    def client(self) -> Any:
+        return boto3.client("sqs")
 
-@functools.cache
-def _queue_url(queue_arn: str) -> str:
-    _, _, _, _, account, name = queue_arn.split(":", 5)
-    return str(_client().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+    def _url(self, queue_arn: str) -> str:
+        if queue_arn not in self._urls:
+            _, _, _, _, account, name = queue_arn.split(":", 5)
+            found = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            self._urls[queue_arn] = str(found["QueueUrl"])
+        return self._urls[queue_arn]
 
-
-def retry_after(queue_arn: str, receipt_handle: str, seconds: int) -> None:
-    """Hide a failed message for ``seconds``; SQS redrives it to the DLQ after the last try."""
-    _client().change_message_visibility(
-        QueueUrl=_queue_url(queue_arn), ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
-    )
+    def retry_after(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        """Hide a failed message for ``seconds``; SQS redrives it to the DLQ after the last try."""
+        self.client.change_message_visibility(
+            QueueUrl=self._url(queue_arn), ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )

@@ -8,19 +8,14 @@ the same call with the same idempotency key.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.adapters.dynamodb import Transaction
-from billow.composition import Dependencies, dependencies
+from billow.composition import Dependencies
 from billow.domain.clock import new_id
 from billow.domain.customers import Customer, ErrorDetail
 from billow.domain.errors import ConcurrentUpdate, ProviderError
@@ -249,39 +244,26 @@ def checkout_url_event(customer: Customer, connection: StripeConnection, url: st
     )
 
 
-@functools.cache
-def _idempotency(table_name: str) -> tuple[Callable[..., object], IdempotencyConfig]:
-    """Built on first use, not at import: the persistence layer creates a boto3 client.
+def sync_once(deps: Dependencies, request: OutboxEvent, lambda_context: LambdaContext) -> None:
+    """Run one queued sync request at most once.
 
-    The queue delivers at least once; this makes a duplicated request a no-op instead of
-    a second round of Stripe calls. A failed attempt leaves no record, so retries run.
+    The queue delivers at least once; the idempotency record makes a duplicated request a
+    no-op instead of a second round of Stripe calls. A failed attempt leaves no record,
+    so the queue's retries run it again.
     """
-    persistence = DynamoDBPersistenceLayer(
-        table_name=table_name,
-        key_attr="PK",
-        sort_key_attr="SK",
-        static_pk_value="IDEMPOTENCY#provider_sync",
-        expiry_attr="expires_at",
-    )
     config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
+    config.register_lambda_context(lambda_context)
 
     @idempotent_function(
-        data_keyword_argument="request", persistence_store=persistence, config=config
+        data_keyword_argument="request",
+        persistence_store=deps.idempotency("provider_sync"),
+        config=config,
     )
     def run(request: dict[str, Any]) -> str:
         payload = request["payload"]
         sync_customer(
-            dependencies(),
-            request["organization_id"],
-            payload["external_customer_id"],
-            payload["action"],
+            deps, request["organization_id"], payload["external_customer_id"], payload["action"]
         )
         return "done"
 
-    return run, config
-
-
-def sync_once(deps: Dependencies, request: OutboxEvent, lambda_context: LambdaContext) -> None:
-    run, config = _idempotency(deps.settings.table_name)
-    config.register_lambda_context(lambda_context)
     run(request=request.model_dump(mode="json"))

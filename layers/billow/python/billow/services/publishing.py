@@ -7,22 +7,15 @@ retry may put an event twice: every consumer is idempotent on the event id.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 
-from billow.adapters.eventbridge import EventBus
+from billow.composition import Dependencies
 from billow.domain.events import OutboxEvent
-from billow.settings import Settings
 
 
-@functools.cache
-def _bus() -> EventBus:
-    return EventBus(Settings.from_env().event_bus_name)
-
-
-def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
+def publish_stream_batch(deps: Dependencies, event: dict[str, Any]) -> dict[str, Any]:
     """Publish every outbox record of the batch; failures are named by sequence number.
 
     Records are kept as a list, never keyed by sequence number: a record must not be
@@ -35,7 +28,7 @@ def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
         if change and image and image.get("kind") == "outbox":
             outbox = OutboxEvent.model_validate_json(image["event"])
             published.append((str(change.sequence_number), outbox))
-    rejected = {outbox.event_id for outbox in _bus().put([outbox for _, outbox in published])}
+    rejected = {outbox.event_id for outbox in deps.bus.put([outbox for _, outbox in published])}
     return {
         "batchItemFailures": [
             {"itemIdentifier": sequence}
