@@ -197,7 +197,8 @@ async def _inject_fault(request: web.Request) -> web.Response:
     """``POST /_config/faults api_key=… path_prefix=/v1/… status=500 count=2``: that
     account's next ``count`` requests under the prefix fail as Stripe fails (outages, rate
     limits), for tests of retries and of a crash between a Stripe call and the caller's
-    own write."""
+    own write. A new fault replaces the account's fault for the same prefix (``count=0``
+    ends an outage)."""
     params = await read_params(request)
     key, prefix = params.get("api_key"), params.get("path_prefix")
     status, count = params.get("status"), params.get("count")
@@ -211,7 +212,9 @@ async def _inject_fault(request: web.Request) -> web.Response:
         raise StripeApiError(
             400, "api_key, path_prefix (/v1/...), status (429 or 5xx) and count are needed"
         )
-    request.app[_STATE].faults.append(_Fault(key, prefix, int(str(status)), int(str(count))))
+    faults = request.app[_STATE].faults
+    faults[:] = [f for f in faults if (f.account, f.path_prefix) != (key, prefix)]
+    faults.append(_Fault(key, prefix, int(str(status)), int(str(count))))
     return json_response({"injected": True})
 
 

@@ -7,6 +7,7 @@ import hmac
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,11 +165,26 @@ def test_events_for_unknown_customers_change_nothing(
     assert stripe_org.api.get("/customers")[1]["customers"] == []
 
 
-def test_sweep_republishes_events_whose_processing_failed(
+def stripe_outage(local_billow: Any, stripe_org: StripeOrg, path: str, count: int) -> None:
+    fault = {"api_key": stripe_org.secret_key, "path_prefix": path, "status": "503"}
+    data = urllib.parse.urlencode({**fault, "count": str(count)}).encode()
+    urllib.request.urlopen(f"{local_billow.stripe_url}/_config/faults", data=data)
+
+
+def stored_event(local_billow: Any, organization_id: str, event_id: str) -> dict[str, Any]:
+    table = boto3.resource("dynamodb", endpoint_url=local_billow.aws_url, region_name="us-east-1")
+    key = {"PK": f"ORG#{organization_id}", "SK": f"STRIPE_EVENT#{event_id}"}
+    return dict(table.Table("billow").get_item(Key=key, ConsistentRead=True)["Item"])
+
+
+def test_sweep_recovers_events_that_failed_while_stripe_was_down(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
-    """A processing failure ends in the DLQ; the scheduled sweep hands the event back."""
+    """Stripe is down while the event is processed: every retry fails and the message
+    ends in the DLQ. Once Stripe is back, the scheduled sweep hands the event back."""
     stripe_id = linked_customer(stripe_org, "sweep")
+    card_id = attach_card(stripe_org.stripe, stripe_id)
+    stripe_outage(local_billow, stripe_org, "/v1/customers/", 1000)
     secret = webhook_secret(local_billow, stripe_org.id)
     body = event(
         "evt_sweep_me",
@@ -177,7 +193,7 @@ def test_sweep_republishes_events_whose_processing_failed(
             "id": "seti_s",
             "object": "setup_intent",
             "customer": stripe_id,
-            "payment_method": "pm_missing",
+            "payment_method": card_id,
         },
     )
     assert (
@@ -187,7 +203,9 @@ def test_sweep_republishes_events_whose_processing_failed(
     def dead_letters() -> int:
         return sum(stripe_org.id in body for body in local_billow.dlq_messages("stripe-events"))
 
-    wait_for(dead_letters, timeout=30)
+    wait_for(dead_letters, timeout=60)
+    assert stored_event(local_billow, stripe_org.id, "evt_sweep_me")["status"] == "received"
+    stripe_outage(local_billow, stripe_org, "/v1/customers/", 0)
 
     too_early = local_billow.fire_schedule("stripe-events-sweep", datetime.now(UTC))
     assert too_early == {"republished": 0}
@@ -195,4 +213,39 @@ def test_sweep_republishes_events_whose_processing_failed(
         "stripe-events-sweep", datetime.now(UTC) + timedelta(minutes=16)
     )
     assert result["republished"] >= 1
-    wait_for(lambda: dead_letters() == 2, timeout=30)
+    wait_for(
+        lambda: stored_event(local_billow, stripe_org.id, "evt_sweep_me")["status"] == "processed"
+    )
+    methods = stripe_org.api.get("/customers/sweep/payment_methods")[1]["payment_methods"]
+    assert [(m["provider_method_id"], m["is_default"]) for m in methods] == [(card_id, True)]
+
+
+def test_a_refusal_stripe_will_repeat_is_recorded_once_and_not_retried(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    stripe_id = linked_customer(stripe_org, "refused")
+    secret = webhook_secret(local_billow, stripe_org.id)
+    body = event(
+        "evt_refused",
+        "setup_intent.succeeded",
+        {
+            "id": "seti_r",
+            "object": "setup_intent",
+            "customer": stripe_id,
+            "payment_method": "pm_gone",
+        },
+    )
+    assert (
+        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
+    )
+    stored = wait_for(
+        lambda: (
+            (item := stored_event(local_billow, stripe_org.id, "evt_refused"))["status"]
+            != "received"
+            and item
+        )
+    )
+    assert stored["status"] == "failed"
+    assert "pm_gone" in stored["processing_error"]
+    local_billow.wait_idle()
+    assert not any(stripe_org.id in body for body in local_billow.dlq_messages("stripe-events"))

@@ -437,17 +437,28 @@ class Store:
         return self._get(org_pk(organization_id), f"STRIPE_EVENT#{event_id}")
 
     def mark_stripe_event(
-        self, transaction: Transaction, organization_id: str, event_id: str, outcome: str
+        self,
+        transaction: Transaction,
+        organization_id: str,
+        event_id: str,
+        outcome: str,
+        error: str | None = None,
     ) -> None:
         """Stage the end of processing: leaves the pending index, only once."""
         transaction.actions.append(
             {
                 "Update": {
                     "Key": {"PK": org_pk(organization_id), "SK": f"STRIPE_EVENT#{event_id}"},
-                    "UpdateExpression": "SET #status = :outcome REMOVE GSI1PK, GSI1SK",
+                    "UpdateExpression": (
+                        "SET #status = :outcome, processing_error = :error REMOVE GSI1PK, GSI1SK"
+                    ),
                     "ConditionExpression": "#status = :received",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":outcome": outcome, ":received": "received"},
+                    "ExpressionAttributeValues": {
+                        ":outcome": outcome,
+                        ":error": error,
+                        ":received": "received",
+                    },
                 }
             }
         )

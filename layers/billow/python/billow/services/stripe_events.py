@@ -17,7 +17,7 @@ from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, stable_id
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate
+from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.stripe_signature import SignatureError, verify
@@ -105,10 +105,16 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> s
     connection = deps.store.get_connection(organization_id, item["connection_code"])
     event = json.loads(item["data"])
     transaction = Transaction()
-    outcome = "ignored"
+    outcome, error = "ignored", None
     if connection is not None:
-        outcome = _apply(deps, connection, event, transaction)
-    deps.store.mark_stripe_event(transaction, organization_id, stripe_event_id, outcome)
+        try:
+            outcome = _apply(deps, connection, event, transaction)
+        except ProviderError as refused:
+            if refused.retryable:
+                raise  # Stripe is unavailable: the queue, then the sweep, try again
+            # Stripe will refuse the same call every time: record why, never retry.
+            transaction, outcome, error = Transaction(), "failed", refused.message
+    deps.store.mark_stripe_event(transaction, organization_id, stripe_event_id, outcome, error)
     try:
         deps.store.commit(transaction)
     except ConcurrentUpdate:
