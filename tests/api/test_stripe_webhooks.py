@@ -117,24 +117,36 @@ def test_unhandled_types_are_acknowledged_and_ignored(
     assert status == 200 and reply["outcome"] == "ignored"
 
 
+def setup_intent_succeeded(
+    local_billow: Any, stripe_org: StripeOrg, event_id: str, customer: str, method: str
+) -> str:
+    """Deliver a signed ``setup_intent.succeeded`` as Stripe would; returns the outcome."""
+    secret = webhook_secret(local_billow, stripe_org.id)
+    body = event(
+        event_id,
+        "setup_intent.succeeded",
+        {
+            "id": "seti_" + event_id,
+            "object": "setup_intent",
+            "customer": customer,
+            "payment_method": method,
+        },
+    )
+    status, reply = deliver(local_billow, stripe_org.id, body, signed(body, secret))
+    assert status == 200, reply
+    return str(reply["outcome"])
+
+
 def test_duplicate_event_is_processed_once(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
     stripe_id = linked_customer(stripe_org, "dup")
     card_id = attach_card(stripe_org.stripe, stripe_id)
-    secret = webhook_secret(local_billow, stripe_org.id)
-    body = event(
-        "evt_dup_setup",
-        "setup_intent.succeeded",
-        {
-            "id": "seti_dup",
-            "object": "setup_intent",
-            "customer": stripe_id,
-            "payment_method": card_id,
-        },
-    )
-    replies = [deliver(local_billow, stripe_org.id, body, signed(body, secret)) for _ in range(3)]
-    assert [reply[1]["outcome"] for reply in replies] == ["stored", "duplicate", "duplicate"]
+    outcomes = [
+        setup_intent_succeeded(local_billow, stripe_org, "evt_dup_setup", stripe_id, card_id)
+        for _ in range(3)
+    ]
+    assert outcomes == ["stored", "duplicate", "duplicate"]
     local_billow.wait_idle()
     methods = stripe_org.api.get("/customers/dup/payment_methods")[1]["payment_methods"]
     assert [(m["provider_method_id"], m["is_default"]) for m in methods] == [(card_id, True)]
@@ -147,20 +159,10 @@ def test_duplicate_event_is_processed_once(
 def test_events_for_unknown_customers_change_nothing(
     local_billow: Any, stripe_org: StripeOrg
 ) -> None:
-    secret = webhook_secret(local_billow, stripe_org.id)
-    body = event(
-        "evt_stranger",
-        "setup_intent.succeeded",
-        {
-            "id": "seti_x",
-            "object": "setup_intent",
-            "customer": "cus_stranger",
-            "payment_method": "pm_x",
-        },
+    outcome = setup_intent_succeeded(
+        local_billow, stripe_org, "evt_stranger", "cus_stranger", "pm_x"
     )
-    assert (
-        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
-    )
+    assert outcome == "stored"
     local_billow.wait_idle()
     assert stripe_org.api.get("/customers")[1]["customers"] == []
 
@@ -185,20 +187,8 @@ def test_sweep_recovers_events_that_failed_while_stripe_was_down(
     stripe_id = linked_customer(stripe_org, "sweep")
     card_id = attach_card(stripe_org.stripe, stripe_id)
     stripe_outage(local_billow, stripe_org, "/v1/customers/", 1000)
-    secret = webhook_secret(local_billow, stripe_org.id)
-    body = event(
-        "evt_sweep_me",
-        "setup_intent.succeeded",
-        {
-            "id": "seti_s",
-            "object": "setup_intent",
-            "customer": stripe_id,
-            "payment_method": card_id,
-        },
-    )
-    assert (
-        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
-    )
+    outcome = setup_intent_succeeded(local_billow, stripe_org, "evt_sweep_me", stripe_id, card_id)
+    assert outcome == "stored"
 
     def dead_letters() -> int:
         return sum(stripe_org.id in body for body in local_billow.dlq_messages("stripe-events"))
@@ -224,20 +214,8 @@ def test_a_refusal_stripe_will_repeat_is_recorded_once_and_not_retried(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
     stripe_id = linked_customer(stripe_org, "refused")
-    secret = webhook_secret(local_billow, stripe_org.id)
-    body = event(
-        "evt_refused",
-        "setup_intent.succeeded",
-        {
-            "id": "seti_r",
-            "object": "setup_intent",
-            "customer": stripe_id,
-            "payment_method": "pm_gone",
-        },
-    )
-    assert (
-        deliver(local_billow, stripe_org.id, body, signed(body, secret))[1]["outcome"] == "stored"
-    )
+    outcome = setup_intent_succeeded(local_billow, stripe_org, "evt_refused", stripe_id, "pm_gone")
+    assert outcome == "stored"
     stored = wait_for(
         lambda: (
             (item := stored_event(local_billow, stripe_org.id, "evt_refused"))["status"]

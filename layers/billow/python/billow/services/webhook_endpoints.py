@@ -24,9 +24,9 @@ class WebhookEndpointInput(BaseModel):
 
 
 def _check_unique_url(
-    deps: Dependencies, organization_id: str, url: str, except_id: str | None = None
+    existing: list[WebhookEndpoint], url: str, except_id: str | None = None
 ) -> None:
-    for endpoint in deps.store.list_endpoints(organization_id):
+    for endpoint in existing:
         if endpoint.webhook_url == url and endpoint.lago_id != except_id:
             raise ValidationFailed({"webhook_url": ["value_already_exist"]})
 
@@ -35,9 +35,10 @@ def create_endpoint(
     deps: Dependencies, organization_id: str, given: WebhookEndpointInput
 ) -> WebhookEndpoint:
     url = str(given.webhook_url)
-    if len(deps.store.list_endpoints(organization_id)) >= MAX_ENDPOINTS_PER_ORGANIZATION:
+    existing = deps.store.list_endpoints(organization_id)
+    if len(existing) >= MAX_ENDPOINTS_PER_ORGANIZATION:
         raise ValidationFailed({"base": ["exceeded_limit"]})
-    _check_unique_url(deps, organization_id, url)
+    _check_unique_url(existing, url)
     endpoint = WebhookEndpoint(
         lago_id=new_id(),
         organization_id=organization_id,
@@ -62,7 +63,7 @@ def update_endpoint(
 ) -> WebhookEndpoint:
     endpoint = get_endpoint(deps, organization_id, lago_id)
     url = str(given.webhook_url)
-    _check_unique_url(deps, organization_id, url, except_id=lago_id)
+    _check_unique_url(deps.store.list_endpoints(organization_id), url, except_id=lago_id)
     updates: dict[str, object] = {"webhook_url": url}
     for field in ("name", "event_types"):
         if field in given.model_fields_set:
