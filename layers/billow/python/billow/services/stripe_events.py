@@ -154,6 +154,9 @@ def _apply(
         default = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if not isinstance(default, str):
             return "ignored"
+        known = deps.store.payment_method_by_stripe_id(connection.organization_id, default)
+        if known is not None and known.is_default:
+            return "processed"  # Billow set it (or saw it) already: no Stripe call needed
         stage_provider_method(
             deps,
             transaction,
