@@ -25,133 +25,31 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
-from billow.domain.clock import utcnow
+from billow.adapters.table import (
+    Item,
+    TableBase,
+    Transaction,
+    document,
+    expires_in,
+    org_pk,
+)
 from billow.domain.customers import Customer, PaymentMethod
-from billow.domain.errors import ConcurrentUpdate
-from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
 from billow.domain.organizations import Organization
 from billow.domain.webhooks import WebhookEndpoint
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
-
-OUTBOX_TTL_S = 2 * 24 * 3600
 DELIVERY_TTL_S = 30 * 24 * 3600
 STRIPE_EVENT_TTL_S = 90 * 24 * 3600
 
-Item = dict[str, Any]
+__all__ = ["Store", "Transaction", "org_pk"]
 
 
-def org_pk(organization_id: str) -> str:
-    return f"ORG#{organization_id}"
-
-
-def _expires_in(seconds: int) -> int:
-    return int(utcnow().timestamp()) + seconds
-
-
-def _document(item: Item) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(str(item["data"]))
-    return document
-
-
-class Transaction:
-    """Items written all-or-nothing: a state change and the outbox events it causes."""
-
-    def __init__(self) -> None:
-        self.actions: list[dict[str, Any]] = []
-
-    def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
-        action: dict[str, Any] = {"Item": item}
-        if condition:
-            action["ConditionExpression"] = condition
-        if values:
-            action["ExpressionAttributeValues"] = values
-        self.actions.append({"Put": action})
-
-    def delete(self, key: Item, condition: str | None = None) -> None:
-        action: dict[str, Any] = {"Key": key}
-        if condition:
-            action["ConditionExpression"] = condition
-        self.actions.append({"Delete": action})
-
-    def publish(self, events: Sequence[OutboxEvent]) -> None:
-        for event in events:
-            self.put(
-                {
-                    "PK": org_pk(event.organization_id),
-                    "SK": f"OUTBOX#{event.event_id}",
-                    "kind": "outbox",
-                    "event": event.model_dump_json(),
-                    "expires_at": _expires_in(OUTBOX_TTL_S),
-                }
-            )
-
-
-class Store:
+class Store(TableBase):
     """Repository over the table. Methods take the organization id first: tenancy is explicit."""
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-
-    @functools.cached_property
-    def table(self) -> Table:
-        return boto3.resource("dynamodb").Table(self.table_name)
-
-    # -- generic -------------------------------------------------------------------------
-
-    def commit(self, transaction: Transaction) -> None:
-        """Write the transaction; a failed condition becomes ConcurrentUpdate."""
-        items = [
-            {name: {**body, "TableName": self.table_name} for name, body in action.items()}
-            for action in transaction.actions
-        ]
-        try:
-            if len(items) == 1 and "Put" in items[0]:
-                self.table.put_item(
-                    **{k: v for k, v in items[0]["Put"].items() if k != "TableName"}
-                )
-            else:
-                self.table.meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
-                raise ConcurrentUpdate(str(error)) from error
-            raise
-
-    def _get(self, pk: str, sk: str) -> Item | None:
-        return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
-
-    def _query(self, **kwargs: Any) -> Iterator[Item]:
-        """Every item a Query matches, page after page."""
-        while True:
-            page = self.table.query(**kwargs)
-            yield from page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
-        return self._query(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
-            ExpressionAttributeValues={":pk": pk, ":prefix": prefix},
-        )
-
-    def _query_index(self, gsi1pk: str, sk_below: str | None = None) -> Iterator[Item]:
-        condition = "GSI1PK = :pk" + (" AND GSI1SK < :below" if sk_below else "")
-        values: Item = {":pk": gsi1pk, **({":below": sk_below} if sk_below else {})}
-        return self._query(
-            IndexName="GSI1", KeyConditionExpression=condition, ExpressionAttributeValues=values
-        )
 
     # -- organizations -------------------------------------------------------------------
 
@@ -182,7 +80,7 @@ class Store:
 
     def get_organization(self, organization_id: str) -> Organization | None:
         item = self._get(org_pk(organization_id), "ORGANIZATION")
-        return Organization.model_validate(_document(item)) if item else None
+        return Organization.model_validate(document(item)) if item else None
 
     def organization_for_api_key(self, api_key_hash: str) -> str | None:
         item = self.table.get_item(Key={"PK": f"API_KEY#{api_key_hash}", "SK": "API_KEY"}).get(
@@ -219,11 +117,11 @@ class Store:
 
     def get_connection(self, organization_id: str, code: str) -> StripeConnection | None:
         item = self._get(org_pk(organization_id), f"INTEGRATION#stripe#{code}")
-        return StripeConnection.model_validate(_document(item)) if item else None
+        return StripeConnection.model_validate(document(item)) if item else None
 
     def list_connections(self, organization_id: str) -> list[StripeConnection]:
         return [
-            StripeConnection.model_validate(_document(item))
+            StripeConnection.model_validate(document(item))
             for item in self._query_prefix(org_pk(organization_id), "INTEGRATION#stripe#")
         ]
 
@@ -268,11 +166,11 @@ class Store:
 
     def get_customer(self, organization_id: str, external_id: str) -> Customer | None:
         item = self._get(org_pk(organization_id), f"CUSTOMER#{external_id}")
-        return Customer.model_validate(_document(item)) if item else None
+        return Customer.model_validate(document(item)) if item else None
 
     def list_customers(self, organization_id: str) -> Iterator[Customer]:
         for item in self._query_prefix(org_pk(organization_id), "CUSTOMER#"):
-            yield Customer.model_validate(_document(item))
+            yield Customer.model_validate(document(item))
 
     def customer_by_stripe_id(
         self, organization_id: str, stripe_customer_id: str
@@ -316,7 +214,7 @@ class Store:
         items = self._query_prefix(
             org_pk(customer.organization_id), f"PAYMENT_METHOD#{customer.lago_id}#"
         )
-        methods = [PaymentMethod.model_validate(_document(item)) for item in items]
+        methods = [PaymentMethod.model_validate(document(item)) for item in items]
         return sorted(methods, key=lambda method: (method.created_at, method.lago_id), reverse=True)
 
     def payment_method_by_stripe_id(
@@ -325,7 +223,7 @@ class Store:
         key = f"{org_pk(organization_id)}#STRIPE_PAYMENT_METHOD#{stripe_payment_method_id}"
         for item in self._query_index(key):
             full = self._get(item["PK"], item["SK"])
-            return PaymentMethod.model_validate(_document(full)) if full else None
+            return PaymentMethod.model_validate(document(full)) if full else None
         return None
 
     def replace_payment_methods(
@@ -358,11 +256,11 @@ class Store:
 
     def get_endpoint(self, organization_id: str, lago_id: str) -> WebhookEndpoint | None:
         item = self._get(org_pk(organization_id), f"WEBHOOK_ENDPOINT#{lago_id}")
-        return WebhookEndpoint.model_validate(_document(item)) if item else None
+        return WebhookEndpoint.model_validate(document(item)) if item else None
 
     def list_endpoints(self, organization_id: str) -> list[WebhookEndpoint]:
         endpoints = [
-            WebhookEndpoint.model_validate(_document(item))
+            WebhookEndpoint.model_validate(document(item))
             for item in self._query_prefix(org_pk(organization_id), "WEBHOOK_ENDPOINT#")
         ]
         return sorted(endpoints, key=lambda endpoint: endpoint.created_at)
@@ -400,7 +298,7 @@ class Store:
                 ":endpoint": endpoint_id,
                 ":detail": detail[:1000],
                 ":kind": "webhook_delivery",
-                ":expires": _expires_in(DELIVERY_TTL_S),
+                ":expires": expires_in(DELIVERY_TTL_S),
                 ":one": 1,
             },
         )
@@ -428,7 +326,7 @@ class Store:
                 "received_at": received_at,
                 "GSI1PK": f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING",
                 "GSI1SK": received_at,
-                "expires_at": _expires_in(STRIPE_EVENT_TTL_S),
+                "expires_at": expires_in(STRIPE_EVENT_TTL_S),
             },
             condition="attribute_not_exists(PK)",
         )

@@ -1,0 +1,142 @@
+"""The table itself: keys, the transaction builder and the base every record mixin uses."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from billow.domain.clock import utcnow
+from billow.domain.errors import ConcurrentUpdate
+from billow.domain.events import OutboxEvent
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+OUTBOX_TTL_S = 2 * 24 * 3600
+
+Item = dict[str, Any]
+
+
+def org_pk(organization_id: str) -> str:
+    return f"ORG#{organization_id}"
+
+
+def expires_in(seconds: int) -> int:
+    return int(utcnow().timestamp()) + seconds
+
+
+def document(item: Item) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(str(item["data"]))
+    return document
+
+
+class Transaction:
+    """Items written all-or-nothing: a state change and the outbox events it causes."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, Any]] = []
+
+    def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
+        action: dict[str, Any] = {"Item": item}
+        if condition:
+            action["ConditionExpression"] = condition
+        if values:
+            action["ExpressionAttributeValues"] = values
+        self.actions.append({"Put": action})
+
+    def update(
+        self,
+        key: Item,
+        expression: str,
+        condition: str | None = None,
+        values: Item | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        action: dict[str, Any] = {"Key": key, "UpdateExpression": expression}
+        if condition:
+            action["ConditionExpression"] = condition
+        if values:
+            action["ExpressionAttributeValues"] = values
+        if names:
+            action["ExpressionAttributeNames"] = names
+        self.actions.append({"Update": action})
+
+    def delete(self, key: Item, condition: str | None = None) -> None:
+        action: dict[str, Any] = {"Key": key}
+        if condition:
+            action["ConditionExpression"] = condition
+        self.actions.append({"Delete": action})
+
+    def publish(self, events: Sequence[OutboxEvent]) -> None:
+        for event in events:
+            self.put(
+                {
+                    "PK": org_pk(event.organization_id),
+                    "SK": f"OUTBOX#{event.event_id}",
+                    "kind": "outbox",
+                    "event": event.model_dump_json(),
+                    "expires_at": expires_in(OUTBOX_TTL_S),
+                }
+            )
+
+
+class TableBase:
+    """Generic access to the single table; record mixins add one area's items each."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @functools.cached_property
+    def table(self) -> Table:
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+    # -- generic -------------------------------------------------------------------------
+
+    def commit(self, transaction: Transaction) -> None:
+        """Write the transaction; a failed condition becomes ConcurrentUpdate."""
+        items = [
+            {name: {**body, "TableName": self.table_name} for name, body in action.items()}
+            for action in transaction.actions
+        ]
+        try:
+            if len(items) == 1 and "Put" in items[0]:
+                self.table.put_item(
+                    **{k: v for k, v in items[0]["Put"].items() if k != "TableName"}
+                )
+            else:
+                self.table.meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in {"ConditionalCheckFailedException", "TransactionCanceledException"}:
+                raise ConcurrentUpdate(str(error)) from error
+            raise
+
+    def _get(self, pk: str, sk: str) -> Item | None:
+        return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
+
+    def _query(self, **kwargs: Any) -> Iterator[Item]:
+        """Every item a Query matches, page after page."""
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
+        return self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": pk, ":prefix": prefix},
+        )
+
+    def _query_index(self, gsi1pk: str, sk_below: str | None = None) -> Iterator[Item]:
+        condition = "GSI1PK = :pk" + (" AND GSI1SK < :below" if sk_below else "")
+        values: Item = {":pk": gsi1pk, **({":below": sk_below} if sk_below else {})}
+        return self._query(
+            IndexName="GSI1", KeyConditionExpression=condition, ExpressionAttributeValues=values
+        )
