@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from billow.adapters.dynamodb import Store
 from billow.adapters.eventbridge import EventBus
+from billow.adapters.notifications import Notifications
 from billow.adapters.secrets import SecretStore
 from billow.adapters.sqs import Queues
 from billow.domain.integrations import StripeConnection
@@ -28,7 +29,8 @@ class Dependencies:
         self.store = Store(settings.table_name)
         self.secrets = SecretStore(settings.secrets_prefix)
         self.bus = EventBus(settings.event_bus_name)
-        self.queues = Queues()
+        self.queues = Queues(settings.queue_urls)
+        self.notifications = Notifications(settings.topic_arns)
         self._gateways: dict[str, PaymentProvider] = {}
         self._idempotency: dict[str, BasePersistenceLayer] = {}
 

@@ -22,6 +22,30 @@ class WebhookRegistration(BaseModel):
     secret: str
 
 
+class PaymentOutcome(BaseModel):
+    """What a PaymentIntent came to: Stripe's status, and the card error when it failed."""
+
+    payment_intent_id: str | None
+    status: str
+    """Stripe's PaymentIntent status, or ``failed`` for a refused confirmation."""
+    amount: int = 0
+    amount_capturable: int = 0
+    error_code: str | None = None
+    decline_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    http_status: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in {"failed", "canceled", "requires_payment_method"}
+
+
+class PaymentLink(BaseModel):
+    session_id: str
+    url: str
+
+
 class PaymentProvider(Protocol):
     def check_credentials(self) -> None: ...
 
@@ -57,3 +81,35 @@ class PaymentProvider(Protocol):
         metadata: dict[str, str],
         idempotency_key: str,
     ) -> str: ...
+
+    def create_payment_intent(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        manual_capture: bool,
+        idempotency_key: str,
+    ) -> PaymentOutcome: ...
+
+    def cancel_payment_intent(self, payment_intent_id: str, idempotency_key: str) -> None: ...
+
+    def create_payment_link(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        product_name: str,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        idempotency_key: str,
+    ) -> PaymentLink: ...
+
+    def expire_payment_link(self, session_id: str) -> bool: ...
+
+    def refund(self, payment_intent_id: str, idempotency_key: str) -> str: ...

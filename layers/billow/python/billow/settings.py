@@ -17,6 +17,10 @@ class Settings(BaseModel):
     """Set only in local mode: the Stripe emulator's address."""
     webhook_retry_base_s: int = 30
     """First backoff step for failed outgoing webhook deliveries (doubles each attempt)."""
+    queue_urls: dict[str, str] = {}
+    """URLs of the queues this function sends to itself (topology ``sends_to``), by name."""
+    topic_arns: dict[str, str] = {}
+    """ARNs of the topics this function publishes to (topology ``publishes_to``), by name."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -28,4 +32,23 @@ class Settings(BaseModel):
             public_api_url=env.get("BILLOW_PUBLIC_API_URL", "").rstrip("/"),
             stripe_api_base=env.get("BILLOW_STRIPE_API_BASE") or None,
             webhook_retry_base_s=int(env.get("BILLOW_WEBHOOK_RETRY_BASE_S", "30")),
+            queue_urls=_named(env, QUEUE_URL_PREFIX),
+            topic_arns=_named(env, TOPIC_ARN_PREFIX),
         )
+
+
+QUEUE_URL_PREFIX = "BILLOW_QUEUE_URL_"
+TOPIC_ARN_PREFIX = "BILLOW_TOPIC_ARN_"
+
+
+def env_name(prefix: str, resource: str) -> str:
+    """``BILLOW_QUEUE_URL_INVOICE_WORK`` for the ``invoice-work`` queue."""
+    return prefix + resource.upper().replace("-", "_")
+
+
+def _named(env: os._Environ[str], prefix: str) -> dict[str, str]:
+    return {
+        key[len(prefix) :].lower().replace("_", "-"): value
+        for key, value in env.items()
+        if key.startswith(prefix)
+    }

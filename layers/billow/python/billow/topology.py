@@ -17,6 +17,8 @@ EVENT_SOURCE = "billow"
 
 STRIPE_EVENT_RECEIVED = "stripe.event_received"
 PROVIDER_SYNC_REQUESTED = "customer.provider_sync_requested"
+PAYMENT_REQUESTED = "invoice.payment_requested"
+PAYMENT_FAILURE = "invoice.payment_failure"
 
 
 class _Frozen(BaseModel):
@@ -35,6 +37,10 @@ class Function(_Frozen):
     """Access to the Stripe keys in Secrets Manager; only the API stores or removes them."""
     publishes_events: bool = False
     """Only the outbox publisher puts events on the bus; everyone else writes outbox items."""
+    sends_to: tuple[str, ...] = ()
+    """Queues the function sends messages to itself (fan-out of scheduled work)."""
+    publishes_to: tuple[str, ...] = ()
+    """Notification topics the function publishes to."""
     memory_mb: int = 256
     timeout_s: int = 30
 
@@ -81,6 +87,13 @@ class Schedule(_Frozen):
     description: str
 
 
+class Topic(_Frozen):
+    """A notification topic people subscribe to (SNS in AWS; an inbox queue in local mode)."""
+
+    name: str
+    description: str
+
+
 class StreamConsumer(_Frozen):
     """A function fed from the table's stream, with Lambda event filtering."""
 
@@ -115,6 +128,7 @@ class Topology(_Frozen):
     rules: tuple[Rule, ...]
     schedules: tuple[Schedule, ...]
     stream_consumers: tuple[StreamConsumer, ...]
+    topics: tuple[Topic, ...]
 
     def function(self, name: str) -> Function:
         return next(f for f in self.functions if f.name == name)
@@ -143,6 +157,44 @@ API_ROUTES: tuple[tuple[Literal["GET", "POST", "PUT", "DELETE"], str], ...] = (
     ("GET", "/api/v1/webhook_endpoints/{lago_id}"),
     ("PUT", "/api/v1/webhook_endpoints/{lago_id}"),
     ("DELETE", "/api/v1/webhook_endpoints/{lago_id}"),
+    ("PUT", "/api/v1/organizations"),
+    ("POST", "/api/v1/taxes"),
+    ("GET", "/api/v1/taxes"),
+    ("GET", "/api/v1/taxes/{code}"),
+    ("PUT", "/api/v1/taxes/{code}"),
+    ("DELETE", "/api/v1/taxes/{code}"),
+    ("POST", "/api/v1/plans"),
+    ("GET", "/api/v1/plans"),
+    ("GET", "/api/v1/plans/{code}"),
+    ("PUT", "/api/v1/plans/{code}"),
+    ("DELETE", "/api/v1/plans/{code}"),
+    ("POST", "/api/v1/add_ons"),
+    ("GET", "/api/v1/add_ons"),
+    ("GET", "/api/v1/add_ons/{code}"),
+    ("PUT", "/api/v1/add_ons/{code}"),
+    ("DELETE", "/api/v1/add_ons/{code}"),
+    ("POST", "/api/v1/coupons"),
+    ("GET", "/api/v1/coupons"),
+    ("GET", "/api/v1/coupons/{code}"),
+    ("PUT", "/api/v1/coupons/{code}"),
+    ("DELETE", "/api/v1/coupons/{code}"),
+    ("POST", "/api/v1/applied_coupons"),
+    ("GET", "/api/v1/applied_coupons"),
+    ("GET", "/api/v1/customers/{external_customer_id}/applied_coupons"),
+    ("DELETE", "/api/v1/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}"),
+    ("POST", "/api/v1/subscriptions"),
+    ("GET", "/api/v1/subscriptions"),
+    ("GET", "/api/v1/subscriptions/{external_id}"),
+    ("PUT", "/api/v1/subscriptions/{external_id}"),
+    ("DELETE", "/api/v1/subscriptions/{external_id}"),
+    ("GET", "/api/v1/customers/{external_customer_id}/subscriptions"),
+    ("POST", "/api/v1/invoices"),
+    ("GET", "/api/v1/invoices"),
+    ("GET", "/api/v1/invoices/{lago_id}"),
+    ("POST", "/api/v1/invoices/{lago_id}/void"),
+    ("POST", "/api/v1/invoices/{lago_id}/retry_payment"),
+    ("POST", "/api/v1/invoices/{lago_id}/payment_url"),
+    ("GET", "/api/v1/customers/{external_customer_id}/invoices"),
     ("GET", "/checkout/completed"),
 )
 
@@ -216,6 +268,55 @@ TOPOLOGY = Topology(
             secrets="read",
             timeout_s=60,
         ),
+        Function(
+            name="billing_run",
+            code="billing_run",
+            handler="handler.lambda_handler",
+            description="Finds the subscriptions due at the scheduled time and queues each once",
+            calls_stripe=False,
+            sends_to=("invoice-work",),
+            timeout_s=300,
+        ),
+        Function(
+            name="invoice_worker",
+            code="invoice_worker",
+            handler="handler.lambda_handler",
+            description="Bills one subscription's due period: exactly one invoice per period",
+            calls_stripe=False,
+            timeout_s=60,
+        ),
+        Function(
+            name="payments",
+            code="payments",
+            handler="handler.lambda_handler",
+            description="Charges finalized invoices with one Stripe PaymentIntent per attempt",
+            calls_stripe=True,
+            secrets="read",
+            timeout_s=60,
+        ),
+        Function(
+            name="dunning",
+            code="dunning",
+            handler="handler.lambda_handler",
+            description="Plans the next automatic payment retry after a failed charge",
+            calls_stripe=False,
+        ),
+        Function(
+            name="dunning_run",
+            code="dunning",
+            handler="run.lambda_handler",
+            description="Starts the payment retries that are due at the scheduled time",
+            calls_stripe=False,
+            timeout_s=300,
+        ),
+        Function(
+            name="finance_alerts",
+            code="finance_alerts",
+            handler="handler.lambda_handler",
+            description="Tells the finance team about failed payments",
+            calls_stripe=False,
+            publishes_to=("finance-alerts",),
+        ),
     ),
     routes=(
         *(Route(method=method, path=path, function="api") for method, path in API_ROUTES),
@@ -241,6 +342,21 @@ TOPOLOGY = Topology(
             visibility_timeout_s=360,
             max_concurrency=10,
         ),
+        Queue(
+            name="invoice-work",
+            consumer="invoice_worker",
+            visibility_timeout_s=360,
+            max_concurrency=20,
+        ),
+        Queue(
+            name="payments",
+            consumer="payments",
+            visibility_timeout_s=360,
+            max_receive_count=8,
+            max_concurrency=10,
+        ),
+        Queue(name="dunning", consumer="dunning", visibility_timeout_s=180),
+        Queue(name="finance-alerts", consumer="finance_alerts", visibility_timeout_s=180),
     ),
     rules=(
         Rule(
@@ -261,6 +377,24 @@ TOPOLOGY = Topology(
             event_pattern={"source": [EVENT_SOURCE], "detail-type": [PROVIDER_SYNC_REQUESTED]},
             queue="provider-sync",
         ),
+        Rule(
+            name="payments",
+            description="Finalized invoices (and every retry) to charge through Stripe",
+            event_pattern={"source": [EVENT_SOURCE], "detail-type": [PAYMENT_REQUESTED]},
+            queue="payments",
+        ),
+        Rule(
+            name="dunning",
+            description="Failed payments schedule the next automatic retry",
+            event_pattern={"source": [EVENT_SOURCE], "detail-type": [PAYMENT_FAILURE]},
+            queue="dunning",
+        ),
+        Rule(
+            name="finance-alerts",
+            description="Failed payments alert the finance team",
+            event_pattern={"source": [EVENT_SOURCE], "detail-type": [PAYMENT_FAILURE]},
+            queue="finance-alerts",
+        ),
     ),
     schedules=(
         Schedule(
@@ -268,6 +402,18 @@ TOPOLOGY = Topology(
             expression="rate(1 hour)",
             function="stripe_events_sweep",
             description="Re-publishes Stripe events still unprocessed after 15 minutes",
+        ),
+        Schedule(
+            name="billing-run",
+            expression="rate(1 hour)",
+            function="billing_run",
+            description="Bills every subscription whose billing time has come",
+        ),
+        Schedule(
+            name="dunning-run",
+            expression="rate(1 hour)",
+            function="dunning_run",
+            description="Retries failed payments whose retry time has come",
         ),
     ),
     stream_consumers=(
@@ -279,4 +425,5 @@ TOPOLOGY = Topology(
             },
         ),
     ),
+    topics=(Topic(name="finance-alerts", description="Failed payments, for the finance team"),),
 )

@@ -16,6 +16,14 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - a customer's payment methods: PK={org} SK begins_with PAYMENT_METHOD#{customer_lago_id}#
 - payment method by Stripe id: GSI1PK={org}#STRIPE_PAYMENT_METHOD#{pm_id}
 - webhook endpoint by id / all: PK={org} SK=WEBHOOK_ENDPOINT#{lago_id} / begins_with
+- tax by code / all: PK={org} SK=TAX#{code} / begins_with
+- plan by id (deleted ones too) / all: PK={org} SK=PLAN#{lago_id} / begins_with
+- live plan by code: PK={org} SK=PLAN_CODE#{code} → lago_id, then the plan by id
+- add-on by code / all: PK={org} SK=ADD_ON#{code} / begins_with
+- coupon by id (deleted ones too) / all: PK={org} SK=COUPON#{lago_id} / begins_with
+- live coupon by code: PK={org} SK=COUPON_CODE#{code} → lago_id, then the coupon by id
+- a customer's applied coupons / all: PK={org}
+  SK begins_with APPLIED_COUPON#{customer_lago_id}# / APPLIED_COUPON#
 - Stripe event (inbox, de-duplication): PK={org} SK=STRIPE_EVENT#{evt_id}
 - Stripe events not yet processed: GSI1PK={org}#STRIPE_EVENT_PENDING GSI1SK=received_at
 - outbox (stream → bus, TTL 2 days): PK={org} SK=OUTBOX#{event_id}
@@ -29,6 +37,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from billow.adapters.billing_records import BillingRecords
+from billow.adapters.catalog_records import CatalogRecords
 from billow.adapters.table import (
     Item,
     TableBase,
@@ -48,7 +58,7 @@ STRIPE_EVENT_TTL_S = 90 * 24 * 3600
 __all__ = ["Store", "Transaction", "org_pk"]
 
 
-class Store(TableBase):
+class Store(BillingRecords, CatalogRecords, TableBase):
     """Repository over the table. Methods take the organization id first: tenancy is explicit."""
 
     # -- organizations -------------------------------------------------------------------
@@ -81,6 +91,16 @@ class Store(TableBase):
     def get_organization(self, organization_id: str) -> Organization | None:
         item = self._get(org_pk(organization_id), "ORGANIZATION")
         return Organization.model_validate(document(item)) if item else None
+
+    def save_organization(self, organization: Organization) -> None:
+        """Replace the organization's document, leaving its counters alone."""
+        self.table.update_item(
+            Key={"PK": org_pk(organization.id), "SK": "ORGANIZATION"},
+            UpdateExpression="SET #data = :data",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#data": "data"},
+            ExpressionAttributeValues={":data": organization.model_dump_json()},
+        )
 
     def organization_for_api_key(self, api_key_hash: str) -> str | None:
         item = self.table.get_item(Key={"PK": f"API_KEY#{api_key_hash}", "SK": "API_KEY"}).get(

@@ -14,7 +14,7 @@ import stripe
 
 from billow.domain.errors import ProviderError
 from billow.domain.integrations import STRIPE_API_VERSION
-from billow.ports import CardDetails, WebhookRegistration
+from billow.ports import CardDetails, PaymentLink, PaymentOutcome, WebhookRegistration
 
 T = TypeVar("T")
 
@@ -187,3 +187,132 @@ class StripeGateway:
             )
         )
         return str(session.url)
+
+    def create_payment_intent(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        manual_capture: bool,
+        idempotency_key: str,
+    ) -> PaymentOutcome:
+        """One confirmed, off-session PaymentIntent: a single Stripe call per attempt.
+
+        A card refusal is an outcome, not an exception: Stripe answers 402 with the
+        PaymentIntent in the error body, and the caller records the failure.
+        """
+        params = _params(
+            amount=amount,
+            currency=currency.lower(),
+            customer=customer_id,
+            payment_method=payment_method_id,
+            payment_method_types=["card"],
+            confirm=True,
+            off_session=True,
+            error_on_requires_action=True,
+            description=description,
+            metadata=metadata,
+            **({"capture_method": "manual"} if manual_capture else {}),
+        )
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.CardError as error:
+            body = error.error
+            failed_intent = body.payment_intent if body else None
+            return PaymentOutcome(
+                payment_intent_id=failed_intent.id if failed_intent else None,
+                status="failed",
+                amount=amount,
+                error_code=error.code or (body.code if body else None),
+                decline_code=body.decline_code if body else None,
+                error_message=error.user_message or str(error),
+                request_id=error.request_id,
+                http_status=error.http_status,
+            )
+        except stripe.StripeError as error:
+            raise _translate(error) from error
+        data = intent.to_dict()
+        return PaymentOutcome(
+            payment_intent_id=data["id"],
+            status=data["status"],
+            amount=int(data.get("amount") or amount),
+            amount_capturable=int(data.get("amount_capturable") or 0),
+        )
+
+    def cancel_payment_intent(self, payment_intent_id: str, idempotency_key: str) -> None:
+        self._call(
+            lambda: self.client.v1.payment_intents.cancel(
+                payment_intent_id, options={"idempotency_key": idempotency_key}
+            )
+        )
+
+    def create_payment_link(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        product_name: str,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        idempotency_key: str,
+    ) -> PaymentLink:
+        session = self._call(
+            lambda: self.client.v1.checkout.sessions.create(
+                params=_params(
+                    mode="payment",
+                    customer=customer_id,
+                    success_url=success_url,
+                    payment_method_types=["card"],
+                    line_items=[
+                        {
+                            "quantity": 1,
+                            "price_data": {
+                                "currency": currency.lower(),
+                                "unit_amount": amount,
+                                "product_data": {"name": product_name},
+                            },
+                        }
+                    ],
+                    metadata=metadata,
+                    payment_intent_data={
+                        "description": description,
+                        "setup_future_usage": "off_session",
+                        "metadata": metadata,
+                    },
+                ),
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return PaymentLink(session_id=session.id, url=str(session.url))
+
+    def expire_payment_link(self, session_id: str) -> bool:
+        """Close an open payment link; False when the customer already paid through it."""
+        session = self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id))
+        if session.status == "complete":
+            return False
+        if session.status == "open":
+            try:
+                self._call(lambda: self.client.v1.checkout.sessions.expire(session_id))
+            except ProviderError:
+                refreshed = self._call(
+                    lambda: self.client.v1.checkout.sessions.retrieve(session_id)
+                )
+                return refreshed.status != "complete"
+        return True
+
+    def refund(self, payment_intent_id: str, idempotency_key: str) -> str:
+        refund = self._call(
+            lambda: self.client.v1.refunds.create(
+                params={"payment_intent": payment_intent_id},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return refund.id

@@ -41,12 +41,20 @@ class Transaction:
     def __init__(self) -> None:
         self.actions: list[dict[str, Any]] = []
 
-    def put(self, item: Item, condition: str | None = None, values: Item | None = None) -> None:
+    def put(
+        self,
+        item: Item,
+        condition: str | None = None,
+        values: Item | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
         action: dict[str, Any] = {"Item": item}
         if condition:
             action["ConditionExpression"] = condition
         if values:
             action["ExpressionAttributeValues"] = values
+        if names:
+            action["ExpressionAttributeNames"] = names
         self.actions.append({"Put": action})
 
     def update(

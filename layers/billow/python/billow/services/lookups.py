@@ -5,6 +5,7 @@ from __future__ import annotations
 from billow.composition import Dependencies
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
+from billow.domain.subscriptions import PaymentMethodChoice
 
 
 def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:
@@ -12,3 +13,16 @@ def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> 
     if customer is None:
         raise NotFound("customer")
     return customer
+
+
+def check_payment_method(
+    deps: Dependencies, customer: Customer, choice: PaymentMethodChoice | None
+) -> None:
+    """A payment method named on a subscription or invoice must be one of the customer's."""
+    if choice is None or choice.payment_method_type == "manual" or not choice.payment_method_id:
+        return
+    if not any(
+        method.lago_id == choice.payment_method_id
+        for method in deps.store.list_payment_methods(customer)
+    ):
+        raise NotFound("payment_method")

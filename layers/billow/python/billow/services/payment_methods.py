@@ -10,6 +10,7 @@ from billow.domain.errors import NotFound
 from billow.domain.integrations import StripeConnection
 from billow.ports import CardDetails
 from billow.services.lookups import get_customer
+from billow.services.payments import stage_awaiting_invoices
 
 
 def list_payment_methods(
@@ -89,6 +90,7 @@ def stage_provider_method(
     if make_default or not any(m.is_default for m in after):
         after = _with_default(after, lago_id)
     deps.store.replace_payment_methods(transaction, before, after)
+    transaction.publish(stage_awaiting_invoices(deps, transaction, customer))
     return _find(after, lago_id)
 
 

@@ -23,6 +23,7 @@ from billow.domain.integrations import StripeConnection
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import stage_provider_method, stage_provider_method_removal
+from billow.services.payments import settle_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(
@@ -31,6 +32,9 @@ HANDLED_TYPES = frozenset(
         "checkout.session.completed",
         "payment_method.detached",
         "customer.updated",
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.canceled",
     }
 )
 STALE_AFTER = timedelta(minutes=15)
@@ -130,6 +134,8 @@ def _apply(
 ) -> str:
     obj = event["data"]["object"]
     kind = event["type"]
+    if kind.startswith("payment_intent."):
+        return settle_from_stripe(deps, connection, kind, obj)
     if kind == "payment_method.detached":
         method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
         customer = (

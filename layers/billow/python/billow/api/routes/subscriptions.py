@@ -1,0 +1,104 @@
+"""Lago subscriptions: /api/v1/subscriptions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import BaseModel
+
+from billow.api.context import deps, organization_id
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.domain.clock import utcnow
+from billow.services import subscriptions as service
+
+router = Router()
+
+Status = Literal["active", "pending", "terminated", "canceled"]
+
+
+class SubscriptionUpdateBody(BaseModel):
+    subscription: service.SubscriptionUpdateInput
+
+
+@router.post("/api/v1/subscriptions")
+def create_subscription(body: Annotated[service.CreateSubscription, Body()]) -> dict[str, Any]:
+    now = utcnow()
+    view = service.create(deps(), organization_id(router), body, now)
+    return {"subscription": view.as_lago(now)}
+
+
+def _listed(
+    external_customer_id: str | None,
+    plan_code: str | None,
+    statuses: list[Status] | None,
+    page: int,
+    per_page: int,
+) -> dict[str, Any]:
+    now = utcnow()
+    found = service.list_subscriptions(
+        deps(),
+        organization_id(router),
+        external_customer_id=external_customer_id,
+        plan_code=plan_code,
+        statuses=list(statuses or []),
+    )
+    shown, meta = paginate(found, page, per_page)
+    return {"subscriptions": [view.as_lago(now) for view in shown], "meta": meta}
+
+
+@router.get("/api/v1/subscriptions")
+def list_subscriptions(
+    external_customer_id: str | None = None,
+    plan_code: str | None = None,
+    status: Annotated[list[Status] | None, Query(alias="status[]")] = None,
+    page: Page = 1,
+    per_page: PerPage = DEFAULT_PER_PAGE,
+) -> dict[str, Any]:
+    return _listed(external_customer_id, plan_code, status, page, per_page)
+
+
+@router.get("/api/v1/customers/<external_customer_id>/subscriptions")
+def list_customer_subscriptions(
+    external_customer_id: str,
+    plan_code: str | None = None,
+    status: Annotated[list[Status] | None, Query(alias="status[]")] = None,
+    page: Page = 1,
+    per_page: PerPage = DEFAULT_PER_PAGE,
+) -> dict[str, Any]:
+    return _listed(external_customer_id, plan_code, status, page, per_page)
+
+
+@router.get("/api/v1/subscriptions/<external_id>")
+def get_subscription(external_id: str) -> dict[str, Any]:
+    view = service.get(deps(), organization_id(router), external_id)
+    return {"subscription": view.as_lago(utcnow())}
+
+
+@router.put("/api/v1/subscriptions/<external_id>")
+def update_subscription(
+    external_id: str, body: Annotated[SubscriptionUpdateBody, Body()]
+) -> dict[str, Any]:
+    now = utcnow()
+    view = service.update(deps(), organization_id(router), external_id, body.subscription, now)
+    return {"subscription": view.as_lago(now)}
+
+
+@router.delete("/api/v1/subscriptions/<external_id>")
+def terminate_subscription(
+    external_id: str,
+    status: Literal["active", "pending"] | None = None,
+    on_termination_invoice: Literal["generate", "skip"] = "generate",
+    on_termination_credit_note: Literal["credit", "refund", "skip"] | None = None,
+) -> dict[str, Any]:
+    now = utcnow()
+    view = service.terminate_subscription(
+        deps(),
+        organization_id(router),
+        external_id,
+        status=status,
+        generate_invoice=on_termination_invoice == "generate",
+        now=now,
+    )
+    return {"subscription": view.as_lago(now)}

@@ -1,0 +1,244 @@
+"""Invoices, their fees, and the rules for how an invoice's payment status may move."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from billow.domain.subscriptions import PaymentMethodChoice
+
+InvoiceType = Literal["subscription", "one_off"]
+InvoiceStatus = Literal["draft", "finalized", "voided"]
+PaymentStatus = Literal["pending", "succeeded", "failed"]
+PaymentBlock = Literal["no_payment_provider", "no_payment_method", "manual", "skip_psp"]
+
+
+class FeeItem(BaseModel):
+    type: Literal["subscription", "add_on"]
+    code: str
+    name: str
+    invoice_display_name: str | None = None
+    lago_item_id: str
+
+
+class AppliedTax(BaseModel):
+    lago_tax_id: str | None = None
+    tax_code: str
+    tax_name: str
+    tax_rate: str
+    amount_cents: int
+    fees_amount_cents: int
+
+
+class Fee(BaseModel):
+    lago_id: str
+    item: FeeItem
+    amount_cents: int
+    unit_amount_cents: int
+    units: str = "1"
+    precise_coupons_amount_cents: int = 0
+    taxes_amount_cents: int = 0
+    taxes_rate: str = "0"
+    total_amount_cents: int = 0
+    from_date: str | None = None
+    to_date: str | None = None
+    lago_subscription_id: str | None = None
+    external_subscription_id: str | None = None
+    pay_in_advance: bool = False
+    description: str | None = None
+    applied_taxes: list[AppliedTax] = Field(default_factory=list)
+
+
+class CouponCreditLine(BaseModel):
+    lago_applied_coupon_id: str
+    coupon_code: str
+    coupon_name: str
+    amount_cents: int
+
+
+class ProviderError(BaseModel):
+    message: str
+    error_code: str | None = None
+
+
+class Invoice(BaseModel):
+    lago_id: str
+    organization_id: str
+    sequential_id: int
+    number: str
+    invoice_type: InvoiceType
+    status: InvoiceStatus = "finalized"
+    payment_status: PaymentStatus = "pending"
+    currency: str
+    issuing_date: str
+    payment_due_date: str
+    net_payment_term: int = 0
+    lago_customer_id: str
+    external_customer_id: str
+    fees: list[Fee]
+    credits: list[CouponCreditLine] = Field(default_factory=list)
+    applied_taxes: list[AppliedTax] = Field(default_factory=list)
+    fees_amount_cents: int
+    coupons_amount_cents: int = 0
+    taxes_amount_cents: int = 0
+    sub_total_excluding_taxes_amount_cents: int
+    sub_total_including_taxes_amount_cents: int
+    total_amount_cents: int
+    total_paid_amount_cents: int = 0
+    subscription_ids: list[str] = Field(default_factory=list)
+    billing_period: tuple[str, str] | None = None
+    payment_method: PaymentMethodChoice | None = None
+    skip_psp: bool = False
+    payment_attempts: int = 0
+    """Charge attempts requested so far; attempt ``n`` uses idempotency key ``…-n``."""
+    payment_block: PaymentBlock | None = None
+    """Why the current attempt could not reach Stripe (it stays ``pending``)."""
+    last_payment_error: ProviderError | None = None
+    provider_payment_id: str | None = None
+    payment_link_session_id: str | None = None
+    """An open Stripe Checkout Session for this invoice (a payment link)."""
+    created_at: str
+    updated_at: str
+    voided_at: str | None = None
+    version: int = 0
+
+    @property
+    def total_due_amount_cents(self) -> int:
+        return self.total_amount_cents - self.total_paid_amount_cents
+
+    @property
+    def is_payable(self) -> bool:
+        """Finalized, unpaid and above zero: the only invoices anyone may charge."""
+        return (
+            self.status == "finalized"
+            and self.payment_status != "succeeded"
+            and self.total_due_amount_cents > 0
+        )
+
+    def as_lago(self, customer: dict[str, object] | None = None) -> dict[str, object]:
+        body: dict[str, object] = {
+            "lago_id": self.lago_id,
+            "billing_entity_code": "default",
+            "sequential_id": self.sequential_id,
+            "number": self.number,
+            "issuing_date": self.issuing_date,
+            "payment_due_date": self.payment_due_date,
+            "payment_overdue": False,
+            "net_payment_term": self.net_payment_term,
+            "invoice_type": self.invoice_type,
+            "status": self.status,
+            "payment_status": self.payment_status,
+            "currency": self.currency,
+            "fees_amount_cents": self.fees_amount_cents,
+            "coupons_amount_cents": self.coupons_amount_cents,
+            "credit_notes_amount_cents": 0,
+            "progressive_billing_credit_amount_cents": 0,
+            "sub_total_excluding_taxes_amount_cents": self.sub_total_excluding_taxes_amount_cents,
+            "taxes_amount_cents": self.taxes_amount_cents,
+            "sub_total_including_taxes_amount_cents": self.sub_total_including_taxes_amount_cents,
+            "prepaid_credit_amount_cents": 0,
+            "total_amount_cents": self.total_amount_cents,
+            "total_paid_amount_cents": self.total_paid_amount_cents,
+            "total_due_amount_cents": self.total_due_amount_cents,
+            "version_number": 4,
+            "self_billed": False,
+            "file_url": None,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "voided_at": self.voided_at,
+            "metadata": [],
+            "applied_taxes": [
+                {"lago_invoice_id": self.lago_id, **tax.model_dump()} for tax in self.applied_taxes
+            ],
+            "applied_invoice_custom_sections": [],
+            "applied_usage_thresholds": [],
+            "fees": [self._fee_as_lago(fee) for fee in self.fees],
+            "credits": [self._credit_as_lago(credit) for credit in self.credits],
+            "subscriptions": [],
+            "billing_periods": [],
+        }
+        if customer is not None:
+            body["customer"] = customer
+        return body
+
+    def _fee_as_lago(self, fee: Fee) -> dict[str, object]:
+        return {
+            "lago_id": fee.lago_id,
+            "lago_charge_id": None,
+            "lago_charge_filter_id": None,
+            "lago_invoice_id": self.lago_id,
+            "lago_true_up_fee_id": None,
+            "lago_true_up_parent_fee_id": None,
+            "lago_subscription_id": fee.lago_subscription_id,
+            "lago_customer_id": self.lago_customer_id,
+            "external_customer_id": self.external_customer_id,
+            "external_subscription_id": fee.external_subscription_id,
+            "amount_cents": fee.amount_cents,
+            "precise_amount": str(fee.amount_cents),
+            "amount_currency": self.currency,
+            "taxes_amount_cents": fee.taxes_amount_cents,
+            "taxes_rate": float(fee.taxes_rate),
+            "units": fee.units,
+            "precise_unit_amount": str(fee.unit_amount_cents),
+            "total_aggregated_units": fee.units,
+            "total_amount_cents": fee.total_amount_cents,
+            "total_amount_currency": self.currency,
+            "events_count": None,
+            "pay_in_advance": fee.pay_in_advance,
+            "invoiceable": True,
+            "from_date": fee.from_date,
+            "to_date": fee.to_date,
+            "payment_status": self.payment_status,
+            "created_at": self.created_at,
+            "succeeded_at": None,
+            "failed_at": None,
+            "refunded_at": None,
+            "description": fee.description,
+            "precise_coupons_amount_cents": str(fee.precise_coupons_amount_cents),
+            "sub_total_excluding_taxes_amount_cents": (
+                fee.amount_cents - fee.precise_coupons_amount_cents
+            ),
+            "sub_total_excluding_taxes_precise_amount_cents": str(
+                fee.amount_cents - fee.precise_coupons_amount_cents
+            ),
+            "self_billed": False,
+            "item": {
+                "type": fee.item.type,
+                "code": fee.item.code,
+                "name": fee.item.name,
+                "invoice_display_name": fee.item.invoice_display_name or fee.item.name,
+                "lago_item_id": fee.item.lago_item_id,
+                "item_type": "Subscription" if fee.item.type == "subscription" else "AddOn",
+            },
+            "applied_taxes": [
+                {"lago_fee_id": fee.lago_id, **tax.model_dump()} for tax in fee.applied_taxes
+            ],
+        }
+
+    def _credit_as_lago(self, credit: CouponCreditLine) -> dict[str, object]:
+        return {
+            "lago_id": credit.lago_applied_coupon_id,
+            "amount_cents": credit.amount_cents,
+            "amount_currency": self.currency,
+            "before_taxes": True,
+            "item": {
+                "lago_item_id": credit.lago_applied_coupon_id,
+                "type": "coupon",
+                "code": credit.coupon_code,
+                "name": credit.coupon_name,
+            },
+            "invoice": {"lago_id": self.lago_id, "payment_status": self.payment_status},
+        }
+
+
+def invoice_number(prefix: str, issuing_date: str, sequence: int) -> str:
+    """Lago's per-organization numbering: ``PREFIX-YYYYMM-001``, never reset."""
+    return f"{prefix}-{issuing_date[:7].replace('-', '')}-{sequence:03d}"
+
+
+def failure_applies(invoice: Invoice, attempt: int | None) -> bool:
+    """A failure counts only for the attempt in flight, and never undoes a payment."""
+    return invoice.payment_status == "pending" and (
+        attempt is None or attempt == invoice.payment_attempts
+    )

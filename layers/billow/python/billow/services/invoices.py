@@ -1,0 +1,163 @@
+"""Invoice use cases behind /api/v1/invoices: one-off invoices and reading invoices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from billow.composition import Dependencies
+from billow.domain.clock import iso, new_id, stable_id
+from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.invoices import FeeItem, Invoice
+from billow.domain.subscriptions import PaymentMethodChoice
+from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
+from billow.services.lookups import check_payment_method, get_customer
+
+MAX_FEES = 100
+
+
+class OneOffFeeInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    add_on_code: str = Field(min_length=1, max_length=255)
+    units: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=20)
+    unit_amount_cents: int | None = Field(default=None, ge=0, le=10**13)
+    invoice_display_name: str | None = Field(default=None, max_length=255)
+    description: str | None = Field(default=None, max_length=1000)
+    from_datetime: AwareDatetime | None = None
+    to_datetime: AwareDatetime | None = None
+    tax_codes: list[str] | None = None
+
+
+class OneOffInvoiceInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    external_customer_id: str = Field(min_length=1, max_length=255)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    fees: list[OneOffFeeInput] = Field(min_length=1, max_length=MAX_FEES)
+    payment_method: PaymentMethodChoice | None = None
+    skip_psp: bool = False
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    """Billow extension: the same key never issues two invoices (a retried POST)."""
+
+
+class OneOffInvoiceBody(BaseModel):
+    invoice: OneOffInvoiceInput
+
+
+def _amount(units: str, unit_amount_cents: int) -> int:
+    try:
+        exact = Decimal(units) * unit_amount_cents
+    except InvalidOperation as error:
+        raise ValidationFailed({"units": ["invalid_value"]}) from error
+    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def create_one_off(
+    deps: Dependencies, organization_id: str, body: OneOffInvoiceInput, now: datetime
+) -> dict[str, object]:
+    """Lago's one-off invoice: add-on fees, taxed, no coupons, finalized at once."""
+    customer = get_customer(deps, organization_id, body.external_customer_id)
+    organization = deps.store.get_organization(organization_id)
+    if organization is None:
+        raise NotFound("organization")
+    drafts = []
+    currency = body.currency.upper() if body.currency else None
+    for index, fee in enumerate(body.fees):
+        add_on = deps.store.get_add_on(organization_id, fee.add_on_code)
+        if add_on is None:
+            raise NotFound("add_on")
+        currency = currency or customer.currency or add_on.amount_currency
+        unit = fee.unit_amount_cents if fee.unit_amount_cents is not None else add_on.amount_cents
+        units = fee.units or "1"
+        drafts.append(
+            FeeDraft(
+                key=f"add_on:{index}",
+                item=FeeItem(
+                    type="add_on",
+                    code=add_on.code,
+                    name=add_on.name,
+                    invoice_display_name=fee.invoice_display_name or add_on.invoice_display_name,
+                    lago_item_id=add_on.lago_id,
+                ),
+                amount_cents=_amount(units, unit),
+                unit_amount_cents=unit,
+                units=units,
+                from_date=iso(fee.from_datetime) if fee.from_datetime else None,
+                to_date=iso(fee.to_datetime) if fee.to_datetime else None,
+                description=fee.description or add_on.description,
+                tax_code_choices=[fee.tax_codes or [], add_on.tax_codes],
+            )
+        )
+    if customer.currency and currency != customer.currency:
+        raise ValidationFailed({"currency": ["currencies_does_not_match"]})
+    check_payment_method(deps, customer, body.payment_method)
+    invoice_id = (
+        stable_id("one-off-invoice", organization_id, body.idempotency_key)
+        if body.idempotency_key
+        else new_id()
+    )
+    invoice = retry_on_race(
+        lambda: issue_invoice(
+            deps,
+            organization,
+            customer,
+            invoice_id=invoice_id,
+            invoice_type="one_off",
+            currency=currency or "USD",
+            drafts=drafts,
+            apply_coupons=False,
+            issued_at=now,
+            payment_method=body.payment_method,
+            skip_psp=body.skip_psp,
+        )
+    )
+    return invoice.as_lago(customer.as_lago())
+
+
+def present(deps: Dependencies, invoice: Invoice) -> dict[str, object]:
+    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+    return invoice.as_lago(customer.as_lago() if customer else None)
+
+
+def present_all(deps: Dependencies, invoices: Sequence[Invoice]) -> list[dict[str, object]]:
+    """Lago lists invoices with their customer; each customer is read once."""
+    customers: dict[str, dict[str, object] | None] = {}
+    shown = []
+    for invoice in invoices:
+        if invoice.external_customer_id not in customers:
+            customer = deps.store.get_customer(
+                invoice.organization_id, invoice.external_customer_id
+            )
+            customers[invoice.external_customer_id] = customer.as_lago() if customer else None
+        shown.append(invoice.as_lago(customers[invoice.external_customer_id]))
+    return shown
+
+
+def get(deps: Dependencies, organization_id: str, lago_id: str) -> dict[str, object]:
+    invoice = deps.store.get_invoice(organization_id, lago_id)
+    if invoice is None:
+        raise NotFound("invoice")
+    return present(deps, invoice)
+
+
+def list_invoices(
+    deps: Dependencies,
+    organization_id: str,
+    *,
+    external_customer_id: str | None,
+    status: str | None,
+    payment_status: str | None,
+) -> list[Invoice]:
+    if external_customer_id is not None:
+        get_customer(deps, organization_id, external_customer_id)
+    return [
+        invoice
+        for invoice in deps.store.list_invoices(organization_id)
+        if (external_customer_id is None or invoice.external_customer_id == external_customer_id)
+        and (status is None or invoice.status == status)
+        and (payment_status is None or invoice.payment_status == payment_status)
+    ]

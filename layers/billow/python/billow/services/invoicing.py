@@ -1,0 +1,291 @@
+"""Issuing invoices: fees, coupons and taxes, a gap-free number, and the events they cause.
+
+An invoice, its number, the coupons it consumes and its events are one transaction, and
+an invoice's id is derived from what it bills (a subscription's period, an API request),
+so a repeated run, an overlapping run or a retried message finds the invoice already
+there instead of issuing a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from billow.adapters.dynamodb import Transaction
+from billow.composition import Dependencies
+from billow.domain.catalog import AppliedCoupon, Tax
+from billow.domain.clock import iso, stable_id
+from billow.domain.customers import Customer
+from billow.domain.errors import ConcurrentUpdate
+from billow.domain.events import OutboxEvent, internal_event, webhook_event
+from billow.domain.invoice_math import CouponState, FeeLine, TaxRate, compute_invoice
+from billow.domain.invoices import (
+    AppliedTax,
+    CouponCreditLine,
+    Fee,
+    FeeItem,
+    Invoice,
+    InvoiceType,
+    PaymentBlock,
+    invoice_number,
+)
+from billow.domain.organizations import Organization
+from billow.domain.subscriptions import PaymentMethodChoice
+from billow.topology import PAYMENT_REQUESTED
+
+T = TypeVar("T")
+RACE_RETRIES = 25
+"""Invoice numbers are taken with a conditional write; concurrent issuers retry."""
+
+
+class FeeDraft(BaseModel):
+    """A fee before coupons and taxes."""
+
+    key: str
+    item: FeeItem
+    amount_cents: int
+    unit_amount_cents: int
+    units: str = "1"
+    from_date: str | None = None
+    to_date: str | None = None
+    lago_subscription_id: str | None = None
+    external_subscription_id: str | None = None
+    pay_in_advance: bool = False
+    description: str | None = None
+    tax_code_choices: list[list[str]] = Field(default_factory=list)
+    """Candidate tax code lists in precedence order; the first non-empty one applies."""
+    coupon_plan_code: str | None = None
+
+
+def retry_on_race(operation: Callable[[], T]) -> T:
+    """Run a read-decide-write operation again when a conditional write lost a race."""
+    for _ in range(RACE_RETRIES - 1):
+        try:
+            return operation()
+        except ConcurrentUpdate:
+            continue
+    return operation()
+
+
+def _taxes_for(
+    deps: Dependencies, organization_id: str, customer: Customer, choices: list[list[str]]
+) -> list[Tax]:
+    """Lago's precedence: the fee's own codes, its item's, then the customer's, then the
+    organization's default taxes."""
+    for codes in [*choices, customer.tax_codes]:
+        if codes:
+            return deps.store.get_taxes(organization_id, codes)
+    return deps.store.organization_taxes(organization_id)
+
+
+def _coupon_state(coupon: AppliedCoupon) -> CouponState:
+    return CouponState(
+        lago_id=coupon.lago_id,
+        coupon_type=coupon.coupon_type,
+        amount_cents=coupon.amount_cents,
+        percentage_rate=coupon.percentage_rate,
+        frequency=coupon.frequency,
+        frequency_duration_remaining=coupon.frequency_duration_remaining,
+        amount_cents_remaining=coupon.amount_cents_remaining,
+        plan_codes=coupon.plan_codes,
+    )
+
+
+def payment_requested(invoice: Invoice) -> OutboxEvent:
+    """The command the payments consumer acts on; one id per attempt, so a replay is one charge."""
+    return internal_event(
+        invoice.organization_id,
+        PAYMENT_REQUESTED,
+        {"invoice_id": invoice.lago_id, "attempt": invoice.payment_attempts},
+        event_id=stable_id("payment-requested", invoice.lago_id, str(invoice.payment_attempts)),
+    )
+
+
+def _payment_block(
+    customer: Customer, choice: PaymentMethodChoice | None, skip_psp: bool
+) -> PaymentBlock | None:
+    if skip_psp:
+        return "skip_psp"
+    if choice is not None and choice.payment_method_type == "manual":
+        return "manual"
+    if not customer.stripe_customer_id:
+        return "no_payment_provider"
+    return None
+
+
+def issue_invoice(
+    deps: Dependencies,
+    organization: Organization,
+    customer: Customer,
+    *,
+    invoice_id: str,
+    invoice_type: InvoiceType,
+    currency: str,
+    drafts: list[FeeDraft],
+    apply_coupons: bool,
+    issued_at: datetime,
+    payment_method: PaymentMethodChoice | None = None,
+    skip_psp: bool = False,
+    billing_period: tuple[str, str] | None = None,
+    subscription_ids: list[str] | None = None,
+    stage_more: Callable[[Transaction], list[OutboxEvent]] | None = None,
+) -> Invoice:
+    """Issue one finalized invoice, or return the one already issued under ``invoice_id``.
+
+    ``stage_more`` adds the writes that must happen with the invoice (a subscription moving
+    to its next period); they and the invoice commit together or not at all.
+    """
+    existing = deps.store.get_invoice(organization.id, invoice_id)
+    if existing is not None:
+        return existing
+    coupons = (
+        deps.store.active_applied_coupons(organization.id, customer.lago_id)
+        if apply_coupons
+        else []
+    )
+    taxes = {
+        draft.key: _taxes_for(deps, organization.id, customer, draft.tax_code_choices)
+        for draft in drafts
+    }
+    totals = compute_invoice(
+        [
+            FeeLine(
+                key=draft.key,
+                amount_cents=draft.amount_cents,
+                taxes=[TaxRate(code=t.code, name=t.name, rate=t.rate) for t in taxes[draft.key]],
+                coupon_plan_code=draft.coupon_plan_code,
+            )
+            for draft in drafts
+        ],
+        [_coupon_state(coupon) for coupon in coupons],
+    )
+    results = {result.key: result for result in totals.fees}
+    tax_ids = {tax.code: tax.lago_id for draft_taxes in taxes.values() for tax in draft_taxes}
+    fees = [
+        Fee(
+            lago_id=stable_id("fee", invoice_id, draft.key),
+            item=draft.item,
+            amount_cents=draft.amount_cents,
+            unit_amount_cents=draft.unit_amount_cents,
+            units=draft.units,
+            precise_coupons_amount_cents=results[draft.key].precise_coupons_amount_cents,
+            taxes_amount_cents=results[draft.key].taxes_amount_cents,
+            taxes_rate=str(results[draft.key].taxes_rate),
+            total_amount_cents=results[draft.key].total_amount_cents,
+            from_date=draft.from_date,
+            to_date=draft.to_date,
+            lago_subscription_id=draft.lago_subscription_id,
+            external_subscription_id=draft.external_subscription_id,
+            pay_in_advance=draft.pay_in_advance,
+            description=draft.description,
+            applied_taxes=[
+                AppliedTax(
+                    lago_tax_id=tax_ids.get(tax.code),
+                    tax_code=tax.code,
+                    tax_name=tax.name,
+                    tax_rate=str(tax.rate),
+                    amount_cents=tax.amount_cents,
+                    fees_amount_cents=results[draft.key].taxable_amount_cents,
+                )
+                for tax in results[draft.key].applied_taxes
+            ],
+        )
+        for draft in drafts
+    ]
+    by_id = {coupon.lago_id: coupon for coupon in coupons}
+    sequence = deps.store.invoice_sequence(organization.id)
+    issuing_date = issued_at.date().isoformat()
+    net_term = customer.net_payment_term or 0
+    block = _payment_block(customer, payment_method, skip_psp)
+    invoice = Invoice(
+        lago_id=invoice_id,
+        organization_id=organization.id,
+        sequential_id=sequence + 1,
+        number=invoice_number(organization.document_number_prefix, issuing_date, sequence + 1),
+        invoice_type=invoice_type,
+        currency=currency,
+        issuing_date=issuing_date,
+        payment_due_date=(issued_at + timedelta(days=net_term)).date().isoformat(),
+        net_payment_term=net_term,
+        lago_customer_id=customer.lago_id,
+        external_customer_id=customer.external_id,
+        fees=fees,
+        credits=[
+            CouponCreditLine(
+                lago_applied_coupon_id=credit.lago_id,
+                coupon_code=by_id[credit.lago_id].coupon_code,
+                coupon_name=by_id[credit.lago_id].coupon_name,
+                amount_cents=credit.amount_cents,
+            )
+            for credit in totals.coupon_credits
+            if credit.amount_cents > 0
+        ],
+        applied_taxes=[
+            AppliedTax(
+                lago_tax_id=tax_ids.get(tax.code),
+                tax_code=tax.code,
+                tax_name=tax.name,
+                tax_rate=str(tax.rate),
+                amount_cents=tax.amount_cents,
+                fees_amount_cents=tax.fees_amount_cents,
+            )
+            for tax in totals.applied_taxes
+        ],
+        fees_amount_cents=totals.fees_amount_cents,
+        coupons_amount_cents=totals.coupons_amount_cents,
+        taxes_amount_cents=totals.taxes_amount_cents,
+        sub_total_excluding_taxes_amount_cents=totals.sub_total_excluding_taxes_amount_cents,
+        sub_total_including_taxes_amount_cents=totals.sub_total_including_taxes_amount_cents,
+        total_amount_cents=totals.total_amount_cents,
+        subscription_ids=subscription_ids or [],
+        billing_period=billing_period,
+        payment_method=payment_method,
+        skip_psp=skip_psp,
+        payment_block=block,
+        created_at=iso(issued_at),
+        updated_at=iso(issued_at),
+    )
+    if invoice.total_amount_cents == 0:
+        invoice = invoice.model_copy(update={"payment_status": "succeeded", "payment_block": None})
+    elif block is None:
+        invoice = invoice.model_copy(update={"payment_attempts": 1})
+
+    transaction = Transaction()
+    deps.store.stage_invoice_sequence(transaction, organization.id, sequence)
+    deps.store.stage_invoice(transaction, invoice, expected_version=None)
+    for credit in totals.coupon_credits:
+        coupon = by_id[credit.lago_id]
+        if credit.amount_cents == 0 and not credit.terminated:
+            continue
+        deps.store.stage_applied_coupon(
+            transaction,
+            coupon.model_copy(
+                update={
+                    "frequency_duration_remaining": credit.after.frequency_duration_remaining,
+                    "amount_cents_remaining": credit.after.amount_cents_remaining,
+                    "status": "terminated" if credit.terminated else coupon.status,
+                    "terminated_at": iso(issued_at) if credit.terminated else None,
+                    "version": coupon.version + 1,
+                }
+            ),
+            expected_version=coupon.version,
+        )
+    events = stage_more(transaction) if stage_more else []
+    webhook_type = "invoice.one_off_created" if invoice_type == "one_off" else "invoice.created"
+    events.append(
+        webhook_event(organization.id, webhook_type, "invoice", invoice.as_lago(customer.as_lago()))
+    )
+    if invoice.payment_attempts == 1:
+        events.append(payment_requested(invoice))
+    transaction.publish(events)
+    try:
+        deps.store.commit(transaction)
+    except ConcurrentUpdate:
+        issued = deps.store.get_invoice(organization.id, invoice_id)
+        if issued is None:
+            raise  # another invoice took the number: the caller reads again and retries
+        return issued
+    return invoice

@@ -1,0 +1,376 @@
+"""What a subscription owes at a moment: activation, period boundaries, trial ends, plan
+swaps and termination. Used by the invoice worker (scheduled) and by the API (at once).
+
+A subscription records ``billed_until``, the end of the last span it was invoiced for,
+and every fee starts no earlier than that, so no span is invoiced twice. The moment a
+subscription is next due (``next_billing_at``) is what the billing run's index finds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from billow.adapters.dynamodb import Transaction
+from billow.composition import Dependencies
+from billow.domain.catalog import Plan
+from billow.domain.clock import iso, stable_id
+from billow.domain.customers import Customer
+from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.invoices import FeeItem
+from billow.domain.organizations import Organization
+from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
+from billow.domain.subscriptions import Subscription
+from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
+
+INSTANT = timedelta(microseconds=1)
+
+
+def parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def timezone_of(organization: Organization, customer: Customer) -> str:
+    return customer.timezone or organization.timezone or "UTC"
+
+
+def period_at(sub: Subscription, plan: Plan, at: datetime, timezone: str) -> Period:
+    anchor = parse(sub.started_at or sub.subscription_at)
+    return billing_period(
+        at,
+        interval=plan.interval,
+        billing_time=sub.billing_time,
+        anchor=anchor,
+        timezone=timezone,
+    )
+
+
+def current_period(
+    sub: Subscription, plan: Plan, now: datetime, timezone: str
+) -> tuple[datetime, datetime] | None:
+    if sub.status != "active":
+        return None
+    period = period_at(sub, plan, now, timezone)
+    return period.start, period.end
+
+
+def _trial_end(sub: Subscription) -> datetime | None:
+    return parse(sub.trial_ended_at) if sub.trial_ended_at else None
+
+
+def next_due(sub: Subscription, plan: Plan, after: datetime, timezone: str) -> str:
+    """The next moment the subscription owes something: its next period boundary, the end
+    of a pay-in-advance trial inside the current period, or its ``ending_at``."""
+    period = period_at(sub, plan, after, timezone)
+    candidates = [period.end]
+    ends_trial = _trial_end(sub)
+    if plan.pay_in_advance and ends_trial and after < ends_trial < period.end:
+        candidates.append(ends_trial)
+    if sub.ending_at:
+        candidates.append(max(parse(sub.ending_at), after))
+    return iso(min(candidates))
+
+
+def _fee_draft(
+    sub: Subscription, plan: Plan, amount: int, start: datetime, end: datetime
+) -> FeeDraft:
+    return FeeDraft(
+        key=f"subscription:{sub.lago_id}",
+        item=FeeItem(
+            type="subscription",
+            code=plan.code,
+            name=plan.name,
+            invoice_display_name=plan.invoice_display_name,
+            lago_item_id=sub.lago_id,
+        ),
+        amount_cents=amount,
+        unit_amount_cents=amount,
+        from_date=iso(start),
+        to_date=iso(end - timedelta(seconds=1)),
+        lago_subscription_id=sub.lago_id,
+        external_subscription_id=sub.external_id,
+        pay_in_advance=plan.pay_in_advance,
+        tax_code_choices=[plan.tax_codes],
+        coupon_plan_code=plan.code,
+    )
+
+
+def _billed_from(sub: Subscription) -> datetime:
+    started = parse(sub.started_at or sub.subscription_at)
+    return max(started, parse(sub.billed_until)) if sub.billed_until else started
+
+
+def advance_fee(
+    sub: Subscription, plan: Plan, at: datetime, timezone: str
+) -> tuple[FeeDraft | None, Subscription]:
+    """A pay-in-advance plan's fee for the rest of the period that ``at`` is in, once the
+    trial is over; the subscription comes back with ``billed_until`` moved."""
+    ends_trial = _trial_end(sub)
+    if not plan.pay_in_advance or (ends_trial and ends_trial > at):
+        return None, sub
+    period = period_at(sub, plan, at, timezone)
+    fee = subscription_fee(
+        plan.amount_cents,
+        period,
+        started_at=max(at, _billed_from(sub)),
+        timezone=timezone,
+        trial_ended_at=ends_trial,
+    )
+    if fee.span.empty:
+        return None, sub
+    return (
+        _fee_draft(sub, plan, fee.amount_cents, fee.from_datetime, fee.to_datetime),
+        sub.model_copy(update={"billed_until": iso(fee.to_datetime)}),
+    )
+
+
+def arrears_fee(
+    sub: Subscription, plan: Plan, at: datetime, timezone: str, terminating: bool
+) -> tuple[FeeDraft | None, Subscription]:
+    """A pay-in-arrears plan's fee for time used up to ``at`` (a boundary, or a termination,
+    whose day counts in full as Lago counts it)."""
+    if plan.pay_in_advance:
+        return None, sub
+    period = period_at(sub, plan, at, timezone)
+    if period.start == at:
+        period = period_at(sub, plan, at - INSTANT, timezone)
+    fee = subscription_fee(
+        plan.amount_cents,
+        period,
+        started_at=_billed_from(sub),
+        timezone=timezone,
+        trial_ended_at=_trial_end(sub),
+        terminated_at=at if terminating else None,
+    )
+    if fee.span.empty:
+        return None, sub
+    return (
+        _fee_draft(sub, plan, fee.amount_cents, fee.from_datetime, fee.to_datetime),
+        sub.model_copy(update={"billed_until": iso(fee.to_datetime)}),
+    )
+
+
+def subscription_webhook(
+    webhook_type: str,
+    sub: Subscription,
+    plan: Plan,
+    customer: Customer,
+    now: datetime,
+    timezone: str,
+) -> OutboxEvent:
+    body = sub.as_lago(
+        plan.amount_cents, plan.amount_currency, current_period(sub, plan, now, timezone)
+    )
+    body["customer"] = customer.as_lago()
+    return webhook_event(sub.organization_id, webhook_type, "subscription", body)
+
+
+def activate(
+    sub: Subscription, plan: Plan, at: datetime, timezone: str
+) -> tuple[Subscription, FeeDraft | None]:
+    """A subscription starts at ``at``: its trial clock, its first in-advance fee, its next
+    due time."""
+    initial = parse(sub.initial_started_at) if sub.initial_started_at else at
+    ends_trial = trial_end(initial, plan.trial_period)
+    started = sub.model_copy(
+        update={
+            "status": "active",
+            "started_at": iso(at),
+            "initial_started_at": iso(initial),
+            "trial_ended_at": iso(ends_trial) if ends_trial else None,
+        }
+    )
+    draft, started = advance_fee(started, plan, at, timezone)
+    return started.model_copy(update={"next_billing_at": next_due(started, plan, at, timezone)}), (
+        draft
+    )
+
+
+def terminate(
+    sub: Subscription, plan: Plan, at: datetime, timezone: str, bill: bool
+) -> tuple[Subscription, FeeDraft | None]:
+    draft, sub = arrears_fee(sub, plan, at, timezone, terminating=True) if bill else (None, sub)
+    return (
+        sub.model_copy(
+            update={
+                "status": "terminated",
+                "terminated_at": iso(at),
+                "next_billing_at": None,
+                "next_plan_code": None,
+                "next_subscription_id": None,
+                "downgrade_plan_date": None,
+            }
+        ),
+        draft,
+    )
+
+
+class Change:
+    """Subscription writes and their events, staged with (or without) an invoice."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.writes: list[tuple[Subscription, int | None]] = []
+        self.events: list[OutboxEvent] = []
+        self.drafts: list[FeeDraft] = []
+
+    def save(self, sub: Subscription, previous: Subscription | None) -> Subscription:
+        saved = sub.model_copy(update={"version": (previous.version + 1) if previous else 0})
+        self.writes.append((saved, previous.version if previous else None))
+        return saved
+
+    def stage(self, transaction: Transaction) -> list[OutboxEvent]:
+        for sub, expected in self.writes:
+            self.deps.store.stage_subscription(transaction, sub, expected)
+        return list(self.events)
+
+    def commit(
+        self,
+        organization: Organization,
+        customer: Customer,
+        invoice_id: str,
+        at: datetime,
+        sub: Subscription,
+        currency: str,
+    ) -> None:
+        """With fees: one invoice carrying these writes. Without: just the writes."""
+        drafts = [draft for draft in self.drafts if draft is not None]
+        if drafts:
+            issue_invoice(
+                self.deps,
+                organization,
+                customer,
+                invoice_id=invoice_id,
+                invoice_type="subscription",
+                currency=currency,
+                drafts=drafts,
+                apply_coupons=True,
+                issued_at=at,
+                payment_method=sub.payment_method,
+                billing_period=(drafts[0].from_date or "", drafts[-1].to_date or ""),
+                subscription_ids=sorted({d.lago_subscription_id or "" for d in drafts}),
+                stage_more=self.stage,
+            )
+            return
+        self.commit_without_invoice()
+
+    def commit_without_invoice(self) -> None:
+        transaction = Transaction()
+        transaction.publish(self.stage(transaction))
+        self.deps.store.commit(transaction)
+
+
+def bill_due(
+    deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
+) -> str:
+    """Settle everything a subscription owes up to ``now``; exactly once per due moment."""
+    return retry_on_race(lambda: _bill_due_once(deps, organization_id, external_id, lago_id, now))
+
+
+def _bill_due_once(
+    deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
+) -> str:
+    sub = deps.store.get_subscription(organization_id, external_id, lago_id)
+    due = sub.due_at() if sub else None
+    if sub is None or not sub.is_live or due is None or due > now:
+        return "not_due"
+    organization = deps.store.get_organization(organization_id)
+    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
+    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+    if organization is None or customer is None or plan is None:
+        return "orphaned"
+    timezone = timezone_of(organization, customer)
+    change = Change(deps)
+    invoice_id = stable_id("subscription-invoice", sub.lago_id, iso(due))
+    if sub.status == "pending":
+        started, draft = activate(sub, plan, due, timezone)
+        if draft:
+            change.drafts.append(draft)
+        saved = change.save(started, sub)
+        change.events.append(
+            subscription_webhook("subscription.started", saved, plan, customer, due, timezone)
+        )
+        change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
+        return "activated"
+    if sub.ending_at and parse(sub.ending_at) <= due:
+        ended, draft = terminate(sub, plan, due, timezone, bill=True)
+        if draft:
+            change.drafts.append(draft)
+        saved = change.save(ended, sub)
+        change.events.append(
+            subscription_webhook("subscription.terminated", saved, plan, customer, due, timezone)
+        )
+        _cancel_pending_successor(deps, change, sub, due)
+        change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
+        return "terminated"
+    at_boundary = period_at(sub, plan, due, timezone).start == due
+    if at_boundary and sub.next_subscription_id:
+        return _swap_plans(deps, change, organization, customer, sub, plan, due, invoice_id)
+    arrears, billed = arrears_fee(sub, plan, due, timezone, terminating=False)
+    advance, billed = advance_fee(billed, plan, due, timezone)
+    change.drafts.extend(draft for draft in (arrears, advance) if draft)
+    moved = billed.model_copy(update={"next_billing_at": next_due(billed, plan, due, timezone)})
+    saved = change.save(moved, sub)
+    change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
+    return "billed" if change.drafts else "advanced"
+
+
+def _cancel_pending_successor(
+    deps: Dependencies, change: Change, sub: Subscription, at: datetime
+) -> None:
+    if not sub.next_subscription_id:
+        return
+    successor = deps.store.get_subscription(
+        sub.organization_id, sub.external_id, sub.next_subscription_id
+    )
+    if successor is not None and successor.status == "pending":
+        change.save(
+            successor.model_copy(update={"status": "canceled", "canceled_at": iso(at)}), successor
+        )
+
+
+def _swap_plans(
+    deps: Dependencies,
+    change: Change,
+    organization: Organization,
+    customer: Customer,
+    sub: Subscription,
+    plan: Plan,
+    due: datetime,
+    invoice_id: str,
+) -> str:
+    """A downgrade takes effect at the period boundary: the old plan's last fee and the new
+    plan's first fee share one invoice."""
+    assert sub.next_subscription_id
+    successor = deps.store.get_subscription(
+        sub.organization_id, sub.external_id, sub.next_subscription_id
+    )
+    new_plan = (
+        deps.store.get_plan_by_id(sub.organization_id, successor.plan_lago_id)
+        if successor
+        else None
+    )
+    timezone = timezone_of(organization, customer)
+    ended, draft = terminate(sub, plan, due, timezone, bill=True)
+    if draft:
+        change.drafts.append(draft)
+    saved_old = change.save(ended, sub)
+    change.events.append(
+        subscription_webhook("subscription.terminated", saved_old, plan, customer, due, timezone)
+    )
+    if successor is None or new_plan is None or successor.status != "pending":
+        change.commit(organization, customer, invoice_id, due, saved_old, plan.amount_currency)
+        return "terminated"
+    started, new_draft = activate(
+        successor.model_copy(update={"initial_started_at": sub.initial_started_at}),
+        new_plan,
+        due,
+        timezone,
+    )
+    if new_draft:
+        change.drafts.append(new_draft)
+    saved_new = change.save(started, successor)
+    change.events.append(
+        subscription_webhook("subscription.started", saved_new, new_plan, customer, due, timezone)
+    )
+    change.commit(organization, customer, invoice_id, due, saved_new, new_plan.amount_currency)
+    return "downgraded"
