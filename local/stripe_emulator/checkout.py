@@ -137,7 +137,9 @@ class CheckoutSession(StripeObject):
     def _expire(self) -> None:
         if self.status != "open":
             raise StripeApiError(
-                400, "Only Checkout Sessions with a status of `open` can be expired."
+                400,
+                'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                f"Checkout Session has a status of `{self.status}`.",
             )
         self.status = "expired"
         self.url = None

@@ -1,6 +1,6 @@
 """The hosted checkout page: where a developer plays the customer.
 
-Plain HTML forms (no JavaScript): pick one of three Stripe test cards, confirm, and,
+Plain HTML forms (no JavaScript): pick one of Stripe's test cards, confirm, and,
 for the 3-D Secure card, pass or fail the challenge. The objects and events are the
 ones Stripe Checkout produces, attributed to the account that created the session.
 """
@@ -26,6 +26,7 @@ from .common import Handler, Routes
 from .context import acting_as
 from .errors import StripeApiError
 from .events import emit
+from .money import page_amount
 from .payments import (
     attach_payment_method,
     authenticate_payment_intent,
@@ -38,11 +39,7 @@ TEST_CARDS = (
     ("4242424242424242", "Visa ending 4242: succeeds"),
     ("4000000000000341", "Visa ending 0341: saves fine, declined when charged"),
     ("4000002760003184", "Visa ending 3184: requires 3-D Secure authentication"),
-)
-# Currencies whose amounts Stripe counts in whole units, not cents.
-_ZERO_DECIMAL = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
-    | {"xaf", "xof", "xpf"}
+    ("4000000000009995", "Visa ending 9995: declined, insufficient funds"),
 )
 _AUTHENTICATION_FAILED = (
     "The latest attempt to set up the payment method has failed because authentication failed."
@@ -95,12 +92,6 @@ def _html_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def _money(amount: int, currency: str) -> str:
-    if currency in _ZERO_DECIMAL:
-        return f"{amount} {currency.upper()}"
-    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
-
-
 def _open_session(request: web.Request) -> CheckoutSession:
     session_id = request.match_info["id"]
     session = find_session(session_id)
@@ -126,10 +117,10 @@ def _form_page(
     session: CheckoutSession, error: str | None = None, status: int = 200
 ) -> web.Response:
     if session.mode == "payment":
-        title = "Pay " + _money(session.amount_total or 0, session.currency)
+        title = "Pay " + page_amount(session.amount_total or 0, session.currency)
         items = "".join(
             f"<li>{escape(str(item['description']))} &times; {item['quantity']}: "
-            f"{_money(item['amount_total'], item['currency'])}</li>"
+            f"{page_amount(item['amount_total'], item['currency'])}</li>"
             for item in session._line_items
         )
         summary = f"<ul>{items}</ul>"

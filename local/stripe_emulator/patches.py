@@ -15,17 +15,22 @@ from localstripe import resources
 from localstripe import webhooks as localstripe_webhooks
 from localstripe.errors import UserError
 from localstripe.resources import (
+    Charge,
     Customer,
     PaymentIntent,
     PaymentMethod,
+    Refund,
     SetupIntent,
     StripeObject,
     try_convert_to_bool,
 )
 
+from .context import current
 from .errors import missing_object
-from .events import schedule_webhook
+from .events import emit, schedule_webhook
 from .payments import DECLINES, create_card_payment_method, decline_details
+
+_NO_ADDRESS = dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
 
 # Fields real Stripe returns that localstripe's objects lack, with their usual value.
 _DEFAULT_FIELDS: dict[Any, dict[str, Any]] = {
@@ -71,6 +76,44 @@ _DEFAULT_FIELDS: dict[Any, dict[str, Any]] = {
             "single_use_mandate",
         )
     ),
+    Charge: {
+        "billing_details": {
+            "address": _NO_ADDRESS,
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        "disputed": False,
+        "fraud_details": {},
+        **dict.fromkeys(
+            (
+                "application",
+                "application_fee",
+                "application_fee_amount",
+                "calculated_statement_descriptor",
+                "failure_balance_transaction",
+                "on_behalf_of",
+                "receipt_url",
+                "review",
+                "shipping",
+                "source_transfer",
+                "statement_descriptor_suffix",
+                "transfer_data",
+                "transfer_group",
+            )
+        ),
+    },
+    Refund: dict.fromkeys(
+        (
+            "customer_account",
+            "destination_details",
+            "reason",
+            "receipt_number",
+            "source_transfer_reversal",
+            "transfer_reversal",
+        )
+    ),
     PaymentMethod: {"allow_redisplay": "unspecified", "customer_account": None},
     Customer: {"tax_exempt": "none", "test_clock": None},
 }
@@ -96,11 +139,19 @@ def install() -> None:
     _patch_stripe_object()
     _patch_payment_methods()
     _patch_payment_intents()
+    _patch_charges()
 
 
 def _patch_stripe_object() -> None:
+    init = StripeObject.__init__
     retrieve = StripeObject._api_retrieve.__func__
     update = StripeObject._update
+
+    def init_for_account(self: Any, *args: Any, **kwargs: Any) -> None:
+        """Every object remembers the account whose request created it (``_account``),
+        so account-scoped lists can tell whose it is."""
+        init(self, *args, **kwargs)
+        self._account = current().account
 
     def api_retrieve(cls: Any, object_id: str) -> Any:
         """Stripe's "No such customer: 'cus_x'" instead of a bare "Not Found"."""
@@ -119,6 +170,8 @@ def _patch_stripe_object() -> None:
                 data[name] = try_convert_to_bool(value)
         update(self, **data)
 
+    StripeObject._account = None
+    StripeObject.__init__ = init_for_account
     StripeObject._api_retrieve = classmethod(api_retrieve)
     StripeObject._update = update_with_booleans
 
@@ -142,6 +195,13 @@ def _patch_payment_methods() -> None:
 
 def _patch_payment_intents() -> None:
     last_error = PaymentIntent.last_payment_error.fget
+    on_success = PaymentIntent._on_success
+
+    def succeeded(self: Any) -> None:
+        """The charge's event first, then ``payment_intent.succeeded``, as Stripe sends."""
+        manual = self.capture_method == "manual"
+        emit("charge.captured" if manual else "charge.succeeded", self.latest_charge)
+        on_success(self)
 
     def amount_capturable(self: Any) -> int:
         return int(self.amount) if self.status == "requires_capture" else 0
@@ -164,6 +224,77 @@ def _patch_payment_intents() -> None:
             return {**decline_details(payment_method), "charge": error["charge"]}
         return {**error, "type": "invalid_request_error"}
 
+    PaymentIntent._on_success = succeeded
     PaymentIntent.amount_capturable = property(amount_capturable)
     PaymentIntent.amount_received = property(amount_received)
     PaymentIntent.last_payment_error = property(last_payment_error)
+
+
+def _patch_charges() -> None:
+    """The Charge fields Billow and Lago read that localstripe lacks."""
+
+    def amount_captured(self: Any) -> int:
+        if self.status != "succeeded" or not self.captured:
+            return 0
+        return int(getattr(self, "_emu_amount_captured", self.amount))
+
+    set_auth_failure = Charge._set_auth_failure
+
+    def declined(self: Any) -> None:
+        """The decline's own message ("Your card has insufficient funds.")."""
+        set_auth_failure(self)
+        payment_method = PaymentMethod._api_retrieve(self.payment_method)
+        if getattr(payment_method, "type", None) == "card":
+            self.failure_message = decline_details(payment_method)["message"]
+
+    def payment_method_details(self: Any) -> dict[str, Any] | None:
+        payment_method = PaymentMethod._api_retrieve(self.payment_method)
+        kind = getattr(payment_method, "type", None)
+        card = getattr(payment_method, "card", None)
+        if kind != "card" or not isinstance(card, dict):
+            # A SEPA debit, or one of localstripe's legacy card sources.
+            return {"type": kind, kind: {}} if isinstance(kind, str) else None
+        return {
+            "type": "card",
+            "card": {
+                "brand": card["brand"],
+                "checks": {
+                    "address_line1_check": None,
+                    "address_postal_code_check": None,
+                    "cvc_check": "pass",
+                },
+                "country": card["country"],
+                "exp_month": card["exp_month"],
+                "exp_year": card["exp_year"],
+                "fingerprint": card["fingerprint"],
+                "funding": card["funding"],
+                "last4": card["last4"],
+                "network": card["brand"],
+                "three_d_secure": None,
+            },
+        }
+
+    def outcome(self: Any) -> dict[str, Any] | None:
+        if self.status == "succeeded":
+            return {
+                "network_status": "approved_by_network",
+                "reason": None,
+                "risk_level": "normal",
+                "seller_message": "Payment complete.",
+                "type": "authorized",
+            }
+        if self.status == "failed":
+            payment_method = PaymentMethod._api_retrieve(self.payment_method)
+            return {
+                "network_status": "declined_by_network",
+                "reason": decline_details(payment_method)["decline_code"],
+                "risk_level": "normal",
+                "seller_message": "The bank did not return any further details with this decline.",
+                "type": "issuer_declined",
+            }
+        return None
+
+    Charge._set_auth_failure = declined
+    Charge.amount_captured = property(amount_captured)
+    Charge.payment_method_details = property(payment_method_details)
+    Charge.outcome = property(outcome)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from localstripe.errors import UserError
 from localstripe.resources import (
     Customer,
     PaymentIntent,
@@ -34,8 +34,10 @@ from .common import (
     reject_unknown,
     require,
 )
+from .context import current
 from .errors import StripeApiError, json_response, missing_object
 from .events import emit
+from .money import display, minimum_charge
 
 # Test cards whose charges Stripe declines, with the error it reports.
 # localstripe declines 0341 only; 0002 and friends it refuses on attach but charges.
@@ -122,11 +124,36 @@ def _after_attempt(payment_intent: Any) -> None:
     if status == "requires_action":
         emit("payment_intent.requires_action", payment_intent)
     elif status == "requires_capture":
+        emit("charge.succeeded", payment_intent.latest_charge)
         emit("payment_intent.amount_capturable_updated", payment_intent)
     if status in ("succeeded", "requires_capture") and payment_intent.setup_future_usage:
         payment_method = PaymentMethod._api_retrieve(payment_intent.payment_method)
         if payment_intent.customer and payment_method.customer is None:
             attach_payment_method(payment_method, payment_intent.customer)
+
+
+def _failed_attempt(payment_intent: Any, error: dict[str, Any]) -> None:
+    """Stripe's state after a failed attempt: the PaymentIntent is back to
+    ``requires_payment_method`` with the card moved into ``last_payment_error``."""
+    payment_intent._emu_error = error
+    payment_intent.payment_method = None
+    payment_intent.next_action = None
+    emit("payment_intent.payment_failed", payment_intent)
+
+
+def _on_decline(payment_intent: Any) -> Callable[[], None]:
+    """localstripe's ``on_failure_now`` hook for a declined charge: Stripe's events, then
+    the request fails with the ``card_error`` (localstripe would keep the card on the
+    PaymentIntent and report a bare decline)."""
+
+    def report() -> None:
+        charge = payment_intent.latest_charge
+        payment_method = PaymentMethod._api_retrieve(charge.payment_method)
+        emit("charge.failed", charge)
+        _failed_attempt(payment_intent, {**decline_details(payment_method), "charge": charge.id})
+        raise _card_error(payment_intent)
+
+    return report
 
 
 def confirm_payment_intent(payment_intent: Any, *, fail_on_action: bool) -> None:
@@ -146,33 +173,37 @@ def confirm_payment_intent(payment_intent: Any, *, fail_on_action: bool) -> None
     payment_intent._emu_error = None
     payment_method = PaymentMethod._api_retrieve(payment_intent.payment_method)
     if fail_on_action and payment_method._requires_authentication():
-        payment_intent._emu_error = authentication_required_details(payment_method)
-        payment_intent.payment_method = None
-        emit("payment_intent.payment_failed", payment_intent)
+        _failed_attempt(payment_intent, authentication_required_details(payment_method))
         raise _card_error(payment_intent)
-    try:
-        payment_intent._confirm(on_failure_now=payment_intent._report_failure)
-    except UserError as exc:
-        if exc.code != 402:
-            raise
-        raise _card_error(payment_intent) from None
+    payment_intent._confirm(on_failure_now=_on_decline(payment_intent))
     _after_attempt(payment_intent)
 
 
 def authenticate_payment_intent(payment_intent: Any, *, success: bool) -> None:
     """Finish a 3-D Secure challenge the way the customer answered it."""
-    try:
-        PaymentIntent._api_authenticate(
-            payment_intent.id, client_secret=payment_intent.client_secret, success=success
+    if payment_intent.status != "requires_action":
+        raise StripeApiError(
+            400,
+            "This PaymentIntent is not waiting for authentication: its status is "
+            f"{payment_intent.status}.",
+            code="payment_intent_unexpected_state",
         )
-    except UserError as exc:
-        if exc.code != 402:
-            raise
-        raise _card_error(payment_intent) from None
+    payment_intent.next_action = None
     if success:
+        payment_intent._create_charge(on_failure_now=_on_decline(payment_intent))
         _after_attempt(payment_intent)
-    else:
-        emit("payment_intent.payment_failed", payment_intent)
+        return
+    payment_method = PaymentMethod._api_retrieve(payment_intent.payment_method)
+    error = {
+        "type": "invalid_request_error",
+        "code": "payment_intent_authentication_failure",
+        "message": "The provided PaymentMethod has failed authentication. You can provide "
+        "payment_method_data or a new PaymentMethod to attempt to fulfill this "
+        "PaymentIntent again.",
+        "doc_url": "https://stripe.com/docs/error-codes/payment-intent-authentication-failure",
+        "payment_method": payment_method._export(),
+    }
+    _failed_attempt(payment_intent, error)
 
 
 def cancel_payment_intent(payment_intent: Any, reason: str | None) -> None:
@@ -227,6 +258,22 @@ def _payment_intent_options(params: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _check_amount(params: dict[str, Any]) -> None:
+    """Stripe's amount rules: a positive integer, at least the currency's minimum charge."""
+    amount = as_int(require(params, "amount"), "amount", 1)
+    currency = str(require(params, "currency")).lower()
+    smallest = minimum_charge(currency)
+    if amount < smallest:
+        raise StripeApiError(
+            400,
+            f"Amount must be at least {display(smallest, currency)} {currency}",
+            code="amount_too_small",
+            param="amount",
+            doc_url="https://stripe.com/docs/error-codes/amount-too-small",
+        )
+    params["amount"], params["currency"] = amount, currency
+
+
 def _off_session(value: Any) -> bool:
     # Stripe also accepts the reasons "one_off" and "recurring" for off_session.
     return value in ("one_off", "recurring") or as_bool(value, "off_session")
@@ -249,6 +296,7 @@ async def create_payment_intent(request: web.Request) -> web.Response:
     if "return_url" in params:
         as_url(params.pop("return_url"), "return_url")
     options = _payment_intent_options(params)
+    _check_amount(params)
     payment_intent = PaymentIntent._api_create(**params)
     vars(payment_intent).update(options)
     emit("payment_intent.created", payment_intent)
@@ -319,9 +367,25 @@ async def capture(request: web.Request) -> web.Response:
             code="amount_too_large",
             param="amount_to_capture",
         )
-    PaymentIntent._api_capture(payment_intent.id, amount_to_capture=amount)
+    # Recorded first: capturing emits events that show these amounts.
     payment_intent._emu_amount_received = amount
+    payment_intent.latest_charge._emu_amount_captured = amount
+    PaymentIntent._api_capture(payment_intent.id, amount_to_capture=amount)
     return json_response(payment_intent._export(expand=expand))
+
+
+async def list_payment_intents(request: web.Request) -> web.Response:
+    """The account's PaymentIntents, newest first, optionally only a customer's."""
+    params = await read_params(request)
+    expand = params.pop("expand", None)
+    reject_unknown(params, ("customer", "limit", "starting_after"))
+    customer = params.pop("customer", None)
+    account = current().account
+    listing = newest_first(
+        all_of(PaymentIntent, "/v1/payment_intents", params),
+        keep=lambda pi: pi._account == account and customer in (None, pi.customer),
+    )
+    return json_response(listing._export(expand=expand))
 
 
 async def create_payment_method(request: web.Request) -> web.Response:
@@ -404,6 +468,25 @@ async def update_customer(request: web.Request) -> web.Response:
     return json_response(customer._export(expand=expand))
 
 
+async def list_payment_methods(request: web.Request) -> web.Response:
+    """``GET /v1/payment_methods``: the account's payment methods, newest first, filtered
+    by ``customer`` and ``type`` (both optional, as in Stripe's current API)."""
+    params = await read_params(request)
+    expand = params.pop("expand", None)
+    reject_unknown(params, ("customer", "type", "limit", "starting_after"))
+    customer, kind = params.pop("customer", None), params.pop("type", None)
+    if customer is not None and store.get(Customer.object + ":" + str(customer)) is None:
+        raise missing_object("customer", str(customer), param="customer")
+    account = current().account
+    listing = newest_first(
+        all_of(PaymentMethod, "/v1/payment_methods", params),
+        keep=lambda pm: (
+            pm._account == account and customer in (None, pm.customer) and kind in (None, pm.type)
+        ),
+    )
+    return json_response(listing._export(expand=expand))
+
+
 async def list_customer_payment_methods(request: web.Request) -> web.Response:
     """``GET /v1/customers/{id}/payment_methods``, newest first; ``type`` is optional."""
     params = await read_params(request)
@@ -432,10 +515,12 @@ async def retrieve_customer_payment_method(request: web.Request) -> web.Response
 
 ROUTES: Routes = [
     ("POST", "/v1/payment_intents", create_payment_intent),
+    ("GET", "/v1/payment_intents", list_payment_intents),
     ("POST", "/v1/payment_intents/{id}/confirm", confirm),
     ("POST", "/v1/payment_intents/{id}/cancel", cancel),
     ("POST", "/v1/payment_intents/{id}/capture", capture),
     ("POST", "/v1/payment_methods", create_payment_method),
+    ("GET", "/v1/payment_methods", list_payment_methods),
     ("POST", "/v1/payment_methods/{id}/attach", attach),
     ("POST", "/v1/payment_methods/{id}/detach", detach),
     ("POST", "/v1/customers/{id}", update_customer),

@@ -22,9 +22,20 @@ from aiohttp import web
 from localstripe.errors import UserError
 from localstripe.resources import random_id
 
-from . import checkout, checkout_page, events, patches, payments, upstream, webhook_endpoints
+from . import (
+    checkout,
+    checkout_page,
+    controls,
+    events,
+    patches,
+    payments,
+    refunds,
+    upstream,
+    webhook_endpoints,
+)
 from .common import Handler, read_params
 from .context import REQUEST_ID, RequestContext, use
+from .controls import CONTROLS, VALID_KEY, Controls
 from .delivery import WebhookHub
 from .errors import StripeApiError, error_response, json_response
 from .idempotency import IdempotencyStore
@@ -32,7 +43,6 @@ from .normalise import normalise
 
 logger = logging.getLogger(__name__)
 
-_VALID_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9]{16,}$")
 _KEY_PREFIX = re.compile(r"^(sk|rk|pk)_(test|live)_")
 # Paths a browser or localstripe's tooling reaches without an API key.
 _KEYLESS_PATHS = ("/js.stripe.com/", "/_config/", "/checkout/")
@@ -43,18 +53,7 @@ class _State:
     base_url: str
     hub: WebhookHub
     idempotency: IdempotencyStore
-    revoked_keys: set[str] = dataclasses.field(default_factory=set)
-    faults: list[_Fault] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class _Fault:
-    """Answer ``status`` to the account's next ``remaining`` requests under ``path_prefix``."""
-
-    account: str
-    path_prefix: str
-    status: int
-    remaining: int
+    controls: Controls
 
 
 _STATE = web.AppKey("state", _State)
@@ -78,7 +77,7 @@ def _api_key(request: web.Request) -> str:
             key = base64.b64decode(credentials).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError):
             key = ""
-    if _VALID_KEY.match(key):
+    if VALID_KEY.match(key):
         return key
     if not key:
         raise StripeApiError(
@@ -127,22 +126,16 @@ async def _outermost(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Check the key and make it the account everything in this request belongs to."""
+    """Check the key and make it the account everything in this request belongs to;
+    count the request and apply any fault injected for it (see ``controls``)."""
     state = request.app[_STATE]
     account = None if request.path.startswith(_KEYLESS_PATHS) else _api_key(request)
-    fault = next(
-        (
-            f
-            for f in state.faults
-            if f.remaining > 0 and f.account == account and request.path.startswith(f.path_prefix)
-        ),
-        None,
-    )
-    if fault is not None:
-        fault.remaining -= 1
-        kind = "rate_limit_error" if fault.status == 429 else "api_error"
-        raise StripeApiError(fault.status, "Injected failure (emulator fault)", type=kind)
-    if account in state.revoked_keys:
+    if account is not None:
+        state.controls.count(account, request)
+    fault = state.controls.take_fault(account, request.path)
+    if fault is not None and not fault.after:
+        return fault.response(request[REQUEST_ID])
+    if account in state.controls.revoked_keys:
         raise StripeApiError(
             401, f"Expired API Key provided: {_masked(account)}", code="api_key_expired"
         )
@@ -155,7 +148,11 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         sink=state.hub,
     )
     with use(context):
-        return await handler(request)
+        response = await handler(request)
+    if fault is not None:
+        # The work is done (and recorded for replay); only its answer is lost.
+        return fault.response(request[REQUEST_ID])
+    return response
 
 
 @web.middleware
@@ -183,52 +180,18 @@ async def _stripe_shape(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
-async def _revoke_key(request: web.Request) -> web.Response:
-    """``POST /_config/revoked_keys api_key=...``: the key is rolled or deleted in the
-    dashboard, so Stripe answers it 401 from now on (tests of revoked credentials)."""
-    key = (await read_params(request)).get("api_key")
-    if not isinstance(key, str) or not _VALID_KEY.match(key):
-        raise StripeApiError(400, "key must be a test secret key")
-    request.app[_STATE].revoked_keys.add(key)
-    return json_response({"revoked": True})
-
-
-async def _inject_fault(request: web.Request) -> web.Response:
-    """``POST /_config/faults api_key=… path_prefix=/v1/… status=500 count=2``: that
-    account's next ``count`` requests under the prefix fail as Stripe fails (outages, rate
-    limits), for tests of retries and of a crash between a Stripe call and the caller's
-    own write. A new fault replaces the account's fault for the same prefix (``count=0``
-    ends an outage)."""
-    params = await read_params(request)
-    key, prefix = params.get("api_key"), params.get("path_prefix")
-    status, count = params.get("status"), params.get("count")
-    if not (
-        isinstance(key, str)
-        and isinstance(prefix, str)
-        and prefix.startswith("/v1/")
-        and str(status) in {"429", "500", "502", "503"}
-        and str(count).isdigit()
-    ):
-        raise StripeApiError(
-            400, "api_key, path_prefix (/v1/...), status (429 or 5xx) and count are needed"
-        )
-    faults = request.app[_STATE].faults
-    faults[:] = [f for f in faults if (f.account, f.path_prefix) != (key, prefix)]
-    faults.append(_Fault(key, prefix, int(str(status)), int(str(count))))
-    return json_response({"injected": True})
-
-
 def _build_app(state: _State) -> web.Application:
     app = web.Application(middlewares=[_outermost, _authenticate, _idempotency, _stripe_shape])
     app[_STATE] = state
+    app[CONTROLS] = state.controls
     own = [
         *events.ROUTES,
         *payments.ROUTES,
         *checkout.ROUTES,
         *webhook_endpoints.ROUTES,
+        *refunds.ROUTES,
         *checkout_page.ROUTES,
-        ("POST", "/_config/revoked_keys", _revoke_key),
-        ("POST", "/_config/faults", _inject_fault),
+        *controls.ROUTES,
     ]
     replaced = {(method, path) for method, path, _ in own}
     inherited = [route for route in upstream.routes() if route[:2] not in replaced]
@@ -251,6 +214,7 @@ class StripeEmulator:
         self._host = host
         self._port = port
         self._idempotency = IdempotencyStore()
+        self._controls = Controls()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -314,7 +278,9 @@ class StripeEmulator:
     async def _serve(self, sock: socket.socket, url: str, ready: threading.Event) -> None:
         hub = WebhookHub()
         await hub.open()
-        runner = web.AppRunner(_build_app(_State(url, hub, self._idempotency)), access_log=None)
+        runner = web.AppRunner(
+            _build_app(_State(url, hub, self._idempotency, self._controls)), access_log=None
+        )
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()

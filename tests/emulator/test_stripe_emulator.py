@@ -21,6 +21,11 @@ from local.stripe_emulator import StripeEmulator
 T = TypeVar("T")
 
 SUCCEEDS, DECLINED_LATER, NEEDS_3DS = "4242424242424242", "4000000000000341", "4000002760003184"
+DECLINED, NO_FUNDS, NEEDS_3DS_OFF_SESSION = (
+    "4000000000000002",
+    "4000000000009995",
+    "4000002500003155",
+)
 
 
 def wait_for(check: Callable[[], T], timeout: float = 5.0) -> T:
@@ -90,6 +95,15 @@ class Receiver:
         events = [json.loads(body) for _, body in answered]
         return [e for e in events if event_type in (None, e["type"])]
 
+    def verified(self, event_type: str) -> list[Any]:
+        """Delivered events of ``event_type``, each checked against its signature as a
+        webhook handler checks it (``stripe.Webhook.construct_event``)."""
+        return [
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], self.secret)
+            for headers, body in self.requests[self.failures :]
+            if json.loads(body)["type"] == event_type
+        ]
+
 
 @pytest.fixture(scope="module")
 def emulator_url() -> Iterator[str]:
@@ -139,6 +153,49 @@ class Account:
 
     def checkout(self, **params: Any) -> Any:
         return self.client.v1.checkout.sessions.create(params)
+
+    def card(self, number: str, customer: Any | None = None) -> Any:
+        """A card payment method, attached to ``customer`` if given (as a saved card is)."""
+        payment_method = self.client.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            }
+        )
+        if customer is not None:
+            self.client.v1.payment_methods.attach(payment_method.id, {"customer": customer.id})
+        return payment_method
+
+    def charge(
+        self, customer: Any, payment_method: Any, key: str | None = None, **params: Any
+    ) -> Any:
+        """Charge an invoice the way Billow does: confirmed at once, off session."""
+        return self.client.v1.payment_intents.create(
+            {
+                "amount": 2500,
+                "currency": "eur",
+                "customer": customer.id,
+                "payment_method": payment_method.id,
+                "payment_method_types": ["card"],
+                "confirm": True,
+                "off_session": True,
+                "error_on_requires_action": True,
+                "description": "Acme - Invoice ACME-001",
+                "metadata": {"lago_invoice_id": "inv_1", "lago_payment_id": "pay_1"},
+                **params,
+            },
+            {"idempotency_key": key} if key else {},
+        )
+
+    def config(self, method: str, path: str, form: dict[str, str] | None = None) -> Any:
+        """Call one of the emulator's ``/_config`` endpoints; its JSON answer."""
+        status, _, body = http(method, self.url + path, form)
+        assert status == 200, body
+        return json.loads(body)
+
+    def request_counts(self) -> dict[str, int]:
+        answer = self.config("GET", "/_config/requests?api_key=" + self.key)
+        return answer["by_endpoint"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -403,7 +460,17 @@ def test_payment_checkout_declined_then_paid(account: Account) -> None:
 
 
 def test_payment_checkout_with_3ds(account: Account) -> None:
+    receiver = account.listen(["payment_intent.payment_failed"])
     session = payment_session(account, success_url="https://billow.test/paid")
+    http("POST", session.url, {"card": NEEDS_3DS})
+    status, _, page = http("POST", session.url + "/authenticate", {"outcome": "fail"})
+    assert status == 402 and "Authentication failed" in page
+    (failed,) = wait_for(lambda: receiver.events("payment_intent.payment_failed"))
+    assert failed["data"]["object"]["last_payment_error"]["code"] == (
+        "payment_intent_authentication_failure"
+    )
+    assert failed["data"]["object"]["status"] == "requires_payment_method"
+
     status, _, page = http("POST", session.url, {"card": NEEDS_3DS})
     assert status == 200 and "Authenticate" in page
     assert "Authenticate" in http("GET", session.url)[2]  # still waiting on a reload
@@ -420,6 +487,94 @@ def test_page_errors(account: Account) -> None:
     account.client.v1.checkout.sessions.expire(session.id)
     status, _, page = http("POST", f"{account.url}/checkout/{session.id}", {"card": SUCCEEDS})
     assert status == 410 and "expired" in page
+
+
+def test_payment_link_checkout_pays_the_invoice(account: Account) -> None:
+    """Lago's invoice payment link: one line for the amount due, the PaymentIntent's data
+    carried over, the card saved for later off-session charges."""
+    receiver = account.listen(
+        ["payment_intent.succeeded", "payment_intent.payment_failed", "checkout.session.completed"]
+    )
+    customer = account.client.v1.customers.create({"email": "ada@example.test"})
+    session = account.checkout(
+        mode="payment",
+        customer=customer.id,
+        line_items=[
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": "eur",
+                    "unit_amount": 12345,
+                    "product_data": {"name": "ACME-007"},
+                },
+            }
+        ],
+        payment_method_types=["card"],
+        success_url="https://billow.test/paid",
+        expires_at=int(time.time()) + 3600,
+        payment_intent_data={
+            "description": "Acme - Invoice ACME-007",
+            "setup_future_usage": "off_session",
+            "metadata": {"lago_invoice_id": "inv_7", "payment_type": "one-time"},
+        },
+        metadata={"lago_invoice_id": "inv_7"},
+    )
+    assert (session.mode, session.status, session.payment_status) == ("payment", "open", "unpaid")
+    assert (session.amount_total, session.currency) == (12345, "eur")
+    status, _, page = http("GET", session.url)
+    assert status == 200 and "Pay 123.45 EUR" in page and "ACME-007" in page
+
+    status, _, page = http("POST", session.url, {"card": NO_FUNDS})
+    assert status == 402 and "Your card has insufficient funds." in page
+    (failed,) = wait_for(lambda: receiver.verified("payment_intent.payment_failed"))
+    assert failed.data.object.last_payment_error.decline_code == "insufficient_funds"
+    still_open = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert still_open.status == "open" and still_open.payment_status == "unpaid"
+    assert still_open.payment_intent == failed.data.object.id
+
+    status, headers, _ = http("POST", session.url, {"card": SUCCEEDS})
+    assert (status, headers["Location"]) == (303, "https://billow.test/paid")
+    done = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert (done.status, done.payment_status, done.payment_intent) == (
+        "complete",
+        "paid",
+        still_open.payment_intent,
+    )
+    (succeeded,) = wait_for(lambda: receiver.verified("payment_intent.succeeded"))
+    paid = succeeded.data.object
+    assert (paid.id, paid.amount, paid.customer) == (done.payment_intent, 12345, customer.id)
+    assert paid.metadata.to_dict() == {"lago_invoice_id": "inv_7", "payment_type": "one-time"}
+    (completed,) = wait_for(lambda: receiver.verified("checkout.session.completed"))
+    assert completed.data.object.payment_intent == paid.id
+    assert completed.data.object.metadata.lago_invoice_id == "inv_7"
+    saved = account.client.v1.customers.payment_methods.list(customer.id).data
+    assert [pm.id for pm in saved] == [paid.payment_method]
+
+    # The double-charge guard expires the link once the invoice is paid.
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.checkout.sessions.expire(session.id)
+    assert caught.value.user_message == (
+        'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
+        "Session has a status of `complete`."
+    )
+
+
+def test_expiring_a_session_cancels_its_failed_attempt(account: Account) -> None:
+    receiver = account.listen(["payment_intent.canceled", "checkout.session.expired"])
+    customer = account.client.v1.customers.create()
+    session = payment_session(account, customer=customer.id)
+    status, _, _ = http("POST", session.url, {"card": DECLINED_LATER})
+    assert status == 402
+    expired = account.client.v1.checkout.sessions.expire(session.id)
+    assert (expired.status, expired.url) == ("expired", None)
+    (canceled,) = wait_for(lambda: receiver.verified("payment_intent.canceled"))
+    assert canceled.data.object.id == expired.payment_intent
+    assert canceled.data.object.cancellation_reason == "abandoned"
+    wait_for(lambda: receiver.events("checkout.session.expired"))
+    status, _, page = http("POST", f"{account.url}/checkout/{session.id}", {"card": SUCCEEDS})
+    assert status == 410 and "expired" in page
+    retrieved = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert retrieved.status == "expired" and retrieved.payment_status == "unpaid"
 
 
 # 4. WebhookEndpoint API and delivery ------------------------------------------------------
@@ -667,51 +822,127 @@ def test_booleans_are_json_booleans(account: Account) -> None:
 # 7. PaymentIntents ---------------------------------------------------------------------------
 
 
-def test_3ds_card_off_session_needs_authentication(account: Account) -> None:
-    receiver = account.listen(["payment_intent.payment_failed"])
-    customer, payment_method = account.customer_with_card(NEEDS_3DS)
+def test_invoice_charge_succeeds_once_per_idempotency_key(account: Account) -> None:
+    receiver = account.listen(["payment_intent.succeeded", "charge.succeeded"])
+    customer, card = account.customer_with_card()
+    paid = account.charge(customer, card, key="payment-1")
+    assert (paid.status, paid.amount_received, paid.customer) == ("succeeded", 2500, customer.id)
+    assert paid.metadata.to_dict() == {"lago_invoice_id": "inv_1", "lago_payment_id": "pay_1"}
+    assert paid.latest_charge.startswith("ch_") and paid.last_payment_error is None
+
+    again = account.charge(customer, card, key="payment-1")
+    assert again.id == paid.id
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    later = account.charge(customer, card, key="payment-2")
+    # Delivery is in order: once the later charge's event is in, a duplicate would be too.
+    wait_for(lambda: len(receiver.events("payment_intent.succeeded")) == 2)
+    events = receiver.verified("payment_intent.succeeded")
+    assert [e.data.object.id for e in events] == [paid.id, later.id]
+    assert events[0].data.object.metadata.to_dict()["lago_invoice_id"] == "inv_1"
+    assert events[0].request.idempotency_key == "payment-1"
+    types = [e["type"] for e in receiver.events()]
+    assert types.index("charge.succeeded") < types.index("payment_intent.succeeded")
+
+    listed = account.client.v1.payment_intents.list({"customer": customer.id})
+    assert [pi.id for pi in listed.data] == [later.id, paid.id]
+    retrieved = account.client.v1.payment_intents.retrieve(paid.id)
+    assert retrieved.status == "succeeded" and retrieved.description == "Acme - Invoice ACME-001"
+    charge = account.client.v1.charges.retrieve(paid.latest_charge)
+    assert (charge.amount_captured, charge.paid, charge.payment_intent) == (2500, True, paid.id)
+    assert charge.payment_method_details.card.last4 == "4242"
+
+
+def test_payment_intents_are_listed_per_account(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    customer, card = alice.customer_with_card()
+    paid = alice.charge(customer, card)
+    assert [pi.id for pi in alice.client.v1.payment_intents.list().data] == [paid.id]
+    assert bob.client.v1.payment_intents.list().data == []
+
+
+@pytest.mark.parametrize(
+    ("card", "decline_code", "message"),
+    [
+        (DECLINED, "generic_decline", "Your card was declined."),
+        (NO_FUNDS, "insufficient_funds", "Your card has insufficient funds."),
+        (DECLINED_LATER, "generic_decline", "Your card was declined."),
+    ],
+)
+def test_declined_invoice_charges_are_card_errors(
+    account: Account, card: str, decline_code: str, message: str
+) -> None:
+    receiver = account.listen(["payment_intent.payment_failed", "charge.failed"])
+    customer = account.client.v1.customers.create()
+    # 0002 and 9995 are refused on attach already; 0341 is saved, then declined.
+    payment_method = account.card(card, customer if card == DECLINED_LATER else None)
     with pytest.raises(stripe.CardError) as caught:
-        account.client.v1.payment_intents.create(
-            {
-                "amount": 1000,
-                "currency": "eur",
-                "customer": customer.id,
-                "payment_method": payment_method.id,
-                "payment_method_types": ["card"],
-                "confirm": True,
-                "off_session": True,
-                "error_on_requires_action": True,
-                "return_url": "https://billow.test/return",
-                "description": "Invoice INV-2",
-            }
-        )
+        account.charge(customer, payment_method, key=f"decline-{card}")
+    assert (caught.value.http_status, caught.value.code) == (402, "card_declined")
+    error = caught.value.json_body["error"]
+    assert (error["type"], error["decline_code"], error["message"]) == (
+        "card_error",
+        decline_code,
+        message,
+    )
+    assert error["charge"].startswith("ch_") and error["payment_method"]["id"] == payment_method.id
+    failed = error["payment_intent"]
+    assert (failed["status"], failed["payment_method"]) == ("requires_payment_method", None)
+    assert failed["last_payment_error"]["decline_code"] == decline_code
+    assert failed["metadata"]["lago_invoice_id"] == "inv_1"
+
+    (event,) = wait_for(lambda: receiver.verified("payment_intent.payment_failed"))
+    assert event.data.object.id == failed["id"]
+    assert event.data.object.last_payment_error.code == "card_declined"
+    assert event.data.object.metadata.lago_payment_id == "pay_1"
+    (charge_failed,) = wait_for(lambda: receiver.events("charge.failed"))
+    assert charge_failed["data"]["object"]["failure_message"] == message
+    assert charge_failed["data"]["object"]["outcome"]["reason"] == decline_code
+    retrieved = account.client.v1.payment_intents.retrieve(failed["id"])
+    assert retrieved.status == "requires_payment_method"
+    assert retrieved.last_payment_error.payment_method.id == payment_method.id
+
+
+@pytest.mark.parametrize("card", [NEEDS_3DS, NEEDS_3DS_OFF_SESSION])
+def test_3ds_card_off_session_needs_authentication(account: Account, card: str) -> None:
+    receiver = account.listen(["payment_intent.payment_failed"])
+    customer = account.client.v1.customers.create()
+    payment_method = account.card(card, customer)
+    with pytest.raises(stripe.CardError) as caught:
+        account.charge(customer, payment_method, return_url="https://billow.test/return")
     assert caught.value.http_status == 402 and caught.value.code == "authentication_required"
     error = caught.value.json_body["error"]
     assert error["type"] == "card_error"
     payment_intent = account.client.v1.payment_intents.retrieve(error["payment_intent"]["id"])
     assert payment_intent.status == "requires_payment_method"
     assert payment_intent.last_payment_error.code == "authentication_required"
-    assert payment_intent.description == "Invoice INV-2"
-    wait_for(receiver.events)
+    assert payment_intent.description == "Acme - Invoice ACME-001"
+    (event,) = wait_for(lambda: receiver.verified("payment_intent.payment_failed"))
+    assert event.data.object.last_payment_error.code == "authentication_required"
 
 
-@pytest.mark.parametrize("card", [DECLINED_LATER, "4000000000000002"])
-def test_declines_raise_card_errors(account: Account, card: str) -> None:
-    receiver = account.listen(["payment_intent.payment_failed"])
-    payment_method = account.client.v1.payment_methods.create(
-        {"type": "card", "card": {"number": card, "exp_month": 1, "exp_year": 2035, "cvc": "314"}}
+@pytest.mark.parametrize("card", [NEEDS_3DS, NEEDS_3DS_OFF_SESSION])
+def test_3ds_card_on_session_waits_for_the_customer(account: Account, card: str) -> None:
+    receiver = account.listen(["payment_intent.requires_action", "payment_intent.canceled"])
+    customer = account.client.v1.customers.create()
+    payment_method = account.card(card, customer)
+    waiting = account.charge(
+        customer, payment_method, off_session=False, error_on_requires_action=False
     )
-    with pytest.raises(stripe.CardError) as caught:
-        account.client.v1.payment_intents.create(
-            {"amount": 900, "currency": "eur", "payment_method": payment_method.id, "confirm": True}
-        )
-    assert caught.value.code == "card_declined"
-    error = caught.value.json_body["error"]
-    assert error["decline_code"] == "generic_decline" and error["charge"].startswith("ch_")
-    assert error["payment_intent"]["status"] == "requires_payment_method"
-    (event,) = wait_for(receiver.events)
-    assert event["data"]["object"]["id"] == error["payment_intent"]["id"]
-    assert event["data"]["object"]["last_payment_error"]["code"] == "card_declined"
+    assert waiting.status == "requires_action" and waiting.next_action is not None
+    wait_for(lambda: receiver.events("payment_intent.requires_action"))
+    canceled = account.client.v1.payment_intents.cancel(waiting.id)
+    assert canceled.status == "canceled"
+    (event,) = wait_for(lambda: receiver.verified("payment_intent.canceled"))
+    assert event.data.object.id == waiting.id
+
+
+def test_amount_below_the_minimum_charge_is_refused(account: Account) -> None:
+    customer, card = account.customer_with_card()
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.charge(customer, card, amount=49)
+    assert (caught.value.code, caught.value.param) == ("amount_too_small", "amount")
+    assert caught.value.user_message == "Amount must be at least €0.50 eur"
+    assert account.client.v1.payment_intents.list({"customer": customer.id}).data == []
 
 
 def test_manual_capture_then_capture(account: Account) -> None:
@@ -740,6 +971,7 @@ def test_manual_capture_then_capture(account: Account) -> None:
         0,
         4000,
     )
+    assert account.client.v1.charges.retrieve(captured.latest_charge).amount_captured == 4000
 
 
 def test_cancel_emits_canceled(account: Account) -> None:
@@ -778,6 +1010,74 @@ def test_malformed_card_is_a_card_error(account: Account) -> None:
     assert (caught.value.code, caught.value.param) == ("invalid_cvc", "card[cvc]")
 
 
+# 7b. Refunds ---------------------------------------------------------------------------------
+
+
+def test_refunds_by_payment_intent(account: Account) -> None:
+    receiver = account.listen(["refund.created", "charge.refunded"])
+    customer, card = account.customer_with_card()
+    paid = account.charge(customer, card)
+    params = {
+        "payment_intent": paid.id,
+        "amount": 1000,
+        "reason": "requested_by_customer",
+        "metadata": {"lago_credit_note_id": "cn_1"},
+    }
+    refund = account.client.v1.refunds.create(params, {"idempotency_key": "refund-cn_1"})
+    assert (refund.object, refund.status, refund.amount, refund.currency) == (
+        "refund",
+        "succeeded",
+        1000,
+        "eur",
+    )
+    assert (refund.payment_intent, refund.charge) == (paid.id, paid.latest_charge)
+    assert refund.reason == "requested_by_customer"
+    assert refund.metadata.to_dict() == {"lago_credit_note_id": "cn_1"}
+    replayed = account.client.v1.refunds.create(params, {"idempotency_key": "refund-cn_1"})
+    assert replayed.id == refund.id
+
+    charge = account.client.v1.charges.retrieve(paid.latest_charge)
+    assert (charge.amount_refunded, charge.refunded) == (1000, False)
+    expanded = account.client.v1.payment_intents.retrieve(paid.id, {"expand": ["latest_charge"]})
+    assert expanded.latest_charge.amount_refunded == 1000
+
+    rest = account.client.v1.refunds.create({"payment_intent": paid.id})
+    assert rest.amount == 1500
+    assert account.client.v1.charges.retrieve(paid.latest_charge).refunded is True
+    listed = account.client.v1.refunds.list({"payment_intent": paid.id})
+    assert [r.id for r in listed.data] == [rest.id, refund.id]
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.refunds.create({"payment_intent": paid.id})
+    assert caught.value.code == "charge_already_refunded"
+
+    wait_for(lambda: len(receiver.events("refund.created")) == 2)
+    created = receiver.verified("refund.created")
+    assert [e.data.object.id for e in created] == [refund.id, rest.id]
+    refunded = receiver.events("charge.refunded")
+    assert refunded[-1]["data"]["object"]["amount_refunded"] == 2500
+
+
+def test_refund_errors_are_stripes(account: Account) -> None:
+    customer, card = account.customer_with_card()
+    paid = account.charge(customer, card)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.refunds.create({"payment_intent": paid.id, "amount": 3000})
+    assert caught.value.param == "amount"
+    assert caught.value.user_message == (
+        "Refund amount (€30.00) is greater than unrefunded amount on charge (€25.00)"
+    )
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.refunds.create({"payment_intent": "pi_missing"})
+    assert (caught.value.code, caught.value.param) == ("resource_missing", "payment_intent")
+    declined = account.card(DECLINED_LATER, customer)
+    with pytest.raises(stripe.CardError) as failed:
+        account.charge(customer, declined)
+    failed_id = failed.value.json_body["error"]["payment_intent"]["id"]
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.refunds.create({"payment_intent": failed_id})
+    assert "does not have a successful charge to refund" in str(caught.value.user_message)
+
+
 # 8. Customer payment methods ------------------------------------------------------------------
 
 
@@ -805,6 +1105,28 @@ def test_customer_payment_methods_and_default(account: Account) -> None:
             customer.id, {"invoice_settings": {"default_payment_method": stranger.id}}
         )
     assert caught.value.param == "invoice_settings[default_payment_method]"
+
+
+def test_saved_cards_are_listed_like_stripe(account: Account) -> None:
+    customer, first = account.customer_with_card()
+    second = account.card(DECLINED_LATER, customer)
+    account.card(SUCCEEDS)  # not attached: not the customer's
+    listed = account.client.v1.payment_methods.list({"customer": customer.id, "type": "card"})
+    assert [pm.id for pm in listed.data] == [second.id, first.id]
+    assert [
+        pm.id
+        for pm in account.client.v1.payment_methods.list({"customer": customer.id, "limit": 1}).data
+    ] == [second.id]
+    account.client.v1.customers.update(
+        customer.id, {"invoice_settings": {"default_payment_method": first.id}}
+    )
+    fetched = account.client.v1.customers.retrieve(
+        customer.id, {"expand": ["invoice_settings.default_payment_method"]}
+    )
+    assert fetched.invoice_settings.default_payment_method.card.last4 == "4242"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        account.client.v1.payment_methods.list({"customer": "cus_missing"})
+    assert (caught.value.code, caught.value.param) == ("resource_missing", "customer")
 
 
 # 9. Errors for unknown routes and objects ------------------------------------------------------
@@ -872,3 +1194,123 @@ def test_injected_faults_fail_the_accounts_next_requests(account: Account) -> No
         client.v1.customers.list()
     assert failed.value.http_status == 503
     assert client.v1.customers.list() is not None
+
+
+def _retrying_client(account: Account, monkeypatch: pytest.MonkeyPatch) -> stripe.StripeClient:
+    """The SDK with its own retries on, and its backoff shortened so tests stay fast."""
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.01)
+    return stripe.StripeClient(
+        account.key, base_addresses={"api": account.url}, max_network_retries=2
+    )
+
+
+def test_sdk_retries_lock_timeouts_with_the_same_idempotency_key(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = account.listen(["payment_intent.succeeded"])
+    customer, card = account.customer_with_card()
+    account.config(
+        "POST",
+        "/_config/faults",
+        {
+            "api_key": account.key,
+            "path_prefix": "/v1/payment_intents",
+            "code": "lock_timeout",
+            "count": "2",
+        },
+    )
+    client = _retrying_client(account, monkeypatch)
+    account.client = client
+    paid = account.charge(customer, card, key="payment-42")
+    assert paid.status == "succeeded"
+    assert account.request_counts()["POST /v1/payment_intents"] == 3
+    (event,) = wait_for(lambda: receiver.verified("payment_intent.succeeded"))
+    assert event.request.idempotency_key == "payment-42"
+    assert len(client.v1.payment_intents.list({"customer": customer.id}).data) == 1
+
+
+def test_a_lost_answer_is_replayed_to_the_sdks_retry(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``when=after``: Stripe did the work but the answer never arrived. The SDK retries
+    with the key it generated for the call, and gets the original answer back."""
+    customer, card = account.customer_with_card()
+    account.config(
+        "POST",
+        "/_config/faults",
+        {
+            "api_key": account.key,
+            "path_prefix": "/v1/payment_intents",
+            "status": "500",
+            "count": "1",
+            "when": "after",
+        },
+    )
+    account.client = _retrying_client(account, monkeypatch)
+    paid = account.charge(customer, card)
+    assert paid.last_response.headers["Idempotent-Replayed"] == "true"
+    listed = account.client.v1.payment_intents.list({"customer": customer.id}).data
+    assert [pi.id for pi in listed] == [paid.id]
+
+
+def test_rate_limits_reach_the_caller_unless_stripe_says_retry(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _retrying_client(account, monkeypatch)
+    fault = {"api_key": account.key, "path_prefix": "/v1/customers", "code": "rate_limit"}
+    account.config("POST", "/_config/faults", {**fault, "count": "1"})
+    with pytest.raises(stripe.RateLimitError) as caught:
+        client.v1.customers.list()
+    assert caught.value.http_status == 429 and caught.value.error is not None
+    assert (caught.value.error.code, caught.value.error.type) == (
+        "rate_limit",
+        "invalid_request_error",
+    )
+    assert "stripe-should-retry" not in (caught.value.headers or {})
+    assert account.request_counts() == {"GET /v1/customers": 1}
+
+    account.config("POST", "/_config/faults", {**fault, "count": "1", "should_retry": "true"})
+    assert client.v1.customers.list().object == "list"
+    assert account.request_counts() == {"GET /v1/customers": 3}
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"path_prefix": "/v1/customers", "status": "404", "count": "1"},
+        {"path_prefix": "/v1/customers", "count": "1"},
+        {"path_prefix": "/customers", "status": "500", "count": "1"},
+        {"path_prefix": "/v1/customers", "status": "500", "count": "x"},
+        {"path_prefix": "/v1/customers", "status": "500", "count": "1", "when": "never"},
+        {
+            "path_prefix": "/v1/customers",
+            "code": "rate_limit",
+            "count": "1",
+            "should_retry": "maybe",
+        },
+    ],
+)
+def test_fault_parameters_are_checked(account: Account, form: dict[str, str]) -> None:
+    status, _, _ = http("POST", f"{account.url}/_config/faults", {"api_key": account.key, **form})
+    assert status == 400
+
+
+def test_requests_are_counted_per_account_and_route(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    customer, card = alice.customer_with_card()
+    alice.charge(customer, card)
+    alice.client.v1.customers.retrieve(customer.id)
+    bob.client.v1.customers.list()
+    assert alice.request_counts() == {
+        "GET /v1/customers/{id}": 1,
+        "POST /v1/customers": 1,
+        "POST /v1/payment_intents": 1,
+        "POST /v1/payment_methods": 1,
+        "POST /v1/payment_methods/{id}/attach": 1,
+    }
+    answer = alice.config("GET", "/_config/requests?api_key=" + alice.key)
+    assert answer["total"] == 5
+    everyone = alice.config("GET", "/_config/requests")["accounts"]
+    assert everyone[bob.key] == {"total": 1, "by_endpoint": {"GET /v1/customers": 1}}
+    alice.config("DELETE", "/_config/requests?api_key=" + alice.key)
+    assert alice.request_counts() == {} and bob.request_counts() == {"GET /v1/customers": 1}
