@@ -104,19 +104,41 @@ def local_billow() -> Iterator[LocalRuntime]:
 
 
 @pytest.fixture
-def org(local_billow: LocalRuntime) -> Org:
-    """A fresh organization, created the way an operator does (the local admin endpoint)."""
+def org(local_billow: LocalRuntime) -> Iterator[Org]:
+    """A fresh organization, created the way an operator does (the local admin endpoint).
+
+    Billing runs are global, as in production: a test that fires one at a later date bills
+    every subscription due by then. Each test's subscriptions end with it, so later runs
+    never bill what an earlier test left behind."""
     name = f"Test org {uuid.uuid4().hex[:8]}"
     status, body = http_json("POST", f"{local_billow.api_url}/_local/organizations", {"name": name})
     assert status == 200, body
     created = body["organization"]
-    return Org(
+    organization = Org(
         id=created["id"],
         name=created["name"],
         api_key=created["api_key"],
         hmac_key=created["hmac_key"],
         api=ApiClient(local_billow.api_url, created["api_key"]),
     )
+    yield organization
+    end_subscriptions(organization.api)
+
+
+def end_subscriptions(api: ApiClient) -> None:
+    for status in ("active", "pending"):
+        ended: set[str] = set()
+        while True:
+            code, body = api.get(f"/subscriptions?status[]={status}&per_page=100")
+            left = [s for s in body.get("subscriptions", []) if s["lago_id"] not in ended]
+            if code != 200 or not left:
+                break
+            for subscription in left:
+                ended.add(subscription["lago_id"])
+                api.delete(
+                    f"/subscriptions/{subscription['external_id']}"
+                    f"?status={status}&on_termination_invoice=skip"
+                )
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,12 @@ def stripe_org(local_billow: Any, org: Any) -> Iterator[StripeOrg]:
 
 
 @pytest.fixture
-def subscribed(org: Any, webhook_receiver: Any) -> Any:
-    """Registers the receiver as the organization's webhook endpoint."""
+def subscribed(org: Any, webhook_receiver: Any) -> Iterator[Any]:
+    """Registers the receiver as the organization's webhook endpoint, and removes it before
+    the receiver stops (later events then have nowhere to go instead of a dead address)."""
     status, body = org.api.post(
         "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": webhook_receiver.url}}
     )
     assert status == 200, body
-    return webhook_receiver
+    yield webhook_receiver
+    org.api.delete(f"/webhook_endpoints/{body['webhook_endpoint']['lago_id']}")

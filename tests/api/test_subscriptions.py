@@ -1,0 +1,254 @@
+"""Subscriptions through the Lago API and the billing run: dates, trials, plan changes,
+termination, timezones and month ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.api.billing_helpers import create_plan, invoices_of, stripe_customer, webhooks
+from tests.api.conftest import StripeOrg
+from tests.conftest import ApiClient
+
+
+def subscribe(org: Any, customer: str, plan: str, **fields: Any) -> dict[str, Any]:
+    status, body = org.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": customer,
+                "plan_code": plan,
+                "external_id": fields.pop("external_id", f"{customer}-sub"),
+                **fields,
+            }
+        },
+    )
+    assert status == 200, body
+    return body["subscription"]  # type: ignore[no-any-return]
+
+
+def run_billing(local_billow: Any, at: datetime) -> None:
+    local_billow.fire_schedule("billing-run", at)
+    local_billow.wait_idle()
+
+
+def fee_spans(invoice: dict[str, Any]) -> list[tuple[str, int, str, str]]:
+    return [
+        (fee["item"]["code"], fee["amount_cents"], fee["from_date"], fee["to_date"])
+        for fee in invoice["fees"]
+    ]
+
+
+def oldest_first(org: Any, customer: str) -> list[dict[str, Any]]:
+    return sorted(invoices_of(org, customer), key=lambda invoice: invoice["sequential_id"])
+
+
+def test_future_subscription_waits_then_bills_anniversary_month_ends(
+    local_billow: Any, org: Any, subscribed: Any
+) -> None:
+    """Started on 31 January: billed on 28 February, 31 March and 30 April."""
+    create_plan(org, "monthly-advance", 3000, pay_in_advance=True)
+    org.api.post("/customers", json={"customer": {"external_id": "jan31", "currency": "EUR"}})
+    sub = subscribe(
+        org,
+        "jan31",
+        "monthly-advance",
+        billing_time="anniversary",
+        subscription_at="2027-01-31T09:00:00Z",
+    )
+    assert sub["status"] == "pending"
+    assert invoices_of(org, "jan31") == []
+
+    run_billing(local_billow, datetime(2027, 1, 31, 10, tzinfo=UTC))
+    assert org.api.get("/subscriptions/jan31-sub")[1]["subscription"]["status"] == "active"
+    for moment in (
+        datetime(2027, 2, 28, 1, tzinfo=UTC),
+        datetime(2027, 2, 28, 2, tzinfo=UTC),  # a repeated run changes nothing
+        datetime(2027, 3, 31, 1, tzinfo=UTC),
+        datetime(2027, 4, 30, 1, tzinfo=UTC),
+    ):
+        run_billing(local_billow, moment)
+    spans = [fee_spans(invoice)[0] for invoice in oldest_first(org, "jan31")]
+    assert spans == [
+        ("monthly-advance", 3000, "2027-01-31T09:00:00Z", "2027-02-27T23:59:59Z"),
+        ("monthly-advance", 3000, "2027-02-28T00:00:00Z", "2027-03-30T23:59:59Z"),
+        ("monthly-advance", 3000, "2027-03-31T00:00:00Z", "2027-04-29T23:59:59Z"),
+        ("monthly-advance", 3000, "2027-04-30T00:00:00Z", "2027-05-30T23:59:59Z"),
+    ]
+    numbers = [invoice["sequential_id"] for invoice in oldest_first(org, "jan31")]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 4
+    assert len(webhooks(subscribed, "subscription.started")) == 1
+    assert all(i["payment_status"] == "pending" for i in invoices_of(org, "jan31"))
+
+
+def test_calendar_billing_follows_the_customers_timezone(local_billow: Any, org: Any) -> None:
+    create_plan(org, "la-monthly", 3100)
+    org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "la",
+                "currency": "EUR",
+                "timezone": "America/Los_Angeles",
+            }
+        },
+    )
+    subscribe(org, "la", "la-monthly", subscription_at="2027-01-17T12:00:00Z")
+    run_billing(local_billow, datetime(2027, 1, 17, 13, tzinfo=UTC))
+    # 1 February starts at 08:00 UTC in Los Angeles: at 07:30 UTC nothing is due yet.
+    run_billing(local_billow, datetime(2027, 2, 1, 7, 30, tzinfo=UTC))
+    assert invoices_of(org, "la") == []
+    run_billing(local_billow, datetime(2027, 2, 1, 8, 30, tzinfo=UTC))
+    (invoice,) = invoices_of(org, "la")
+    # 17 to 31 January, local days, start day included: 15 of 31 days.
+    assert fee_spans(invoice) == [
+        ("la-monthly", 1500, "2027-01-17T12:00:00Z", "2027-02-01T07:59:59Z")
+    ]
+
+
+def test_trial_bills_nothing_until_it_ends_then_the_rest_of_the_period(
+    local_billow: Any, org: Any
+) -> None:
+    create_plan(org, "trial-advance", 3000, pay_in_advance=True, trial_period=10)
+    org.api.post("/customers", json={"customer": {"external_id": "trial", "currency": "EUR"}})
+    sub = subscribe(org, "trial", "trial-advance", subscription_at="2027-06-01T00:00:00Z")
+    run_billing(local_billow, datetime(2027, 6, 1, 1, tzinfo=UTC))
+    subscription = org.api.get(f"/subscriptions/{sub['external_id']}")[1]["subscription"]
+    assert subscription["trial_ended_at"] == "2027-06-11T00:00:00Z"
+    run_billing(local_billow, datetime(2027, 6, 10, 23, tzinfo=UTC))
+    assert invoices_of(org, "trial") == []
+    run_billing(local_billow, datetime(2027, 6, 11, 1, tzinfo=UTC))
+    run_billing(local_billow, datetime(2027, 7, 1, 1, tzinfo=UTC))
+    spans = [fee_spans(invoice)[0] for invoice in oldest_first(org, "trial")]
+    assert spans == [
+        ("trial-advance", 2000, "2027-06-11T00:00:00Z", "2027-06-30T23:59:59Z"),
+        ("trial-advance", 3000, "2027-07-01T00:00:00Z", "2027-07-31T23:59:59Z"),
+    ]
+
+
+def test_upgrade_applies_at_once_and_downgrade_at_period_end(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    create_plan(stripe_org, "small", 1000)
+    create_plan(stripe_org, "large", 5000)
+    create_plan(stripe_org, "tiny", 500, pay_in_advance=True)
+    stripe_customer(stripe_org, "changer", wait_for=wait_for)
+    first = subscribe(stripe_org, "changer", "small", external_id="changer-plan")
+
+    upgraded = subscribe(stripe_org, "changer", "large", external_id="changer-plan")
+    assert upgraded["plan_code"] == "large"
+    assert upgraded["previous_plan_code"] == "small"
+    assert upgraded["lago_id"] != first["lago_id"]
+    listed = stripe_org.api.get("/subscriptions?status[]=terminated&external_customer_id=changer")
+    assert [s["plan_code"] for s in listed[1]["subscriptions"]] == ["small"]
+    # Started and upgraded on the same day: the small plan's used day is billed, once.
+    (upgrade_invoice,) = invoices_of(stripe_org, "changer")
+    assert [fee["item"]["code"] for fee in upgrade_invoice["fees"]] == ["small"]
+
+    downgraded = subscribe(stripe_org, "changer", "tiny", external_id="changer-plan")
+    assert downgraded["plan_code"] == "large"
+    assert downgraded["next_plan_code"] == "tiny"
+    boundary_date = downgraded["downgrade_plan_date"]
+    boundary = datetime.fromisoformat(boundary_date).replace(tzinfo=UTC)
+    run_billing(local_billow, boundary + timedelta(hours=1))
+    current = stripe_org.api.get("/subscriptions/changer-plan")[1]["subscription"]
+    assert current["plan_code"] == "tiny" and current["status"] == "active"
+    assert current["started_at"] == boundary.strftime("%Y-%m-%dT%H:%M:%SZ")
+    swap = max(invoices_of(stripe_org, "changer"), key=lambda invoice: invoice["sequential_id"])
+    assert [fee["item"]["code"] for fee in swap["fees"]] == ["large", "tiny"]
+    assert swap["fees"][1]["amount_cents"] == 500  # a whole period of the new plan, in advance
+    local_billow.wait_idle()
+    assert len(webhooks(subscribed, "subscription.terminated")) == 2
+
+
+def test_termination_bills_used_time_and_cancels_pending(local_billow: Any, org: Any) -> None:
+    create_plan(org, "arrears", 3000)
+    org.api.post("/customers", json={"customer": {"external_id": "leaver", "currency": "EUR"}})
+    subscribe(org, "leaver", "arrears")
+    status, body = org.api.delete("/subscriptions/leaver-sub")
+    assert status == 200, body
+    assert body["subscription"]["status"] == "terminated"
+    (final,) = invoices_of(org, "leaver")
+    assert final["fees"][0]["amount_cents"] > 0  # the day it was used, in arrears
+    run_billing(local_billow, datetime.now(UTC) + timedelta(days=40))
+    assert len(invoices_of(org, "leaver")) == 1
+    assert org.api.delete("/subscriptions/leaver-sub")[0] == 404
+
+    subscribe(org, "leaver", "arrears", external_id="later", subscription_at="2030-01-01T00:00:00Z")
+    status, body = org.api.delete("/subscriptions/later?status=pending")
+    assert status == 200 and body["subscription"]["status"] == "canceled"
+    run_billing(local_billow, datetime(2030, 1, 2, tzinfo=UTC))
+    assert org.api.get("/subscriptions/later")[1]["subscription"]["status"] == "canceled"
+    assert len(invoices_of(org, "leaver")) == 1
+
+
+def test_ending_at_terminates_through_the_billing_run(local_billow: Any, org: Any) -> None:
+    create_plan(org, "ending", 3000)
+    org.api.post("/customers", json={"customer": {"external_id": "ender", "currency": "EUR"}})
+    subscribe(
+        org,
+        "ender",
+        "ending",
+        subscription_at="2028-03-01T00:00:00Z",
+        ending_at="2028-03-16T00:00:00Z",
+    )
+    run_billing(local_billow, datetime(2028, 3, 1, 1, tzinfo=UTC))
+    run_billing(local_billow, datetime(2028, 3, 16, 1, tzinfo=UTC))
+    subscription = org.api.get("/subscriptions/ender-sub")[1]["subscription"]
+    assert subscription["status"] == "terminated"
+    assert subscription["terminated_at"] == "2028-03-16T00:00:00Z"
+    (invoice,) = invoices_of(org, "ender")
+    assert fee_spans(invoice) == [
+        ("ending", 1452, "2028-03-01T00:00:00Z", "2028-03-15T23:59:59Z")
+    ]  # 15 of 31 days
+
+
+def test_bad_subscription_requests_are_lago_errors_and_change_nothing(
+    org: Any, local_billow: Any
+) -> None:
+    create_plan(org, "euro", 1000)
+    org.api.post("/customers", json={"customer": {"external_id": "usd", "currency": "USD"}})
+    org.api.post("/customers", json={"customer": {"external_id": "eur", "currency": "EUR"}})
+    cases = [
+        ({"external_customer_id": "nobody", "plan_code": "euro"}, 404, "customer_not_found"),
+        ({"external_customer_id": "eur", "plan_code": "missing"}, 404, "plan_not_found"),
+        ({"external_customer_id": "usd", "plan_code": "euro"}, 422, "validation_errors"),
+        (
+            {
+                "external_customer_id": "eur",
+                "plan_code": "euro",
+                "payment_method": {"payment_method_type": "provider", "payment_method_id": "x"},
+            },
+            404,
+            "payment_method_not_found",
+        ),
+        (
+            {"external_customer_id": "eur", "plan_code": "euro", "plan_overrides": {"a": 1}},
+            422,
+            "validation_errors",
+        ),
+        (
+            {
+                "external_customer_id": "eur",
+                "plan_code": "euro",
+                "subscription_at": "2030-01-02T00:00:00Z",
+                "ending_at": "2030-01-01T00:00:00Z",
+            },
+            422,
+            "validation_errors",
+        ),
+        ({"external_customer_id": "eur", "plan_code": "euro", "billing_time": "x"}, 422, None),
+    ]
+    for subscription, status, code in cases:
+        got, body = org.api.post("/subscriptions", json={"subscription": subscription})
+        assert got == status, (subscription, body)
+        if code:
+            assert body["code"] == code
+    assert org.api.get("/subscriptions?status[]=active&status[]=pending")[1]["subscriptions"] == []
+
+    subscribe(org, "eur", "euro", external_id="mine")
+    other = local_billow.create_organization("Other")
+    other_org = ApiClient(local_billow.api_url, other.api_key)
+    assert other_org.get("/subscriptions/mine")[0] == 404
+    assert other_org.delete("/subscriptions/mine")[0] == 404
+    assert other_org.get("/subscriptions")[1]["subscriptions"] == []
