@@ -137,3 +137,82 @@ def test_provider_error_webhooks_match_lago(
         webhooks(subscribed, "customer.payment_provider_error")[0],
         "customer_payment_provider_error",
     )
+
+
+def test_catalog_bodies_match_lago(org: Any, subscribed: Any, wait_for: Any) -> None:
+    _status, tax = org.api.post(
+        "/taxes", json={"tax": {"name": "VAT", "code": "vat", "rate": "20"}}
+    )
+    check(tax, "Tax")
+    check(org.api.get("/taxes")[1], "TaxesPaginated")
+
+    plan = {
+        "name": "Startup",
+        "invoice_display_name": "Startup plan",
+        "description": "For small teams",
+        "code": "startup",
+        "interval": "monthly",
+        "amount_cents": 9900,
+        "amount_currency": "EUR",
+        "trial_period": 7.5,
+        "pay_in_advance": True,
+        "tax_codes": ["vat"],
+    }
+    check(org.api.post("/plans", json={"plan": plan})[1], "Plan")
+    check(org.api.put("/plans/startup", json={"plan": {"name": "Startup 2"}})[1], "Plan")
+    check(org.api.get("/plans")[1], "PlansPaginated")
+
+    add_on = {"name": "Setup", "code": "setup", "amount_cents": 500, "amount_currency": "EUR"}
+    check(org.api.post("/add_ons", json={"add_on": {**add_on, "tax_codes": ["vat"]}})[1], "AddOn")
+    check(org.api.get("/add_ons")[1], "AddOnsPaginated")
+
+    coupons = [
+        {
+            "name": "Welcome",
+            "code": "welcome",
+            "coupon_type": "fixed_amount",
+            "amount_cents": 1000,
+            "amount_currency": "EUR",
+            "frequency": "once",
+            "expiration": "no_expiration",
+        },
+        {
+            "name": "Ten",
+            "code": "ten",
+            "coupon_type": "percentage",
+            "percentage_rate": "10.5",
+            "frequency": "recurring",
+            "frequency_duration": 3,
+            "expiration": "time_limit",
+            "expiration_at": "2099-01-01T00:00:00Z",
+            "applies_to": {"plan_codes": ["startup"]},
+        },
+    ]
+    for coupon in coupons:
+        check(org.api.post("/coupons", json={"coupon": coupon})[1], "Coupon")
+    check(org.api.get("/coupons")[1], "CouponsPaginated")
+
+    customer = {
+        "external_id": "taxed",
+        "currency": "EUR",
+        "tax_codes": ["vat"],
+        "billing_configuration": {"sync_with_provider": False},
+    }
+    check(org.api.post("/customers", json={"customer": customer})[1], "Customer")
+    for code in ("welcome", "ten"):
+        applied = {"external_customer_id": "taxed", "coupon_code": code}
+        check(
+            org.api.post("/applied_coupons", json={"applied_coupon": applied})[1], "AppliedCoupon"
+        )
+    org.api.delete("/coupons/welcome")
+    check(org.api.get("/applied_coupons")[1], "AppliedCouponsPaginated")
+    check(org.api.get("/customers/taxed/applied_coupons")[1], "AppliedCouponsPaginated")
+
+    check(org.api.get("/plans/missing")[1], "ApiErrorNotFound")
+    check(org.api.post("/plans", json={"plan": {"name": "x"}})[1], "ApiErrorUnprocessableEntity")
+    check(org.api.post("/plans", json={})[1], "ApiErrorBadRequest")
+
+    org.api.delete("/plans/startup")
+    wait_for(lambda: webhooks(subscribed, "plan.deleted"))
+    for kind in ("created", "updated", "deleted"):
+        check_webhook(webhooks(subscribed, f"plan.{kind}")[0], f"plan_{kind}")

@@ -13,7 +13,20 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.api.errors import error_response, validation_response
-from billow.api.routes import customers, integrations, payment_methods, webhook_endpoints
+from billow.api.routes import (
+    add_ons,
+    applied_coupons,
+    coupons,
+    customers,
+    integrations,
+    invoices,
+    organizations,
+    payment_methods,
+    plans,
+    subscriptions,
+    taxes,
+    webhook_endpoints,
+)
 from billow.composition import dependencies
 from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.services.organizations import organization_for_api_key
@@ -23,7 +36,21 @@ API_PREFIX = "/api/v1/"
 
 logger = Logger(service="billow")
 app = APIGatewayHttpResolver(enable_validation=True)
-for module in (customers, integrations, payment_methods, webhook_endpoints):
+ROUTERS = (
+    customers,
+    integrations,
+    invoices,
+    organizations,
+    payment_methods,
+    subscriptions,
+    webhook_endpoints,
+    taxes,
+    plans,
+    add_ons,
+    coupons,
+    applied_coupons,
+)
+for module in ROUTERS:
     app.include_router(module.router)
 
 

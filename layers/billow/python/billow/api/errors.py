@@ -54,7 +54,21 @@ def _code(error: dict[str, Any]) -> str:
 
 
 # The root object of each request body, as in ``{"customer": {...}}``.
-BODY_WRAPPERS = frozenset({"customer", "webhook_endpoint", "integration"})
+BODY_WRAPPERS = frozenset(
+    {
+        "customer",
+        "webhook_endpoint",
+        "integration",
+        "tax",
+        "plan",
+        "add_on",
+        "coupon",
+        "applied_coupon",
+        "subscription",
+        "invoice",
+        "organization",
+    }
+)
 
 
 def validation_response(errors: Sequence[Any]) -> Response[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from billow.domain.catalog import Tax
 
 PaymentProvider = Literal["stripe", "adyen", "gocardless"]
 SUPPORTED_PROVIDERS: frozenset[str] = frozenset({"stripe"})
@@ -147,14 +150,15 @@ class Customer(BaseModel):
         }
         return profile
 
-    def as_lago(self) -> dict[str, object]:
-        """Lago's CustomerObjectExtended."""
+    def as_lago(self, taxes: Sequence[Tax] = ()) -> dict[str, object]:
+        """Lago's CustomerObjectExtended; ``taxes`` are the customer's ``tax_codes`` resolved
+        (objects embedding a customer leave them out)."""
         body = self.model_dump(
             mode="json", exclude={"organization_id", "version", "tax_codes", "error_details"}
         )
         body["applicable_timezone"] = self.timezone or "UTC"
         body["integration_customers"] = []
-        body["taxes"] = []
+        body["taxes"] = [tax.as_lago() for tax in taxes]
         body["applicable_invoice_custom_sections"] = []
         body["error_details"] = [detail.model_dump(mode="json") for detail in self.error_details]
         return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
@@ -11,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
+from billow.domain.catalog import CodeList
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import (
     DEFAULT_BILLING_ENTITY,
@@ -27,6 +29,7 @@ from billow.domain.events import OutboxEvent, webhook_event
 from billow.services import provider_sync
 from billow.services.lookups import get_customer
 from billow.services.stripe_connection import connection_for, provider_rejection
+from billow.services.taxes import require_taxes
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
@@ -130,6 +133,7 @@ class CustomerInput(_Input):
     billing_configuration: BillingConfigurationInput | None = None
     shipping_address: AddressInput | None = None
     metadata: Annotated[list[MetadataInput], Field(max_length=5)] | None = None
+    tax_codes: CodeList | None = None
 
 
 class ProviderWork(BaseModel):
@@ -175,6 +179,7 @@ _DEFAULTED_FIELDS = frozenset(
         "billing_entity_code",
         "finalize_zero_amount_invoice",
         "skip_invoice_custom_sections",
+        "tax_codes",
     }
 )
 """Fields that fall back to their default rather than becoming null."""
@@ -228,6 +233,9 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
     """Lago's create-or-update by external id; provider work follows, inline or queued."""
     if given.billing_entity_code not in (None, DEFAULT_BILLING_ENTITY):
         raise NotFound("billing_entity")
+    if given.tax_codes is not None:
+        taxes = require_taxes(deps, organization_id, given.tax_codes)
+        given = given.model_copy(update={"tax_codes": [tax.code for tax in taxes]})
     for _ in range(3):
         before = deps.store.get_customer(organization_id, given.external_id)
         now = iso(utcnow())
@@ -271,6 +279,19 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
             after = provider_sync.sync_inline(deps, after, work.action)
         return after
     raise ConcurrentUpdate(f"customer {given.external_id} kept changing")
+
+
+def present(deps: Dependencies, customers: Sequence[Customer]) -> list[dict[str, object]]:
+    """Customers as Lago shows them, with their taxes (one Query, only if any has some)."""
+    taxes = (
+        {tax.code: tax for tax in deps.store.list_taxes(customers[0].organization_id)}
+        if any(customer.tax_codes for customer in customers)
+        else {}
+    )
+    return [
+        customer.as_lago([taxes[code] for code in customer.tax_codes if code in taxes])
+        for customer in customers
+    ]
 
 
 def list_customers(deps: Dependencies, organization_id: str) -> list[Customer]:

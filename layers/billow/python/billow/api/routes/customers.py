@@ -22,26 +22,26 @@ class CustomerCreateInput(BaseModel):
 @router.post("/api/v1/customers")
 def create_or_update_customer(body: Annotated[CustomerCreateInput, Body()]) -> dict[str, Any]:
     customer = customers.upsert_customer(deps(), organization_id(router), body.customer)
-    return {"customer": customer.as_lago()}
+    return {"customer": customers.present(deps(), [customer])[0]}
 
 
 @router.get("/api/v1/customers")
 def list_customers(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
     found = customers.list_customers(deps(), organization_id(router))
     shown, meta = paginate(found, page, per_page)
-    return {"customers": [customer.as_lago() for customer in shown], "meta": meta}
+    return {"customers": customers.present(deps(), shown), "meta": meta}
 
 
 @router.get("/api/v1/customers/<external_customer_id>")
 def get_customer(external_customer_id: str) -> dict[str, Any]:
     customer = lookups.get_customer(deps(), organization_id(router), external_customer_id)
-    return {"customer": customer.as_lago()}
+    return {"customer": customers.present(deps(), [customer])[0]}
 
 
 @router.delete("/api/v1/customers/<external_customer_id>")
 def delete_customer(external_customer_id: str) -> dict[str, Any]:
     customer = customers.delete_customer(deps(), organization_id(router), external_customer_id)
-    return {"customer": customer.as_lago()}
+    return {"customer": customers.present(deps(), [customer])[0]}
 
 
 @router.post("/api/v1/customers/<external_customer_id>/checkout_url")

@@ -1,0 +1,325 @@
+"""The catalog's items in the organization's partition (see the Store's access patterns).
+
+Each object is a JSON document in ``data`` with its optimistic-locking ``version`` (and a
+coupon's ``applied_count``) beside it as plain attributes, so a grant can bump them
+without rewriting the document. Codes are unique per organization through conditional
+writes: taxes and add-ons are keyed by code; plans and coupons by id, with a code
+pointer that a delete removes so the code can be reused while the object stays readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from billow.adapters.table import Item, TableBase, Transaction, document, org_pk
+from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, application_order
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_SORT_KEY_BYTES = 1024
+_OUTSIDE_DOCUMENT = frozenset({"version", "applied_count"})
+
+
+def _item(organization_id: str, sk: str, kind: str, obj: Any, **extra: Any) -> Item:
+    return {
+        "PK": org_pk(organization_id),
+        "SK": sk,
+        "kind": kind,
+        "data": obj.model_dump_json(exclude=set(_OUTSIDE_DOCUMENT)),
+        "version": obj.version,
+        **extra,
+    }
+
+
+def _load(model: type[M], item: Item) -> M:
+    fields = {name: int(str(item[name])) for name in _OUTSIDE_DOCUMENT if name in item}
+    return model.model_validate({**document(item), **fields})
+
+
+def _put(transaction: Transaction, item: Item, expected_version: int | None) -> None:
+    """A new item must not exist yet; a replaced one must still be at the version read."""
+    if expected_version is None:
+        transaction.put(item, condition="attribute_not_exists(PK)")
+    else:
+        transaction.put(
+            item, condition="version = :expected", values={":expected": expected_version}
+        )
+
+
+def _delete(transaction: Transaction, key: Item, condition: str, values: Item) -> None:
+    transaction.actions.append(
+        {
+            "Delete": {
+                "Key": key,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+            }
+        }
+    )
+
+
+def _stage_pointer(
+    transaction: Transaction,
+    organization_id: str,
+    prefix: str,
+    lago_id: str,
+    code: str | None,
+    previous_code: str | None,
+) -> None:
+    """Move the code → id pointer: ``None`` means no pointer (new object, or deleted)."""
+    if code == previous_code:
+        return
+    if previous_code is not None:
+        _delete(
+            transaction,
+            {"PK": org_pk(organization_id), "SK": f"{prefix}{previous_code}"},
+            "lago_id = :id",
+            {":id": lago_id},
+        )
+    if code is not None:
+        transaction.put(
+            {
+                "PK": org_pk(organization_id),
+                "SK": f"{prefix}{code}",
+                "kind": "code_pointer",
+                "lago_id": lago_id,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+
+
+class CatalogRecords(TableBase):
+    """Taxes, plans, add-ons, coupons and applied coupons of an organization."""
+
+    def _catalog(self, organization_id: str, prefix: str) -> Iterator[Item]:
+        """Consistent, so an object is usable the moment its creation was answered."""
+        return self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": org_pk(organization_id), ":prefix": prefix},
+            ConsistentRead=True,
+        )
+
+    def _find(self, organization_id: str, sk: str) -> Item | None:
+        """A key lookup; a key longer than DynamoDB allows names nothing (it would be a
+        ValidationException, not an absent item)."""
+        if len(sk.encode()) > MAX_SORT_KEY_BYTES:
+            return None
+        return self._get(org_pk(organization_id), sk)
+
+    # -- taxes ---------------------------------------------------------------------------
+
+    def get_tax(self, organization_id: str, code: str) -> Tax | None:
+        item = self._find(organization_id, f"TAX#{code}")
+        return _load(Tax, item) if item else None
+
+    def list_taxes(self, organization_id: str) -> list[Tax]:
+        return [_load(Tax, item) for item in self._catalog(organization_id, "TAX#")]
+
+    def get_taxes(self, organization_id: str, codes: Iterable[str]) -> list[Tax]:
+        """The taxes named, in the order named; codes of deleted taxes are skipped. One
+        Query: an organization has few taxes, fewer than a BatchGetItem round trip costs."""
+        wanted = list(dict.fromkeys(codes))
+        if not wanted:
+            return []
+        known = {tax.code: tax for tax in self.list_taxes(organization_id)}
+        return [known[code] for code in wanted if code in known]
+
+    def organization_taxes(self, organization_id: str) -> list[Tax]:
+        """Taxes for customers without tax codes of their own."""
+        taxes = [tax for tax in self.list_taxes(organization_id) if tax.applied_to_organization]
+        return sorted(taxes, key=lambda tax: (tax.created_at, tax.code))
+
+    def stage_tax(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
+        """Create, replace or rename (the code is the key) a tax."""
+        item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax)
+        if before is not None and before.code != tax.code:
+            self.stage_tax_delete(transaction, before)
+            _put(transaction, item, None)
+        else:
+            _put(transaction, item, before.version if before else None)
+
+    def stage_tax_delete(self, transaction: Transaction, tax: Tax) -> None:
+        _delete(
+            transaction,
+            {"PK": org_pk(tax.organization_id), "SK": f"TAX#{tax.code}"},
+            "version = :expected",
+            {":expected": tax.version},
+        )
+
+    # -- plans ---------------------------------------------------------------------------
+
+    def get_plan(self, organization_id: str, code: str) -> Plan | None:
+        """The live plan with this code (a deleted plan has given its code up)."""
+        pointer = self._find(organization_id, f"PLAN_CODE#{code}")
+        plan = self.get_plan_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
+        return plan if plan is not None and plan.deleted_at is None else None
+
+    def get_plan_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
+        """Deleted plans included: subscriptions and invoices refer to plans by id."""
+        item = self._find(organization_id, f"PLAN#{lago_id}")
+        return _load(Plan, item) if item else None
+
+    def all_plans(self, organization_id: str) -> list[Plan]:
+        """Live and deleted plans."""
+        return [_load(Plan, item) for item in self._catalog(organization_id, "PLAN#")]
+
+    def list_plans(self, organization_id: str) -> list[Plan]:
+        return [plan for plan in self.all_plans(organization_id) if plan.deleted_at is None]
+
+    def stage_plan(self, transaction: Transaction, plan: Plan, before: Plan | None) -> None:
+        """Stage a plan write and its code pointer: created with the plan, moved when the
+        code changes, removed when the plan is deleted."""
+        _put(
+            transaction,
+            _item(plan.organization_id, f"PLAN#{plan.lago_id}", "plan", plan),
+            before.version if before else None,
+        )
+        _stage_pointer(
+            transaction,
+            plan.organization_id,
+            "PLAN_CODE#",
+            plan.lago_id,
+            plan.code if plan.deleted_at is None else None,
+            before.code if before is not None and before.deleted_at is None else None,
+        )
+
+    # -- add-ons -------------------------------------------------------------------------
+
+    def get_add_on(self, organization_id: str, code: str) -> AddOn | None:
+        item = self._find(organization_id, f"ADD_ON#{code}")
+        return _load(AddOn, item) if item else None
+
+    def list_add_ons(self, organization_id: str) -> list[AddOn]:
+        return [_load(AddOn, item) for item in self._catalog(organization_id, "ADD_ON#")]
+
+    def stage_add_on(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
+        """Create, replace or rename (the code is the key) an add-on."""
+        item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on)
+        if before is not None and before.code != add_on.code:
+            self.stage_add_on_delete(transaction, before)
+            _put(transaction, item, None)
+        else:
+            _put(transaction, item, before.version if before else None)
+
+    def stage_add_on_delete(self, transaction: Transaction, add_on: AddOn) -> None:
+        _delete(
+            transaction,
+            {"PK": org_pk(add_on.organization_id), "SK": f"ADD_ON#{add_on.code}"},
+            "version = :expected",
+            {":expected": add_on.version},
+        )
+
+    # -- coupons -------------------------------------------------------------------------
+
+    def get_coupon(self, organization_id: str, code: str) -> Coupon | None:
+        """The coupon that holds this code now (a deleted coupon has given it up)."""
+        pointer = self._find(organization_id, f"COUPON_CODE#{code}")
+        coupon = (
+            self.get_coupon_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
+        )
+        return coupon if coupon is not None and coupon.deleted_at is None else None
+
+    def get_coupon_by_id(self, organization_id: str, lago_id: str) -> Coupon | None:
+        item = self._find(organization_id, f"COUPON#{lago_id}")
+        return _load(Coupon, item) if item else None
+
+    def all_coupons(self, organization_id: str) -> list[Coupon]:
+        """Live and deleted coupons."""
+        return [_load(Coupon, item) for item in self._catalog(organization_id, "COUPON#")]
+
+    def stage_coupon(self, transaction: Transaction, coupon: Coupon, before: Coupon | None) -> None:
+        """Stage a coupon write and its code pointer, as for plans. The write also expects
+        the grant count read, so terms cannot change under a grant made meanwhile."""
+        item = _item(
+            coupon.organization_id,
+            f"COUPON#{coupon.lago_id}",
+            "coupon",
+            coupon,
+            applied_count=coupon.applied_count,
+        )
+        if before is None:
+            transaction.put(item, condition="attribute_not_exists(PK)")
+        else:
+            transaction.put(
+                item,
+                condition="version = :expected AND applied_count = :granted",
+                values={":expected": before.version, ":granted": before.applied_count},
+            )
+        _stage_pointer(
+            transaction,
+            coupon.organization_id,
+            "COUPON_CODE#",
+            coupon.lago_id,
+            coupon.code if coupon.deleted_at is None else None,
+            before.code if before is not None and before.deleted_at is None else None,
+        )
+
+    def stage_coupon_grant(self, transaction: Transaction, coupon: Coupon) -> None:
+        """Count a grant, only while the coupon is as read: an edit or deletion since then
+        cancels the transaction. Grants of a non-reusable coupon also bump its version, so
+        two of them never commit side by side; grants of a reusable one run in parallel."""
+        bump = "" if coupon.reusable else "SET version = :next "
+        transaction.update(
+            {"PK": org_pk(coupon.organization_id), "SK": f"COUPON#{coupon.lago_id}"},
+            f"{bump}ADD applied_count :one",
+            condition="version = :expected",
+            values={
+                ":one": 1,
+                ":expected": coupon.version,
+                **({} if coupon.reusable else {":next": coupon.version + 1}),
+            },
+        )
+
+    # -- applied coupons -----------------------------------------------------------------
+
+    def get_applied_coupon(
+        self, organization_id: str, customer_lago_id: str, lago_id: str
+    ) -> AppliedCoupon | None:
+        item = self._find(organization_id, f"APPLIED_COUPON#{customer_lago_id}#{lago_id}")
+        return _load(AppliedCoupon, item) if item else None
+
+    def customer_applied_coupons(
+        self, organization_id: str, customer_lago_id: str
+    ) -> list[AppliedCoupon]:
+        """Active and terminated, oldest first."""
+        items = self._catalog(organization_id, f"APPLIED_COUPON#{customer_lago_id}#")
+        found = [_load(AppliedCoupon, item) for item in items]
+        return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
+
+    def all_applied_coupons(self, organization_id: str) -> list[AppliedCoupon]:
+        found = [
+            _load(AppliedCoupon, item) for item in self._catalog(organization_id, "APPLIED_COUPON#")
+        ]
+        return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
+
+    def active_applied_coupons(
+        self, organization_id: str, customer_lago_id: str
+    ) -> list[AppliedCoupon]:
+        """A customer's active coupons in the order invoices use them (one Query)."""
+        return application_order(
+            applied
+            for applied in self.customer_applied_coupons(organization_id, customer_lago_id)
+            if applied.status == "active"
+        )
+
+    def stage_applied_coupon(
+        self,
+        transaction: Transaction,
+        applied_coupon: AppliedCoupon,
+        expected_version: int | None,
+    ) -> None:
+        """Stage a write that only succeeds over the version the caller read (``None``: a new
+        one); ``applied_coupon.version`` is the new version, ``expected_version + 1``."""
+        _put(
+            transaction,
+            _item(
+                applied_coupon.organization_id,
+                f"APPLIED_COUPON#{applied_coupon.lago_customer_id}#{applied_coupon.lago_id}",
+                "applied_coupon",
+                applied_coupon,
+            ),
+            expected_version,
+        )

@@ -1,0 +1,58 @@
+"""Lago add-ons: /api/v1/add_ons."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel
+
+from billow.api.context import deps, organization_id
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.services import add_ons as service
+
+router = Router()
+
+
+class AddOnCreateBody(BaseModel):
+    add_on: service.AddOnCreateInput
+
+
+class AddOnUpdateBody(BaseModel):
+    add_on: service.AddOnInput
+
+
+@router.post("/api/v1/add_ons")
+def create_add_on(body: Annotated[AddOnCreateBody, Body()]) -> dict[str, Any]:
+    organization = organization_id(router)
+    add_on = service.create_add_on(deps(), organization, body.add_on)
+    return {"add_on": service.present(deps(), organization, [add_on])[0]}
+
+
+@router.get("/api/v1/add_ons")
+def list_add_ons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
+    organization = organization_id(router)
+    shown, meta = paginate(service.list_add_ons(deps(), organization), page, per_page)
+    return {"add_ons": service.present(deps(), organization, shown), "meta": meta}
+
+
+@router.get("/api/v1/add_ons/<code>")
+def get_add_on(code: str) -> dict[str, Any]:
+    organization = organization_id(router)
+    add_on = service.get_add_on(deps(), organization, code)
+    return {"add_on": service.present(deps(), organization, [add_on])[0]}
+
+
+@router.put("/api/v1/add_ons/<code>")
+def update_add_on(code: str, body: Annotated[AddOnUpdateBody, Body()]) -> dict[str, Any]:
+    organization = organization_id(router)
+    add_on = service.update_add_on(deps(), organization, code, body.add_on)
+    return {"add_on": service.present(deps(), organization, [add_on])[0]}
+
+
+@router.delete("/api/v1/add_ons/<code>")
+def delete_add_on(code: str) -> dict[str, Any]:
+    organization = organization_id(router)
+    add_on = service.delete_add_on(deps(), organization, code)
+    return {"add_on": service.present(deps(), organization, [add_on])[0]}

@@ -1,0 +1,53 @@
+"""Lago coupons: /api/v1/coupons."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel
+
+from billow.api.context import deps, organization_id
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.services import coupons as service
+
+router = Router()
+
+
+class CouponCreateBody(BaseModel):
+    coupon: service.CouponCreateInput
+
+
+class CouponUpdateBody(BaseModel):
+    coupon: service.CouponInput
+
+
+@router.post("/api/v1/coupons")
+def create_coupon(body: Annotated[CouponCreateBody, Body()]) -> dict[str, Any]:
+    coupon = service.create_coupon(deps(), organization_id(router), body.coupon)
+    return {"coupon": service.present([coupon])[0]}
+
+
+@router.get("/api/v1/coupons")
+def list_coupons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
+    shown, meta = paginate(service.list_coupons(deps(), organization_id(router)), page, per_page)
+    return {"coupons": service.present(shown), "meta": meta}
+
+
+@router.get("/api/v1/coupons/<code>")
+def get_coupon(code: str) -> dict[str, Any]:
+    coupon = service.get_coupon(deps(), organization_id(router), code)
+    return {"coupon": service.present([coupon])[0]}
+
+
+@router.put("/api/v1/coupons/<code>")
+def update_coupon(code: str, body: Annotated[CouponUpdateBody, Body()]) -> dict[str, Any]:
+    coupon = service.update_coupon(deps(), organization_id(router), code, body.coupon)
+    return {"coupon": service.present([coupon])[0]}
+
+
+@router.delete("/api/v1/coupons/<code>")
+def delete_coupon(code: str) -> dict[str, Any]:
+    coupon = service.delete_coupon(deps(), organization_id(router), code)
+    return {"coupon": service.present([coupon])[0]}

@@ -1,0 +1,121 @@
+"""Add-ons (Lago's /add_ons): one-off items an invoice can charge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import Field
+
+from billow.adapters.table import Transaction
+from billow.composition import Dependencies
+from billow.domain.catalog import AddOn, Cents, Code, CodeList, Currency, Name, Text
+from billow.domain.clock import iso, new_id, utcnow
+from billow.domain.errors import NotFound
+from billow.services.taxes import (
+    CatalogInput,
+    code_taken,
+    commit_claiming_code,
+    require_taxes,
+    updates_from,
+)
+
+
+class AddOnInput(CatalogInput):
+    """Lago's AddOnUpdateInput.add_on."""
+
+    name: Name | None = None
+    invoice_display_name: Annotated[str, Field(max_length=255)] | None = None
+    code: Code | None = None
+    amount_cents: Cents | None = None
+    amount_currency: Currency | None = None
+    description: Text | None = None
+    tax_codes: CodeList | None = None
+
+
+class AddOnCreateInput(AddOnInput):
+    """Lago's AddOnCreateInput.add_on."""
+
+    name: Name
+    code: Code
+    amount_cents: Cents
+    amount_currency: Currency
+
+
+NULLABLE = frozenset({"invoice_display_name", "description"})
+
+
+def get_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
+    add_on = deps.store.get_add_on(organization_id, code)
+    if add_on is None:
+        raise NotFound("add_on")
+    return add_on
+
+
+def list_add_ons(deps: Dependencies, organization_id: str) -> list[AddOn]:
+    add_ons = deps.store.list_add_ons(organization_id)
+    return sorted(add_ons, key=lambda add_on: (add_on.created_at, add_on.lago_id), reverse=True)
+
+
+def present(
+    deps: Dependencies, organization_id: str, add_ons: Sequence[AddOn]
+) -> list[dict[str, object]]:
+    taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
+    return [
+        add_on.as_lago([taxes[code] for code in add_on.tax_codes if code in taxes])
+        for add_on in add_ons
+    ]
+
+
+def create_add_on(deps: Dependencies, organization_id: str, given: AddOnCreateInput) -> AddOn:
+    taxes = require_taxes(deps, organization_id, given.tax_codes)
+    if deps.store.get_add_on(organization_id, given.code) is not None:
+        raise code_taken()
+    add_on = AddOn(
+        lago_id=new_id(),
+        organization_id=organization_id,
+        code=given.code,
+        name=given.name,
+        invoice_display_name=given.invoice_display_name,
+        description=given.description,
+        amount_cents=given.amount_cents,
+        amount_currency=given.amount_currency,
+        tax_codes=[tax.code for tax in taxes],
+        created_at=iso(utcnow()),
+    )
+    transaction = Transaction()
+    deps.store.stage_add_on(transaction, add_on, None)
+    commit_claiming_code(deps, transaction, lambda: True)
+    return add_on
+
+
+def update_add_on(deps: Dependencies, organization_id: str, code: str, given: AddOnInput) -> AddOn:
+    before = get_add_on(deps, organization_id, code)
+    updates = updates_from(given, NULLABLE)
+    if "tax_codes" in updates:
+        updates["tax_codes"] = [
+            tax.code for tax in require_taxes(deps, organization_id, given.tax_codes)
+        ]
+    after = before.model_copy(update={**updates, "version": before.version + 1})
+    renamed = after.code != before.code
+    if renamed and deps.store.get_add_on(organization_id, after.code) is not None:
+        raise code_taken()
+    transaction = Transaction()
+    deps.store.stage_add_on(transaction, after, before)
+    commit_claiming_code(
+        deps,
+        transaction,
+        (lambda: deps.store.get_add_on(organization_id, after.code) is not None)
+        if renamed
+        else None,
+    )
+    return after
+
+
+def delete_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
+    """Invoices keep their own copy of an add-on fee, so nothing else refers to it."""
+    add_on = get_add_on(deps, organization_id, code)
+    transaction = Transaction()
+    deps.store.stage_add_on_delete(transaction, add_on)
+    deps.store.commit(transaction)
+    return add_on

@@ -1,0 +1,250 @@
+"""Plans (Lago's /plans): a recurring fee per interval. Usage charges are not supported."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from billow.adapters.table import Transaction
+from billow.composition import Dependencies
+from billow.domain.catalog import (
+    Cents,
+    Code,
+    CodeList,
+    Currency,
+    Interval,
+    Name,
+    Number,
+    Plan,
+    Tax,
+    Text,
+)
+from billow.domain.clock import iso, new_id, utcnow
+from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.events import OutboxEvent, webhook_event
+from billow.services.taxes import (
+    CatalogInput,
+    code_taken,
+    commit_claiming_code,
+    require_taxes,
+    updates_from,
+)
+
+
+def _not_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("value_is_out_of_range")
+    return value
+
+
+Days = Annotated[Number, AfterValidator(_not_negative)]
+
+
+class PlanInput(CatalogInput):
+    """Lago's PlanUpdateInput.plan, as far as Billow supports it."""
+
+    name: Name | None = None
+    invoice_display_name: Annotated[str, Field(max_length=255)] | None = None
+    code: Code | None = None
+    interval: Interval | None = None
+    description: Text | None = None
+    amount_cents: Cents | None = None
+    amount_currency: Currency | None = None
+    trial_period: Days | None = None
+    pay_in_advance: bool | None = None
+    tax_codes: CodeList | None = None
+    charges: list[Any] | None = None
+    fixed_charges: list[Any] | None = None
+    usage_thresholds: list[Any] | None = None
+    minimum_commitment: dict[str, Any] | None = None
+
+
+class PlanCreateInput(PlanInput):
+    """Lago's PlanCreateInput.plan."""
+
+    name: Name
+    code: Code
+    interval: Interval
+    amount_cents: Cents
+    amount_currency: Currency
+
+
+NULLABLE = frozenset({"invoice_display_name", "description"})
+BILLING_TERMS = frozenset({"code", "interval", "amount_currency", "pay_in_advance"})
+"""What subscriptions are billed on; kept as they are once a plan has subscriptions."""
+
+
+def _refuse_usage_billing(given: PlanInput) -> None:
+    unsupported: dict[str, object] = {
+        field: ["not_supported"]
+        for field in ("charges", "fixed_charges", "usage_thresholds", "minimum_commitment")
+        if getattr(given, field)
+    }
+    if unsupported:
+        raise ValidationFailed(unsupported)
+
+
+def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
+    plan = deps.store.get_plan(organization_id, code)
+    if plan is None:
+        raise NotFound("plan")
+    return plan
+
+
+def list_plans(deps: Dependencies, organization_id: str) -> list[Plan]:
+    plans = deps.store.list_plans(organization_id)
+    return sorted(plans, key=lambda plan: (plan.created_at, plan.lago_id), reverse=True)
+
+
+def _subscription_counts(deps: Dependencies, organization_id: str) -> Counter[str]:
+    """Active subscriptions per plan id: one Query over the organization's subscriptions."""
+    return Counter(
+        subscription.plan_lago_id
+        for subscription in deps.store.list_subscriptions(organization_id)
+        if subscription.status == "active"
+    )
+
+
+def _body(plan: Plan, taxes: Sequence[Tax], active_subscriptions: int) -> dict[str, object]:
+    # Billow finalizes every invoice as it issues it: no plan ever has draft invoices.
+    return plan.as_lago(
+        taxes, active_subscriptions_count=active_subscriptions, draft_invoices_count=0
+    )
+
+
+def present(
+    deps: Dependencies, organization_id: str, plans: Sequence[Plan]
+) -> list[dict[str, object]]:
+    taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
+    active = _subscription_counts(deps, organization_id)
+    return [
+        _body(
+            plan,
+            [taxes[code] for code in plan.tax_codes if code in taxes],
+            active[plan.lago_id],
+        )
+        for plan in plans
+    ]
+
+
+def _announce(
+    webhook_type: str, plan: Plan, taxes: Sequence[Tax], active_subscriptions: int
+) -> OutboxEvent:
+    return webhook_event(
+        plan.organization_id, webhook_type, "plan", _body(plan, taxes, active_subscriptions)
+    )
+
+
+def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput) -> Plan:
+    _refuse_usage_billing(given)
+    taxes = require_taxes(deps, organization_id, given.tax_codes)
+    if deps.store.get_plan(organization_id, given.code) is not None:
+        raise code_taken()
+    plan = Plan(
+        lago_id=new_id(),
+        organization_id=organization_id,
+        code=given.code,
+        name=given.name,
+        invoice_display_name=given.invoice_display_name,
+        description=given.description,
+        interval=given.interval,
+        amount_cents=given.amount_cents,
+        amount_currency=given.amount_currency,
+        trial_period=given.trial_period or Decimal(0),
+        pay_in_advance=bool(given.pay_in_advance),
+        tax_codes=[tax.code for tax in taxes],
+        created_at=iso(utcnow()),
+    )
+    transaction = Transaction()
+    deps.store.stage_plan(transaction, plan, None)
+    transaction.publish([_announce("plan.created", plan, taxes, 0)])
+    commit_claiming_code(deps, transaction, lambda: True)
+    return plan
+
+
+def update_plan(deps: Dependencies, organization_id: str, code: str, given: PlanInput) -> Plan:
+    """Lago's partial update. Once a plan has subscriptions its billing terms stay."""
+    _refuse_usage_billing(given)
+    before = get_plan(deps, organization_id, code)
+    updates = {
+        name: value
+        for name, value in updates_from(given, NULLABLE).items()
+        if name in Plan.model_fields
+    }
+    if "tax_codes" in updates:
+        updates["tax_codes"] = [
+            tax.code for tax in require_taxes(deps, organization_id, given.tax_codes)
+        ]
+    subscriptions = [
+        subscription
+        for subscription in deps.store.list_subscriptions(organization_id)
+        if subscription.plan_lago_id == before.lago_id
+    ]
+    if subscriptions:
+        updates = {name: value for name, value in updates.items() if name not in BILLING_TERMS}
+    after = before.model_copy(update={**updates, "version": before.version + 1})
+    renamed = after.code != before.code
+    if renamed:
+        if deps.store.get_plan(organization_id, after.code) is not None:
+            raise code_taken()
+        _rename_in_coupons(deps, organization_id, before.code, after.code)
+    transaction = Transaction()
+    deps.store.stage_plan(transaction, after, before)
+    active = sum(1 for subscription in subscriptions if subscription.status == "active")
+    taxes = deps.store.get_taxes(organization_id, after.tax_codes)
+    transaction.publish([_announce("plan.updated", after, taxes, active)])
+    commit_claiming_code(
+        deps,
+        transaction,
+        (lambda: deps.store.get_plan(organization_id, after.code) is not None) if renamed else None,
+    )
+    return after
+
+
+def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
+    """Marks the plan deleted and frees its code; it stays readable by id for the
+    subscriptions and invoices that refer to it."""
+    before = get_plan(deps, organization_id, code)
+    after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
+    transaction = Transaction()
+    deps.store.stage_plan(transaction, after, before)
+    taxes = deps.store.get_taxes(organization_id, after.tax_codes)
+    active = _subscription_counts(deps, organization_id)[after.lago_id]
+    transaction.publish([_announce("plan.deleted", after, taxes, active)])
+    deps.store.commit(transaction)
+    return after
+
+
+def _rename_in_coupons(deps: Dependencies, organization_id: str, old: str, new: str) -> None:
+    """Coupons limited to a plan name it by code: follow the plan to its new code. Runs
+    before the plan is renamed, so a request that fails part-way can be sent again."""
+
+    def swap(codes: list[str]) -> list[str]:
+        return list(dict.fromkeys(new if code == old else code for code in codes))
+
+    for coupon in deps.store.all_coupons(organization_id):
+        if old in coupon.plan_codes:
+            transaction = Transaction()
+            deps.store.stage_coupon(
+                transaction,
+                coupon.model_copy(
+                    update={"plan_codes": swap(coupon.plan_codes), "version": coupon.version + 1}
+                ),
+                coupon,
+            )
+            deps.store.commit(transaction)
+    for applied in deps.store.all_applied_coupons(organization_id):
+        if applied.status == "active" and old in applied.plan_codes:
+            transaction = Transaction()
+            deps.store.stage_applied_coupon(
+                transaction,
+                applied.model_copy(
+                    update={"plan_codes": swap(applied.plan_codes), "version": applied.version + 1}
+                ),
+                applied.version,
+            )
+            deps.store.commit(transaction)

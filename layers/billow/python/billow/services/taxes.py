@@ -1,0 +1,218 @@
+"""Taxes (Lago's /taxes): rates that customers, plans and add-ons name by code."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from billow.adapters.table import Transaction
+from billow.composition import Dependencies
+from billow.domain.catalog import Code, Name, Percentage, Tax, TaxCounts, Text
+from billow.domain.clock import iso, new_id, utcnow
+from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+
+
+class CatalogInput(BaseModel):
+    """Lago's request objects: strictly typed, unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class TaxInput(CatalogInput):
+    """Lago's TaxUpdateInput.tax: every field optional."""
+
+    name: Name | None = None
+    code: Code | None = None
+    rate: Percentage | None = None
+    description: Text | None = None
+    applied_to_organization: bool | None = None
+
+
+class TaxCreateInput(TaxInput):
+    """Lago's TaxCreateInput.tax."""
+
+    name: Name
+    code: Code
+    rate: Percentage
+
+
+def code_taken() -> ValidationFailed:
+    return ValidationFailed({"code": ["value_already_exist"]})
+
+
+def commit_claiming_code(
+    deps: Dependencies, transaction: Transaction, claimed: Callable[[], bool] | None
+) -> None:
+    """Commit a write that may claim a code: losing that race is Lago's 422, not a 503.
+    ``claimed`` tells whether the code is now held (``None`` when no code is claimed)."""
+    try:
+        deps.store.commit(transaction)
+    except ConcurrentUpdate:
+        if claimed is not None and claimed():
+            raise code_taken() from None
+        raise
+
+
+def updates_from(given: BaseModel, nullable: frozenset[str]) -> dict[str, object]:
+    """What a partial update sets: fields sent, where null only clears nullable ones."""
+    return {
+        name: getattr(given, name)
+        for name in given.model_fields_set
+        if getattr(given, name) is not None or name in nullable
+    }
+
+
+def require_taxes(
+    deps: Dependencies, organization_id: str, codes: Iterable[str] | None
+) -> list[Tax]:
+    """The taxes named, once each; any unknown code is Lago's 404 ``tax_not_found``."""
+    wanted = list(dict.fromkeys(codes or []))
+    found = deps.store.get_taxes(organization_id, wanted)
+    if len(found) != len(wanted):
+        raise NotFound("tax")
+    return found
+
+
+def get_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:
+    tax = deps.store.get_tax(organization_id, code)
+    if tax is None:
+        raise NotFound("tax")
+    return tax
+
+
+def list_taxes(deps: Dependencies, organization_id: str) -> list[Tax]:
+    taxes = deps.store.list_taxes(organization_id)
+    return sorted(taxes, key=lambda tax: (tax.created_at, tax.lago_id), reverse=True)
+
+
+def tax_counts(deps: Dependencies, organization_id: str) -> dict[str, TaxCounts]:
+    """Who carries each tax. Billow keeps no counters (customer deletion would have to
+    maintain them), so this reads the organization's customers, plans and add-ons."""
+    customers = Counter(
+        code
+        for customer in deps.store.list_customers(organization_id)
+        for code in set(customer.tax_codes)
+    )
+    plans = Counter(
+        code for plan in deps.store.list_plans(organization_id) for code in set(plan.tax_codes)
+    )
+    add_ons = Counter(
+        code
+        for add_on in deps.store.list_add_ons(organization_id)
+        for code in set(add_on.tax_codes)
+    )
+    return {
+        code: TaxCounts(
+            add_ons_count=add_ons[code], customers_count=customers[code], plans_count=plans[code]
+        )
+        for code in customers | plans | add_ons
+    }
+
+
+def present(
+    deps: Dependencies, organization_id: str, taxes: Sequence[Tax]
+) -> list[dict[str, object]]:
+    counts = tax_counts(deps, organization_id)
+    return [tax.as_lago(counts.get(tax.code, TaxCounts())) for tax in taxes]
+
+
+def create_tax(deps: Dependencies, organization_id: str, given: TaxCreateInput) -> Tax:
+    if deps.store.get_tax(organization_id, given.code) is not None:
+        raise code_taken()
+    tax = Tax(
+        lago_id=new_id(),
+        organization_id=organization_id,
+        code=given.code,
+        name=given.name,
+        rate=given.rate,
+        description=given.description,
+        applied_to_organization=bool(given.applied_to_organization),
+        created_at=iso(utcnow()),
+    )
+    transaction = Transaction()
+    deps.store.stage_tax(transaction, tax, None)
+    commit_claiming_code(deps, transaction, lambda: True)
+    return tax
+
+
+def update_tax(deps: Dependencies, organization_id: str, code: str, given: TaxInput) -> Tax:
+    before = get_tax(deps, organization_id, code)
+    after = before.model_copy(
+        update={**updates_from(given, frozenset({"description"})), "version": before.version + 1}
+    )
+    renamed = after.code != before.code
+    if renamed:
+        if deps.store.get_tax(organization_id, after.code) is not None:
+            raise code_taken()
+        _retarget(deps, organization_id, before.code, after.code)
+    transaction = Transaction()
+    deps.store.stage_tax(transaction, after, before)
+    commit_claiming_code(
+        deps,
+        transaction,
+        (lambda: deps.store.get_tax(organization_id, after.code) is not None) if renamed else None,
+    )
+    return after
+
+
+def delete_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:
+    """As in Lago, customers, plans and add-ons stop carrying the tax."""
+    tax = get_tax(deps, organization_id, code)
+    _retarget(deps, organization_id, tax.code, None)
+    transaction = Transaction()
+    deps.store.stage_tax_delete(transaction, tax)
+    deps.store.commit(transaction)
+    return tax
+
+
+def _swap(codes: list[str], old: str, new: str | None) -> list[str]:
+    swapped = [new if code == old else code for code in codes]
+    return list(dict.fromkeys(code for code in swapped if code is not None))
+
+
+def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | None) -> None:
+    """Make every holder of tax ``old`` name ``new`` instead (``None``: drop it).
+
+    Runs before the tax itself is renamed or deleted, one holder at a time, so a failure
+    part-way leaves the tax in place and the same request can simply be sent again."""
+    for customer in deps.store.list_customers(organization_id):
+        if old in customer.tax_codes:
+            transaction = Transaction()
+            changed = customer.model_copy(
+                update={
+                    "tax_codes": _swap(customer.tax_codes, old, new),
+                    "version": customer.version + 1,
+                }
+            )
+            deps.store.save_customer(transaction, changed, customer.version)
+            deps.store.commit(transaction)
+    for plan in deps.store.all_plans(organization_id):
+        if old in plan.tax_codes:
+            transaction = Transaction()
+            deps.store.stage_plan(
+                transaction,
+                plan.model_copy(
+                    update={
+                        "tax_codes": _swap(plan.tax_codes, old, new),
+                        "version": plan.version + 1,
+                    }
+                ),
+                plan,
+            )
+            deps.store.commit(transaction)
+    for add_on in deps.store.list_add_ons(organization_id):
+        if old in add_on.tax_codes:
+            transaction = Transaction()
+            deps.store.stage_add_on(
+                transaction,
+                add_on.model_copy(
+                    update={
+                        "tax_codes": _swap(add_on.tax_codes, old, new),
+                        "version": add_on.version + 1,
+                    }
+                ),
+                add_on,
+            )
+            deps.store.commit(transaction)
