@@ -252,3 +252,27 @@ def test_bad_subscription_requests_are_lago_errors_and_change_nothing(
     assert other_org.get("/subscriptions/mine")[0] == 404
     assert other_org.delete("/subscriptions/mine")[0] == 404
     assert other_org.get("/subscriptions")[1]["subscriptions"] == []
+
+
+def test_deleting_a_plan_ends_its_subscriptions(local_billow: Any, org: Any) -> None:
+    create_plan(org, "doomed", 3000)
+    create_plan(org, "keeper", 6000)
+    org.api.post("/customers", json={"customer": {"external_id": "holder", "currency": "EUR"}})
+    subscribe(org, "holder", "doomed", external_id="now")
+    subscribe(org, "holder", "doomed", external_id="later", subscription_at="2031-01-01T00:00:00Z")
+    subscribe(org, "holder", "keeper", external_id="stays")
+    downgrade = subscribe(org, "holder", "doomed", external_id="stays")
+    assert downgrade["next_plan_code"] == "doomed"
+
+    assert org.api.delete("/plans/doomed")[0] == 200
+    assert org.api.get("/subscriptions/now")[1]["subscription"]["status"] == "terminated"
+    assert org.api.get("/subscriptions/later")[1]["subscription"]["status"] == "canceled"
+    # The downgrade to the deleted plan is dropped: the current plan simply goes on.
+    boundary = datetime.fromisoformat(downgrade["downgrade_plan_date"]).replace(tzinfo=UTC)
+    run_billing(local_billow, boundary + timedelta(hours=1))
+    stays = org.api.get("/subscriptions/stays")[1]["subscription"]
+    assert (stays["plan_code"], stays["status"], stays["next_plan_code"]) == (
+        "keeper",
+        "active",
+        None,
+    )

@@ -26,6 +26,7 @@ from billow.domain.catalog import (
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
+from billow.services.subscriptions import terminate_subscription
 from billow.services.taxes import (
     CatalogInput,
     code_taken,
@@ -207,7 +208,8 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
 
 def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     """Marks the plan deleted and frees its code; it stays readable by id for the
-    subscriptions and invoices that refer to it."""
+    subscriptions and invoices that refer to it. As Lago does, its subscriptions end:
+    active ones are terminated (billing what they used), pending ones canceled."""
     before = get_plan(deps, organization_id, code)
     after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
     transaction = Transaction()
@@ -216,6 +218,17 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     active = _subscription_counts(deps, organization_id)[after.lago_id]
     transaction.publish([_announce("plan.deleted", after, taxes, active)])
     deps.store.commit(transaction)
+    now = utcnow()
+    for sub in deps.store.list_subscriptions(organization_id):
+        if sub.plan_lago_id == after.lago_id and sub.is_live:
+            terminate_subscription(
+                deps,
+                organization_id,
+                sub.external_id,
+                status=sub.status,
+                generate_invoice=True,
+                now=now,
+            )
     return after
 
 

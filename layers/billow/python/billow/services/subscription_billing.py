@@ -269,7 +269,7 @@ def bill_due(
 def _bill_due_once(
     deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
 ) -> str:
-    sub = deps.store.get_subscription(organization_id, external_id, lago_id)
+    sub = original = deps.store.get_subscription(organization_id, external_id, lago_id)
     due = sub.due_at() if sub else None
     if sub is None or not sub.is_live or due is None or due > now:
         return "not_due"
@@ -304,12 +304,26 @@ def _bill_due_once(
         return "terminated"
     at_boundary = period_at(sub, plan, due, timezone).start == due
     if at_boundary and sub.next_subscription_id:
-        return _swap_plans(deps, change, organization, customer, sub, plan, due, invoice_id)
+        successor = deps.store.get_subscription(
+            organization_id, sub.external_id, sub.next_subscription_id
+        )
+        if successor is not None and successor.status == "pending":
+            return _swap_plans(
+                deps, change, organization, customer, sub, plan, successor, due, invoice_id
+            )
+        # The planned downgrade was canceled meanwhile: the plan simply goes on.
+        sub = sub.model_copy(
+            update={
+                "next_plan_code": None,
+                "next_subscription_id": None,
+                "downgrade_plan_date": None,
+            }
+        )
     arrears, billed = arrears_fee(sub, plan, due, timezone, terminating=False)
     advance, billed = advance_fee(billed, plan, due, timezone)
     change.drafts.extend(draft for draft in (arrears, advance) if draft)
     moved = billed.model_copy(update={"next_billing_at": next_due(billed, plan, due, timezone)})
-    saved = change.save(moved, sub)
+    saved = change.save(moved, original)
     change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
     return "billed" if change.drafts else "advanced"
 
@@ -335,20 +349,13 @@ def _swap_plans(
     customer: Customer,
     sub: Subscription,
     plan: Plan,
+    successor: Subscription,
     due: datetime,
     invoice_id: str,
 ) -> str:
     """A downgrade takes effect at the period boundary: the old plan's last fee and the new
     plan's first fee share one invoice."""
-    assert sub.next_subscription_id
-    successor = deps.store.get_subscription(
-        sub.organization_id, sub.external_id, sub.next_subscription_id
-    )
-    new_plan = (
-        deps.store.get_plan_by_id(sub.organization_id, successor.plan_lago_id)
-        if successor
-        else None
-    )
+    new_plan = deps.store.get_plan_by_id(sub.organization_id, successor.plan_lago_id)
     timezone = timezone_of(organization, customer)
     ended, draft = terminate(sub, plan, due, timezone, bill=True)
     if draft:
@@ -357,7 +364,7 @@ def _swap_plans(
     change.events.append(
         subscription_webhook("subscription.terminated", saved_old, plan, customer, due, timezone)
     )
-    if successor is None or new_plan is None or successor.status != "pending":
+    if new_plan is None:
         change.commit(organization, customer, invoice_id, due, saved_old, plan.amount_currency)
         return "terminated"
     started, new_draft = activate(
