@@ -54,3 +54,38 @@ def test_lagos_python_client_drives_customers_payment_methods_and_endpoints(
     assert seen["missing_status"] == 404
     assert seen["invalid"] == {"status": 422, "details": {"email": ["invalid_format"]}}
     assert seen["unauthorized_status"] == 401
+
+
+def test_lagos_python_client_drives_the_billing_cycle(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    client = stripe_org.stripe
+    existing = client.v1.customers.create(params={"name": "Billed through the client"})
+    attach_card(client, existing.id, default=True)
+
+    run = subprocess.run(
+        [
+            str(LAGO_PYTHON),
+            str(Path(__file__).with_name("lago_client_billing_flow.py")),
+            local_billow.api_url,
+            stripe_org.api_key,
+            existing.id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+
+    assert seen["tax_rate"] == 20.0
+    assert seen["plan"] == ["startup", 9900, ["vat_20"]]
+    assert seen["subscription"] == ["active", "startup"]
+    assert seen["subscription_invoice"] == [9900, 1980, 11880]  # the plan's tax applies
+    assert seen["one_off"] == ["one_off", 10000, 10000]  # two units, no tax on the add-on
+    assert seen["payment_statuses"] == {"subscription": "succeeded", "one_off": "succeeded"}
+    assert len(seen["numbers"]) == 2 and seen["numbers"][0].endswith("-001")
+    assert seen["terminated"] == "terminated"
+    charges = client.v1.payment_intents.list(params={"customer": existing.id}).data
+    assert sorted(intent.amount for intent in charges) == [10000, 11880]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, stable_id
@@ -24,12 +24,20 @@ class OneOffFeeInput(BaseModel):
 
     add_on_code: str = Field(min_length=1, max_length=255)
     units: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=20)
+    """Lago documents a string; its own clients send a number. Both are read exactly."""
     unit_amount_cents: int | None = Field(default=None, ge=0, le=10**13)
     invoice_display_name: str | None = Field(default=None, max_length=255)
     description: str | None = Field(default=None, max_length=1000)
     from_datetime: AwareDatetime | None = None
     to_datetime: AwareDatetime | None = None
     tax_codes: list[str] | None = None
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return format(Decimal(str(value)).normalize(), "f")
+        return value
 
 
 class OneOffInvoiceInput(BaseModel):
