@@ -276,3 +276,64 @@ def test_deleting_a_plan_ends_its_subscriptions(local_billow: Any, org: Any) -> 
         "active",
         None,
     )
+
+
+def test_coupons_and_taxes_apply_to_subscription_invoices(local_billow: Any, org: Any) -> None:
+    assert (
+        org.api.post("/taxes", json={"tax": {"name": "VAT", "code": "vat", "rate": "20"}})[0] == 200
+    )
+    create_plan(org, "taxed", 10000, pay_in_advance=True, tax_codes=["vat"])
+    org.api.post("/customers", json={"customer": {"external_id": "saver", "currency": "EUR"}})
+    for coupon in (
+        {
+            "code": "welcome",
+            "coupon_type": "fixed_amount",
+            "amount_cents": 1500,
+            "amount_currency": "EUR",
+            "frequency": "once",
+        },
+        {
+            "code": "tenoff",
+            "coupon_type": "percentage",
+            "percentage_rate": "10",
+            "frequency": "recurring",
+            "frequency_duration": 2,
+        },
+    ):
+        status, body = org.api.post(
+            "/coupons",
+            json={"coupon": {"name": coupon["code"], "expiration": "no_expiration", **coupon}},
+        )
+        assert status == 200, body
+        status, body = org.api.post(
+            "/applied_coupons",
+            json={
+                "applied_coupon": {"external_customer_id": "saver", "coupon_code": coupon["code"]}
+            },
+        )
+        assert status == 200, body
+    subscribe(
+        org, "saver", "taxed", billing_time="anniversary", subscription_at="2029-05-10T00:00:00Z"
+    )
+    for moment in (
+        datetime(2029, 5, 10, 1, tzinfo=UTC),
+        datetime(2029, 6, 10, 1, tzinfo=UTC),
+        datetime(2029, 7, 10, 1, tzinfo=UTC),
+    ):
+        run_billing(local_billow, moment)
+    totals = [
+        (
+            i["fees_amount_cents"],
+            i["coupons_amount_cents"],
+            i["taxes_amount_cents"],
+            i["total_amount_cents"],
+        )
+        for i in oldest_first(org, "saver")
+    ]
+    assert totals == [
+        (10000, 1500 + 850, 1530, 9180),  # 15.00 off, then 10 % of the remaining 85.00
+        (10000, 1000, 1800, 10800),  # the fixed coupon is used up; 10 % once more
+        (10000, 0, 2000, 12000),  # the recurring coupon ran out after two periods
+    ]
+    status, body = org.api.get("/applied_coupons?external_customer_id=saver&status=terminated")
+    assert sorted(c["coupon_code"] for c in body["applied_coupons"]) == ["tenoff", "welcome"]

@@ -494,6 +494,8 @@ class AppliedCoupon(BaseModel):
     """What is left of a fixed-amount ``once`` coupon; the remainder carries over."""
     plan_codes: list[str] = Field(default_factory=list)
     created_at: str
+    applied_at: str = ""
+    """``created_at`` to the microsecond: coupons granted in the same second keep their order."""
     terminated_at: str | None = None
     version: int = 0
     """Optimistic-locking counter; every write expects the version it read."""
@@ -535,5 +537,10 @@ class AppliedCoupon(BaseModel):
 def application_order(applied: Iterable[AppliedCoupon]) -> list[AppliedCoupon]:
     """Lago's order of use: plan-limited coupons first, then unlimited; oldest first."""
     return sorted(
-        applied, key=lambda coupon: (not coupon.plan_codes, coupon.created_at, coupon.lago_id)
+        applied,
+        key=lambda coupon: (
+            not coupon.plan_codes,
+            coupon.applied_at or coupon.created_at,
+            coupon.lago_id,
+        ),
     )

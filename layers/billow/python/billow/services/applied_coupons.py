@@ -76,6 +76,7 @@ def _granted(
         amount_cents_remaining=amount if fixed and frequency == "once" else None,
         plan_codes=coupon.plan_codes,
         created_at=now,
+        applied_at=utcnow().isoformat(),
     )
 
 

@@ -14,6 +14,7 @@ from billow.domain.clock import iso, new_id, stable_id
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.organizations import Organization
+from billow.domain.periods import local_date
 from billow.domain.subscriptions import (
     YEARLY_FACTOR,
     Authorization,
@@ -284,7 +285,7 @@ def _start(
         change.commit_without_invoice()
         return sub
     started, draft = activate(sub, plan, starts, timezone)
-    same_day = starts.astimezone().date() == now.astimezone().date()
+    same_day = local_date(starts, timezone) == local_date(now, timezone)
     if draft is not None and not same_day:
         draft = None
         started = started.model_copy(update={"billed_until": None})
