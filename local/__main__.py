@@ -75,6 +75,16 @@ def connect_stripe(api_url: str, api_key: str) -> None:
 def banner(runtime: LocalRuntime, organization_id: str, api_key: str, hmac_key: str) -> str:
     api = f"{runtime.api_url}/api/v1"
     schedule = TOPOLOGY.schedules[0].name if TOPOLOGY.schedules else "NAME"
+    topics = "".join(
+        f"\n  curl -s {runtime.api_url}/_local/topics/{topic.name}/messages"
+        for topic in TOPOLOGY.topics
+    )
+    topics_note = (
+        "\nNotification topics (e-mail or chat in AWS) keep what was published to them;"
+        "\nread it with the curl .../_local/topics/.../messages above."
+        if TOPOLOGY.topics
+        else ""
+    )
     return f"""
 Billow is running locally.
 
@@ -89,9 +99,10 @@ Try:
   curl -s -H "Authorization: Bearer {api_key}" {api}/customers
   .venv/bin/python admin.py create-organization --name "Another org" --local {runtime.api_url}
   .venv/bin/python admin.py fire-schedule {schedule} --time 2030-01-01T00:00:00Z \\
-      --local {runtime.api_url}
+      --local {runtime.api_url}{topics}
 
-Schedules never fire by themselves locally; fire them as above. Ctrl-C stops everything.
+Schedules never fire by themselves locally; fire them as above.{topics_note}
+Ctrl-C stops everything.
 """
 
 

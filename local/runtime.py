@@ -9,7 +9,15 @@ process that build the real event shapes and call the very same handlers:
   partial batch failures (failed messages come back after the visibility timeout and
   moto moves them to the DLQ after ``max_receive_count`` receives);
 * Lambda's DynamoDB-stream event source mappings: one tailer per stream consumer, with
-  Lambda's event filtering and retry-from-the-first-failure.
+  Lambda's event filtering and retry-from-the-first-failure;
+* the people subscribed to notification topics: each declared topic is a moto SNS topic
+  with an SQS "inbox" queue subscribed to it, and what reached the topic is shown by
+  ``LocalRuntime.topic_messages`` and ``GET /_local/topics/{name}/messages``.
+
+Functions find the queues they send to and the topics they publish to through the same
+``BILLOW_QUEUE_URL_<NAME>`` / ``BILLOW_TOPIC_ARN_<NAME>`` variables the stack sets. All
+functions share this process's environment, so each one sees every queue and topic that
+any function declares in ``sends_to`` / ``publishes_to`` (in AWS, only its own).
 
 EventBridge Scheduler is the part that is *not* played automatically: moto's Scheduler
 never fires, so a schedule runs only when asked to, through ``LocalRuntime.fire_schedule``,
@@ -50,7 +58,8 @@ from moto.server import ThreadedMotoServer
 
 from billow.composition import dependencies
 from billow.services.organizations import NewOrganization, create_organization
-from billow.topology import TOPOLOGY, Function, Queue, Route, StreamConsumer, Topology
+from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
+from billow.topology import TOPOLOGY, Function, Queue, Route, StreamConsumer, Topic, Topology
 from local import moto_patches
 from local.stripe_emulator import StripeEmulator
 
@@ -106,6 +115,10 @@ class PortInUseError(RuntimeError):
 
 
 class UnknownScheduleError(LookupError):
+    pass
+
+
+class UnknownTopicError(LookupError):
     pass
 
 
@@ -628,6 +641,14 @@ class _QueueResources:
     dlq_url: str
 
 
+@dataclass(frozen=True)
+class _TopicResources:
+    topic: Topic
+    arn: str
+    inbox_url: str
+    """The SQS queue subscribed to the topic: it stands in for the people subscribed."""
+
+
 def _lambda_message_attribute(value: dict[str, Any]) -> dict[str, Any]:
     attribute: dict[str, Any] = {}
     if "StringValue" in value:
@@ -925,6 +946,18 @@ _RUNNING: list[LocalRuntime] = []
 """Started runtimes, oldest first; they share one process environment."""
 
 _FIRE_PATH = re.compile(r"/_local/schedules/(?P<name>[^/]+)/fire")
+_TOPIC_MESSAGES_PATH = re.compile(r"/_local/topics/(?P<name>[^/]+)/messages")
+
+
+def check_declaration(topology: Topology) -> None:
+    """Refuse a topology whose functions send to queues or topics it does not declare."""
+    queues = {queue.name for queue in topology.queues}
+    topics = {topic.name for topic in topology.topics}
+    for function in topology.functions:
+        for name in set(function.sends_to) - queues:
+            raise ValueError(f"function {function.name} sends to the undeclared queue {name!r}")
+        for name in set(function.publishes_to) - topics:
+            raise ValueError(f"function {function.name} publishes to the undeclared topic {name!r}")
 
 
 class LocalRuntime:
@@ -959,6 +992,9 @@ class LocalRuntime:
         self._threads: list[threading.Thread] = []
         self._tailers: list[_StreamTailer] = []
         self._queues: dict[str, _QueueResources] = {}
+        self._topics: dict[str, _TopicResources] = {}
+        self._topic_lock = threading.Lock()
+        self._topic_messages: dict[str, list[dict[str, Any]]] = {}
         self._stream_arn = ""
         self._cleanups: list[Callable[[], object]] = []
         self._saved_env: dict[str, str | None] = {}
@@ -980,6 +1016,7 @@ class LocalRuntime:
                 other.wait_idle()
             except TimeoutError as exc:
                 logger.warning("starting a second LocalRuntime while another is busy: %s", exc)
+        check_declaration(self._topology)
         try:
             self._start_moto()
             self._start_stripe()
@@ -988,6 +1025,7 @@ class LocalRuntime:
             account_id = self._clients["sts"].get_caller_identity()["Account"]
             self._functions = _Functions(self._topology, self._functions_root, account_id)
             self._create_resources()
+            self._set_resource_environment()
             self._start_workers(account_id)
         except BaseException:
             self.stop()
@@ -1119,6 +1157,33 @@ class LocalRuntime:
             )
         return [message["Body"] for message in messages]
 
+    def topic_messages(self, topic_name: str) -> list[dict[str, Any]]:
+        """Everything published to a topic since this runtime started, oldest first.
+
+        Each entry is the notification SNS delivers to a subscribed queue (``Type``,
+        ``MessageId``, ``TopicArn``, ``Subject``, ``Message``, ``Timestamp`` …). Reading
+        moves what the inbox holds into a list kept here, so later readers see it too; SNS
+        delivers to the inbox within ``Publish``, so once the publisher's invocation is
+        over (``wait_idle``), its messages are in the answer.
+        """
+        self._require_started()
+        if topic_name not in self._topics:
+            raise UnknownTopicError(topic_name)
+        inbox_url = self._topics[topic_name].inbox_url
+        with self._topic_lock:
+            messages = self._drain(inbox_url)
+            received = self._topic_messages[topic_name]
+            received.extend(json.loads(message["Body"]) for message in messages)
+            for chunk in _chunks(messages):
+                self._clients["sqs"].delete_message_batch(
+                    QueueUrl=inbox_url,
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                        for index, message in enumerate(chunk)
+                    ],
+                )
+            return [dict(message) for message in received]
+
     def redrive_dlq(self, queue_name: str) -> int:
         """Move every DLQ message back to its source queue (replay); returns how many.
 
@@ -1205,23 +1270,43 @@ class LocalRuntime:
             "BILLOW_STRIPE_API_BASE": self._urls["stripe"],
             "BILLOW_WEBHOOK_RETRY_BASE_S": str(self._webhook_retry_base_s),
         }
-        # Service-specific endpoints would win over AWS_ENDPOINT_URL and reach past moto.
-        changes.update({key: None for key in os.environ if key.startswith("AWS_ENDPOINT_URL_")})
-        for key, value in changes.items():
-            self._saved_env[key] = os.environ.get(key)
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _forget_process_caches()
+        # Service-specific endpoints would win over AWS_ENDPOINT_URL and reach past moto;
+        # queue URLs and topic ARNs of another runtime or shell would reach past this one.
+        stale = ("AWS_ENDPOINT_URL_", QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX)
+        changes.update({key: None for key in os.environ if key.startswith(stale)})
+        self._change_environment(changes)
         session, url = boto3.session.Session(region_name=REGION), self._urls["aws"]
         self._clients = {
             "dynamodb": session.client("dynamodb", endpoint_url=url),
             "dynamodbstreams": session.client("dynamodbstreams", endpoint_url=url),
             "events": session.client("events", endpoint_url=url),
+            "sns": session.client("sns", endpoint_url=url),
             "sqs": session.client("sqs", endpoint_url=url),
             "sts": session.client("sts", endpoint_url=url),
         }
+
+    def _set_resource_environment(self) -> None:
+        """``BILLOW_QUEUE_URL_*`` and ``BILLOW_TOPIC_ARN_*``, once the resources exist."""
+        functions = self._topology.functions
+        sent_to = {name for function in functions for name in function.sends_to}
+        published_to = {name for function in functions for name in function.publishes_to}
+        changes: dict[str, str | None] = {
+            env_name(QUEUE_URL_PREFIX, name): self._queues[name].url for name in sorted(sent_to)
+        }
+        changes.update(
+            {env_name(TOPIC_ARN_PREFIX, name): self._topics[name].arn for name in published_to}
+        )
+        self._change_environment(changes)
+
+    def _change_environment(self, changes: dict[str, str | None]) -> None:
+        """Apply ``changes`` (None unsets), remembering the first value of each for ``stop``."""
+        for key, value in changes.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _forget_process_caches()
 
     def _create_resources(self) -> None:
         topology = self._topology
@@ -1266,6 +1351,10 @@ class LocalRuntime:
         for queue in topology.queues:
             self._queues[queue.name] = self._create_queue(queue)
 
+        for topic in topology.topics:
+            self._topics[topic.name] = self._create_topic(topic)
+            self._topic_messages[topic.name] = []
+
         for rule in topology.rules:
             events.put_rule(
                 Name=rule.name,
@@ -1307,6 +1396,27 @@ class LocalRuntime:
         self._cleanups.append(lambda: sqs.delete_queue(QueueUrl=url))
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return _QueueResources(queue, url, arn["Attributes"]["QueueArn"], dlq_url)
+
+    def _create_topic(self, topic: Topic) -> _TopicResources:
+        """The topic and its inbox: an SQS queue subscribed the way AWS subscribes one
+        (not raw), so each message is SNS's JSON notification, subject included."""
+        sns, sqs = self._clients["sns"], self._clients["sqs"]
+        arn = sns.create_topic(Name=topic.name)["TopicArn"]
+        self._cleanups.append(lambda: sns.delete_topic(TopicArn=arn))
+        inbox_url = sqs.create_queue(
+            QueueName=f"{topic.name}-topic-inbox",
+            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+        )["QueueUrl"]
+        self._cleanups.append(lambda: sqs.delete_queue(QueueUrl=inbox_url))
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox_url, AttributeNames=["QueueArn"])
+        subscription = sns.subscribe(
+            TopicArn=arn,
+            Protocol="sqs",
+            Endpoint=inbox_arn["Attributes"]["QueueArn"],
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        self._cleanups.append(lambda: sns.unsubscribe(SubscriptionArn=subscription))
+        return _TopicResources(topic, arn, inbox_url)
 
     def _start_workers(self, account_id: str) -> None:
         assert self._server is not None
@@ -1399,6 +1509,11 @@ class LocalRuntime:
     def _admin(self, request: HttpRequest) -> HttpResponse:
         """The local-only endpoints under ``/_local/``; never part of the deployed stack."""
         path = urlsplit(request.target).path
+        topic = _TOPIC_MESSAGES_PATH.fullmatch(path)
+        if topic is not None:
+            if request.method != "GET":
+                return _error(405, "Method Not Allowed", "method_not_allowed")
+            return self._admin_topic_messages(unquote(topic["name"]))
         fire = _FIRE_PATH.fullmatch(path)
         if path != "/_local/organizations" and fire is None:
             return _error(404, "Not Found", "not_found")
@@ -1437,6 +1552,13 @@ class LocalRuntime:
                 )
             },
         )
+
+    def _admin_topic_messages(self, name: str) -> HttpResponse:
+        try:
+            messages = self.topic_messages(name)
+        except UnknownTopicError:
+            return _error(404, "Not Found", "topic_not_found")
+        return json_response(200, {"topic": name, "messages": messages})
 
     def _admin_fire(self, name: str, payload: dict[str, Any]) -> HttpResponse:
         raw_time = payload.get("time")

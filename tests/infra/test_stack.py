@@ -15,8 +15,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
 
-from billow.topology import TOPOLOGY
+from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
+from billow.topology import PAYMENT_FAILURE, TOPOLOGY
 from stacks import BillowStack
+from stacks.billow_stack import construct_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STAGE = "test"
@@ -65,6 +67,21 @@ class Synth:
             for statement in self.role_statements(function)
             for action in as_list(statement["Action"])
         }
+
+    def resources_for(self, function: str, action: str) -> list[Any]:
+        """Every resource the function's role allows ``action`` on."""
+        return [
+            resource
+            for statement in self.role_statements(function)
+            if statement["Effect"] == "Allow" and action in as_list(statement["Action"])
+            for resource in as_list(statement["Resource"])
+        ]
+
+    def queue_id(self, name: str) -> str:
+        return self.logical_id(self.stack.queues[name])
+
+    def topic_id(self, name: str) -> str:
+        return self.logical_id(self.stack.topics[name])
 
 
 def as_list(value: Any) -> list[Any]:
@@ -159,6 +176,137 @@ def test_function_environment(synth: Synth) -> None:
         assert env["POWERTOOLS_SERVICE_NAME"] == "billow"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Billow"
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+def test_functions_get_the_addresses_of_exactly_what_they_send_to(synth: Synth) -> None:
+    """``BILLOW_QUEUE_URL_*`` / ``BILLOW_TOPIC_ARN_*`` (read by ``billow.settings``) for
+    each declared ``sends_to`` queue and ``publishes_to`` topic, and none for the rest."""
+    for declared in TOPOLOGY.functions:
+        env = synth.resources[synth.function_id(declared.name)]["Properties"]["Environment"]
+        variables: dict[str, Any] = env["Variables"]
+        assert {k: v for k, v in variables.items() if k.startswith(QUEUE_URL_PREFIX)} == {
+            env_name(QUEUE_URL_PREFIX, queue): {"Ref": synth.queue_id(queue)}
+            for queue in declared.sends_to
+        }, declared.name
+        assert {k: v for k, v in variables.items() if k.startswith(TOPIC_ARN_PREFIX)} == {
+            env_name(TOPIC_ARN_PREFIX, topic): {"Ref": synth.topic_id(topic)}
+            for topic in declared.publishes_to
+        }, declared.name
+    assert TOPOLOGY.function("billing_run").sends_to == ("invoice-work",)
+    assert TOPOLOGY.function("finance_alerts").publishes_to == ("finance-alerts",)
+
+
+def test_functions_send_messages_only_to_the_queues_they_declare(synth: Synth) -> None:
+    """``sqs:SendMessage`` (which also covers SendMessageBatch) on each ``sends_to`` queue;
+    the only other queue a function may send to is its own stream-failure DLQ."""
+    stream_consumers = {declared.function for declared in TOPOLOGY.stream_consumers}
+    mappings = synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    for declared in TOPOLOGY.functions:
+        expected = [arn_of(synth.queue_id(queue)) for queue in declared.sends_to]
+        if declared.name in stream_consumers:
+            expected += [
+                m["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+                for m in mappings
+                if m["Properties"]["FunctionName"] == {"Ref": synth.function_id(declared.name)}
+                and "DestinationConfig" in m["Properties"]
+            ]
+        allowed = synth.resources_for(declared.name, "sqs:SendMessage")
+        assert sorted(map(json.dumps, allowed)) == sorted(map(json.dumps, expected)), declared.name
+        assert "sqs:SendMessageBatch" not in synth.actions(declared.name)
+
+
+def test_one_encrypted_tls_only_topic_per_declared_topic(synth: Synth) -> None:
+    topics = synth.of_type("AWS::SNS::Topic")
+    assert set(topics) == {synth.topic_id(topic.name) for topic in TOPOLOGY.topics}
+    assert {topic.name for topic in TOPOLOGY.topics} >= {"finance-alerts"}
+    policies = synth.of_type("AWS::SNS::TopicPolicy").values()
+    for declared in TOPOLOGY.topics:
+        topic_id = synth.topic_id(declared.name)
+        key = topics[topic_id]["Properties"]["KmsMasterKeyId"]
+        assert key["Fn::Join"][1][-1] == ":alias/aws/sns"  # the AWS-managed SNS key
+        assert "Subscription" not in topics[topic_id]["Properties"]  # operators subscribe
+        [policy] = [p for p in policies if p["Properties"]["Topics"] == [{"Ref": topic_id}]]
+        assert {
+            "Action": "sns:Publish",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            "Effect": "Deny",
+            "Principal": "*",
+            "Resource": {"Ref": topic_id},
+        } in [
+            {key: value for key, value in statement.items() if key != "Sid"}
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        assert not [
+            statement
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if statement["Effect"] == "Allow"
+        ]
+
+
+def test_only_declared_publishers_may_publish_to_a_topic(synth: Synth) -> None:
+    for declared in TOPOLOGY.functions:
+        assert sorted(map(json.dumps, synth.resources_for(declared.name, "sns:Publish"))) == (
+            sorted(json.dumps({"Ref": synth.topic_id(t)}) for t in declared.publishes_to)
+        ), declared.name
+        sns_actions = {a for a in synth.actions(declared.name) if a.startswith("sns:")}
+        assert sns_actions == ({"sns:Publish"} if declared.publishes_to else set())
+    assert {f.name for f in TOPOLOGY.functions if f.publishes_to} == {"finance_alerts"}
+
+
+def test_billing_queues_rules_and_schedules_exist(synth: Synth) -> None:
+    """The billing run, invoice workers, payments, dunning and finance alerts: each
+    consumer has its own queue and DLQ, and one payment failure reaches two of them."""
+    consumers = {
+        "invoice-work": "invoice_worker",
+        "payments": "payments",
+        "dunning": "dunning",
+        "finance-alerts": "finance_alerts",
+    }
+    for queue, consumer in consumers.items():
+        assert queue in synth.stack.queues and queue in synth.stack.dead_letter_queues
+        assert TOPOLOGY.queue(queue).consumer == consumer
+    rules = [rule["Properties"] for rule in synth.of_type("AWS::Events::Rule").values()]
+    failure_targets = [
+        rule["Targets"][0]["Arn"]
+        for rule in rules
+        if rule["EventPattern"].get("detail-type") == [PAYMENT_FAILURE]
+    ]
+    assert sorted(map(json.dumps, failure_targets)) == sorted(
+        json.dumps(arn_of(synth.queue_id(queue))) for queue in ("dunning", "finance-alerts")
+    )
+    schedules = [s["Properties"] for s in synth.of_type("AWS::Scheduler::Schedule").values()]
+    scheduled = {
+        json.loads(s["Target"]["Input"])["schedule"]: s["Target"]["Arn"] for s in schedules
+    }
+    assert scheduled["billing-run"] == arn_of(synth.function_id("billing_run"))
+    assert scheduled["dunning-run"] == arn_of(synth.function_id("dunning_run"))
+    functions = synth.of_type("AWS::Lambda::Function")
+    assert functions[synth.function_id("dunning_run")]["Properties"]["Handler"] == (
+        "run.lambda_handler"
+    )
+
+
+def test_rules_alone_may_send_to_their_queues(synth: Synth) -> None:
+    """EventBridge may send to a rule's queue only on behalf of that rule."""
+    policies = synth.of_type("AWS::SQS::QueuePolicy").values()
+    rules_by_queue: dict[str, list[Any]] = {}
+    for key, rule in synth.of_type("AWS::Events::Rule").items():
+        for target in rule["Properties"]["Targets"]:
+            rules_by_queue.setdefault(target["Arn"]["Fn::GetAtt"][0], []).append(arn_of(key))
+    for declared in TOPOLOGY.rules:
+        queue_id = synth.queue_id(declared.queue)
+        statements = [
+            statement
+            for policy in policies
+            if {"Ref": queue_id} in policy["Properties"]["Queues"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if statement["Effect"] == "Allow"
+        ]
+        assert statements, declared.name
+        for statement in statements:
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+            assert source in rules_by_queue[queue_id], declared.name
 
 
 def test_layers_target_the_function_platform(synth: Synth) -> None:
@@ -304,6 +452,11 @@ def test_outputs(synth: Synth) -> None:
     }
     assert outputs["TableName"]["Value"] == {"Ref": synth.logical_id(synth.stack.table)}
     assert outputs["EventBusName"]["Value"] == {"Ref": synth.logical_id(synth.stack.bus)}
+    for declared in TOPOLOGY.topics:  # operators subscribe people to these ARNs
+        output = outputs[f"{construct_name(declared.name)}TopicArn"]
+        assert output["Value"] == {"Ref": synth.topic_id(declared.name)}
+        assert declared.description in output["Description"]
+    assert outputs["FinanceAlertsTopicArn"]
 
 
 def test_no_circular_dependencies(synth: Synth) -> None:

@@ -30,6 +30,7 @@ from billow.topology import (
     Rule,
     Schedule,
     StreamConsumer,
+    Topic,
     Topology,
 )
 from local.runtime import (
@@ -37,24 +38,34 @@ from local.runtime import (
     LocalRuntime,
     RouteTable,
     UnknownScheduleError,
+    UnknownTopicError,
     _Activity,
     _StreamTailer,
+    check_declaration,
 )
 from tests.conftest import http_json
 
 FIXTURES = Path(__file__).parent / "fixture_functions"
 
 
-def _function(name: str) -> Function:
+def _function(name: str, **declared: Any) -> Function:
     return Function(
-        name=name, code="probe", handler=f"handlers.{name}", description=name, calls_stripe=False
+        name=name,
+        code="probe",
+        handler=f"handlers.{name}",
+        description=name,
+        calls_stripe=False,
+        **declared,
     )
 
 
 PROBE = Topology(
     table=TOPOLOGY.table.model_copy(update={"name": "billow-local-probe"}),
     bus_name="billow-local-probe",
-    functions=tuple(_function(name) for name in ("http", "boom", "jobs", "outbox", "tick")),
+    functions=(
+        *(_function(name) for name in ("http", "boom", "jobs", "outbox", "tick")),
+        _function("notify", sends_to=("probe-jobs",), publishes_to=("probe-alerts",)),
+    ),
     routes=(
         Route(method="GET", path="/items", function="http"),
         Route(method="GET", path="/items/{item_id}", function="http"),
@@ -76,6 +87,9 @@ PROBE = Topology(
     ),
     schedules=(
         Schedule(name="probe-tick", expression="rate(1 hour)", function="tick", description="t"),
+        Schedule(
+            name="probe-notify", expression="rate(1 hour)", function="notify", description="n"
+        ),
     ),
     stream_consumers=(
         StreamConsumer(
@@ -87,6 +101,7 @@ PROBE = Topology(
             max_retry_attempts=3,
         ),
     ),
+    topics=(Topic(name="probe-alerts", description="what the notify probe publishes"),),
 )
 
 
@@ -472,6 +487,64 @@ def test_records_the_stream_hands_out_twice_are_delivered_once() -> None:
     assert batches == [["event-1", "event-2"]]
 
 
+# -- queues and topics functions send to themselves ------------------------------------------
+
+
+def test_functions_find_the_queues_and_topics_they_declare(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    assert os.environ["BILLOW_QUEUE_URL_PROBE_JOBS"].endswith("/probe-jobs")
+    assert os.environ["BILLOW_TOPIC_ARN_PROBE_ALERTS"] == (
+        "arn:aws:sns:us-east-1:123456789012:probe-alerts"
+    )
+    before = runtime.topic_messages("probe-alerts")
+
+    result = runtime.fire_schedule("probe-notify", datetime(2030, 3, 1, tzinfo=UTC))
+    runtime.wait_idle()
+
+    assert [_job(record) for record in _job_records(probe)] == ["notified 2030-03-01T00:00:00Z"]
+    [message] = runtime.topic_messages("probe-alerts")[len(before) :]
+    assert message["Type"] == "Notification"
+    assert message["MessageId"] == result["message_id"]
+    assert message["TopicArn"] == os.environ["BILLOW_TOPIC_ARN_PROBE_ALERTS"]
+    assert message["Subject"] == "tick 2030-03-01T00:00:00Z"
+    assert json.loads(message["Message"]) == {"time": "2030-03-01T00:00:00Z"}
+    assert runtime.topic_messages("probe-alerts")[len(before) :] == [message]  # still there
+
+
+def test_topic_messages_admin_endpoint(runtime: LocalRuntime, probe: ModuleType) -> None:
+    runtime.fire_schedule("probe-notify", datetime(2030, 4, 1, tzinfo=UTC))
+    runtime.wait_idle()
+    url = f"{runtime.api_url}/_local/topics"
+
+    status, body = http_json("GET", f"{url}/probe-alerts/messages")
+
+    assert status == 200
+    assert body["topic"] == "probe-alerts"
+    assert body["messages"] == runtime.topic_messages("probe-alerts")
+    assert body["messages"][-1]["Subject"] == "tick 2030-04-01T00:00:00Z"
+    status, body = http_json("GET", f"{url}/nope/messages")
+    assert (status, body["code"]) == (404, "topic_not_found")
+    assert http_json("POST", f"{url}/probe-alerts/messages", {})[0] == 405
+    with pytest.raises(UnknownTopicError):
+        runtime.topic_messages("nope")
+
+
+def test_undeclared_queues_and_topics_are_refused_before_anything_starts() -> None:
+    sends = PROBE.model_copy(
+        update={"functions": (_function("notify", sends_to=("nowhere",)),), "schedules": ()}
+    )
+    with pytest.raises(ValueError, match="undeclared queue 'nowhere'"):
+        check_declaration(sends)
+    publishes = PROBE.model_copy(
+        update={"functions": (_function("notify", publishes_to=("nowhere",)),), "schedules": ()}
+    )
+    with pytest.raises(ValueError, match="undeclared topic 'nowhere'"):
+        LocalRuntime(topology=publishes, functions_root=FIXTURES).start()
+    check_declaration(PROBE)
+    check_declaration(TOPOLOGY)
+
+
 # -- schedules and the admin endpoints ------------------------------------------------------
 
 
@@ -529,8 +602,13 @@ def test_stop_releases_everything_and_the_runtime_can_start_again(
         update={
             "table": PROBE.table.model_copy(update={"name": "billow-local-tiny"}),
             "bus_name": "billow-local-tiny",
+            "functions": (
+                *(f for f in PROBE.functions if f.name != "notify"),
+                _function("notify", sends_to=("tiny-jobs",), publishes_to=("tiny-alerts",)),
+            ),
             "queues": (Queue(name="tiny-jobs", consumer="jobs"),),
             "rules": (),
+            "topics": (Topic(name="tiny-alerts", description="t"),),
         }
     )
     environment = dict(os.environ)
@@ -541,6 +619,10 @@ def test_stop_releases_everything_and_the_runtime_can_start_again(
         second.start()
         assert os.environ["AWS_ENDPOINT_URL"] == second.aws_url
         assert os.environ["BILLOW_TABLE_NAME"] == "billow-local-tiny"
+        assert os.environ["BILLOW_QUEUE_URL_TINY_JOBS"].endswith("/tiny-jobs")
+        assert os.environ["BILLOW_TOPIC_ARN_TINY_ALERTS"].endswith(":tiny-alerts")
+        assert "BILLOW_QUEUE_URL_PROBE_JOBS" not in os.environ  # the other runtime's
+        assert second.topic_messages("tiny-alerts") == []
         api_url = second.api_url
         assert http_json("GET", f"{api_url}/infer") == (200, {"inferred": True})
         second.stop()

@@ -6,7 +6,10 @@ import base64
 import json
 from typing import Any
 
+import boto3
 import probe_log
+
+from billow.settings import Settings
 
 
 def http(event: dict[str, Any], context: Any) -> Any:
@@ -59,3 +62,20 @@ def outbox(event: dict[str, Any], context: Any) -> Any:
 def tick(event: dict[str, Any], context: Any) -> Any:
     probe_log.record("tick", event, context)
     return {"schedule": event["schedule"], "now": event["time"]}
+
+
+def notify(event: dict[str, Any], context: Any) -> Any:
+    """Sends to its ``sends_to`` queue and publishes to its ``publishes_to`` topic, finding
+    both the way Billow's functions do (``Settings.queue_urls`` / ``topic_arns``)."""
+    probe_log.record("notify", event, context)
+    settings = Settings.from_env()
+    boto3.client("sqs").send_message(
+        QueueUrl=settings.queue_urls["probe-jobs"],
+        MessageBody=json.dumps({"detail": {"job": f"notified {event['time']}"}}),
+    )
+    published = boto3.client("sns").publish(
+        TopicArn=settings.topic_arns["probe-alerts"],
+        Subject=f"tick {event['time']}",
+        Message=json.dumps({"time": event["time"]}),
+    )
+    return {"message_id": published["MessageId"]}
