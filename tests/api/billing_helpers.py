@@ -90,3 +90,14 @@ def next_month_start(now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     return datetime(year, month, 1, tzinfo=UTC)
+
+
+def wait_payment_status(org: Any, lago_id: str, status: str, wait_for: Any) -> dict[str, Any]:
+    """The invoice, once its payment status is ``status`` (charging is asynchronous)."""
+
+    def reached() -> dict[str, Any] | None:
+        code, body = org.api.get(f"/invoices/{lago_id}")
+        assert code == 200, body
+        return body["invoice"] if body["invoice"]["payment_status"] == status else None
+
+    return wait_for(reached)  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from billow.domain.clock import iso
+from billow.services.subscription_billing import parse
 from tests.api.billing_helpers import (
     DECLINED,
     THREE_D_SECURE,
@@ -17,6 +18,7 @@ from tests.api.billing_helpers import (
     next_month_start,
     payment_intents,
     stripe_customer,
+    wait_payment_status,
     webhooks,
 )
 from tests.api.conftest import StripeOrg, attach_card
@@ -52,12 +54,7 @@ def test_subscription_with_pre_authorization_is_billed_in_advance_and_charged_on
     assert invoice["invoice_type"] == "subscription"
     assert invoice["fees_amount_cents"] == 4900  # anniversary: a whole first period
     assert invoice["number"].endswith("-001")
-    paid = wait_for(
-        lambda: stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]
-        if stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]["payment_status"]
-        == "succeeded"
-        else None
-    )
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     assert paid["total_paid_amount_cents"] == 4900
     charges = [pi for pi in payment_intents(stripe_org, cus) if pi["status"] == "succeeded"]
     assert len(charges) == 1
@@ -73,9 +70,7 @@ def test_subscription_with_pre_authorization_is_billed_in_advance_and_charged_on
     ] == ["succeeded"]
 
 
-def test_pre_authorization_refusals_create_nothing(
-    stripe_org: StripeOrg, wait_for: Any
-) -> None:
+def test_pre_authorization_refusals_create_nothing(stripe_org: StripeOrg, wait_for: Any) -> None:
     create_plan(stripe_org, "basic", 1000)
     for external_id, card, code in (
         ("declined", DECLINED, "card_declined"),
@@ -120,9 +115,9 @@ def test_pre_authorization_refusals_create_nothing(
     assert status == 422 and body["error_details"]["authorization"] == [
         "customer_not_linked_to_stripe"
     ]
-    assert stripe_org.api.get("/subscriptions?external_customer_id=offline")[1][
-        "subscriptions"
-    ] == []
+    assert (
+        stripe_org.api.get("/subscriptions?external_customer_id=offline")[1]["subscriptions"] == []
+    )
 
 
 def test_overlapping_billing_runs_issue_one_invoice_per_period(
@@ -155,9 +150,7 @@ def test_overlapping_billing_runs_issue_one_invoice_per_period(
     issued = invoices_of(stripe_org, "overlap")
     assert len(issued) == 1
     assert 0 < issued[0]["fees_amount_cents"] <= 3100  # the prorated first month
-    wait_for(
-        lambda: invoices_of(stripe_org, "overlap")[0]["payment_status"] == "succeeded" or None
-    )
+    wait_for(lambda: invoices_of(stripe_org, "overlap")[0]["payment_status"] == "succeeded" or None)
     assert len(payment_intents(stripe_org, cus)) == 1
     fee = issued[0]["fees"][0]
     assert fee["to_date"] == iso(boundary - timedelta(seconds=1))
@@ -220,13 +213,7 @@ def test_a_crash_after_stripe_charged_never_charges_twice(
     stripe_org.stripe.v1.customers.update(
         cus, params={"invoice_settings": {"default_payment_method": card.id}}
     )
-    wait_for(
-        lambda: stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"][
-            "payment_status"
-        ]
-        == "succeeded"
-        or None
-    )
+    wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     local_billow.wait_idle()
     assert len(payment_intents(stripe_org, cus)) == 1
 
@@ -257,7 +244,6 @@ def test_declined_charge_fans_out_and_dunning_retries_until_paid(
     assert any(invoice["lago_id"] in str(alert) for alert in alerts)
 
     failed_at = invoice["updated_at"]
-    from billow.services.subscription_billing import parse  # noqa: PLC0415
 
     # Two days later nothing is due; on day three the first retry is made, and fails again.
     local_billow.fire_schedule("dunning-run", parse(failed_at) + timedelta(days=2))
@@ -271,23 +257,22 @@ def test_declined_charge_fans_out_and_dunning_retries_until_paid(
     # The customer fixes their card; the next retry (5 days after that failure) succeeds.
     fixed = attach_card(stripe_org.stripe, cus, default=True)
     wait_for(
-        lambda: any(
-            m["is_default"] and m["provider_method_id"] == fixed
-            for m in stripe_org.api.get("/customers/debtor/payment_methods")[1]["payment_methods"]
+        lambda: (
+            any(
+                m["is_default"] and m["provider_method_id"] == fixed
+                for m in stripe_org.api.get("/customers/debtor/payment_methods")[1][
+                    "payment_methods"
+                ]
+            )
+            or None
         )
-        or None
     )
     second_failure = stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]
     local_billow.fire_schedule(
         "dunning-run", parse(second_failure["updated_at"]) + timedelta(days=5, minutes=1)
     )
     local_billow.wait_idle()
-    paid = wait_for(
-        lambda: stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]
-        if stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]["payment_status"]
-        == "succeeded"
-        else None
-    )
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     assert paid["total_paid_amount_cents"] == invoice["total_amount_cents"] > 0
     local_billow.fire_schedule(
         "dunning-run", parse(second_failure["updated_at"]) + timedelta(days=30)

@@ -25,6 +25,9 @@ from billow.adapters.table import Item, TableBase, Transaction, document, org_pk
 from billow.domain.invoices import Invoice
 from billow.domain.subscriptions import DUE_INDEX_SHARDS, Subscription, due_shard
 
+AWAITING_PAYMENT_METHOD = frozenset({"no_payment_method", "no_payment_provider"})
+"""Blocks a saved card lifts: it proves the customer is now reachable in Stripe too."""
+
 DUE_SUFFIX = "~"
 """Sorts after every ``#…`` suffix, so ``GSI1SK <= now~`` includes everything due at ``now``."""
 
@@ -115,7 +118,7 @@ class BillingRecords(TableBase):
             "version": invoice.version,
             "payment_status": invoice.payment_status,
         }
-        if invoice.payment_block == "no_payment_method" and invoice.is_payable:
+        if invoice.payment_block in AWAITING_PAYMENT_METHOD and invoice.is_payable:
             item["GSI1PK"] = (
                 f"{org_pk(invoice.organization_id)}#AWAITING_PAYMENT_METHOD"
                 f"#{invoice.lago_customer_id}"

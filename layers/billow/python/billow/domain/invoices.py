@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from billow.domain.clock import stable_id
 from billow.domain.subscriptions import PaymentMethodChoice
 
 InvoiceType = Literal["subscription", "one_off"]
@@ -29,6 +30,7 @@ class AppliedTax(BaseModel):
     tax_rate: str
     amount_cents: int
     fees_amount_cents: int
+    tax_description: str | None = None
 
 
 class Fee(BaseModel):
@@ -108,6 +110,10 @@ class Invoice(BaseModel):
         return self.total_amount_cents - self.total_paid_amount_cents
 
     @property
+    def is_voided(self) -> bool:
+        return self.status == "voided"
+
+    @property
     def is_payable(self) -> bool:
         """Finalized, unpaid and above zero: the only invoices anyone may charge."""
         return (
@@ -149,7 +155,12 @@ class Invoice(BaseModel):
             "voided_at": self.voided_at,
             "metadata": [],
             "applied_taxes": [
-                {"lago_invoice_id": self.lago_id, **tax.model_dump()} for tax in self.applied_taxes
+                {
+                    "lago_invoice_id": self.lago_id,
+                    "fees_amount_cents": tax.fees_amount_cents,
+                    **self._tax_as_lago(tax, self.lago_id),
+                }
+                for tax in self.applied_taxes
             ],
             "applied_invoice_custom_sections": [],
             "applied_usage_thresholds": [],
@@ -212,8 +223,23 @@ class Invoice(BaseModel):
                 "item_type": "Subscription" if fee.item.type == "subscription" else "AddOn",
             },
             "applied_taxes": [
-                {"lago_fee_id": fee.lago_id, **tax.model_dump()} for tax in fee.applied_taxes
+                {"lago_fee_id": fee.lago_id, **self._tax_as_lago(tax, fee.lago_id)}
+                for tax in fee.applied_taxes
             ],
+        }
+
+    def _tax_as_lago(self, tax: AppliedTax, applied_to: str) -> dict[str, object]:
+        """Lago's BaseAppliedTax: the rate is a number, and each application has its id."""
+        return {
+            "lago_id": stable_id("applied-tax", applied_to, tax.tax_code),
+            "lago_tax_id": tax.lago_tax_id,
+            "tax_name": tax.tax_name,
+            "tax_code": tax.tax_code,
+            "tax_rate": float(tax.tax_rate),
+            "tax_description": tax.tax_description,
+            "amount_cents": tax.amount_cents,
+            "amount_currency": self.currency,
+            "created_at": self.created_at,
         }
 
     def _credit_as_lago(self, credit: CouponCreditLine) -> dict[str, object]:

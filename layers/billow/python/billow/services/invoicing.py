@@ -163,7 +163,7 @@ def issue_invoice(
         [_coupon_state(coupon) for coupon in coupons],
     )
     results = {result.key: result for result in totals.fees}
-    tax_ids = {tax.code: tax.lago_id for draft_taxes in taxes.values() for tax in draft_taxes}
+    by_code = {tax.code: tax for draft_taxes in taxes.values() for tax in draft_taxes}
     fees = [
         Fee(
             lago_id=stable_id("fee", invoice_id, draft.key),
@@ -183,7 +183,8 @@ def issue_invoice(
             description=draft.description,
             applied_taxes=[
                 AppliedTax(
-                    lago_tax_id=tax_ids.get(tax.code),
+                    lago_tax_id=by_code[tax.code].lago_id,
+                    tax_description=by_code[tax.code].description,
                     tax_code=tax.code,
                     tax_name=tax.name,
                     tax_rate=str(tax.rate),
@@ -225,7 +226,8 @@ def issue_invoice(
         ],
         applied_taxes=[
             AppliedTax(
-                lago_tax_id=tax_ids.get(tax.code),
+                lago_tax_id=by_code[tax.code].lago_id,
+                tax_description=by_code[tax.code].description,
                 tax_code=tax.code,
                 tax_name=tax.name,
                 tax_rate=str(tax.rate),

@@ -8,8 +8,10 @@ two consumers racing all reach the same PaymentIntent. Payment status only moves
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from billow.adapters.billing_records import AWAITING_PAYMENT_METHOD
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, stable_id, utcnow
@@ -18,7 +20,7 @@ from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock, ProviderError, failure_applies
-from billow.ports import PaymentOutcome, PaymentProvider
+from billow.ports import PaymentLink, PaymentOutcome, PaymentProvider
 from billow.services.invoicing import payment_requested, retry_on_race
 from billow.services.stripe_connection import connection_for
 
@@ -142,12 +144,26 @@ def _note_in_flight(
 def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
     """No way to charge yet: the invoice stays ``pending`` (as Lago does, no failure webhook)."""
 
-    def record() -> None:
+    def record() -> bool:
         current = _get_invoice(deps, invoice.organization_id, invoice.lago_id)
         if current.payment_attempts == invoice.payment_attempts and current.is_payable:
             _save(deps, current, {"payment_block": reason}, [])
+            return True
+        return False
 
-    retry_on_race(record)
+    if not retry_on_race(record) or reason != "no_payment_method":
+        return
+    # A card saved between our look and this write found no invoice waiting for it: look
+    # once more now that the wait is recorded (a card saved later finds the invoice).
+    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+    if customer is not None and _payment_method_id(deps, customer, invoice) is not None:
+        with contextlib.suppress(ValidationFailed):  # paid or voided meanwhile
+            request_attempt(
+                deps,
+                invoice.organization_id,
+                invoice.lago_id,
+                after_attempt=invoice.payment_attempts,
+            )
 
 
 def _invoice_webhook(deps: Dependencies, invoice: Invoice, webhook_type: str) -> OutboxEvent:
@@ -163,11 +179,13 @@ def _invoice_webhook(deps: Dependencies, invoice: Invoice, webhook_type: str) ->
 def settle_success(
     deps: Dependencies, organization_id: str, invoice_id: str, payment_intent_id: str
 ) -> None:
-    """Stripe took the money. A second, different payment for a paid invoice is refunded."""
+    """Stripe took the money. A second, different payment for a paid invoice is refunded,
+    and so is a payment that lands after the invoice was voided (a charge or a link
+    payment already under way when it was voided)."""
 
     def record() -> Invoice | None:
         invoice = deps.store.get_invoice(organization_id, invoice_id)
-        if invoice is None or invoice.payment_status == "succeeded":
+        if invoice is None or invoice.payment_status == "succeeded" or invoice.is_voided:
             return invoice
         changes: dict[str, Any] = {
             "payment_status": "succeeded",
@@ -192,8 +210,9 @@ def settle_success(
     if stripe is None:
         return
     _, gateway = stripe
-    if invoice.provider_payment_id != payment_intent_id:
-        # Paid twice (a payment link and a charge crossed): give the second payment back.
+    if invoice.is_voided or invoice.provider_payment_id != payment_intent_id:
+        # Paid twice (a payment link and a charge crossed), or paid after it was voided:
+        # give this payment back.
         gateway.refund(payment_intent_id, idempotency_key=f"duplicate-payment-{payment_intent_id}")
     elif invoice.payment_link_session_id:
         gateway.expire_payment_link(invoice.payment_link_session_id)
@@ -215,10 +234,11 @@ def settle_failure(
         message=outcome.error_message or "The payment failed", error_code=outcome.error_code
     )
 
-    def record() -> None:
+    def record() -> str | None:
+        """Returns the payment link this failure replaced, if any."""
         invoice = deps.store.get_invoice(organization_id, invoice_id)
         if invoice is None or not failure_applies(invoice, attempt):
-            return
+            return None
         customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         changes: dict[str, Any] = {
             "payment_status": "failed",
@@ -231,10 +251,19 @@ def settle_failure(
             _failure_webhook(updated, customer, connection_code, error, outcome),
         ]
         if outcome.error_code == AUTHENTICATION_REQUIRED and customer is not None:
-            events.append(_requires_action(deps, updated, customer, connection_code, gateway))
+            link = _authentication_link(deps, updated, customer, gateway)
+            if link is not None:
+                # The double-charge guard must know this link, as any payment link.
+                changes["payment_link_session_id"] = link.session_id
+            events.append(_requires_action(updated, customer, connection_code, link))
         _save(deps, invoice, changes, events)
+        new_link = changes.get("payment_link_session_id")
+        old_link = invoice.payment_link_session_id
+        return old_link if new_link and old_link != new_link else None
 
-    retry_on_race(record)
+    replaced = retry_on_race(record)
+    if replaced and gateway is not None:
+        gateway.expire_payment_link(replaced)  # one open link per invoice at a time
 
 
 def _failure_webhook(
@@ -267,28 +296,30 @@ def _failure_webhook(
     )
 
 
-def _requires_action(
-    deps: Dependencies,
-    invoice: Invoice,
-    customer: Customer,
-    connection_code: str,
-    gateway: PaymentProvider | None,
-) -> OutboxEvent:
+def _authentication_link(
+    deps: Dependencies, invoice: Invoice, customer: Customer, gateway: PaymentProvider | None
+) -> PaymentLink | None:
     """The card needs the customer present (3-D Secure): a payment link is where they can
-    authenticate, announced as Lago's ``payment.requires_action``."""
-    url = None
-    if gateway is not None and customer.stripe_customer_id:
-        link = gateway.create_payment_link(
-            customer_id=customer.stripe_customer_id,
-            amount=invoice.total_due_amount_cents,
-            currency=invoice.currency,
-            product_name=invoice.number,
-            description=f"Invoice {invoice.number}",
-            metadata=_metadata(invoice, None) | {"payment_type": "one-time"},
-            success_url=f"{deps.settings.public_api_url}/checkout/completed",
-            idempotency_key=f"invoice-authentication-{invoice.lago_id}-{invoice.payment_attempts}",
-        )
-        url = link.url
+    authenticate."""
+    if gateway is None or not customer.stripe_customer_id:
+        return None
+    return gateway.create_payment_link(
+        customer_id=customer.stripe_customer_id,
+        amount=invoice.total_due_amount_cents,
+        currency=invoice.currency,
+        product_name=invoice.number,
+        description=f"Invoice {invoice.number}",
+        metadata=_metadata(invoice, None) | {"payment_type": "one-time"},
+        success_url=f"{deps.settings.public_api_url}/checkout/completed",
+        idempotency_key=f"invoice-authentication-{invoice.lago_id}-{invoice.payment_attempts}",
+    )
+
+
+def _requires_action(
+    invoice: Invoice, customer: Customer, connection_code: str, link: PaymentLink | None
+) -> OutboxEvent:
+    """Lago's ``payment.requires_action``, pointing at the authentication link."""
+    url = link.url if link else None
     return webhook_event(
         invoice.organization_id,
         "payment.requires_action",
@@ -362,7 +393,7 @@ def stage_awaiting_invoices(
     for invoice in deps.store.invoices_awaiting_payment_method(
         customer.organization_id, customer.lago_id
     ):
-        if not invoice.is_payable or invoice.payment_block != "no_payment_method":
+        if not invoice.is_payable or invoice.payment_block not in AWAITING_PAYMENT_METHOD:
             continue
         updated = invoice.model_copy(
             update={
@@ -459,6 +490,7 @@ def settle_from_stripe(
     if attempt is None or not str(attempt).isdigit():
         return "ignored"  # a payment link's failed try: its page stays open for another card
     last_error = intent.get("last_payment_error") or {}
+    error_code = last_error.get("code") or ("canceled" if kind.endswith("canceled") else None)
     settle_failure(
         deps,
         connection.organization_id,
@@ -467,12 +499,13 @@ def settle_from_stripe(
         PaymentOutcome(
             payment_intent_id=str(intent["id"]),
             status="failed",
-            error_code=last_error.get("code")
-            or ("canceled" if kind.endswith("canceled") else None),
+            error_code=error_code,
             decline_code=last_error.get("decline_code"),
             error_message=last_error.get("message")
             or ("The payment was canceled" if kind.endswith("canceled") else None),
         ),
         connection_code=connection.code,
+        # Stripe's event may be first to report a 3-D Secure failure: it needs the link too.
+        gateway=deps.stripe_for(connection) if error_code == AUTHENTICATION_REQUIRED else None,
     )
     return "processed"

@@ -122,7 +122,10 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> s
     try:
         deps.store.commit(transaction)
     except ConcurrentUpdate:
-        return "skipped"
+        again = deps.store.get_stripe_event(organization_id, stripe_event_id)
+        if again is not None and again["status"] == "received":
+            raise  # our staged writes lost a race: the queue retries with fresh reads
+        return "skipped"  # another delivery of the same event processed it
     return outcome
 
 
