@@ -22,6 +22,7 @@ from tests.api.billing_helpers import (
     webhooks,
 )
 from tests.api.conftest import StripeOrg, attach_card
+from tests.conftest import http_json
 
 
 def test_subscription_with_pre_authorization_is_billed_in_advance_and_charged_once(
@@ -279,3 +280,55 @@ def test_declined_charge_fans_out_and_dunning_retries_until_paid(
     )
     local_billow.wait_idle()
     assert len([pi for pi in payment_intents(stripe_org, cus) if pi["status"] == "succeeded"]) == 1
+
+
+def test_the_organizations_retry_schedule_drives_dunning(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    status, body = stripe_org.api.put(
+        "/organizations",
+        json={
+            "organization": {
+                "timezone": "Europe/Paris",
+                "billing_configuration": {"payment_retry_delays_days": [1]},
+            }
+        },
+    )
+    assert status == 200, body
+    assert body["organization"]["billing_configuration"]["payment_retry_delays_days"] == [1]
+    assert (
+        stripe_org.api.put(
+            "/organizations",
+            json={"organization": {"billing_configuration": {"payment_retry_delays_days": [0]}}},
+        )[0]
+        == 422
+    )
+
+    create_plan(stripe_org, "one-retry", 2000, pay_in_advance=True)
+    cus = stripe_customer(stripe_org, "once", card=DECLINED, wait_for=wait_for)
+    stripe_org.api.post(
+        "/subscriptions",
+        json={"subscription": {"external_customer_id": "once", "plan_code": "one-retry"}},
+    )
+    invoice = wait_for(
+        lambda: next(
+            (i for i in invoices_of(stripe_org, "once") if i["payment_status"] == "failed"), None
+        )
+    )
+    local_billow.wait_idle()
+
+    def fire_dunning(at: Any) -> None:
+        status, body = http_json(
+            "POST",
+            f"{local_billow.api_url}/_local/schedules/dunning-run/fire",
+            {"time": iso(at)},
+        )
+        assert status == 200, body
+        local_billow.wait_idle()
+
+    failed_at = parse(invoice["updated_at"])
+    fire_dunning(failed_at + timedelta(days=1, minutes=1))  # the one retry, a day later
+    retried = wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
+    assert len(payment_intents(stripe_org, cus)) == 2
+    fire_dunning(parse(retried["updated_at"]) + timedelta(days=30))  # no retries left
+    assert len(payment_intents(stripe_org, cus)) == 2
