@@ -33,6 +33,7 @@ from billow.domain.invoices import (
     invoice_number,
 )
 from billow.domain.organizations import Organization
+from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
 from billow.topology import PAYMENT_REQUESTED
 
@@ -91,6 +92,18 @@ def _coupon_state(coupon: AppliedCoupon) -> CouponState:
         frequency_duration_remaining=coupon.frequency_duration_remaining,
         amount_cents_remaining=coupon.amount_cents_remaining,
         plan_codes=coupon.plan_codes,
+    )
+
+
+def _applied_tax(tax: Tax, amount_cents: int, base_cents: int) -> AppliedTax:
+    return AppliedTax(
+        lago_tax_id=tax.lago_id,
+        tax_description=tax.description,
+        tax_code=tax.code,
+        tax_name=tax.name,
+        tax_rate=str(tax.rate),
+        amount_cents=amount_cents,
+        fees_amount_cents=base_cents,
     )
 
 
@@ -182,14 +195,8 @@ def issue_invoice(
             pay_in_advance=draft.pay_in_advance,
             description=draft.description,
             applied_taxes=[
-                AppliedTax(
-                    lago_tax_id=by_code[tax.code].lago_id,
-                    tax_description=by_code[tax.code].description,
-                    tax_code=tax.code,
-                    tax_name=tax.name,
-                    tax_rate=str(tax.rate),
-                    amount_cents=tax.amount_cents,
-                    fees_amount_cents=results[draft.key].taxable_amount_cents,
+                _applied_tax(
+                    by_code[tax.code], tax.amount_cents, results[draft.key].taxable_amount_cents
                 )
                 for tax in results[draft.key].applied_taxes
             ],
@@ -198,7 +205,8 @@ def issue_invoice(
     ]
     by_id = {coupon.lago_id: coupon for coupon in coupons}
     sequence = deps.store.invoice_sequence(organization.id)
-    issuing_date = issued_at.date().isoformat()
+    issued_on = local_date(issued_at, customer.timezone or organization.timezone or "UTC")
+    issuing_date = issued_on.isoformat()
     net_term = customer.net_payment_term or 0
     block = _payment_block(customer, payment_method, skip_psp)
     invoice = Invoice(
@@ -209,7 +217,7 @@ def issue_invoice(
         invoice_type=invoice_type,
         currency=currency,
         issuing_date=issuing_date,
-        payment_due_date=(issued_at + timedelta(days=net_term)).date().isoformat(),
+        payment_due_date=(issued_on + timedelta(days=net_term)).isoformat(),
         net_payment_term=net_term,
         lago_customer_id=customer.lago_id,
         external_customer_id=customer.external_id,
@@ -225,15 +233,7 @@ def issue_invoice(
             if credit.amount_cents > 0
         ],
         applied_taxes=[
-            AppliedTax(
-                lago_tax_id=by_code[tax.code].lago_id,
-                tax_description=by_code[tax.code].description,
-                tax_code=tax.code,
-                tax_name=tax.name,
-                tax_rate=str(tax.rate),
-                amount_cents=tax.amount_cents,
-                fees_amount_cents=tax.fees_amount_cents,
-            )
+            _applied_tax(by_code[tax.code], tax.amount_cents, tax.fees_amount_cents)
             for tax in totals.applied_taxes
         ],
         fees_amount_cents=totals.fees_amount_cents,

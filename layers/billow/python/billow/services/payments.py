@@ -296,6 +296,26 @@ def _failure_webhook(
     )
 
 
+def _link(
+    deps: Dependencies,
+    gateway: PaymentProvider,
+    invoice: Invoice,
+    stripe_customer_id: str,
+    idempotency_key: str,
+) -> PaymentLink:
+    """A Stripe Checkout page (payment mode) for what the invoice still owes."""
+    return gateway.create_payment_link(
+        customer_id=stripe_customer_id,
+        amount=invoice.total_due_amount_cents,
+        currency=invoice.currency,
+        product_name=invoice.number,
+        description=f"Invoice {invoice.number}",
+        metadata=_metadata(invoice, None) | {"payment_type": "one-time"},
+        success_url=f"{deps.settings.public_api_url}/checkout/completed",
+        idempotency_key=idempotency_key,
+    )
+
+
 def _authentication_link(
     deps: Dependencies, invoice: Invoice, customer: Customer, gateway: PaymentProvider | None
 ) -> PaymentLink | None:
@@ -303,15 +323,12 @@ def _authentication_link(
     authenticate."""
     if gateway is None or not customer.stripe_customer_id:
         return None
-    return gateway.create_payment_link(
-        customer_id=customer.stripe_customer_id,
-        amount=invoice.total_due_amount_cents,
-        currency=invoice.currency,
-        product_name=invoice.number,
-        description=f"Invoice {invoice.number}",
-        metadata=_metadata(invoice, None) | {"payment_type": "one-time"},
-        success_url=f"{deps.settings.public_api_url}/checkout/completed",
-        idempotency_key=f"invoice-authentication-{invoice.lago_id}-{invoice.payment_attempts}",
+    return _link(
+        deps,
+        gateway,
+        invoice,
+        customer.stripe_customer_id,
+        f"invoice-authentication-{invoice.lago_id}-{invoice.payment_attempts}",
     )
 
 
@@ -427,15 +444,12 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
     _, gateway = stripe
     if invoice.payment_link_session_id:
         gateway.expire_payment_link(invoice.payment_link_session_id)
-    link = gateway.create_payment_link(
-        customer_id=customer.stripe_customer_id,
-        amount=invoice.total_due_amount_cents,
-        currency=invoice.currency,
-        product_name=invoice.number,
-        description=f"Invoice {invoice.number}",
-        metadata=_metadata(invoice, None) | {"payment_type": "one-time"},
-        success_url=f"{deps.settings.public_api_url}/checkout/completed",
-        idempotency_key=f"invoice-payment-link-{invoice.lago_id}-{invoice.version}",
+    link = _link(
+        deps,
+        gateway,
+        invoice,
+        customer.stripe_customer_id,
+        f"invoice-payment-link-{invoice.lago_id}-{invoice.version}",
     )
     try:
         _save(deps, invoice, {"payment_link_session_id": link.session_id}, [])
