@@ -3,6 +3,7 @@ termination, timezones and month ends."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -337,3 +338,37 @@ def test_coupons_and_taxes_apply_to_subscription_invoices(local_billow: Any, org
     ]
     status, body = org.api.get("/applied_coupons?external_customer_id=saver&status=terminated")
     assert sorted(c["coupon_code"] for c in body["applied_coupons"]) == ["tenoff", "welcome"]
+
+
+def test_simultaneous_creations_with_one_external_id_make_one_subscription(
+    local_billow: Any, org: Any
+) -> None:
+    create_plan(org, "racy", 2000, pay_in_advance=True)
+    org.api.post("/customers", json={"customer": {"external_id": "racer", "currency": "EUR"}})
+    results: list[tuple[int, Any]] = []
+
+    def create() -> None:
+        results.append(
+            org.api.post(
+                "/subscriptions",
+                json={
+                    "subscription": {
+                        "external_customer_id": "racer",
+                        "plan_code": "racy",
+                        "external_id": "only-one",
+                    }
+                },
+            )
+        )
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in results] == [200] * 4
+    assert len({body["subscription"]["lago_id"] for _, body in results}) == 1
+    local_billow.wait_idle()
+    listed = org.api.get("/subscriptions?external_customer_id=racer")[1]["subscriptions"]
+    assert len(listed) == 1
+    assert len(invoices_of(org, "racer")) == 1

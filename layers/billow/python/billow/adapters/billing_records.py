@@ -4,6 +4,7 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 
 - subscriptions of an external id: PK={org} SK begins_with SUBSCRIPTION#{external_id}#
 - all subscriptions of an organization: PK={org} SK begins_with SUBSCRIPTION#
+- one start per generation of an external id: PK={org} SK=SUBSCRIPTION_START#{external_id}#{n}
 - subscriptions due for billing (system sweep, sparse):
   GSI1PK=BILLING_DUE#{shard} GSI1SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
 - invoice by id / all: PK={org} SK=INVOICE#{lago_id} / begins_with INVOICE#
@@ -74,6 +75,21 @@ class BillingRecords(TableBase):
                 condition="version = :expected",
                 values={":expected": expected_version},
             )
+
+    @staticmethod
+    def stage_subscription_start(
+        transaction: Transaction, organization_id: str, external_id: str, generation: int
+    ) -> None:
+        """The ``generation``-th subscription of an external id can start only once: two
+        simultaneous creations with one external id make one subscription, not two."""
+        transaction.put(
+            {
+                "PK": org_pk(organization_id),
+                "SK": f"SUBSCRIPTION_START#{external_id}#{generation}",
+                "kind": "subscription_start",
+            },
+            condition="attribute_not_exists(PK)",
+        )
 
     def subscriptions_for(self, organization_id: str, external_id: str) -> list[Subscription]:
         """Every subscription that carried this external id, oldest first."""

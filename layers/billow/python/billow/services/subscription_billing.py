@@ -212,6 +212,8 @@ class Change:
         self.writes: list[tuple[Subscription, int | None]] = []
         self.events: list[OutboxEvent] = []
         self.drafts: list[FeeDraft] = []
+        self.starts: list[tuple[str, str, int]] = []
+        """(organization, external id, generation) claims for brand-new subscriptions."""
 
     def save(self, sub: Subscription, previous: Subscription | None) -> Subscription:
         saved = sub.model_copy(update={"version": (previous.version + 1) if previous else 0})
@@ -221,6 +223,10 @@ class Change:
     def stage(self, transaction: Transaction) -> list[OutboxEvent]:
         for sub, expected in self.writes:
             self.deps.store.stage_subscription(transaction, sub, expected)
+        for organization_id, external_id, generation in self.starts:
+            self.deps.store.stage_subscription_start(
+                transaction, organization_id, external_id, generation
+            )
         return list(self.events)
 
     def commit(

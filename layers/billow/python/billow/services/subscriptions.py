@@ -194,6 +194,14 @@ def _yearly(plan: Plan) -> int:
 def create(
     deps: Dependencies, organization_id: str, request: CreateSubscription, now: datetime
 ) -> SubscriptionView:
+    """Start, upgrade or downgrade; a request that loses a race to a simultaneous one for
+    the same external id is decided again against what that one made."""
+    return retry_on_race(lambda: _create(deps, organization_id, request, now))
+
+
+def _create(
+    deps: Dependencies, organization_id: str, request: CreateSubscription, now: datetime
+) -> SubscriptionView:
     body = request.subscription
     if body.plan_overrides:
         raise ValidationFailed({"plan_overrides": ["not_supported"]})
@@ -207,7 +215,8 @@ def create(
     check_payment_method(deps, customer, body.payment_method)
     timezone = timezone_of(organization, customer)
     external_id = body.external_id or new_id()
-    existing = _live(deps.store.subscriptions_for(organization_id, external_id))
+    history = deps.store.subscriptions_for(organization_id, external_id)
+    existing = _live(history)
     if existing and existing.external_customer_id != customer.external_id:
         raise ValidationFailed({"external_id": ["value_already_exist"]})
     if existing and existing.plan_code == plan.code:
@@ -225,7 +234,9 @@ def create(
         else None
     )
     if existing is None:
-        sub = _start(deps, organization, customer, plan, body, external_id, now, timezone)
+        sub = _start(
+            deps, organization, customer, plan, body, (external_id, len(history)), now, timezone
+        )
     else:
         old_plan = deps.store.get_plan_by_id(organization_id, existing.plan_lago_id) or plan
         if existing.status == "pending" or is_upgrade(_yearly(old_plan), _yearly(plan)):
@@ -271,15 +282,17 @@ def _start(
     customer: Customer,
     plan: Plan,
     body: SubscriptionInput,
-    external_id: str,
+    generation: tuple[str, int],
     now: datetime,
     timezone: str,
 ) -> Subscription:
     """Lago's rules: a future date waits (pending); today starts now, billing a pay-in-advance
     plan at once; a past date starts then, without billing the past."""
+    external_id, count = generation
     starts = body.subscription_at or now
     sub = _new_subscription(organization.id, customer, plan, body, external_id, starts, now)
     change = Change(deps)
+    change.starts.append((organization.id, external_id, count))
     if starts > now:
         sub = change.save(sub.model_copy(update={"next_billing_at": iso(starts)}), None)
         change.commit_without_invoice()
