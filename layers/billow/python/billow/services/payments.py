@@ -9,6 +9,7 @@ two consumers racing all reach the same PaymentIntent. Payment status only moves
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from billow.adapters.billing_records import AWAITING_PAYMENT_METHOD
@@ -368,6 +369,21 @@ def _requires_action(
     )
 
 
+IN_FLIGHT_GRACE = timedelta(hours=1)
+"""A manual retry waits this long for an attempt Stripe has not answered yet."""
+
+
+def _attempt_in_flight(invoice: Invoice) -> bool:
+    """An attempt was requested and nothing has been heard of it: a second manual retry
+    would only race it. One left unanswered for an hour (its message dead-lettered) may be
+    retried by hand."""
+    if invoice.payment_status != "pending" or invoice.payment_block or not invoice.payment_attempts:
+        return False
+    return utcnow() - datetime.fromisoformat(invoice.updated_at.replace("Z", "+00:00")) < (
+        IN_FLIGHT_GRACE
+    )
+
+
 def request_attempt(
     deps: Dependencies,
     organization_id: str,
@@ -389,6 +405,8 @@ def request_attempt(
             raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
         if after_attempt is not None and invoice.payment_attempts != after_attempt:
             return invoice
+        if after_attempt is None and _attempt_in_flight(invoice):
+            raise ValidationFailed({"invoice": ["payment_processing"]}, code="payment_processing")
         changes: dict[str, Any] = {
             "payment_attempts": invoice.payment_attempts + 1,
             "payment_status": "pending",
