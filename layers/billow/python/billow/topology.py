@@ -353,7 +353,7 @@ TOPOLOGY = Topology(
             consumer="payments",
             visibility_timeout_s=360,
             max_receive_count=8,
-            max_concurrency=10,
+            max_concurrency=5,
         ),
         Queue(name="dunning", consumer="dunning", visibility_timeout_s=180),
         Queue(name="finance-alerts", consumer="finance_alerts", visibility_timeout_s=180),
