@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12
 CDK_CLI_VERSION := 2.1148.1
 CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
 
-.PHONY: install run test lint typecheck pytest synth deploy openapi bench clean
+.PHONY: install run test lint typecheck pytest synth deploy openapi bench bench-billing clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ openapi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/cold_start.py
+
+# make bench-billing SUBSCRIPTIONS=10000 (default 2,000; up to 100,000)
+SUBSCRIPTIONS ?= 2000
+bench-billing: $(STAMP)
+	$(PY) bench/billing_run.py --subscriptions $(SUBSCRIPTIONS)
 
 clean:
 	rm -rf $(VENV) cdk.out .build

@@ -1,0 +1,1585 @@
+"""Billing-run throughput and AWS cost per invoice, through the real handlers.
+
+Setup (timed on its own): a local Billow, one organization connected to a fresh Stripe
+emulator account, a monthly pay-in-arrears plan, N Stripe customers with a default card,
+N Billow customers linked to them and N subscriptions, and one Lago webhook endpoint (a
+receiver in this process). The run is what production does at a month boundary: the
+``billing-run`` schedule fires an hour after the first day of next month, the invoice
+worker bills every subscription, the outbox publisher puts the events on the bus, the
+payments consumer charges each invoice through Stripe, and Stripe's
+``payment_intent.succeeded`` webhooks come back and are processed. Every invoice must end
+``succeeded``, which ``GET /api/v1/invoices`` confirms.
+
+How calls are counted:
+
+* AWS: botocore's ``before-call`` / ``after-call`` events, registered on boto3's default
+  session (every client Billow's adapters build) and on the local runtime's own clients.
+  The runtime invokes every handler in this process, and a wrapper around its invoke
+  marks the thread as inside function F for the duration. A call made inside a handler
+  is Billow's (what its code costs in AWS); one made outside by a queue poller or the
+  stream tailer is the runtime standing in for Lambda's event source mappings
+  (ReceiveMessage, DeleteMessageBatch, GetRecords); anything else (``wait_idle``'s
+  GetQueueAttributes, setup) is the harness. Both kinds happen on the same poller threads,
+  so the thread alone cannot tell them apart; being inside an invocation can.
+* DynamoDB capacity: request units from the sizes of the items written and read, as
+  DynamoDB sizes them (``Capacity``).
+* Stripe: the emulator's per-account request counter (``/_config/requests``).
+* Lambda: invocations, records, and each invocation's wall and thread CPU time.
+
+The AWS stand-in is moto, run in a process of its own with fixes that make its answers
+independent of the table's size (``speed_up_moto``); Billow's requests are unchanged.
+
+Usage: python bench/billing_run.py [--subscriptions N] [--setup direct|api] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import bisect
+import contextlib
+import dataclasses
+import functools
+import inspect
+import io
+import json
+import logging
+import math
+import os
+import secrets
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+for entry in (ROOT / "layers" / "billow" / "python", ROOT):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+import boto3  # noqa: E402
+import stripe  # noqa: E402
+
+from billow.composition import dependencies  # noqa: E402
+from billow.services.customers import CustomerInput, upsert_customer  # noqa: E402
+from billow.services.subscriptions import CreateSubscription  # noqa: E402
+from billow.services.subscriptions import create as create_subscription  # noqa: E402
+from billow.topology import TOPOLOGY  # noqa: E402
+from local import runtime as local_runtime  # noqa: E402
+from local.runtime import LocalRuntime  # noqa: E402
+
+# -- list prices, us-east-1, on demand ---------------------------------------------------
+
+PER_MILLION = {
+    "DynamoDB WRU": 0.625,
+    "DynamoDB RRU": 0.125,
+    "EventBridge event": 1.00,
+    "SQS request": 0.40,
+    "SNS request": 0.50,
+    "Lambda request": 0.20,
+    "Secrets Manager call": 0.05 * 100,
+}
+"""Dollars per million; Secrets Manager lists $0.05 per 10,000 calls."""
+LAMBDA_GB_S = 0.0000166667
+"""x86; the stack deploys arm64, listed at $0.0000133334."""
+LAMBDA_ARM_GB_S = 0.0000133334
+LOGS_INGESTED_GB = 0.50
+LAMBDA_PLATFORM_LOG_BYTES = 320
+"""START, END and REPORT lines Lambda itself writes per invocation (approximate)."""
+FULL_VCPU_MB = 1769
+"""Lambda gives a function one full vCPU at 1,769 MB, proportionally less below."""
+PAYLOAD_CHUNK = 64 * 1024
+"""SQS bills each 64 KB of a request as one request; EventBridge each 64 KB of an entry."""
+
+VISA = "4242424242424242"
+PLAN_CODE = "bench-monthly"
+
+
+# -- DynamoDB request units ---------------------------------------------------------------
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    """Size of one attribute value in DynamoDB's wire format, as DynamoDB counts it."""
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(data.encode())
+    if kind == "N":
+        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(base64.b64decode(data))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(_value_size({kind[0]: element}) for element in data)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in data.items())
+    if kind == "L":
+        return 3 + sum(_value_size(v) + 1 for v in data)
+    return len(json.dumps(data))
+
+
+def item_size(item: dict[str, Any]) -> int:
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, math.ceil(size / unit))
+
+
+@dataclasses.dataclass
+class _Known:
+    size: int
+    index_key: tuple[str, str] | None
+
+
+class Capacity:
+    """Request units of DynamoDB calls, from the wire-format requests and responses.
+
+    * Reads: 4 KB units; GetItem per item, Query per page (the sum of the items read,
+      rounded up once); eventually consistent reads (and every GSI read) cost half;
+      an empty read still costs the minimum. Items read with a ProjectionExpression are
+      costed at their full size (DynamoDB reads the whole item), found from earlier
+      writes by key or by the index sort key.
+    * Writes: 1 KB units of the larger of the item before and after; TransactWriteItems
+      costs twice that per item. The GSI (projection ALL) costs a write of the new item
+      when the item is or stays in the index, plus a delete of the old entry when the
+      index key changes or the item leaves it; index writes are not doubled by
+      transactions. A write whose condition fails is charged like one that succeeds.
+    * The "before" of an item is what this process last wrote or read for that key
+      (every item in the bench is created in-process, so this is exact for Puts); an
+      UpdateItem's "after" is taken to be the size before.
+    """
+
+    def __init__(self) -> None:
+        index = TOPOLOGY.table.indexes[0]
+        self._table_keys = (TOPOLOGY.table.partition_key, TOPOLOGY.table.sort_key)
+        self._index_keys = (index.partition_key, index.sort_key)
+        self._known: dict[tuple[str, str], _Known] = {}
+        self._by_index_sort_key: dict[str, int] = {}
+
+    def _key(self, item: dict[str, Any]) -> tuple[str, str] | None:
+        pk, sk = (item.get(name, {}).get("S") for name in self._table_keys)
+        return (pk, sk) if pk is not None and sk is not None else None
+
+    def _index_key(self, item: dict[str, Any]) -> tuple[str, str] | None:
+        pk, sk = (item.get(name, {}).get("S") for name in self._index_keys)
+        return (pk, sk) if pk is not None and sk is not None else None
+
+    def _remember(self, item: dict[str, Any], size: int | None = None) -> None:
+        key = self._key(item)
+        if key is None:
+            return
+        size = item_size(item) if size is None else size
+        index_key = self._index_key(item)
+        self._known[key] = _Known(size, index_key)
+        if index_key is not None:
+            self._by_index_sort_key[index_key[1]] = size
+
+    def _full_size(self, item: dict[str, Any]) -> int:
+        size = item_size(item)
+        key = self._key(item)
+        if key is not None and key in self._known:
+            return max(size, self._known[key].size)
+        sort_key = item.get(self._index_keys[1], {}).get("S")
+        return max(size, self._by_index_sort_key.get(sort_key, 0))
+
+    def reads(self, operation: str, request: dict[str, Any], response: dict[str, Any]) -> float:
+        factor = 1.0 if request.get("ConsistentRead") and not request.get("IndexName") else 0.5
+        if operation == "GetItem":
+            item = response.get("Item")
+            if item:
+                self._remember(item)
+            return _units(item_size(item) if item else 0, 4096) * factor
+        if operation in ("Query", "Scan"):
+            items = response.get("Items", [])
+            projected = "ProjectionExpression" in request or "AttributesToGet" in request
+            total = sum(self._full_size(item) if projected else item_size(item) for item in items)
+            if not projected:
+                for item in items:
+                    self._remember(item)
+            return _units(total, 4096) * factor
+        return 0.0
+
+    def writes(
+        self, operation: str, request: dict[str, Any], succeeded: bool
+    ) -> list[tuple[str, int, int]]:
+        """Each item a write request writes: (sort key's leading word, table write units,
+        index write units)."""
+        if operation == "TransactWriteItems":
+            actions = [next(iter(action.items())) for action in request.get("TransactItems", [])]
+            factor = 2
+        else:
+            kind = {"PutItem": "Put", "UpdateItem": "Update", "DeleteItem": "Delete"}.get(operation)
+            actions, factor = ([(kind, request)] if kind else []), 1
+        written = []
+        for kind, body in actions:
+            units, index_units = self._write(kind, body, succeeded)
+            key = self._key(body.get("Item") or body.get("Key") or {})
+            written.append((key[1].split("#", 1)[0] if key else "?", factor * units, index_units))
+        return written
+
+    def _write(self, kind: str, body: dict[str, Any], succeeded: bool) -> tuple[int, int]:
+        key_item = body.get("Item") or body.get("Key") or {}
+        key = self._key(key_item)
+        before = self._known.get(key) if key else None
+        old_size, old_index = (before.size, before.index_key) if before else (0, None)
+        if kind == "Put":
+            new_size, new_index = item_size(body["Item"]), self._index_key(body["Item"])
+        elif kind == "Update":
+            new_size = old_size or item_size(key_item) + sum(
+                _value_size(v) + 8 for v in body.get("ExpressionAttributeValues", {}).values()
+            )
+            new_index = self._index_after_update(old_index, body)
+        elif kind == "Delete":
+            new_size, new_index = 0, None
+        else:  # ConditionCheck: charged as a write of the item it checks
+            new_size, new_index = old_size, old_index
+        table_units = _units(max(old_size, new_size), 1024)
+        index_units = 0
+        if new_index is not None:
+            index_units += _units(new_size, 1024)
+        if old_index is not None and old_index != new_index:
+            index_units += _units(old_size, 1024)
+        if succeeded and key is not None and kind != "ConditionCheck":
+            if kind == "Delete":
+                self._known.pop(key, None)
+            elif kind == "Put":
+                self._remember(body["Item"], new_size)
+            else:
+                self._known[key] = _Known(new_size, new_index)
+        return table_units, index_units
+
+    def _index_after_update(
+        self, old_index: tuple[str, str] | None, body: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        expression = body.get("UpdateExpression", "")
+        names = body.get("ExpressionAttributeNames", {})
+        for alias, name in names.items():
+            expression = expression.replace(alias, name)
+        remove = expression.partition("REMOVE")[2]
+        if any(name in remove for name in self._index_keys):
+            return None
+        if any(name in expression for name in self._index_keys):
+            return ("?", "?")  # set by the update: counted as a changed index key
+        return old_index
+
+
+# -- counting -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CallStats:
+    calls: int = 0
+    errors: int = 0
+    read_units: float = 0.0
+    write_units: float = 0.0
+    index_write_units: float = 0.0
+    billed: int = 0
+    """SQS: requests in 64 KB chunks; EventBridge: events in 64 KB chunks; others: calls."""
+    entries: int = 0
+    """Messages sent or received, events put, items written."""
+    nonempty: int = 0
+    """Receives that returned messages."""
+    seconds: float = 0.0
+    """Wall time of the calls here: moto's answer time, locally."""
+
+    def add(self, other: CallStats) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+@dataclasses.dataclass
+class FunctionStats:
+    invocations: int = 0
+    records: int = 0
+    errors: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    last_end: float = 0.0
+
+
+@dataclasses.dataclass
+class Window:
+    calls: dict[tuple[str, str, str, str], CallStats]
+    """(origin, function, service, operation) → stats."""
+    functions: dict[str, FunctionStats]
+    log_bytes: int
+    items: dict[tuple[str, str, str], list[float]]
+    """(function, "read" or "write", item kind) → [items, request units], Billow's code."""
+
+    def select(
+        self, origin: str | None = None, service: str | None = None, function: str | None = None
+    ) -> Iterator[tuple[tuple[str, str, str, str], CallStats]]:
+        for key, stats in self.calls.items():
+            if (
+                (origin is None or key[0] == origin)
+                and (service is None or key[2] == service)
+                and (function is None or key[1] == function)
+            ):
+                yield key, stats
+
+    def total(
+        self, origin: str | None = None, service: str | None = None, function: str | None = None
+    ) -> CallStats:
+        summed = CallStats()
+        for _, stats in self.select(origin, service, function):
+            summed.add(stats)
+        return summed
+
+
+class _LogSink(io.TextIOBase):
+    """Takes the handlers' stdout (Powertools logs and EMF metrics): counted, not shown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.bytes += len(text.encode())
+        return len(text)
+
+
+class Meter:
+    """Counts handler invocations and every AWS call, by origin, function and operation."""
+
+    def __init__(self, log_sink: _LogSink) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._capacity = Capacity()
+        self._log_sink = log_sink
+        self._calls: dict[tuple[str, str, str, str], CallStats] = {}
+        self._functions: dict[str, FunctionStats] = {}
+        self._items: dict[tuple[str, str, str], list[float]] = {}
+        self._log_mark = 0
+        self.unknown_operations: set[str] = set()
+
+    # -- handler invocations ---------------------------------------------------------------
+
+    def wrap_invoke(self, invoke: Callable[..., Any]) -> Callable[..., Any]:
+        def metered(functions: Any, name: str, event: dict[str, Any]) -> Any:
+            outer = getattr(self._local, "function", None)
+            self._local.function = name
+            wall, cpu = time.perf_counter(), time.thread_time()
+            failed = False
+            try:
+                result = invoke(functions, name, event)
+                failed = isinstance(result, dict) and bool(result.get("batchItemFailures"))
+                return result
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+                self._local.function = outer
+                with self._lock:
+                    stats = self._functions.setdefault(name, FunctionStats())
+                    stats.invocations += 1
+                    stats.records += len(event.get("Records") or ()) or 1
+                    stats.errors += failed
+                    stats.wall_s += wall
+                    stats.cpu_s += cpu
+                    stats.last_end = time.monotonic()
+
+        return metered
+
+    def records(self, function: str) -> int:
+        with self._lock:
+            stats = self._functions.get(function)
+            return stats.records if stats else 0
+
+    def last_end(self, function: str) -> float:
+        with self._lock:
+            stats = self._functions.get(function)
+            return stats.last_end if stats else 0.0
+
+    # -- AWS calls --------------------------------------------------------------------------
+
+    def register(self, events: Any) -> None:
+        events.register("before-call", self._before_call)
+        events.register("after-call", self._after_call)
+
+    def _origin(self) -> tuple[str, str]:
+        function = getattr(self._local, "function", None)
+        if function is not None:
+            return "billow", function
+        thread = threading.current_thread().name
+        if thread.startswith("billow-local-sqs-"):
+            return "aws stand-in", "sqs poller " + thread.removeprefix("billow-local-sqs-")
+        if thread.startswith("billow-local-stream-"):
+            return "aws stand-in", "stream tailer " + thread.removeprefix("billow-local-stream-")
+        return "harness", thread
+
+    def _before_call(self, model: Any, params: dict[str, Any], context: Any, **_: Any) -> None:
+        body = params.get("body") or b""
+        request: dict[str, Any] = {}
+        if body and _needs_body(model.service_model.service_name, model.name):
+            with contextlib.suppress(ValueError):
+                request = json.loads(body)
+        context["bench_call"] = (self._origin(), request, time.perf_counter())
+
+    def _after_call(self, http_response: Any, model: Any, context: Any, **_: Any) -> None:
+        noted = context.get("bench_call")
+        if noted is None:
+            return
+        (origin, function), request, started = noted
+        service, operation = model.service_model.service_name, model.name
+        succeeded = http_response.status_code < 300
+        response: dict[str, Any] = {}
+        if succeeded and operation in ("GetItem", "Query", "Scan") and http_response.content:
+            with contextlib.suppress(ValueError):
+                response = json.loads(http_response.content)
+        with self._lock:
+            stats = self._calls.setdefault((origin, function, service, operation), CallStats())
+            stats.calls += 1
+            stats.seconds += time.perf_counter() - started
+            stats.errors += not succeeded
+            stats.billed += 1
+            if service == "dynamodb":
+                self._dynamodb(origin, function, stats, operation, request, response, succeeded)
+            elif service == "sqs":
+                self._sqs(stats, operation, request, http_response)
+            elif service == "events" and operation == "PutEvents":
+                entries = request.get("Entries", [])
+                stats.entries += len(entries)
+                stats.billed += sum(_event_chunks(entry) for entry in entries) - 1
+
+    def _dynamodb(
+        self,
+        origin: str,
+        function: str,
+        stats: CallStats,
+        operation: str,
+        request: dict[str, Any],
+        response: dict[str, Any],
+        succeeded: bool,
+    ) -> None:
+        tallied: list[tuple[str, str, float]] = []
+        if operation in ("GetItem", "Query", "Scan"):
+            units = self._capacity.reads(operation, request, response) if succeeded else 0.0
+            stats.read_units += units
+            tallied.append(("read", f"{operation} {_item_kind(operation, request)}", units))
+        elif operation in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"):
+            for kind, units, index_units in self._capacity.writes(operation, request, succeeded):
+                stats.write_units += units
+                stats.index_write_units += index_units
+                stats.entries += 1
+                tallied.append(("write", f"{operation} {kind}", units + index_units))
+        elif operation not in ("DescribeTable", "CreateTable", "DeleteTable", "UpdateTimeToLive"):
+            self.unknown_operations.add(operation)
+        if origin == "billow":
+            for direction, what, units in tallied:
+                entry = self._items.setdefault((function, direction, what), [0.0, 0.0])
+                entry[0] += 1
+                entry[1] += units
+
+    @staticmethod
+    def _sqs(stats: CallStats, operation: str, request: dict[str, Any], response: Any) -> None:
+        if operation in ("SendMessage", "SendMessageBatch"):
+            bodies = [request] if operation == "SendMessage" else request.get("Entries", [])
+            size = sum(len(str(entry.get("MessageBody", "")).encode()) for entry in bodies)
+            stats.entries += len(bodies)
+            stats.billed += _units(size, PAYLOAD_CHUNK) - 1
+        elif operation == "ReceiveMessage" and response.status_code < 300:
+            with contextlib.suppress(ValueError):
+                messages = json.loads(response.content or b"{}").get("Messages", [])
+                size = sum(len(message.get("Body", "").encode()) for message in messages)
+                stats.entries += len(messages)
+                stats.nonempty += bool(messages)
+                stats.billed += _units(size, PAYLOAD_CHUNK) - 1
+
+    # -- windows ----------------------------------------------------------------------------
+
+    def take(self) -> Window:
+        """What was counted since the last ``take``; counting starts over."""
+        with self._lock:
+            window = Window(
+                self._calls, self._functions, self._log_sink.bytes - self._log_mark, self._items
+            )
+            self._calls, self._functions, self._items = {}, {}, {}
+            self._log_mark = self._log_sink.bytes
+        return window
+
+
+def _needs_body(service: str, operation: str) -> bool:
+    """Whether counting looks into the request: DynamoDB's, and what is sent or put."""
+    return service == "dynamodb" or operation in ("SendMessage", "SendMessageBatch", "PutEvents")
+
+
+def _item_kind(operation: str, request: dict[str, Any]) -> str:
+    """What a read is after: the sort key's (or prefix's, or index key's) leading word."""
+    if operation == "GetItem":
+        key = str(request.get("Key", {}).get(TOPOLOGY.table.sort_key, {}).get("S", "?"))
+        return key.split("#", 1)[0]
+    values = request.get("ExpressionAttributeValues", {})
+    prefix = next((v["S"] for k, v in values.items() if "prefix" in k and "S" in v), None)
+    if prefix is not None:
+        return f"{prefix.split('#')[0]}# (begins_with)"
+    parts = next((v.get("S", "?") for k, v in values.items() if k == ":pk"), "?").split("#")
+    kind = next((part for part in reversed(parts) if part.isupper()), parts[0])
+    return f"{request.get('IndexName', 'table')}: {kind}"
+
+
+def _event_chunks(entry: dict[str, Any]) -> int:
+    """EventBridge's size of a PutEvents entry, billed per 64 KB."""
+    size = sum(len(str(entry.get(field, "")).encode()) for field in ("Source", "DetailType"))
+    size += len(str(entry.get("Detail", "")).encode())
+    size += sum(len(resource.encode()) for resource in entry.get("Resources", []))
+    size += 14 if "Time" in entry else 0
+    return _units(size, PAYLOAD_CHUNK)
+
+
+# -- a faster moto for this process -----------------------------------------------------
+
+
+def speed_up_moto() -> None:
+    """Make moto answer in a time that does not grow with the table or the queue.
+
+    Each of these is moto's cost, not DynamoDB's or SQS's, and grows with everything
+    written so far, which made a billing run quadratic: Billow's requests and moto's
+    answers are unchanged, only how moto finds them. Installed before
+    ``local/moto_patches.py``, which wraps these versions (its lock, its stream-shard fix)
+    as it would wrap moto's own.
+    """
+    _cache_moto_module_list()
+    _partition_queries()
+    _journal_transactions()
+    _cache_json_paths()
+    _cheap_retention_check()
+    _cheap_sends()
+
+
+def _cache_moto_module_list() -> None:
+    """moto's server lists its own package directory (os.listdir and an isdir per
+    service) under a global lock on every request, to route it; the list never changes."""
+    from moto import backends  # noqa: PLC0415
+
+    if not hasattr(backends.list_of_moto_modules, "cache_info"):
+        modules = tuple(backends.list_of_moto_modules())
+        backends.list_of_moto_modules = functools.cache(lambda: modules)
+
+
+def _cache_json_paths() -> None:
+    """EventBridge input transformers: moto compiles each JSONPath of the transformer
+    (a yacc parser build each time) for every event it delivers; compiled once here."""
+    from jsonpath_ng import ext  # noqa: PLC0415
+
+    if not hasattr(ext.parse, "cache_info"):
+        ext.parse = functools.lru_cache(maxsize=256)(ext.parse)
+
+
+def _cheap_retention_check() -> None:
+    """SQS receives: for every message handed out, moto reads its queue's retention by
+    computing all the queue's attributes, message counts included (a pass over every
+    message in the queue); the retention is read from the queue directly here."""
+    from moto.sqs.models import SQSBackend  # noqa: PLC0415
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+
+
+class _SortedPartition(dict[Any, Any]):
+    """One partition of a moto table (sort key → item) that also keeps its string sort
+    keys in order, so a ``begins_with`` query finds its items by bisection instead of
+    looking at every item of the partition (every item of an organization, in Billow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorted_keys: list[tuple[str, Any]] | None = []
+        """``(sort key, moto key)`` in order; None once a non-string sort key arrives."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self and self.sorted_keys is not None:
+            if getattr(key, "type", None) == "S":
+                bisect.insort(self.sorted_keys, (key.value, key), key=lambda entry: entry[0])
+            else:
+                self.sorted_keys = None
+        super().__setitem__(key, value)
+
+    def _forget(self, key: Any) -> None:
+        if key in self and self.sorted_keys is not None:
+            index = bisect.bisect_left(self.sorted_keys, key.value, key=lambda entry: entry[0])
+            del self.sorted_keys[index]
+
+    def __delitem__(self, key: Any) -> None:
+        self._forget(key)
+        super().__delitem__(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._forget(key)
+        return super().pop(key, *default)
+
+    def with_prefix(self, prefix: str) -> list[Any]:
+        assert self.sorted_keys is not None
+        found = []
+        index = bisect.bisect_left(self.sorted_keys, prefix, key=lambda entry: entry[0])
+        while index < len(self.sorted_keys) and self.sorted_keys[index][0].startswith(prefix):
+            found.append(self[self.sorted_keys[index][1]])
+            index += 1
+        return found
+
+
+def _cheap_sends() -> None:
+    """SQS sends: for each message, moto asks its queue for all its attributes (message
+    counts included: passes over every message in the queue) to read one flag,
+    ContentBasedDeduplication; during a send, the queue answers that flag alone."""
+    from moto.sqs.models import Queue, SQSBackend  # noqa: PLC0415
+
+    if getattr(SQSBackend, "_bench_cheap_sends", False):
+        return
+    sending = threading.local()
+    attributes, send_message = vars(Queue)["attributes"].fget, SQSBackend.send_message
+
+    def queue_attributes(self: Any) -> dict[str, Any]:
+        if getattr(sending, "active", False):
+            flag = bool(getattr(self, "content_based_deduplication", False))
+            return {"ContentBasedDeduplication": "true" if flag else "false"}
+        return dict(attributes(self))
+
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    Queue.attributes = property(queue_attributes)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = send  # type: ignore[method-assign]
+    SQSBackend._bench_cheap_sends = True  # type: ignore[attr-defined]
+
+
+def _partition_queries() -> None:
+    """A Query makes moto sort every item of the table (``all_items``) and compare each
+    one's partition key. Here a base-table Query gets its partition's items only (for
+    ``begins_with``, only those with the prefix) and an index Query the items carrying
+    its index partition key, unsorted; moto then filters, sorts, pages and projects them
+    exactly as before."""
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    if getattr(Table, "_bench_partitioned", False):
+        return
+    hint = threading.local()
+    original_query, original_all_items = Table.query, Table.all_items
+    signature = inspect.signature(original_query)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        conditions = bound.get("hash_key_conditions") or []
+        if bound.get("index_name") and len(conditions) == 1:
+            hint.query = (self, "index", conditions[0], None, None)
+        elif not bound.get("index_name") and bound["hash_key"] is not None:
+            hint.query = (
+                self,
+                "table",
+                bound["hash_key"],
+                bound["range_comparison"],
+                bound["range_objs"],
+            )
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            hint.query = None
+
+    def all_items(self: Any) -> Any:
+        noted = getattr(hint, "query", None)
+        if noted is None or noted[0] is not self:
+            return original_all_items(self)
+        _, where, key, comparison, values = noted
+        if where == "index":
+            name, value = key
+            return [
+                item
+                for partition in self.items.values()
+                for item in (partition.values() if self.range_key_attr else [partition])
+                if (found := item.attrs.get(name)) is not None and found == value
+            ]
+        partition = self.items.get(key, {})
+        if not self.range_key_attr:
+            return [partition]
+        if (
+            str(comparison).upper() == "BEGINS_WITH"
+            and values
+            and values[0].type == "S"
+            and isinstance(partition, _SortedPartition)
+            and partition.sorted_keys is not None
+        ):
+            return partition.with_prefix(values[0].value)
+        return list(partition.values())
+
+    original_init = Table.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.items.default_factory = _SortedPartition
+
+    Table.__init__ = init  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table._bench_partitioned = True  # type: ignore[attr-defined]
+
+
+def _journal_transactions() -> None:
+    """Roll back a failed TransactWriteItems from a journal of the items it touches.
+
+    moto backs up a transaction by deep-copying the whole table, items and stream
+    records included, once per item of the transaction, so every transaction costs
+    time in proportion to everything written so far. A copy of the items the
+    transaction writes gives the same rollback."""
+    from moto.dynamodb import models  # noqa: PLC0415
+    from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: PLC0415
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    if getattr(models.DynamoDBBackend, "_bench_journal", False):
+        return
+    real_copy = models.copy
+
+    class _NoTableCopy:
+        """moto's module sees this as ``copy``: tables are not copied, the rest is."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        journal: list[tuple[Any, Any, Any, Any]] = []
+        for entry in transact_items:
+            with contextlib.suppress(Exception):  # malformed: moto's own checks answer it
+                ((_, op),) = entry.items()
+                table = self.tables[op["TableName"]]
+                attributes = op.get("Item") or op["Key"]
+                hash_key = DynamoType(attributes[table.hash_key_attr])
+                range_key = (
+                    DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+                )
+                before = real_copy.deepcopy(table.get_item(hash_key, range_key))
+                journal.append((table, hash_key, range_key, before))
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, before in reversed(journal):
+                partition = table.items[hash_key] if range_key else table.items
+                slot = range_key if range_key else hash_key
+                if before is None:
+                    partition.pop(slot, None)
+                else:
+                    partition[slot] = before
+            raise
+
+    models.copy = _NoTableCopy  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    models.DynamoDBBackend._bench_journal = True  # type: ignore[attr-defined]
+
+
+class _MotoProcess:
+    """moto in a process of its own, so the AWS stand-in does not take the CPU (and the
+    GIL) the handlers are measured with; AWS's services do not run on Lambda's CPU."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-moto"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().split()
+        if len(line) != 2 or line[0] != "PORT":
+            self.stop()
+            raise RuntimeError(f"the moto process did not start: {line}")
+        self.url = f"http://127.0.0.1:{line[1]}"
+
+    def stop(self) -> None:
+        if self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+class BenchRuntime(LocalRuntime):
+    """The local runtime with moto in its own process (everything else unchanged)."""
+
+    def _start_moto(self) -> None:
+        moto = _MotoProcess()
+        self._moto = moto  # type: ignore[assignment]
+        self._urls["aws"] = moto.url
+
+
+def serve_moto() -> None:
+    """``--serve-moto``: moto with local mode's patches, until stdin closes."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    from local import moto_patches  # noqa: PLC0415
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    speed_up_moto()
+    moto_patches.install()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print("PORT", server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+def http_json(
+    method: str, url: str, payload: Any = None, api_key: str | None = None, timeout: float = 120
+) -> tuple[int, Any]:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+class _Receiver:
+    """A webhook endpoint that answers 200 to everything and counts what it got."""
+
+    def __init__(self) -> None:
+        receiver = self
+        self.count = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                with receiver._lock:
+                    receiver.count += 1
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# -- the benchmark --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Options:
+    subscriptions: int
+    workers: int
+    webhook_endpoint: bool
+    stripe_ms: float
+    dynamodb_ms: float
+    sqs_ms: float
+    events_ms: float
+    timeout_s: float
+    setup: str
+
+
+@dataclasses.dataclass
+class RunResult:
+    setup_s: float
+    run_s: float
+    """billing-run fired → the last charge recorded."""
+    fire_s: float
+    drain_s: float
+    """billing-run fired → every Stripe webhook processed and the runtime idle."""
+    load: float
+    window: Window
+    stripe: dict[str, Any]
+    invoices: int
+    succeeded: int
+    listing_s: float
+    listing: Window
+    webhooks_received: int | None
+
+
+class Progress:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self._started
+        self._out.write(f"[{elapsed:7.1f}s] {text}\n")
+        self._out.flush()
+
+
+def _stripe_key() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "sk_test_" + "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def next_month_start(now: datetime) -> datetime:
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def _in_pool(
+    workers: int, count: int, task: Callable[[int], Any], progress: Progress, label: str
+) -> list[Any]:
+    results: list[Any] = [None] * count
+    step = max(count // 10, 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, (index, result) in enumerate(
+            pool.map(lambda i: (i, task(i)), range(count)), start=1
+        ):
+            results[index] = result
+            if done % step == 0 or done == count:
+                progress.say(f"  {label}: {done:,}/{count:,}")
+    return results
+
+
+class Bench:
+    def __init__(self, options: Options, runtime: LocalRuntime, meter: Meter, out: TextIO) -> None:
+        self.options = options
+        self.runtime = runtime
+        self.meter = meter
+        self.out = out
+        self.progress = Progress(out)
+        self.stripe_key = _stripe_key()
+        self.api_key = ""
+        self.organization_id = ""
+        self.receiver: _Receiver | None = None
+
+    def api(self, method: str, path: str, payload: Any = None) -> Any:
+        status, body = http_json(
+            method, f"{self.runtime.api_url}/api/v1{path}", payload, self.api_key
+        )
+        if status != 200:
+            raise RuntimeError(f"{method} {path} answered {status}: {body}")
+        return body
+
+    def stripe_config(self, method: str) -> Any:
+        url = f"{self.runtime.stripe_url}/_config/requests?api_key={self.stripe_key}"
+        status, body = http_json(method, url)
+        if status != 200:
+            raise RuntimeError(f"{method} /_config/requests answered {status}: {body}")
+        return body
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def setup(self) -> float:
+        count, workers = self.options.subscriptions, self.options.workers
+        started = time.monotonic()
+        organization = self.runtime.create_organization("Billing bench")
+        self.api_key, self.organization_id = organization.api_key, organization.id
+        self.progress.say(
+            f"setup: {count:,} Stripe customers with a default card ({workers} threads)"
+        )
+        client = stripe.StripeClient(
+            self.stripe_key,
+            base_addresses={
+                "api": self.runtime.stripe_url,
+                "files": self.runtime.stripe_url,
+                "connect": self.runtime.stripe_url,
+            },
+            max_network_retries=2,
+        )
+        # Created before the account is connected, so their own events (customer.updated
+        # on the default card) are not delivered to Billow: setup noise, not billing.
+        stripe_ids = _in_pool(
+            workers, count, lambda i: _stripe_customer(client, i), self.progress, "Stripe"
+        )
+        self.api(
+            "POST",
+            "/integrations/stripe",
+            {"integration": {"secret_key": self.stripe_key, "create_customers": False}},
+        )
+        self.api(
+            "POST",
+            "/plans",
+            {
+                "plan": {
+                    "name": "Bench monthly",
+                    "code": PLAN_CODE,
+                    "interval": "monthly",
+                    "amount_cents": 4900,
+                    "amount_currency": "EUR",
+                    "pay_in_advance": False,
+                }
+            },
+        )
+        if self.options.setup == "api":
+            # One request at a time: the local gateway runs concurrent requests through
+            # one shared handler, and Powertools' resolver keeps per-request state on it.
+            self.progress.say(f"setup: {count:,} customers and subscriptions through the API")
+            create, threads = self._customer_and_subscription, 1
+        else:
+            self.progress.say(
+                f"setup: {count:,} customers and subscriptions with Billow's services"
+                f" ({workers} threads)"
+            )
+            create, threads = self._customer_and_subscription_direct, workers
+        _in_pool(threads, count, lambda i: create(i, stripe_ids[i]), self.progress, "Billow")
+        self._wait_idle("setup")
+        invoked = self.meter.take().functions
+        self.progress.say(
+            "setup done; handler invocations (records): "
+            + ", ".join(
+                f"{name} {f.invocations:,} ({f.records:,})" for name, f in sorted(invoked.items())
+            )
+        )
+        if self.options.webhook_endpoint:
+            # Registered last: setup's own webhooks (customer.created, ...) go nowhere.
+            self.receiver = _Receiver()
+            self.api(
+                "POST",
+                "/webhook_endpoints",
+                {"webhook_endpoint": {"webhook_url": self.receiver.url}},
+            )
+        return time.monotonic() - started
+
+    def _customer_and_subscription(self, index: int, stripe_id: str) -> None:
+        external_id = f"bench-{index:06d}"
+        customer = self.api(
+            "POST",
+            "/customers",
+            {
+                "customer": {
+                    "external_id": external_id,
+                    "currency": "EUR",
+                    "billing_configuration": {
+                        "payment_provider": "stripe",
+                        "provider_customer_id": stripe_id,
+                        "sync_with_provider": False,
+                        "sync": True,  # the default card is imported within the request
+                    },
+                }
+            },
+        )["customer"]
+        if not customer["billing_configuration"].get("provider_customer_id"):
+            raise RuntimeError(f"customer {external_id} is not linked to Stripe: {customer}")
+        self.api(
+            "POST",
+            "/subscriptions",
+            {
+                "subscription": {
+                    "external_customer_id": external_id,
+                    "plan_code": PLAN_CODE,
+                    "external_id": f"{external_id}-sub",
+                }
+            },
+        )
+
+    def _customer_and_subscription_direct(self, index: int, stripe_id: str) -> None:
+        """What ``_customer_and_subscription`` asks the API for, through the services its
+        routes call, in this process (no HTTP, no API handler)."""
+        external_id = f"bench-{index:06d}"
+        customer = upsert_customer(
+            dependencies(),
+            self.organization_id,
+            CustomerInput.model_validate(
+                {
+                    "external_id": external_id,
+                    "currency": "EUR",
+                    "billing_configuration": {
+                        "payment_provider": "stripe",
+                        "provider_customer_id": stripe_id,
+                        "sync_with_provider": False,
+                        "sync": True,
+                    },
+                }
+            ),
+        )
+        if not customer.stripe_customer_id:
+            raise RuntimeError(f"customer {external_id} is not linked to Stripe")
+        create_subscription(
+            dependencies(),
+            self.organization_id,
+            CreateSubscription.model_validate(
+                {
+                    "subscription": {
+                        "external_customer_id": external_id,
+                        "plan_code": PLAN_CODE,
+                        "external_id": f"{external_id}-sub",
+                    }
+                }
+            ),
+            datetime.now(UTC),
+        )
+
+    def _wait_idle(self, phase: str, until: Callable[[], bool] | None = None) -> None:
+        """Wait for ``until`` (checked in-process, for free), then for an idle runtime.
+
+        ``wait_idle`` polls every queue's attributes 20 times a second, which would take
+        CPU from the run it measures, so it is called only once the counts say done."""
+        deadline = time.monotonic() + self.options.timeout_s
+        reported = time.monotonic()
+        while True:
+            if until is None or until():
+                try:
+                    self.runtime.wait_idle(timeout=10.0)
+                    if until is None or until():
+                        return
+                except TimeoutError:
+                    pass
+            else:
+                time.sleep(0.2)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{phase}: still busy after {self.options.timeout_s:.0f}s")
+            if time.monotonic() - reported >= 5:
+                reported = time.monotonic()
+                self.progress.say(f"  {phase}: {self._status()}")
+
+    def _status(self) -> str:
+        names = ("invoice_worker", "payments", "stripe_webhook", "stripe_events")
+        return ", ".join(f"{name} {self.meter.records(name):,}" for name in names)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        count = self.options.subscriptions
+        self.stripe_config("DELETE")
+        self.meter.take()  # setup's counts are dropped
+        load = os.getloadavg()[0]
+        moment = next_month_start(datetime.now(UTC)) + timedelta(hours=1)
+        self.progress.say(f"run: firing billing-run at {moment.isoformat()}")
+        started = time.monotonic()
+        queued = self.runtime.fire_schedule("billing-run", moment)["queued"]
+        fired = time.monotonic()
+        self.progress.say(
+            f"  billing-run queued {queued:,} subscriptions in {fired - started:.1f}s"
+        )
+        # Every charge sends one payment_intent.succeeded back; wait until all are processed.
+        self._wait_idle(
+            "run",
+            until=lambda: (
+                self.meter.records("payments") >= queued
+                and self.meter.records("stripe_events") >= self.meter.records("payments")
+            ),
+        )
+        drained = time.monotonic()
+        charged_at = self.meter.last_end("payments")
+        window = self.meter.take()
+        stripe_counts = self.stripe_config("GET")
+        self.progress.say("verify: counting invoices through the API")
+        verify_started = time.monotonic()
+        total = self.api("GET", "/invoices?per_page=1")["meta"]["total_count"]
+        succeeded = self.api("GET", "/invoices?payment_status=succeeded&per_page=1")["meta"][
+            "total_count"
+        ]
+        listing_s = (time.monotonic() - verify_started) / 2
+        listing = self.meter.take()
+        if not total == succeeded == count:
+            raise RuntimeError(
+                f"expected {count:,} succeeded invoices; found {total:,} invoices, "
+                f"{succeeded:,} succeeded"
+            )
+        return RunResult(
+            setup_s=0.0,
+            run_s=charged_at - started,
+            fire_s=fired - started,
+            drain_s=drained - started,
+            load=load,
+            window=window,
+            stripe=stripe_counts,
+            invoices=total,
+            succeeded=succeeded,
+            listing_s=listing_s,
+            listing=listing,
+            webhooks_received=self.receiver.count if self.receiver else None,
+        )
+
+
+def _stripe_customer(client: stripe.StripeClient, index: int) -> str:
+    """The calls of ``tests/api/billing_helpers.py::stripe_customer``, made in Stripe."""
+    customer = client.v1.customers.create(params={"name": f"bench-{index:06d}"})
+    card = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": VISA, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+        }
+    )
+    client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    return str(customer.id)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _latency_ms(options: Options, service: str) -> float:
+    return {
+        "dynamodb": options.dynamodb_ms,
+        "sqs": options.sqs_ms,
+        "events": options.events_ms,
+    }.get(service, options.events_ms)
+
+
+class Report:
+    """The tables: per invoice, per function, and the cost they imply."""
+
+    def __init__(self, options: Options, result: RunResult, out: TextIO) -> None:
+        self.options = options
+        self.result = result
+        self.window = result.window
+        self.per = 1 / result.invoices
+        self.out = out
+        self.stripe_total = int(result.stripe["total"])
+        self.by_endpoint: dict[str, int] = result.stripe["by_endpoint"]
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def header(self, text: str) -> None:
+        self.line(text)
+        self.line("  " + "-" * (len(text) - 2))
+
+    def print(self) -> None:
+        self.summary()
+        self.calls()
+        self.items()
+        gb_s, invocations = self.functions()
+        self.stand_in()
+        self.cost(gb_s, invocations)
+        self.findings()
+
+    def summary(self) -> None:
+        result, n = self.result, self.result.invoices
+        self.line()
+        self.line(
+            f"Billow billing run: {n:,} subscriptions, local mode, {os.cpu_count()} CPUs"
+            f" (load average {result.load:.1f} when the run started)"
+        )
+        self.line(
+            f"  setup        {result.setup_s:8.1f} s  Stripe customers with a card,"
+            " customers, subscriptions"
+        )
+        self.line(
+            f"  run          {result.run_s:8.1f} s  billing-run fired → last invoice charged:"
+            f" {n / result.run_s:.2f} invoices/s"
+        )
+        self.line(f"    billing-run handler {result.fire_s:.1f} s (due-index query, SQS fan-out)")
+        self.line(
+            f"  until quiet  {result.drain_s:8.1f} s  + every payment_intent.succeeded"
+            " processed, every Lago webhook delivered"
+        )
+        self.line(
+            f"  verified     {n:,} invoices, {result.succeeded:,} with payment_status"
+            " succeeded (GET /api/v1/invoices)"
+        )
+        self.line()
+        endpoints = ", ".join(f"{name} ×{calls:,}" for name, calls in self.by_endpoint.items())
+        self.line(
+            f"Stripe calls per charged invoice: {self.stripe_total * self.per:.2f}  ({endpoints})"
+        )
+
+    def calls(self) -> None:
+        per = self.per
+        self.line()
+        self.line(
+            "AWS requests per invoice made by Billow's code (calls inside handler invocations):"
+        )
+        self.header(
+            f"  {'service':<15}{'operation':<20}{'calls':>7}{'RRU':>8}{'WRU':>8}{'GSI WRU':>9}"
+            f"{'billed':>8}{'entries':>9}{'local ms':>10}"
+        )
+        by_operation: dict[tuple[str, str], CallStats] = {}
+        for (_, _, service, operation), stats in self.window.select("billow"):
+            by_operation.setdefault((service, operation), CallStats()).add(stats)
+        for (service, operation), stats in sorted(by_operation.items()):
+            self.line(
+                f"  {service:<15}{operation:<20}{stats.calls * per:>7.2f}"
+                f"{stats.read_units * per:>8.2f}{stats.write_units * per:>8.2f}"
+                f"{stats.index_write_units * per:>9.2f}{stats.billed * per:>8.2f}"
+                f"{stats.entries * per:>9.2f}{stats.seconds * 1000 / stats.calls:>10.1f}"
+            )
+        self.line(
+            "  RRU/WRU: DynamoDB read/write request units (GSI WRU: the index's writes);"
+            " billed: SQS requests or EventBridge events (64 KB each); entries: items"
+            " written, messages sent, events put; local ms: moto's answer time here"
+        )
+
+    def items(self) -> None:
+        """Which items each function reads and writes, per invoice: repeated reads show."""
+        for direction, units in (("read", "RRU"), ("write", "WRU")):
+            self.line()
+            self.line(f"DynamoDB {direction}s per invoice, by function and item (sort key):")
+            self.header(f"  {'function':<17}{'request and item':<44}{direction + 's':>8}{units:>9}")
+            for (function, kind, what), (count, used) in sorted(self.window.items.items()):
+                if kind == direction:
+                    self.line(
+                        f"  {function:<17}{what:<44}{count * self.per:>8.2f}{used * self.per:>9.2f}"
+                    )
+
+    def _model_ms(self, name: str, stats: FunctionStats) -> float:
+        """A function's billed duration in AWS, modelled from what was measured here: its
+        CPU time at Lambda's CPU share, plus an assumed latency per call it waited for.
+        Only charges call Stripe in this run, so Stripe's latency is the payments'."""
+        options, memory = self.options, TOPOLOGY.function(name).memory_mb
+        waited = sum(
+            calls.calls * _latency_ms(options, key[2])
+            for key, calls in self.window.select("billow", function=name)
+        )
+        if name == "payments":
+            waited += self.stripe_total * options.stripe_ms
+        return stats.cpu_s * 1000 * max(1.0, FULL_VCPU_MB / memory) + waited
+
+    def functions(self) -> tuple[float, int]:
+        """The Lambda table; returns the run's GB-seconds and invocations."""
+        options = self.options
+        self.line()
+        self.line("Lambda, per function (warm; wall and CPU measured here, modelled ms costed):")
+        self.header(
+            f"  {'function':<17}{'MB':>5}{'invocations':>12}{'records':>9}{'wall ms':>9}"
+            f"{'CPU ms':>8}{'model ms':>10}{'GB-s / 1k invoices':>20}"
+        )
+        gb_s_total, invocations = 0.0, 0
+        for name, stats in sorted(self.window.functions.items()):
+            memory = TOPOLOGY.function(name).memory_mb
+            model_ms = self._model_ms(name, stats)
+            gb_s = memory / 1024 * model_ms / 1000
+            gb_s_total += gb_s
+            invocations += stats.invocations
+            self.line(
+                f"  {name:<17}{memory:>5}{stats.invocations:>12,}{stats.records:>9,}"
+                f"{stats.wall_s * 1000 / stats.invocations:>9.1f}"
+                f"{stats.cpu_s * 1000 / stats.invocations:>8.1f}"
+                f"{model_ms / stats.invocations:>10.1f}{gb_s * self.per * 1000:>20.2f}"
+            )
+        failed = {name: f.errors for name, f in self.window.functions.items() if f.errors}
+        if failed:
+            self.line(f"  invocations that failed or reported failed records: {failed}")
+        self.line(
+            f"  model ms = CPU ms × {FULL_VCPU_MB}/MB (Lambda's CPU share below"
+            f" {FULL_VCPU_MB:,} MB) + per call: DynamoDB {options.dynamodb_ms:g} ms,"
+            f" SQS {options.sqs_ms:g} ms, EventBridge {options.events_ms:g} ms,"
+            f" Stripe {options.stripe_ms:g} ms (assumed)"
+        )
+        return gb_s_total, invocations
+
+    def stand_in(self) -> None:
+        self.line()
+        self.line("The local runtime standing in for Lambda's event source mappings:")
+        self.header(
+            f"  {'service':<17}{'operation':<20}{'calls / invoice':>16}{'messages received':>19}"
+        )
+        stand_in: dict[tuple[str, str], CallStats] = {}
+        for (_, _, service, operation), stats in self.window.select("aws stand-in"):
+            stand_in.setdefault((service, operation), CallStats()).add(stats)
+        for (service, operation), stats in sorted(stand_in.items()):
+            self.line(
+                f"  {service:<17}{operation:<20}{stats.calls * self.per:>16.2f}{stats.entries:>19,}"
+            )
+
+    def cost(self, gb_s: float, invocations: int) -> None:
+        window, per = self.window, self.per
+        dynamo = window.total("billow", "dynamodb")
+        targets = {"sqs poller " + rule.queue for rule in TOPOLOGY.rules}
+        deliveries = sum(
+            stats.entries
+            for key, stats in window.select("aws stand-in", "sqs")
+            if key[3] == "ReceiveMessage" and key[1] in targets
+        )
+        # Receives that brought messages and the deletes after them; empty long polls are a
+        # fixed cost per queue in AWS (a 1 s loop here), not a cost per invoice.
+        polled = sum(
+            stats.nonempty if key[3] == "ReceiveMessage" else stats.calls
+            for key, stats in window.select("aws stand-in", "sqs")
+        )
+        log_kb = (window.log_bytes + invocations * LAMBDA_PLATFORM_LOG_BYTES) / 1000
+        billow = {
+            service: window.total("billow", service)
+            for service in ("events", "sqs", "secretsmanager", "sns")
+        }
+        rows: list[tuple[str, float, str, float]] = [
+            ("DynamoDB writes", dynamo.write_units + dynamo.index_write_units, "DynamoDB WRU", 0),
+            ("DynamoDB reads", dynamo.read_units, "DynamoDB RRU", 0),
+            ("EventBridge events put", billow["events"].billed, "EventBridge event", 0),
+            ("SQS: Billow's sends", billow["sqs"].billed, "SQS request", 0),
+            ("SQS: EventBridge → queues", deliveries, "SQS request", 0),
+            ("SQS: Lambda's pollers", polled, "SQS request", 0),
+            ("Lambda requests", invocations, "Lambda request", 0),
+            ("Lambda duration (x86 price)", gb_s, "GB-s", LAMBDA_GB_S),
+            ("Secrets Manager", billow["secretsmanager"].calls, "Secrets Manager call", 0),
+            ("SNS", billow["sns"].billed, "SNS request", 0),
+            ("CloudWatch Logs ingestion", log_kb, "KB", LOGS_INGESTED_GB / 1e6),
+        ]
+        self.line()
+        self.line("AWS cost per million invoices, us-east-1 on-demand list prices:")
+        header = (
+            f"  {'item':<30}{'per invoice':>12}  {'unit':<22}{'$ per 1M units':>15}"
+            f"{'$ / 1M invoices':>17}"
+        )
+        self.header(header)
+        total = 0.0
+        for label, quantity, unit, price in rows:
+            per_million_units = PER_MILLION[unit] if unit in PER_MILLION else price * 1e6
+            dollars = quantity * per * per_million_units
+            total += dollars
+            self.line(
+                f"  {label:<30}{quantity * per:>12.3f}  {unit:<22}{per_million_units:>15,.4g}"
+                f"{dollars:>17.2f}"
+            )
+        self.line("  " + "-" * (len(header) - 2))
+        self.line(f"  {'total':<30}{'':>12}  {'':<22}{'':>15}{total:>17.2f}")
+        arm = gb_s * per * (LAMBDA_GB_S - LAMBDA_ARM_GB_S) * 1e6
+        self.line(f"  on arm64 (what the stack deploys) Lambda duration costs ${arm:.2f} less")
+        self.line()
+        self.line("Assumptions:")
+        for text in ASSUMPTIONS:
+            self.line(f"  - {text}")
+
+    def findings(self) -> None:
+        result = self.result
+        listed = result.listing.total("billow", "dynamodb", "api")
+        self.line()
+        self.line("Found on the way:")
+        self.line(
+            f"  - GET /api/v1/invoices?per_page=1: {result.listing_s:.2f} s,"
+            f" {listed.calls / 2:.0f} DynamoDB calls and {listed.read_units / 2:,.0f} RRU per"
+            f" request with {result.invoices:,} invoices: every page reads all of the"
+            " organization's invoices"
+        )
+        if result.webhooks_received is not None:
+            self.line(
+                "  - Lago webhooks the bench's endpoint received during the run:"
+                f" {result.webhooks_received:,}"
+            )
+        worker = self.window.functions.get("invoice_worker")
+        if worker is not None:
+            self.line(
+                "  - Local throughput is set by invoice_worker:"
+                f" {worker.wall_s * 1000 / worker.records:.0f} ms wall per subscription on"
+                " the one thread that polls invoice-work (in AWS up to"
+                f" {TOPOLOGY.queue('invoice-work').max_concurrency} concurrent invocations);"
+                " the CPU goes to moto and botocore, a few ms per AWS request"
+            )
+
+
+ASSUMPTIONS = (
+    "DynamoDB on-demand: reads in 4 KB units (eventually consistent and GSI reads at half),"
+    " a Query page costed on the sum of the items it reads; writes in 1 KB units of the"
+    " larger of the item before and after, transactions at 2× per item; GSI (projection"
+    " ALL) writes when an item enters, changes in or leaves the index, not doubled by"
+    " transactions; item sizes computed from the requests and answers; storage not included",
+    "EventBridge: $1 per million events put (each 64 KB of an entry); delivering to SQS"
+    " targets costs EventBridge nothing, but each delivery is an SQS request on the queue",
+    "SQS: every API request (each 64 KB), whoever makes it; Lambda's pollers' ReceiveMessage"
+    " and DeleteMessageBatch are billed too: costed as the local runtime made them, while"
+    " AWS's pollers also long-poll idle queues around the clock (a fixed cost per queue)",
+    "Lambda: warm invocations (cold starts are in `make bench`), duration modelled as"
+    " above; DynamoDB Streams reads by Lambda are free; arm64 is 20% cheaper than the x86"
+    " price used",
+    "CloudWatch Logs: what the handlers wrote (Powertools logs, EMF metrics) plus ~320 bytes"
+    " of START/END/REPORT per invocation, $0.50/GB ingested; storage, custom-metric and"
+    " X-Ray charges (tracing is active) not included; free tiers not deducted",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=2000, help="1 to 100,000")
+    parser.add_argument("--workers", type=int, default=8, help="setup threads")
+    parser.add_argument(
+        "--no-webhook-endpoint",
+        action="store_true",
+        help="do not register a Lago webhook endpoint (by default one local receiver)",
+    )
+    parser.add_argument(
+        "--setup",
+        choices=("direct", "api"),
+        default="direct",
+        help="customers and subscriptions through the services the API's routes call,"
+        " --workers at a time (direct), or through the HTTP API one request at a time (api)",
+    )
+    parser.add_argument("--stripe-ms", type=float, default=500.0)
+    parser.add_argument("--dynamodb-ms", type=float, default=5.0)
+    parser.add_argument("--sqs-ms", type=float, default=10.0)
+    parser.add_argument("--events-ms", type=float, default=15.0)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per phase")
+    parser.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_moto:
+        serve_moto()
+        return
+    if not 1 <= args.subscriptions <= 100_000:
+        parser.error("--subscriptions must be between 1 and 100,000")
+    options = Options(
+        subscriptions=args.subscriptions,
+        workers=args.workers,
+        webhook_endpoint=not args.no_webhook_endpoint,
+        stripe_ms=args.stripe_ms,
+        dynamodb_ms=args.dynamodb_ms,
+        sqs_ms=args.sqs_ms,
+        events_ms=args.events_ms,
+        timeout_s=args.timeout or max(300.0, args.subscriptions * 0.5),
+        setup=args.setup,
+    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    out = sys.stdout
+    sink = _LogSink()
+    meter = Meter(sink)
+    original_invoke = local_runtime._Functions.invoke
+    local_runtime._Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
+    runtime = BenchRuntime()
+    try:
+        with contextlib.redirect_stdout(sink):
+            runtime.start()
+            # Billow's adapters build their clients from boto3's default session on first
+            # use; counting is registered on it before any exists. The runtime's clients
+            # (pollers, tailer, wait_idle) come from a session of their own.
+            boto3.DEFAULT_SESSION = None
+            dependencies.cache_clear()
+            boto3.setup_default_session()
+            assert boto3.DEFAULT_SESSION is not None
+            meter.register(boto3.DEFAULT_SESSION.events)
+            for client in runtime._clients.values():
+                meter.register(client.meta.events)
+            bench = Bench(options, runtime, meter, out)
+            setup_s = bench.setup()
+            result = dataclasses.replace(bench.run(), setup_s=setup_s)
+        Report(options, result, out).print()
+        if meter.unknown_operations:
+            out.write(f"(DynamoDB operations not costed: {sorted(meter.unknown_operations)})\n")
+    finally:
+        with contextlib.redirect_stdout(sink):
+            runtime.stop()
+        local_runtime._Functions.invoke = original_invoke  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    main()
