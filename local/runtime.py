@@ -162,6 +162,12 @@ class _Functions:
 
     Several functions share a module name (``handler``) in their own folders, which Lambda
     keeps apart with one process per function; here each entry module gets a unique name.
+
+    A Lambda execution environment serves one invocation at a time, and Powertools keeps
+    per-request state on module-level objects (the API resolver's current event and
+    context, a batch processor's records). In one process those objects are shared, so
+    each function runs one invocation at a time here: two concurrent API requests would
+    otherwise see each other's organization.
     """
 
     def __init__(self, topology: Topology, root: Path, account_id: str) -> None:
@@ -170,12 +176,17 @@ class _Functions:
         self._account_id = account_id
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        self._running: dict[str, threading.Lock] = {
+            function.name: threading.Lock() for function in topology.functions
+        }
         self._modules: list[str] = []
         self._paths: list[str] = []
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
         function = self._topology.function(name)
-        result = self._handler(function)(event, lambda_context(function, self._account_id))
+        handler = self._handler(function)
+        with self._running[name]:
+            result = handler(event, lambda_context(function, self._account_id))
         try:
             # Lambda hands callers the JSON of the result, never the Python object.
             return json.loads(json.dumps(result))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -78,3 +80,33 @@ def test_unknown_route_malformed_and_oversized_bodies(org: Any, local_billow: An
     status, body = org.api.get("/customers?per_page=abc")
     assert status == 422 and "per_page" in body["error_details"]
     assert org.api.get("/customers")[1]["meta"]["total_count"] == 0
+
+
+def test_concurrent_requests_of_two_organizations_never_cross(local_billow: Any) -> None:
+    """The local gateway serves requests on many threads; each answer must be the caller's."""
+    organizations = [local_billow.create_organization(f"Parallel {n}") for n in range(2)]
+    for index, organization in enumerate(organizations):
+        body = json.dumps({"customer": {"external_id": f"only-{index}"}}).encode()
+        assert raw(local_billow, "POST", "/api/v1/customers", body, organization.api_key)[0] == 200
+    crossed: list[Any] = []
+
+    def read(index: int) -> None:
+        for _ in range(15):
+            status, body = raw(
+                local_billow, "GET", "/api/v1/customers", key=organizations[index].api_key
+            )
+            seen = [c["external_id"] for c in body.get("customers", [])]
+            if status != 200 or seen != [f"only-{index}"]:
+                crossed.append((index, status, seen))
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, as a busy machine would
+    try:
+        threads = [threading.Thread(target=read, args=(n % 2,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert crossed == []

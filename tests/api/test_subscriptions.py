@@ -7,6 +7,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from billow.composition import dependencies
+from billow.services import subscriptions
 from tests.api.billing_helpers import create_plan, invoices_of, stripe_customer, webhooks
 from tests.api.conftest import StripeOrg
 from tests.conftest import ApiClient
@@ -343,31 +345,34 @@ def test_coupons_and_taxes_apply_to_subscription_invoices(local_billow: Any, org
 def test_simultaneous_creations_with_one_external_id_make_one_subscription(
     local_billow: Any, org: Any
 ) -> None:
+    """Two API Lambdas may take the same request at once. Local mode runs one invocation of
+    a function at a time (its handlers keep per-request state), so the race is played
+    where it happens: the use case, called from several threads against the same stores."""
     create_plan(org, "racy", 2000, pay_in_advance=True)
     org.api.post("/customers", json={"customer": {"external_id": "racer", "currency": "EUR"}})
-    results: list[tuple[int, Any]] = []
+    request = subscriptions.CreateSubscription.model_validate(
+        {
+            "subscription": {
+                "external_customer_id": "racer",
+                "plan_code": "racy",
+                "external_id": "only-one",
+            }
+        }
+    )
+    made: list[str] = []
+    barrier = threading.Barrier(8)
 
     def create() -> None:
-        results.append(
-            org.api.post(
-                "/subscriptions",
-                json={
-                    "subscription": {
-                        "external_customer_id": "racer",
-                        "plan_code": "racy",
-                        "external_id": "only-one",
-                    }
-                },
-            )
-        )
+        barrier.wait()
+        view = subscriptions.create(dependencies(), org.id, request, datetime.now(UTC))
+        made.append(view.subscription.lago_id)
 
-    threads = [threading.Thread(target=create) for _ in range(4)]
+    threads = [threading.Thread(target=create) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert [status for status, _ in results] == [200] * 4
-    assert len({body["subscription"]["lago_id"] for _, body in results}) == 1
+    assert len(made) == 8 and len(set(made)) == 1
     local_billow.wait_idle()
     listed = org.api.get("/subscriptions?external_customer_id=racer")[1]["subscriptions"]
     assert len(listed) == 1
