@@ -112,9 +112,14 @@ class TableBase:
             for action in transaction.actions
         ]
         try:
+            # A single write needs no transaction (which costs twice the write units).
             if len(items) == 1 and "Put" in items[0]:
                 self.table.put_item(
                     **{k: v for k, v in items[0]["Put"].items() if k != "TableName"}
+                )
+            elif len(items) == 1 and "Update" in items[0]:
+                self.table.update_item(
+                    **{k: v for k, v in items[0]["Update"].items() if k != "TableName"}
                 )
             else:
                 self.table.meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]

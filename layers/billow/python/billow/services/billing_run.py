@@ -46,10 +46,13 @@ def run(deps: Dependencies, now: datetime) -> int:
 
 def work(deps: Dependencies, due: DueSubscription) -> list[str]:
     """Bill every moment the subscription owes up to the run's time, oldest first."""
+    now = parse(due.now)
     outcomes = []
     for _ in range(MAX_DUE_MOMENTS):
-        outcome = bill_due(deps, due.organization_id, due.external_id, due.lago_id, parse(due.now))
+        outcome, next_due = bill_due(deps, due.organization_id, due.external_id, due.lago_id, now)
         if outcome in {"not_due", "orphaned"}:
             break
         outcomes.append(outcome)
+        if next_due is None or next_due > now:
+            break  # settled up to the run's time: no need to read it again
     return outcomes

@@ -206,12 +206,15 @@ def settle_success(
     invoice = retry_on_race(record)
     if invoice is None or not payment_intent_id:
         return
+    duplicate = invoice.is_voided or invoice.provider_payment_id != payment_intent_id
+    if not duplicate and not invoice.payment_link_session_id:
+        return  # the usual case: nothing left to give back or to close, no more reads
     customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
     if stripe is None:
         return
     _, gateway = stripe
-    if invoice.is_voided or invoice.provider_payment_id != payment_intent_id:
+    if duplicate:
         # Paid twice (a payment link and a charge crossed), or paid after it was voided:
         # give this payment back.
         gateway.refund(payment_intent_id, idempotency_key=f"duplicate-payment-{payment_intent_id}")

@@ -267,23 +267,24 @@ class Change:
 
 def bill_due(
     deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
-) -> str:
-    """Settle everything a subscription owes up to ``now``; exactly once per due moment."""
+) -> tuple[str, datetime | None]:
+    """Settle the earliest moment a subscription owes at or before ``now``, exactly once.
+    Returns what happened and when it is next due (None once it is over)."""
     return retry_on_race(lambda: _bill_due_once(deps, organization_id, external_id, lago_id, now))
 
 
 def _bill_due_once(
     deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
-) -> str:
+) -> tuple[str, datetime | None]:
     sub = original = deps.store.get_subscription(organization_id, external_id, lago_id)
     due = sub.due_at() if sub else None
     if sub is None or not sub.is_live or due is None or due > now:
-        return "not_due"
+        return "not_due", due
     organization = deps.store.get_organization(organization_id)
     customer = deps.store.get_customer(organization_id, sub.external_customer_id)
     plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
     if organization is None or customer is None or plan is None:
-        return "orphaned"
+        return "orphaned", None
     timezone = timezone_of(organization, customer)
     change = Change(deps)
     invoice_id = stable_id("subscription-invoice", sub.lago_id, iso(due))
@@ -296,7 +297,7 @@ def _bill_due_once(
             subscription_webhook("subscription.started", saved, plan, customer, due, timezone)
         )
         change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
-        return "activated"
+        return "activated", saved.due_at()
     if sub.ending_at and parse(sub.ending_at) <= due:
         ended, draft = terminate(sub, plan, due, timezone, bill=True)
         if draft:
@@ -307,7 +308,7 @@ def _bill_due_once(
         )
         _cancel_pending_successor(deps, change, sub, due)
         change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
-        return "terminated"
+        return "terminated", None
     at_boundary = period_at(sub, plan, due, timezone).start == due
     if at_boundary and sub.next_subscription_id:
         successor = deps.store.get_subscription(
@@ -331,7 +332,7 @@ def _bill_due_once(
     moved = billed.model_copy(update={"next_billing_at": next_due(billed, plan, due, timezone)})
     saved = change.save(moved, original)
     change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
-    return "billed" if change.drafts else "advanced"
+    return ("billed" if change.drafts else "advanced"), saved.due_at()
 
 
 def _cancel_pending_successor(
@@ -358,7 +359,7 @@ def _swap_plans(
     successor: Subscription,
     due: datetime,
     invoice_id: str,
-) -> str:
+) -> tuple[str, datetime | None]:
     """A downgrade takes effect at the period boundary: the old plan's last fee and the new
     plan's first fee share one invoice."""
     new_plan = deps.store.get_plan_by_id(sub.organization_id, successor.plan_lago_id)
@@ -372,7 +373,7 @@ def _swap_plans(
     )
     if new_plan is None:
         change.commit(organization, customer, invoice_id, due, saved_old, plan.amount_currency)
-        return "terminated"
+        return "terminated", None
     started, new_draft = activate(
         successor.model_copy(update={"initial_started_at": sub.initial_started_at}),
         new_plan,
@@ -386,4 +387,4 @@ def _swap_plans(
         subscription_webhook("subscription.started", saved_new, new_plan, customer, due, timezone)
     )
     change.commit(organization, customer, invoice_id, due, saved_new, new_plan.amount_currency)
-    return "downgraded"
+    return "downgraded", None  # the successor is due under its own id, at the next run

@@ -22,13 +22,13 @@ from billow.domain.subscriptions import (
     Subscription,
     is_upgrade,
 )
+from billow.services.billing_run import DueSubscription, work
 from billow.services.invoicing import retry_on_race
 from billow.services.lookups import check_payment_method, get_customer
 from billow.services.payments import stripe_account
 from billow.services.subscription_billing import (
     Change,
     activate,
-    bill_due,
     current_period,
     next_due,
     parse,
@@ -549,8 +549,17 @@ def terminate_subscription(
     """DELETE: a pending subscription is canceled; an active one ends now, billing the
     in-arrears time it used (unless ``on_termination_invoice=skip``)."""
     sub = find(deps, organization_id, external_id, status or "active")
-    if sub.due_at() and (sub.due_at() or now) <= now:
-        bill_due(deps, organization_id, sub.external_id, sub.lago_id, now)
+    # Whatever fell due before now (a run not yet reached it) is billed first, as the run
+    # would have, so the final invoice covers only what is left.
+    work(
+        deps,
+        DueSubscription(
+            organization_id=organization_id,
+            external_id=sub.external_id,
+            lago_id=sub.lago_id,
+            now=iso(now),
+        ),
+    )
 
     def apply() -> Subscription:
         current = find(deps, organization_id, external_id, status or "active")
