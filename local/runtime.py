@@ -60,7 +60,7 @@ from billow.composition import dependencies
 from billow.services.organizations import NewOrganization, create_organization
 from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
 from billow.topology import TOPOLOGY, Function, Queue, Route, StreamConsumer, Topic, Topology
-from local import moto_patches
+from local import moto_patches, moto_speedups
 from local.stripe_emulator import StripeEmulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -1237,6 +1237,7 @@ class LocalRuntime:
         werkzeug = logging.getLogger("werkzeug")
         self._werkzeug_level = werkzeug.level
         werkzeug.setLevel(logging.WARNING)  # one access-log line per SQS poll is noise
+        moto_speedups.speed_up_moto()
         moto_patches.install()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._aws_port, verbose=False)
         server.start()

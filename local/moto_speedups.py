@@ -1,0 +1,265 @@
+"""moto internals replaced so its answers take a time that does not grow with the data.
+
+Each function here is moto's own cost, not DynamoDB's or SQS's, and grows with everything
+written so far, which made long runs quadratic in time (and, for transactions, in
+garbage). Billow's requests and moto's answers are unchanged, only how moto finds them.
+Installed before ``local/moto_patches.py``, which wraps these versions (its lock, its
+stream-shard fix) as it would wrap moto's own. Dev-only, like all of ``local/``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import functools
+import inspect
+import threading
+import time
+from typing import Any
+
+
+def speed_up_moto() -> None:
+    """Make moto answer in a time that does not grow with the table or the queue.
+
+    Each of these is moto's cost, not DynamoDB's or SQS's, and grows with everything
+    written so far, which made a billing run quadratic: Billow's requests and moto's
+    answers are unchanged, only how moto finds them. Installed before
+    ``local/moto_patches.py``, which wraps these versions (its lock, its stream-shard fix)
+    as it would wrap moto's own.
+    """
+    _cache_moto_module_list()
+    _partition_queries()
+    _journal_transactions()
+    _cache_json_paths()
+    _cheap_retention_check()
+    _cheap_sends()
+
+
+def _cache_moto_module_list() -> None:
+    """moto's server lists its own package directory (os.listdir and an isdir per
+    service) under a global lock on every request, to route it; the list never changes."""
+    from moto import backends  # noqa: PLC0415
+
+    if not hasattr(backends.list_of_moto_modules, "cache_info"):
+        modules = tuple(backends.list_of_moto_modules())
+        backends.list_of_moto_modules = functools.cache(lambda: modules)
+
+
+def _cache_json_paths() -> None:
+    """EventBridge input transformers: moto compiles each JSONPath of the transformer
+    (a yacc parser build each time) for every event it delivers; compiled once here."""
+    from jsonpath_ng import ext  # noqa: PLC0415
+
+    if not hasattr(ext.parse, "cache_info"):
+        ext.parse = functools.lru_cache(maxsize=256)(ext.parse)
+
+
+def _cheap_retention_check() -> None:
+    """SQS receives: for every message handed out, moto reads its queue's retention by
+    computing all the queue's attributes, message counts included (a pass over every
+    message in the queue); the retention is read from the queue directly here."""
+    from moto.sqs.models import SQSBackend  # noqa: PLC0415
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+
+
+class _SortedPartition(dict[Any, Any]):
+    """One partition of a moto table (sort key → item) that also keeps its string sort
+    keys in order, so a ``begins_with`` query finds its items by bisection instead of
+    looking at every item of the partition (every item of an organization, in Billow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorted_keys: list[tuple[str, Any]] | None = []
+        """``(sort key, moto key)`` in order; None once a non-string sort key arrives."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self and self.sorted_keys is not None:
+            if getattr(key, "type", None) == "S":
+                bisect.insort(self.sorted_keys, (key.value, key), key=lambda entry: entry[0])
+            else:
+                self.sorted_keys = None
+        super().__setitem__(key, value)
+
+    def _forget(self, key: Any) -> None:
+        if key in self and self.sorted_keys is not None:
+            index = bisect.bisect_left(self.sorted_keys, key.value, key=lambda entry: entry[0])
+            del self.sorted_keys[index]
+
+    def __delitem__(self, key: Any) -> None:
+        self._forget(key)
+        super().__delitem__(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._forget(key)
+        return super().pop(key, *default)
+
+    def with_prefix(self, prefix: str) -> list[Any]:
+        assert self.sorted_keys is not None
+        found = []
+        index = bisect.bisect_left(self.sorted_keys, prefix, key=lambda entry: entry[0])
+        while index < len(self.sorted_keys) and self.sorted_keys[index][0].startswith(prefix):
+            found.append(self[self.sorted_keys[index][1]])
+            index += 1
+        return found
+
+
+def _cheap_sends() -> None:
+    """SQS sends: for each message, moto asks its queue for all its attributes (message
+    counts included: passes over every message in the queue) to read one flag,
+    ContentBasedDeduplication; during a send, the queue answers that flag alone."""
+    from moto.sqs.models import Queue, SQSBackend  # noqa: PLC0415
+
+    if getattr(SQSBackend, "_bench_cheap_sends", False):
+        return
+    sending = threading.local()
+    attributes, send_message = vars(Queue)["attributes"].fget, SQSBackend.send_message
+
+    def queue_attributes(self: Any) -> dict[str, Any]:
+        if getattr(sending, "active", False):
+            flag = bool(getattr(self, "content_based_deduplication", False))
+            return {"ContentBasedDeduplication": "true" if flag else "false"}
+        return dict(attributes(self))
+
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    Queue.attributes = property(queue_attributes)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = send  # type: ignore[method-assign]
+    SQSBackend._bench_cheap_sends = True  # type: ignore[attr-defined]
+
+
+def _partition_queries() -> None:
+    """A Query makes moto sort every item of the table (``all_items``) and compare each
+    one's partition key. Here a base-table Query gets its partition's items only (for
+    ``begins_with``, only those with the prefix) and an index Query the items carrying
+    its index partition key, unsorted; moto then filters, sorts, pages and projects them
+    exactly as before."""
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    if getattr(Table, "_bench_partitioned", False):
+        return
+    hint = threading.local()
+    original_query, original_all_items = Table.query, Table.all_items
+    signature = inspect.signature(original_query)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        conditions = bound.get("hash_key_conditions") or []
+        if bound.get("index_name") and len(conditions) == 1:
+            hint.query = (self, "index", conditions[0], None, None)
+        elif not bound.get("index_name") and bound["hash_key"] is not None:
+            hint.query = (
+                self,
+                "table",
+                bound["hash_key"],
+                bound["range_comparison"],
+                bound["range_objs"],
+            )
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            hint.query = None
+
+    def all_items(self: Any) -> Any:
+        noted = getattr(hint, "query", None)
+        if noted is None or noted[0] is not self:
+            return original_all_items(self)
+        _, where, key, comparison, values = noted
+        if where == "index":
+            name, value = key
+            return [
+                item
+                for partition in self.items.values()
+                for item in (partition.values() if self.range_key_attr else [partition])
+                if (found := item.attrs.get(name)) is not None and found == value
+            ]
+        partition = self.items.get(key, {})
+        if not self.range_key_attr:
+            return [partition]
+        if (
+            str(comparison).upper() == "BEGINS_WITH"
+            and values
+            and values[0].type == "S"
+            and isinstance(partition, _SortedPartition)
+            and partition.sorted_keys is not None
+        ):
+            return partition.with_prefix(values[0].value)
+        return list(partition.values())
+
+    original_init = Table.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.items.default_factory = _SortedPartition
+
+    Table.__init__ = init  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table._bench_partitioned = True  # type: ignore[attr-defined]
+
+
+def _journal_transactions() -> None:
+    """Roll back a failed TransactWriteItems from a journal of the items it touches.
+
+    moto backs up a transaction by deep-copying the whole table, items and stream
+    records included, once per item of the transaction, so every transaction costs
+    time in proportion to everything written so far. A copy of the items the
+    transaction writes gives the same rollback."""
+    from moto.dynamodb import models  # noqa: PLC0415
+    from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: PLC0415
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    if getattr(models.DynamoDBBackend, "_bench_journal", False):
+        return
+    real_copy = models.copy
+
+    class _NoTableCopy:
+        """moto's module sees this as ``copy``: tables are not copied, the rest is."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        journal: list[tuple[Any, Any, Any, Any]] = []
+        for entry in transact_items:
+            with contextlib.suppress(Exception):  # malformed: moto's own checks answer it
+                ((_, op),) = entry.items()
+                table = self.tables[op["TableName"]]
+                attributes = op.get("Item") or op["Key"]
+                hash_key = DynamoType(attributes[table.hash_key_attr])
+                range_key = (
+                    DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+                )
+                before = real_copy.deepcopy(table.get_item(hash_key, range_key))
+                journal.append((table, hash_key, range_key, before))
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, before in reversed(journal):
+                partition = table.items[hash_key] if range_key else table.items
+                slot = range_key if range_key else hash_key
+                if before is None:
+                    partition.pop(slot, None)
+                else:
+                    partition[slot] = before
+            raise
+
+    models.copy = _NoTableCopy  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    models.DynamoDBBackend._bench_journal = True  # type: ignore[attr-defined]
