@@ -1,6 +1,5 @@
 """Lambda entry point for the hourly ``billing-run`` schedule."""
 
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -8,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.composition import dependencies
+from billow.domain.clock import parse_iso
 from billow.services.billing_run import run
 
 logger = Logger(service="billow")
@@ -20,7 +20,7 @@ metrics = Metrics(namespace="Billow", service="billow")
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ "Now" is the scheduled time carried by the event, never the wall clock."""
-    now = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    now = parse_iso(event["time"])
     queued = run(dependencies(), now)
     metrics.add_metric(name="SubscriptionsDue", unit=MetricUnit.Count, value=queued)
     logger.info("Billing run", extra={"time": event["time"], "queued": queued})

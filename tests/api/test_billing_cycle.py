@@ -7,8 +7,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from billow.domain.clock import iso
-from billow.services.subscription_billing import parse
+from billow.domain.clock import iso, parse_iso
 from tests.api.billing_helpers import (
     DECLINED,
     THREE_D_SECURE,
@@ -247,10 +246,10 @@ def test_declined_charge_fans_out_and_dunning_retries_until_paid(
     failed_at = invoice["updated_at"]
 
     # Two days later nothing is due; on day three the first retry is made, and fails again.
-    local_billow.fire_schedule("dunning-run", parse(failed_at) + timedelta(days=2))
+    local_billow.fire_schedule("dunning-run", parse_iso(failed_at) + timedelta(days=2))
     local_billow.wait_idle()
     assert len(payment_intents(stripe_org, cus)) == 1
-    local_billow.fire_schedule("dunning-run", parse(failed_at) + timedelta(days=3, minutes=1))
+    local_billow.fire_schedule("dunning-run", parse_iso(failed_at) + timedelta(days=3, minutes=1))
     local_billow.wait_idle()
     wait_for(lambda: len(webhooks(subscribed, "invoice.payment_failure")) == 2 or None)
     assert len(payment_intents(stripe_org, cus)) == 2
@@ -270,13 +269,13 @@ def test_declined_charge_fans_out_and_dunning_retries_until_paid(
     )
     second_failure = stripe_org.api.get(f"/invoices/{invoice['lago_id']}")[1]["invoice"]
     local_billow.fire_schedule(
-        "dunning-run", parse(second_failure["updated_at"]) + timedelta(days=5, minutes=1)
+        "dunning-run", parse_iso(second_failure["updated_at"]) + timedelta(days=5, minutes=1)
     )
     local_billow.wait_idle()
     paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     assert paid["total_paid_amount_cents"] == invoice["total_amount_cents"] > 0
     local_billow.fire_schedule(
-        "dunning-run", parse(second_failure["updated_at"]) + timedelta(days=30)
+        "dunning-run", parse_iso(second_failure["updated_at"]) + timedelta(days=30)
     )
     local_billow.wait_idle()
     assert len([pi for pi in payment_intents(stripe_org, cus) if pi["status"] == "succeeded"]) == 1
@@ -326,9 +325,9 @@ def test_the_organizations_retry_schedule_drives_dunning(
         assert status == 200, body
         local_billow.wait_idle()
 
-    failed_at = parse(invoice["updated_at"])
+    failed_at = parse_iso(invoice["updated_at"])
     fire_dunning(failed_at + timedelta(days=1, minutes=1))  # the one retry, a day later
     retried = wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
     assert len(payment_intents(stripe_org, cus)) == 2
-    fire_dunning(parse(retried["updated_at"]) + timedelta(days=30))  # no retries left
+    fire_dunning(parse_iso(retried["updated_at"]) + timedelta(days=30))  # no retries left
     assert len(payment_intents(stripe_org, cus)) == 2

@@ -110,18 +110,22 @@ class BillingRecords(TableBase):
         for item in self._query_prefix(org_pk(organization_id), "SUBSCRIPTION#"):
             yield Subscription.model_validate(document(item))
 
-    def due_subscriptions(self, now: str) -> Iterator[Item]:
-        """Live subscriptions whose next billing time is at or before ``now``, every shard."""
+    def _due(self, index_prefix: str, now: str, attributes: str) -> Iterator[Item]:
+        """Everything a sparse, sharded due index holds for ``now`` or earlier."""
         for shard in range(DUE_INDEX_SHARDS):
             yield from self._query(
                 IndexName="GSI1",
                 KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :now",
                 ExpressionAttributeValues={
-                    ":pk": f"BILLING_DUE#{shard}",
+                    ":pk": f"{index_prefix}#{shard}",
                     ":now": now + DUE_SUFFIX,
                 },
-                ProjectionExpression="organization_id, external_id, lago_id, GSI1SK",
+                ProjectionExpression=attributes,
             )
+
+    def due_subscriptions(self, now: str) -> Iterator[Item]:
+        """Live subscriptions whose next billing time is at or before ``now``."""
+        return self._due("BILLING_DUE", now, "organization_id, external_id, lago_id")
 
     # -- invoices ------------------------------------------------------------------------
 
@@ -237,13 +241,6 @@ class BillingRecords(TableBase):
             )
 
     def due_retries(self, now: str) -> Iterator[Item]:
-        for shard in range(DUE_INDEX_SHARDS):
-            yield from self._query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :now",
-                ExpressionAttributeValues={
-                    ":pk": f"DUNNING_DUE#{shard}",
-                    ":now": now + DUE_SUFFIX,
-                },
-                ProjectionExpression="organization_id, invoice_id, after_attempt, retries_done",
-            )
+        return self._due(
+            "DUNNING_DUE", now, "organization_id, invoice_id, after_attempt, retries_done"
+        )

@@ -17,6 +17,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def parse_iso(moment: str) -> datetime:
+    """The inverse of :func:`iso` (and reads any ISO 8601 instant with an offset)."""
+    return datetime.fromisoformat(moment)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from billow.composition import Dependencies
-from billow.domain.clock import iso
-from billow.services.subscription_billing import bill_due, parse
+from billow.domain.clock import iso, parse_iso
+from billow.services.subscription_billing import bill_due
 
 INVOICE_QUEUE = "invoice-work"
 MAX_DUE_MOMENTS = 64
@@ -46,7 +46,7 @@ def run(deps: Dependencies, now: datetime) -> int:
 
 def work(deps: Dependencies, due: DueSubscription) -> list[str]:
     """Bill every moment the subscription owes up to the run's time, oldest first."""
-    now = parse(due.now)
+    now = parse_iso(due.now)
     outcomes = []
     for _ in range(MAX_DUE_MOMENTS):
         outcome, next_due = bill_due(deps, due.organization_id, due.external_id, due.lago_id, now)

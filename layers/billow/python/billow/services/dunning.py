@@ -12,11 +12,10 @@ from datetime import datetime, timedelta
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.clock import iso
+from billow.domain.clock import iso, parse_iso
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
 from billow.domain.events import OutboxEvent
 from billow.services.payments import request_attempt
-from billow.services.subscription_billing import parse
 
 
 def plan_retry(deps: Dependencies, event: OutboxEvent) -> str:
@@ -37,7 +36,7 @@ def plan_retry(deps: Dependencies, event: OutboxEvent) -> str:
     retries_done = int(record["retries_done"]) if record else 0
     delays = organization.payment_retry_delays_days
     next_at = (
-        iso(parse(event.occurred_at) + timedelta(days=delays[retries_done]))
+        iso(parse_iso(event.occurred_at) + timedelta(days=delays[retries_done]))
         if retries_done < len(delays)
         else None
     )

@@ -127,8 +127,7 @@ def create_one_off(
 
 
 def present(deps: Dependencies, invoice: Invoice) -> dict[str, object]:
-    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
-    return invoice.as_lago(customer.as_lago() if customer else None)
+    return present_all(deps, [invoice])[0]
 
 
 def present_all(deps: Dependencies, invoices: Sequence[Invoice]) -> list[dict[str, object]]:

@@ -9,13 +9,13 @@ two consumers racing all reach the same PaymentIntent. Payment status only moves
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from billow.adapters.billing_records import AWAITING_PAYMENT_METHOD
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.clock import iso, stable_id, utcnow
+from billow.domain.clock import iso, parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
@@ -167,8 +167,7 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
             )
 
 
-def _invoice_webhook(deps: Dependencies, invoice: Invoice, webhook_type: str) -> OutboxEvent:
-    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+def _invoice_webhook(invoice: Invoice, customer: Customer | None, webhook_type: str) -> OutboxEvent:
     return webhook_event(
         invoice.organization_id,
         webhook_type,
@@ -196,11 +195,12 @@ def settle_success(
             "last_payment_error": None,
         }
         updated = invoice.model_copy(update=changes)
+        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         return _save(
             deps,
             invoice,
             changes,
-            [_invoice_webhook(deps, updated, "invoice.payment_status_updated")],
+            [_invoice_webhook(updated, customer, "invoice.payment_status_updated")],
         )
 
     invoice = retry_on_race(record)
@@ -251,7 +251,7 @@ def settle_failure(
         }
         updated = invoice.model_copy(update=changes)
         events = [
-            _invoice_webhook(deps, updated, "invoice.payment_status_updated"),
+            _invoice_webhook(updated, customer, "invoice.payment_status_updated"),
             _failure_webhook(updated, customer, connection_code, error, outcome),
         ]
         if outcome.error_code == AUTHENTICATION_REQUIRED and customer is not None:
@@ -382,9 +382,7 @@ def _attempt_in_flight(invoice: Invoice) -> bool:
     retried by hand."""
     if invoice.payment_status != "pending" or invoice.payment_block or not invoice.payment_attempts:
         return False
-    return utcnow() - datetime.fromisoformat(invoice.updated_at.replace("Z", "+00:00")) < (
-        IN_FLIGHT_GRACE
-    )
+    return utcnow() - parse_iso(invoice.updated_at) < IN_FLIGHT_GRACE
 
 
 def request_attempt(
@@ -494,11 +492,12 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
         if invoice.status != "finalized" or invoice.payment_status == "succeeded":
             raise ValidationFailed({"invoice": ["not_voidable"]}, code="not_voidable")
         updated = invoice.model_copy(update={"status": "voided", "voided_at": iso(utcnow())})
+        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         return _save(
             deps,
             invoice,
             {"status": "voided", "voided_at": updated.voided_at},
-            [_invoice_webhook(deps, updated, "invoice.voided")],
+            [_invoice_webhook(updated, customer, "invoice.voided")],
         )
 
     voided = retry_on_race(record)

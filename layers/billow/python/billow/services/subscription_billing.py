@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan
-from billow.domain.clock import iso, stable_id
+from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.customers import Customer
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.invoices import FeeItem
@@ -25,16 +25,12 @@ from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
 INSTANT = timedelta(microseconds=1)
 
 
-def parse(moment: str) -> datetime:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
-
-
 def timezone_of(organization: Organization, customer: Customer) -> str:
     return customer.timezone or organization.timezone or "UTC"
 
 
 def period_at(sub: Subscription, plan: Plan, at: datetime, timezone: str) -> Period:
-    anchor = parse(sub.started_at or sub.subscription_at)
+    anchor = parse_iso(sub.started_at or sub.subscription_at)
     return billing_period(
         at,
         interval=plan.interval,
@@ -54,7 +50,7 @@ def current_period(
 
 
 def _trial_end(sub: Subscription) -> datetime | None:
-    return parse(sub.trial_ended_at) if sub.trial_ended_at else None
+    return parse_iso(sub.trial_ended_at) if sub.trial_ended_at else None
 
 
 def next_due(sub: Subscription, plan: Plan, after: datetime, timezone: str) -> str:
@@ -66,7 +62,7 @@ def next_due(sub: Subscription, plan: Plan, after: datetime, timezone: str) -> s
     if plan.pay_in_advance and ends_trial and after < ends_trial < period.end:
         candidates.append(ends_trial)
     if sub.ending_at:
-        candidates.append(max(parse(sub.ending_at), after))
+        candidates.append(max(parse_iso(sub.ending_at), after))
     return iso(min(candidates))
 
 
@@ -95,8 +91,8 @@ def _fee_draft(
 
 
 def _billed_from(sub: Subscription) -> datetime:
-    started = parse(sub.started_at or sub.subscription_at)
-    return max(started, parse(sub.billed_until)) if sub.billed_until else started
+    started = parse_iso(sub.started_at or sub.subscription_at)
+    return max(started, parse_iso(sub.billed_until)) if sub.billed_until else started
 
 
 def advance_fee(
@@ -169,7 +165,7 @@ def activate(
 ) -> tuple[Subscription, FeeDraft | None]:
     """A subscription starts at ``at``: its trial clock, its first in-advance fee, its next
     due time."""
-    initial = parse(sub.initial_started_at) if sub.initial_started_at else at
+    initial = parse_iso(sub.initial_started_at) if sub.initial_started_at else at
     ends_trial = trial_end(initial, plan.trial_period)
     started = sub.model_copy(
         update={
@@ -298,7 +294,7 @@ def _bill_due_once(
         )
         change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
         return "activated", saved.due_at()
-    if sub.ending_at and parse(sub.ending_at) <= due:
+    if sub.ending_at and parse_iso(sub.ending_at) <= due:
         ended, draft = terminate(sub, plan, due, timezone, bill=True)
         if draft:
             change.drafts.append(draft)

@@ -3,6 +3,7 @@ upgrade, downgrade, update, terminate, read."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -31,7 +32,6 @@ from billow.services.subscription_billing import (
     activate,
     current_period,
     next_due,
-    parse,
     subscription_webhook,
     terminate,
     timezone_of,
@@ -444,15 +444,36 @@ def _downgrade(
     )
 
 
-def _view(deps: Dependencies, organization_id: str, sub: Subscription) -> SubscriptionView:
+def views(
+    deps: Dependencies, organization_id: str, subscriptions: Sequence[Subscription]
+) -> list[SubscriptionView]:
+    """What each subscription's Lago representation needs; the organization, and each
+    customer and plan, are read once however many subscriptions share them."""
     organization = _organization(deps, organization_id)
-    customer = get_customer(deps, organization_id, sub.external_customer_id)
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
-    if plan is None:
-        raise NotFound("plan")
-    return SubscriptionView(
-        subscription=sub, plan=plan, timezone=timezone_of(organization, customer)
-    )
+    timezones: dict[str, str] = {}
+    plans: dict[str, Plan] = {}
+    shown = []
+    for sub in subscriptions:
+        if sub.external_customer_id not in timezones:
+            customer = get_customer(deps, organization_id, sub.external_customer_id)
+            timezones[sub.external_customer_id] = timezone_of(organization, customer)
+        if sub.plan_lago_id not in plans:
+            plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+            if plan is None:
+                raise NotFound("plan")
+            plans[sub.plan_lago_id] = plan
+        shown.append(
+            SubscriptionView(
+                subscription=sub,
+                plan=plans[sub.plan_lago_id],
+                timezone=timezones[sub.external_customer_id],
+            )
+        )
+    return shown
+
+
+def _view(deps: Dependencies, organization_id: str, sub: Subscription) -> SubscriptionView:
+    return views(deps, organization_id, [sub])[0]
 
 
 def find(
@@ -482,7 +503,8 @@ def list_subscriptions(
     external_customer_id: str | None,
     plan_code: str | None,
     statuses: list[str],
-) -> list[SubscriptionView]:
+) -> list[Subscription]:
+    """Newest first; the caller builds views for the page it shows (see :func:`views`)."""
     wanted = set(statuses or ["active"])
     found = [
         sub
@@ -492,7 +514,7 @@ def list_subscriptions(
         and (plan_code is None or sub.plan_code == plan_code)
     ]
     found.sort(key=lambda sub: (sub.created_at, sub.lago_id), reverse=True)
-    return [_view(deps, organization_id, sub) for sub in found]
+    return found
 
 
 def update(
@@ -619,7 +641,7 @@ __all__ = [
     "create",
     "get",
     "list_subscriptions",
-    "parse",
     "terminate_subscription",
     "update",
+    "views",
 ]

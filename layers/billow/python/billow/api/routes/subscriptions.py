@@ -36,7 +36,6 @@ def _listed(
     page: int,
     per_page: int,
 ) -> dict[str, Any]:
-    now = utcnow()
     found = service.list_subscriptions(
         deps(),
         organization_id(router),
@@ -45,7 +44,13 @@ def _listed(
         statuses=list(statuses or []),
     )
     shown, meta = paginate(found, page, per_page)
-    return {"subscriptions": [view.as_lago(now) for view in shown], "meta": meta}
+    now = utcnow()
+    return {
+        "subscriptions": [
+            view.as_lago(now) for view in service.views(deps(), organization_id(router), shown)
+        ],
+        "meta": meta,
+    }
 
 
 @router.get("/api/v1/subscriptions")
