@@ -33,6 +33,8 @@ from aws_cdk import (
     Tags,
 )
 from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -49,7 +51,7 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
-from billow.topology import EVENT_SOURCE, TOPOLOGY, Function
+from billow.topology import EVENT_SOURCE, NAMESPACE, SERVICE, TOPOLOGY, Function
 from stacks.dependencies import dependencies_code
 
 Resource = TypeVar("Resource")
@@ -159,6 +161,7 @@ class BillowStack(Stack):
         self._rules()
         self._stream_consumers()
         self._schedules()
+        self._alarms()
 
         CfnOutput(self, "ApiUrl", value=self.http_api.api_endpoint)
         CfnOutput(self, "TableName", value=self.table.table_name)
@@ -311,13 +314,16 @@ class BillowStack(Stack):
         if not TOPOLOGY.topics:
             return
         managed_key = kms.Alias.from_alias_name(self, "SnsManagedKey", SNS_MANAGED_KEY_ALIAS)
+        alarmed = {alarm.topic for alarm in TOPOLOGY.alarms}
         for declared in TOPOLOGY.topics:
             name = construct_name(declared.name)
             topic = sns.Topic(
                 self,
                 f"{name}Topic",
                 display_name=f"Billow {declared.name}"[:100],
-                master_key=managed_key,
+                master_key=(
+                    self._alarm_topic_key(name) if declared.name in alarmed else managed_key
+                ),
                 enforce_ssl=True,
             )
             CfnOutput(
@@ -330,6 +336,77 @@ class BillowStack(Stack):
                 ),
             )
             self.topics[declared.name] = topic
+
+    def _alarm_topic_key(self, name: str) -> kms.Key:
+        """CloudWatch cannot publish to a topic under the AWS-managed SNS key (its policy
+        cannot be changed to let CloudWatch in): a topic that alarms notify gets a key of
+        its own, usable by CloudWatch only for this account's alarms."""
+        key = kms.Key(
+            self,
+            f"{name}TopicKey",
+            description=f"Encrypts the {name} topic; CloudWatch alarms may publish to it",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnLike": {"aws:SourceArn": self._alarm_arn("*")},
+                },
+            )
+        )
+        return key
+
+    def _alarm_arn(self, alarm_name: str) -> str:
+        return self.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=alarm_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _alarms(self) -> None:
+        """Each declared alarm: the sum of a Billow metric over its period reaching the
+        threshold notifies its topic (and no data, an hour without the metric, is fine)."""
+        for declared in TOPOLOGY.alarms:
+            name = construct_name(declared.name)
+            alarm = cloudwatch.Alarm(
+                self,
+                f"{name}Alarm",
+                alarm_description=declared.description,
+                metric=cloudwatch.Metric(
+                    namespace=NAMESPACE,
+                    metric_name=declared.metric,
+                    dimensions_map={"service": SERVICE},
+                    statistic="Sum",
+                    period=Duration.seconds(declared.period_s),
+                ),
+                threshold=declared.threshold,
+                evaluation_periods=1,
+                comparison_operator=(
+                    cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                ),
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            topic = self.topics.get(declared.topic)
+            if topic is None:
+                raise ValueError(f"alarm {declared.name} notifies the undeclared topic")
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": self.account},
+                        "ArnLike": {"aws:SourceArn": alarm.alarm_arn},
+                    },
+                )
+            )
 
     def _grant_sending(self) -> None:
         """What functions send themselves: ``sends_to`` queues and ``publishes_to`` topics.

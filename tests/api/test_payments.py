@@ -179,7 +179,9 @@ def intent_object(
         "id": intent_id,
         "object": "payment_intent",
         "amount": invoice["total_amount_cents"],
+        "amount_received": invoice["total_amount_cents"] if status == "succeeded" else 0,
         "currency": invoice["currency"].lower(),
+        "customer": invoice["customer"]["billing_configuration"]["provider_customer_id"],
         "status": status,
         "metadata": metadata,
         "last_payment_error": (
@@ -760,8 +762,8 @@ def test_a_voided_invoice_is_never_charged_afterwards(
         invoice["lago_id"]
     ]
 
-    # A charge already in flight when the invoice was voided lands afterwards: it is
-    # given back, and the invoice stays voided and unpaid.
+    # A payment through the invoice's link, submitted just before the invoice was voided,
+    # lands afterwards: it is given back, and the invoice stays voided and unpaid.
     card = stripe_org.stripe.v1.customers.retrieve(cus).invoice_settings.default_payment_method
     in_flight = stripe_org.stripe.v1.payment_intents.create(
         params={
@@ -772,7 +774,10 @@ def test_a_voided_invoice_is_never_charged_afterwards(
             "payment_method_types": ["card"],
             "confirm": True,
             "off_session": True,
-            "metadata": intent_object("", failed, stripe_org.id, attempt=2)["metadata"],
+            "metadata": {
+                **intent_object("", failed, stripe_org.id, attempt=None)["metadata"],
+                "payment_type": "one-time",
+            },
         }
     )
     refunds = wait_for(lambda: refunds_of(stripe_org, in_flight.id))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel
+
+from billow.domain.payments import ProviderPayment
 
 
 class CardDetails(BaseModel):
@@ -44,6 +47,14 @@ class PaymentOutcome(BaseModel):
 class PaymentLink(BaseModel):
     session_id: str
     url: str
+
+
+class ClosedLink(BaseModel):
+    """A payment link after Billow closed it, or found it already used."""
+
+    paid_with: str | None = None
+    """The PaymentIntent that paid through the link, when the customer paid before it
+    could be closed; None when the link is closed and can no longer take money."""
 
 
 class PaymentProvider(Protocol):
@@ -110,6 +121,14 @@ class PaymentProvider(Protocol):
         idempotency_key: str,
     ) -> PaymentLink: ...
 
-    def expire_payment_link(self, session_id: str) -> bool: ...
+    def expire_payment_link(self, session_id: str) -> ClosedLink: ...
+
+    def payment_intent(self, payment_intent_id: str) -> ProviderPayment: ...
+
+    def find_attempt_payment(
+        self, customer_id: str, invoice_id: str, attempt: int, created_since: int
+    ) -> ProviderPayment | None: ...
+
+    def events_since(self, created_gte: int, types: Sequence[str]) -> Iterator[dict[str, Any]]: ...
 
     def refund(self, payment_intent_id: str, idempotency_key: str) -> str: ...

@@ -14,11 +14,19 @@ from pydantic import BaseModel, ConfigDict
 
 EVENT_SOURCE = "billow"
 """``source`` of every event Billow puts on its bus."""
+NAMESPACE = "Billow"
+"""CloudWatch namespace of Billow's own metrics."""
+SERVICE = "billow"
+"""The ``service`` dimension Powertools gives every metric, and the log's service name."""
+RECONCILIATION_REPAIRS = "ReconciliationRepairs"
+"""What the hourly reconciliation with Stripe had to put right (0 when nothing)."""
 
 STRIPE_EVENT_RECEIVED = "stripe.event_received"
 PROVIDER_SYNC_REQUESTED = "customer.provider_sync_requested"
 PAYMENT_REQUESTED = "invoice.payment_requested"
 PAYMENT_FAILURE = "invoice.payment_failure"
+PAYMENT_UNMATCHED = "payment.unmatched"
+"""A PaymentIntent in Stripe that names an invoice it does not pay (for the finance team)."""
 
 
 class _Frozen(BaseModel):
@@ -94,6 +102,19 @@ class Topic(_Frozen):
     description: str
 
 
+class Alarm(_Frozen):
+    """A CloudWatch alarm on one of Billow's metrics (``NAMESPACE``, dimension
+    ``service``), notifying a declared topic when the metric's sum over ``period_s``
+    reaches ``threshold``. Alarms exist in AWS only: local mode has no CloudWatch."""
+
+    name: str
+    description: str
+    metric: str
+    topic: str
+    threshold: int = 1
+    period_s: int = 3600
+
+
 class StreamConsumer(_Frozen):
     """A function fed from the table's stream, with Lambda event filtering."""
 
@@ -129,6 +150,7 @@ class Topology(_Frozen):
     schedules: tuple[Schedule, ...]
     stream_consumers: tuple[StreamConsumer, ...]
     topics: tuple[Topic, ...]
+    alarms: tuple[Alarm, ...]
 
     def function(self, name: str) -> Function:
         return next(f for f in self.functions if f.name == name)
@@ -239,9 +261,10 @@ TOPOLOGY = Topology(
             name="stripe_events_sweep",
             code="stripe_events",
             handler="sweep.lambda_handler",
-            description="Re-publishes Stripe events left unprocessed",
-            calls_stripe=False,
-            timeout_s=300,
+            description="Hourly reconciliation with Stripe: events, stuck events, charges",
+            calls_stripe=True,
+            secrets="read",
+            timeout_s=900,
         ),
         Function(
             name="publisher",
@@ -391,8 +414,11 @@ TOPOLOGY = Topology(
         ),
         Rule(
             name="finance-alerts",
-            description="Failed payments alert the finance team",
-            event_pattern={"source": [EVENT_SOURCE], "detail-type": [PAYMENT_FAILURE]},
+            description="Failed payments and payments Billow will not apply alert finance",
+            event_pattern={
+                "source": [EVENT_SOURCE],
+                "detail-type": [PAYMENT_FAILURE, PAYMENT_UNMATCHED],
+            },
             queue="finance-alerts",
         ),
     ),
@@ -401,7 +427,7 @@ TOPOLOGY = Topology(
             name="stripe-events-sweep",
             expression="rate(1 hour)",
             function="stripe_events_sweep",
-            description="Re-publishes Stripe events still unprocessed after 15 minutes",
+            description="Reconciles with Stripe: lost events, stuck events, silent charges",
         ),
         Schedule(
             name="billing-run",
@@ -425,5 +451,22 @@ TOPOLOGY = Topology(
             },
         ),
     ),
-    topics=(Topic(name="finance-alerts", description="Failed payments, for the finance team"),),
+    topics=(
+        Topic(name="finance-alerts", description="Failed payments, for the finance team"),
+        Topic(
+            name="operations-alerts",
+            description="Alarms for the people who run Billow (drift repaired with Stripe)",
+        ),
+    ),
+    alarms=(
+        Alarm(
+            name="reconciliation-repairs",
+            description=(
+                "The hourly reconciliation with Stripe found lost events, stuck events or "
+                "silent charges and repaired them: something upstream is losing work"
+            ),
+            metric=RECONCILIATION_REPAIRS,
+            topic="operations-alerts",
+        ),
+    ),
 )

@@ -10,12 +10,15 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 - invoice by id / all: PK={org} SK=INVOICE#{lago_id} / begins_with INVOICE#
 - a customer's invoices waiting for a payment method (sparse):
   GSI1PK={org}#AWAITING_PAYMENT_METHOD#{customer_lago_id}
+- charge attempts in flight, oldest first (system sweep, sparse):
+  GSI1PK=PAYMENT_IN_FLIGHT#{shard} GSI1SK <= {cutoff}… (``{requested_at}#{org}#{lago_id}``)
 - invoice number sequence: PK={org} SK=INVOICE_SEQUENCE
 - payment retries (dunning) of an invoice: PK={org} SK=DUNNING#{invoice_id}
 - retries due (system sweep, sparse): GSI1PK=DUNNING_DUE#{shard} GSI1SK <= {now}…
 
-The two due indexes are the only cross-tenant reads here; they serve the scheduled runs,
-which hand each item back to a worker that reads it again from its organization's partition.
+The two due indexes and the in-flight index are the only cross-tenant reads here; they
+serve the scheduled runs, which hand each item back to a worker that reads it again from
+its organization's partition.
 """
 
 from __future__ import annotations
@@ -144,6 +147,13 @@ class BillingRecords(TableBase):
                 f"#{invoice.lago_customer_id}"
             )
             item["GSI1SK"] = invoice.created_at
+        elif invoice.payment_in_flight:
+            item["GSI1PK"] = f"PAYMENT_IN_FLIGHT#{due_shard(invoice.lago_id)}"
+            item["GSI1SK"] = (
+                f"{invoice.in_flight_since}#{invoice.organization_id}#{invoice.lago_id}"
+            )
+            item["organization_id"] = invoice.organization_id
+            item["lago_id"] = invoice.lago_id
         return item
 
     def stage_invoice(
@@ -181,6 +191,11 @@ class BillingRecords(TableBase):
             if invoice is not None:
                 found.append(invoice)
         return found
+
+    def payments_in_flight(self, requested_before: str) -> Iterator[Item]:
+        """Charge attempts requested at or before ``requested_before`` whose outcome is
+        still unknown (each item names its organization and invoice)."""
+        return self._due("PAYMENT_IN_FLIGHT", requested_before, "organization_id, lago_id")
 
     def invoice_sequence(self, organization_id: str) -> int:
         item = self._get(org_pk(organization_id), "INVOICE_SEQUENCE")

@@ -26,6 +26,8 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
   SK begins_with APPLIED_COUPON#{customer_lago_id}# / APPLIED_COUPON#
 - Stripe event (inbox, de-duplication): PK={org} SK=STRIPE_EVENT#{evt_id}
 - Stripe events not yet processed: GSI1PK={org}#STRIPE_EVENT_PENDING GSI1SK=received_at
+- where the reconciliation's next look at a Stripe account's events starts:
+  PK={org} SK=STRIPE_EVENTS_CURSOR#{code}
 - outbox (stream → bus, TTL 2 days): PK={org} SK=OUTBOX#{event_id}
 - webhook delivered to an endpoint (TTL 30 days): PK={org} SK=WEBHOOK_DELIVERY#{event}#{endpoint}
 - Powertools idempotency records: PK=IDEMPOTENCY#{function} SK={hash} (hashes, no tenant data)
@@ -36,6 +38,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import CatalogRecords
@@ -380,6 +384,27 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 }
             }
         )
+
+    def stripe_events_cursor(self, organization_id: str, code: str) -> int | None:
+        item = self._get(org_pk(organization_id), f"STRIPE_EVENTS_CURSOR#{code}")
+        return int(str(item["created"])) if item else None
+
+    def save_stripe_events_cursor(self, organization_id: str, code: str, created: int) -> None:
+        """Move the cursor forward only: two overlapping sweeps never set it back."""
+        try:
+            self.table.put_item(
+                Item={
+                    "PK": org_pk(organization_id),
+                    "SK": f"STRIPE_EVENTS_CURSOR#{code}",
+                    "kind": "stripe_events_cursor",
+                    "created": created,
+                },
+                ConditionExpression="attribute_not_exists(PK) OR created <= :created",
+                ExpressionAttributeValues={":created": created},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def pending_stripe_events(self, organization_id: str, received_before: str) -> Iterator[Item]:
         yield from self._query_index(

@@ -7,14 +7,15 @@ same key (``max_network_retries``), so a retry can never create a second object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import stripe
 
 from billow.domain.errors import ProviderError
 from billow.domain.integrations import STRIPE_API_VERSION
-from billow.ports import CardDetails, PaymentLink, PaymentOutcome, WebhookRegistration
+from billow.domain.payments import ProviderPayment
+from billow.ports import CardDetails, ClosedLink, PaymentLink, PaymentOutcome, WebhookRegistration
 
 T = TypeVar("T")
 
@@ -293,20 +294,66 @@ class StripeGateway:
         )
         return PaymentLink(session_id=session.id, url=str(session.url))
 
-    def expire_payment_link(self, session_id: str) -> bool:
-        """Close an open payment link; False when the customer already paid through it."""
+    def expire_payment_link(self, session_id: str) -> ClosedLink:
+        """Close an open payment link. A link the customer already paid cannot be closed:
+        the answer then names the PaymentIntent that paid (Stripe refuses to expire a
+        completed session, which is how a payment racing the expiry is caught)."""
         session = self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id))
-        if session.status == "complete":
-            return False
         if session.status == "open":
             try:
                 self._call(lambda: self.client.v1.checkout.sessions.expire(session_id))
+                return ClosedLink()
             except ProviderError:
-                refreshed = self._call(
-                    lambda: self.client.v1.checkout.sessions.retrieve(session_id)
-                )
-                return refreshed.status != "complete"
-        return True
+                session = self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id))
+        if session.status == "complete":
+            intent = session.to_dict().get("payment_intent")
+            return ClosedLink(paid_with=intent.get("id") if isinstance(intent, dict) else intent)
+        if session.status == "open":
+            raise ProviderError("The payment link could not be closed", kind="api")
+        return ClosedLink()
+
+    def payment_intent(self, payment_intent_id: str) -> ProviderPayment:
+        intent = self._call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id))
+        return ProviderPayment.from_stripe(intent.to_dict())
+
+    def find_attempt_payment(
+        self, customer_id: str, invoice_id: str, attempt: int, created_since: int
+    ) -> ProviderPayment | None:
+        """The PaymentIntent of one charge attempt, found by its metadata among the
+        customer's PaymentIntents (newest first, so the walk stops at ``created_since``)."""
+        intents = self._call(
+            lambda: self.client.v1.payment_intents.list(
+                params={"customer": customer_id, "limit": 100}
+            )
+        )
+        for intent in self._each(intents):
+            if intent.created < created_since:
+                return None
+            payment = ProviderPayment.from_stripe(intent.to_dict())
+            if payment.invoice_id == invoice_id and payment.attempt == attempt:
+                return payment
+        return None
+
+    def events_since(self, created_gte: int, types: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every event of ``types`` created at or after ``created_gte`` (Stripe keeps 30
+        days of them), page after page."""
+        events = self._call(
+            lambda: self.client.v1.events.list(
+                params=_params(created={"gte": created_gte}, types=list(types), limit=100)
+            )
+        )
+        for event in self._each(events):
+            yield event.to_dict()
+
+    @classmethod
+    def _each(cls, listing: Any) -> Iterator[Any]:
+        """A list's items across its pages; a page that fails is a ProviderError too."""
+        items = listing.auto_paging_iter()
+        while True:
+            item = cls._call(lambda: next(items, None))
+            if item is None:
+                return
+            yield item
 
     def refund(self, payment_intent_id: str, idempotency_key: str) -> str:
         refund = self._call(

@@ -30,6 +30,7 @@ from billow.api.routes import (
 from billow.composition import dependencies
 from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.services.organizations import organization_for_api_key
+from billow.services.stripe_connection import provider_rejection
 
 MAX_BODY_BYTES = 1_048_576
 API_PREFIX = "/api/v1/"
@@ -81,11 +82,15 @@ def unprocessable(error: ValidationFailed) -> Response[str]:
 
 
 @app.exception_handler(ProviderError)
-def provider_unavailable(error: ProviderError) -> Response[str]:
-    """Stripe failed in a way worth retrying (its errors of substance are 422s upstream)."""
+def provider_failed(error: ProviderError) -> Response[str]:
+    """Stripe unavailable is a 503, worth retrying; Stripe refusing (a revoked key, an
+    object it no longer has) is Lago's third-party 422, with Stripe's own words."""
     logger.warning(
-        "Stripe unavailable", extra={"kind": error.kind, "stripe_message": error.message}
+        "Stripe call failed", extra={"kind": error.kind, "stripe_message": error.message}
     )
+    if not error.retryable:
+        refused = provider_rejection(error, "payment_provider")
+        return error_response(422, refused.code, refused.details)
     return error_response(503, "provider_unavailable", {"payment_provider": [error.kind]})
 
 

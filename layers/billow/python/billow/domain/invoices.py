@@ -94,10 +94,13 @@ class Invoice(BaseModel):
     skip_psp: bool = False
     payment_attempts: int = 0
     """Charge attempts requested so far; attempt ``n`` uses idempotency key ``…-n``."""
+    attempt_requested_at: str | None = None
+    """When the current attempt was requested: how long Stripe has been silent about it."""
     payment_block: PaymentBlock | None = None
     """Why the current attempt could not reach Stripe (it stays ``pending``)."""
     last_payment_error: ProviderError | None = None
     provider_payment_id: str | None = None
+    """The current attempt's PaymentIntent once Stripe named it (or the one that paid)."""
     payment_link_session_id: str | None = None
     """An open Stripe Checkout Session for this invoice (a payment link)."""
     created_at: str
@@ -121,6 +124,24 @@ class Invoice(BaseModel):
             and self.payment_status != "succeeded"
             and self.total_due_amount_cents > 0
         )
+
+    @property
+    def payment_in_flight(self) -> bool:
+        """An attempt was requested and its outcome is unknown. While it is, nothing else
+        may start taking money for this invoice (no manual retry, no new payment link):
+        the attempt may be charging the card at this very moment."""
+        return (
+            self.is_payable
+            and self.payment_status == "pending"
+            and self.payment_block is None
+            and self.payment_attempts > 0
+        )
+
+    @property
+    def in_flight_since(self) -> str:
+        """When the attempt in flight was requested (invoices stored before Billow kept
+        that time fall back to their last change)."""
+        return self.attempt_requested_at or self.updated_at
 
     def as_lago(self, customer: dict[str, object] | None = None) -> dict[str, object]:
         body: dict[str, object] = {

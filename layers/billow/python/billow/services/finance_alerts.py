@@ -1,4 +1,5 @@
-"""Telling the finance team about failed payments, on the ``finance-alerts`` topic.
+"""Telling the finance team about failed payments, and about payments Billow will not
+apply, on the ``finance-alerts`` topic.
 
 The consumer reads the same ``invoice.payment_failure`` event the outgoing webhook is
 made of (its payload is Lago's webhook envelope) from a queue of its own: an alert that
@@ -17,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billow.adapters.notifications import subject_line
 from billow.composition import Dependencies
 from billow.domain.events import OutboxEvent
-from billow.topology import PAYMENT_FAILURE
+from billow.topology import PAYMENT_FAILURE, PAYMENT_UNMATCHED
 
 TOPIC = "finance-alerts"
 OBJECT_TYPE = "payment_provider_invoice_payment_error"
@@ -90,6 +91,12 @@ def _provider_error(value: Any) -> tuple[str, str | None]:
     return message, code
 
 
+def _table(rows: list[tuple[str, str]]) -> str:
+    """Labelled lines, values aligned: readable in a plain-text e-mail."""
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join(f"{label + ':':<{width}}{value}" for label, value in rows)
+
+
 def payment_failure_alert(event: OutboxEvent) -> Alert:
     """A short subject and a plain-text message about one failed payment.
 
@@ -141,8 +148,7 @@ def payment_failure_alert(event: OutboxEvent) -> Alert:
         ("Failed at", event.occurred_at),
         ("Billow event", event.event_id),
     ]
-    width = max(len(label) for label, _ in rows) + 2
-    body = "\n".join(f"{label + ':':<{width}}{value}" for label, value in rows)
+    body = _table(rows)
     text = (
         f"A payment attempt for an invoice failed at {provider or 'the payment provider'}."
         f"\n\n{body}\n\n"
@@ -152,16 +158,65 @@ def payment_failure_alert(event: OutboxEvent) -> Alert:
     return Alert(subject=subject_line(subject), message=text)
 
 
+_UNMATCHED_REASONS = {
+    "other_invoice": "it names another invoice",
+    "unknown_attempt": "it names a charge attempt Billow never made",
+    "not_created_by_billow": "Billow did not create it (no attempt, not a payment link)",
+    "customer_mismatch": "it charged another Stripe customer than the invoice's",
+    "currency_mismatch": "its currency is not the invoice's",
+    "amount_mismatch": "its amount is not the invoice's total",
+}
+
+
+def unmatched_payment_alert(event: OutboxEvent) -> Alert:
+    """A Stripe PaymentIntent names an invoice but does not pay it: Billow kept the invoice
+    as it was, and someone must look at the money (or the failure) in Stripe."""
+    payload = event.payload
+    reason = _text(payload.get("reason")) or "unknown"
+    amount = _amount(payload, {})
+    number = _first(payload.get("invoice_number"), payload.get("lago_invoice_id"))
+    expected = _amount(
+        {
+            "amount_cents": payload.get("invoice_total_amount_cents"),
+            "currency": payload.get("invoice_currency"),
+        },
+        {},
+    )
+    payment = f"{payload.get('provider_payment_id')} ({payload.get('provider_payment_status')})"
+    rows = [
+        ("Organization", _first(event.organization_id) or "unknown"),
+        ("Invoice", f"{number} ({payload.get('lago_invoice_id')})"),
+        ("Invoice total", expected or "not given"),
+        ("Customer", _first(payload.get("external_customer_id")) or "unknown"),
+        ("Stripe payment", payment),
+        ("Payment amount", amount or "not given"),
+        ("Stripe customer", _first(payload.get("provider_customer_id")) or "none"),
+        ("Why", _UNMATCHED_REASONS.get(reason, reason)),
+        ("Seen at", event.occurred_at),
+        ("Billow event", event.event_id),
+    ]
+    text = (
+        "Stripe reported a payment that names an invoice but does not pay it. Billow did "
+        "not apply it:\nthe invoice is unchanged. Check the payment in Stripe and refund or "
+        f"reassign it by hand.\n\n{_table(rows)}\n"
+    )
+    subject = f"Payment not applied: {amount or 'a payment'} naming invoice {number}"
+    return Alert(subject=subject_line(subject), message=text)
+
+
+_ALERTS = {PAYMENT_FAILURE: payment_failure_alert, PAYMENT_UNMATCHED: unmatched_payment_alert}
+
+
 def alert_once(deps: Dependencies, event: OutboxEvent, lambda_context: LambdaContext) -> None:
-    """Publish the alert for one failed payment at most once per event.
+    """Publish the alert for one failed (or unmatched) payment at most once per event.
 
     SNS standard topics do not de-duplicate, and SQS (like EventBridge) delivers at least
     once; the idempotency record, keyed by the event id, turns a redelivered message into
     a no-op. A failed publish leaves no record, so the queue's retries (and a redrive
     from the DLQ) publish it again.
     """
-    if event.event_type != PAYMENT_FAILURE:
-        return  # the rule routes only payment failures; anything else is not ours
+    if event.event_type not in _ALERTS:
+        return  # the rule routes only these; anything else is not ours
     config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
     config.register_lambda_context(lambda_context)
 
@@ -171,7 +226,8 @@ def alert_once(deps: Dependencies, event: OutboxEvent, lambda_context: LambdaCon
         config=config,
     )
     def publish(request: dict[str, Any]) -> str:
-        alert = payment_failure_alert(OutboxEvent.model_validate(request))
+        received = OutboxEvent.model_validate(request)
+        alert = _ALERTS[received.event_type](received)
         return deps.notifications.publish(TOPIC, alert.subject, alert.message)
 
     publish(request=event.model_dump(mode="json"))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
-from billow.domain.clock import iso, stable_id
+from billow.domain.clock import iso, stable_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
@@ -107,13 +107,16 @@ def _applied_tax(tax: Tax, amount_cents: int, base_cents: int) -> AppliedTax:
     )
 
 
-def payment_requested(invoice: Invoice) -> OutboxEvent:
-    """The command the payments consumer acts on; one id per attempt, so a replay is one charge."""
+def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> OutboxEvent:
+    """The command the payments consumer acts on; one id per attempt, so a replay is one
+    charge. An attempt asked for again (``redriven_at``) is a new message for the same
+    attempt: the charge it makes carries the attempt's own idempotency key."""
+    parts = (invoice.lago_id, str(invoice.payment_attempts))
     return internal_event(
         invoice.organization_id,
         PAYMENT_REQUESTED,
         {"invoice_id": invoice.lago_id, "attempt": invoice.payment_attempts},
-        event_id=stable_id("payment-requested", invoice.lago_id, str(invoice.payment_attempts)),
+        event_id=stable_id("payment-requested", *parts, *([redriven_at] if redriven_at else [])),
     )
 
 
@@ -253,7 +256,11 @@ def issue_invoice(
     if invoice.total_amount_cents == 0:
         invoice = invoice.model_copy(update={"payment_status": "succeeded", "payment_block": None})
     elif block is None:
-        invoice = invoice.model_copy(update={"payment_attempts": 1})
+        # Billing time may be the past or the future; how long the attempt has been in
+        # flight is measured on the clock.
+        invoice = invoice.model_copy(
+            update={"payment_attempts": 1, "attempt_requested_at": iso(utcnow())}
+        )
 
     transaction = Transaction()
     deps.store.stage_invoice_sequence(transaction, organization.id, sequence)

@@ -1,31 +1,68 @@
 """Charging invoices through Stripe, and settling them from what Stripe reports.
 
-Every charge attempt ``n`` of an invoice is one PaymentIntent created with the idempotency
-key ``invoice-payment-{invoice}-{n}``: a retried message, a crash after Stripe answered, or
-two consumers racing all reach the same PaymentIntent. Payment status only moves forward:
-``succeeded`` is final, and a failure counts only for the attempt in flight.
+How an invoice is paid at most once, with no refund needed:
+
+- Charge attempt ``n`` of an invoice is one PaymentIntent created with the idempotency
+  key ``invoice-payment-{invoice}-{n}``: a retried message, a crash after Stripe answered,
+  or two consumers racing all reach the same PaymentIntent.
+- An attempt is *in flight* from the moment it is requested until its outcome is known.
+  While it is, nothing else may start taking money: a manual retry and a new payment link
+  are refused (``payment_processing``). An attempt Stripe has been silent about for an hour
+  is looked up in Stripe and settled from what Stripe says; one Stripe never saw is asked
+  for again under its own key, never replaced by a new attempt, so a charge still under
+  way and its replay become one PaymentIntent.
+- Before charging, the invoice's open payment link is closed in Stripe. If the customer
+  already paid through it, that payment settles the invoice and nothing is charged.
+- Only a PaymentIntent Billow created for the invoice (an attempt or the payment link),
+  for the invoice's customer, currency and whole amount, settles it; anything else is
+  recorded and reported to the finance team, never applied.
+- Payment status only moves forward: ``succeeded`` is final, and a failure counts only
+  for the attempt in flight. A payment that still lands twice (a payment made outside
+  Billow's control, or after the invoice was voided) is refunded.
+- A refusal Stripe will repeat (a revoked key, a missing permission, a customer or card
+  Stripe no longer has) fails the attempt at once, visibly, instead of being retried.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from billow.adapters.billing_records import AWAITING_PAYMENT_METHOD
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
-from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
+from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
-from billow.domain.invoices import Invoice, PaymentBlock, ProviderError, failure_applies
+from billow.domain.invoices import Invoice, PaymentBlock, failure_applies
+from billow.domain.invoices import ProviderError as InvoiceError
+from billow.domain.payments import ProviderPayment, payment_mismatch
 from billow.ports import PaymentLink, PaymentOutcome, PaymentProvider
 from billow.services.invoicing import payment_requested, retry_on_race
-from billow.services.stripe_connection import connection_for
+from billow.services.stripe_connection import connection_for, provider_error_event
+from billow.topology import PAYMENT_UNMATCHED
 
 AUTHENTICATION_REQUIRED = "authentication_required"
+IN_FLIGHT_GRACE = timedelta(hours=1)
+"""How long Stripe may stay silent about an attempt before Billow asks it. Far longer than
+a charge can take (the payments function times out after a minute), so an attempt older
+than this is not being charged at this moment by a first delivery of its message."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""Looking for an attempt's PaymentIntent, Stripe's clock may be this far behind ours."""
+
+Reconciled = Literal["settled", "in_progress", "not_in_stripe"]
+
+
+class UnmatchedPayment(Exception):
+    """A PaymentIntent names an invoice it does not pay: recorded and reported, not applied."""
+
+    def __init__(self, reason: str, report: OutboxEvent) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.report = report
 
 
 def _metadata(invoice: Invoice, attempt: int | None) -> dict[str, str]:
@@ -84,6 +121,13 @@ def _payment_method_id(deps: Dependencies, customer: Customer, invoice: Invoice)
     return None
 
 
+def _processing() -> ValidationFailed:
+    return ValidationFailed({"invoice": ["payment_processing"]}, code="payment_processing")
+
+
+# -- charging --------------------------------------------------------------------------------
+
+
 def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: int) -> str:
     """Make charge attempt ``attempt`` of an invoice; returns what happened, for the logs."""
     invoice = deps.store.get_invoice(organization_id, invoice_id)
@@ -91,6 +135,8 @@ def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: i
         return "stale"
     if invoice.payment_block in {"manual", "skip_psp"}:
         return "not_charged"
+    if not invoice.payment_in_flight:
+        return "stale"  # this attempt's outcome is already known: a redelivered message
     customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
     if customer is None or stripe is None:
@@ -101,21 +147,26 @@ def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: i
     if method_id is None:
         _block(deps, invoice, "no_payment_method")
         return "no_payment_method"
-    if invoice.payment_link_session_id and not gateway.expire_payment_link(
-        invoice.payment_link_session_id
-    ):
-        return "paid_by_link"  # the link's own payment_intent.succeeded settles the invoice
     assert customer.stripe_customer_id
-    outcome = gateway.create_payment_intent(
-        customer_id=customer.stripe_customer_id,
-        payment_method_id=method_id,
-        amount=invoice.total_due_amount_cents,
-        currency=invoice.currency,
-        description=f"Invoice {invoice.number}",
-        metadata=_metadata(invoice, attempt),
-        manual_capture=False,
-        idempotency_key=f"invoice-payment-{invoice.lago_id}-{attempt}",
-    )
+    try:
+        not_now = _close_link_before_charging(deps, connection, gateway, invoice)
+        if not_now:
+            return not_now
+        outcome = gateway.create_payment_intent(
+            customer_id=customer.stripe_customer_id,
+            payment_method_id=method_id,
+            amount=invoice.total_due_amount_cents,
+            currency=invoice.currency,
+            description=f"Invoice {invoice.number}",
+            metadata=_metadata(invoice, attempt),
+            manual_capture=False,
+            idempotency_key=f"invoice-payment-{invoice.lago_id}-{attempt}",
+        )
+    except ProviderError as refused:
+        if refused.retryable:
+            raise  # Stripe is unavailable: the queue delivers the message again
+        _fail_on_refusal(deps, connection, invoice, attempt, refused)
+        return "refused"
     if outcome.status == "succeeded":
         settle_success(deps, organization_id, invoice_id, outcome.payment_intent_id or "")
         return "succeeded"
@@ -134,11 +185,69 @@ def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: i
     return outcome.status
 
 
+def _close_link_before_charging(
+    deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, invoice: Invoice
+) -> str | None:
+    """Close the invoice's payment link in Stripe before charging: from then on the charge
+    is the only way to pay. Returns why not to charge (the customer paid through the link
+    first, or the invoice moved on), or None to go ahead."""
+    current = invoice
+    while current.payment_link_session_id:
+        closed = gateway.expire_payment_link(current.payment_link_session_id)
+        if closed.paid_with:
+            _apply_outside_events(deps, connection, gateway.payment_intent(closed.paid_with))
+            return "paid_by_link"
+        try:
+            current = _save(deps, current, {"payment_link_session_id": None}, [])
+        except ConcurrentUpdate:
+            fresh = deps.store.get_invoice(invoice.organization_id, invoice.lago_id)
+            if (
+                fresh is None
+                or not fresh.payment_in_flight
+                or fresh.payment_attempts != invoice.payment_attempts
+            ):
+                return "stale"
+            current = fresh
+    return None
+
+
+def _fail_on_refusal(
+    deps: Dependencies,
+    connection: StripeConnection,
+    invoice: Invoice,
+    attempt: int,
+    refused: ProviderError,
+) -> None:
+    """Stripe refused in a way it will repeat for this attempt (its key revoked or lacking
+    a permission, a customer or card it no longer has, an amount it will not take). Retrying
+    the message would only repeat it: the attempt fails now, with Stripe's error, so the
+    invoice, its webhooks, dunning and the finance team all show it; a broken key is also
+    ``payment_provider.error``. A retry works as soon as the cause is fixed."""
+    settle_failure(
+        deps,
+        invoice.organization_id,
+        invoice.lago_id,
+        attempt,
+        PaymentOutcome(
+            payment_intent_id=None,
+            status="failed",
+            error_code=refused.code or refused.kind,
+            error_message=refused.message,
+            request_id=refused.request_id,
+            http_status=refused.http_status,
+        ),
+        connection_code=connection.code,
+        extra_events=[provider_error_event(connection, refused)]
+        if refused.rejects_credentials
+        else [],
+    )
+
+
 def _note_in_flight(
     deps: Dependencies, organization_id: str, invoice_id: str, attempt: int, outcome: PaymentOutcome
 ) -> None:
     invoice = _get_invoice(deps, organization_id, invoice_id)
-    if invoice.payment_attempts == attempt and invoice.payment_status == "pending":
+    if invoice.payment_attempts == attempt and invoice.payment_in_flight:
         _save(deps, invoice, {"provider_payment_id": outcome.payment_intent_id}, [])
 
 
@@ -147,7 +256,7 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
 
     def record() -> bool:
         current = _get_invoice(deps, invoice.organization_id, invoice.lago_id)
-        if current.payment_attempts == invoice.payment_attempts and current.is_payable:
+        if current.payment_attempts == invoice.payment_attempts and current.payment_in_flight:
             _save(deps, current, {"payment_block": reason}, [])
             return True
         return False
@@ -165,6 +274,9 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
                 invoice.lago_id,
                 after_attempt=invoice.payment_attempts,
             )
+
+
+# -- settling --------------------------------------------------------------------------------
 
 
 def _invoice_webhook(invoice: Invoice, customer: Customer | None, webhook_type: str) -> OutboxEvent:
@@ -215,8 +327,8 @@ def settle_success(
         return
     _, gateway = stripe
     if duplicate:
-        # Paid twice (a payment link and a charge crossed), or paid after it was voided:
-        # give this payment back.
+        # Paid twice (a payment made outside Billow's control crossed Billow's own), or
+        # paid after it was voided: give this payment back.
         gateway.refund(payment_intent_id, idempotency_key=f"duplicate-payment-{payment_intent_id}")
     elif invoice.payment_link_session_id:
         gateway.expire_payment_link(invoice.payment_link_session_id)
@@ -231,10 +343,11 @@ def settle_failure(
     *,
     connection_code: str,
     gateway: PaymentProvider | None = None,
+    extra_events: list[OutboxEvent] | None = None,
 ) -> None:
     """A charge failed: ``failed``, and ``invoice.payment_failure`` fans out to webhooks,
     dunning and the finance alert. A stale attempt's failure changes nothing."""
-    error = ProviderError(
+    error = InvoiceError(
         message=outcome.error_message or "The payment failed", error_code=outcome.error_code
     )
 
@@ -253,6 +366,7 @@ def settle_failure(
         events = [
             _invoice_webhook(updated, customer, "invoice.payment_status_updated"),
             _failure_webhook(updated, customer, connection_code, error, outcome),
+            *(extra_events or []),
         ]
         if outcome.error_code == AUTHENTICATION_REQUIRED and customer is not None:
             link = _authentication_link(deps, updated, customer, gateway)
@@ -274,7 +388,7 @@ def _failure_webhook(
     invoice: Invoice,
     customer: Customer | None,
     connection_code: str,
-    error: ProviderError,
+    error: InvoiceError,
     outcome: PaymentOutcome,
 ) -> OutboxEvent:
     return webhook_event(
@@ -298,6 +412,110 @@ def _failure_webhook(
             },
         },
     )
+
+
+def apply_provider_payment(
+    deps: Dependencies, connection: StripeConnection, payment: ProviderPayment
+) -> str:
+    """Settle the invoice a PaymentIntent pays, from what Stripe says of it (an event, or a
+    lookup by the reconciliation). Raises UnmatchedPayment for one that does not pay it."""
+    organization_id = connection.organization_id
+    if payment.organization_id != organization_id or not payment.invoice_id:
+        return "ignored"
+    invoice = deps.store.get_invoice(organization_id, payment.invoice_id)
+    if invoice is None:
+        return "ignored"
+    if payment.succeeded and invoice.provider_payment_id == payment.id:
+        return "processed"  # Stripe's echo of a charge Billow recorded already
+    if not payment.succeeded and not (payment.failed and payment.attempt is not None):
+        return "ignored"  # under way, or a payment link's failed try (its page stays open)
+    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    problem = payment_mismatch(payment, invoice, customer.stripe_customer_id if customer else None)
+    if problem:
+        raise UnmatchedPayment(problem, _unmatched_report(invoice, customer, payment, problem))
+    if payment.succeeded:
+        settle_success(deps, organization_id, invoice.lago_id, payment.id)
+        return "processed"
+    error_code = payment.error_code or ("canceled" if payment.status == "canceled" else None)
+    settle_failure(
+        deps,
+        organization_id,
+        invoice.lago_id,
+        payment.attempt,
+        PaymentOutcome(
+            payment_intent_id=payment.id,
+            status="failed",
+            error_code=error_code,
+            decline_code=payment.decline_code,
+            error_message=payment.error_message
+            or ("The payment was canceled" if payment.status == "canceled" else None),
+        ),
+        connection_code=connection.code,
+        # Stripe's event may be first to report a 3-D Secure failure: it needs the link too.
+        gateway=deps.stripe_for(connection) if error_code == AUTHENTICATION_REQUIRED else None,
+    )
+    return "processed"
+
+
+def _unmatched_report(
+    invoice: Invoice, customer: Customer | None, payment: ProviderPayment, reason: str
+) -> OutboxEvent:
+    """For the finance team: money (or a failure) in Stripe that Billow will not apply.
+    One report per PaymentIntent and status, however often Stripe tells of it."""
+    return internal_event(
+        invoice.organization_id,
+        PAYMENT_UNMATCHED,
+        {
+            "reason": reason,
+            "provider_payment_id": payment.id,
+            "provider_payment_status": payment.status,
+            "provider_customer_id": payment.customer,
+            "amount_cents": payment.amount,
+            "amount_currency": payment.currency.upper(),
+            "lago_invoice_id": invoice.lago_id,
+            "invoice_number": invoice.number,
+            "invoice_total_amount_cents": invoice.total_amount_cents,
+            "invoice_currency": invoice.currency,
+            "external_customer_id": invoice.external_customer_id,
+            "expected_provider_customer_id": customer.stripe_customer_id if customer else None,
+        },
+        event_id=stable_id(
+            "payment-unmatched", invoice.organization_id, payment.id, payment.status
+        ),
+    )
+
+
+def report_unmatched(deps: Dependencies, unmatched: UnmatchedPayment) -> None:
+    """Publish the report on its own (outside a Stripe event's processing)."""
+    transaction = Transaction()
+    transaction.publish([unmatched.report])
+    deps.store.commit(transaction)
+
+
+def _apply_outside_events(
+    deps: Dependencies, connection: StripeConnection, payment: ProviderPayment
+) -> str:
+    """Apply a PaymentIntent Billow looked up itself; an unmatched one is reported."""
+    try:
+        return apply_provider_payment(deps, connection, payment)
+    except UnmatchedPayment as unmatched:
+        report_unmatched(deps, unmatched)
+        return "rejected"
+
+
+def settle_from_stripe(
+    deps: Dependencies, connection: StripeConnection, intent: dict[str, Any]
+) -> str:
+    """``payment_intent.*`` events: matched to the invoice by metadata, within the org, and
+    applied only when the PaymentIntent really pays it (see ``payment_mismatch``)."""
+    try:
+        payment = ProviderPayment.from_stripe(intent)
+    except (KeyError, TypeError, ValueError):
+        return "ignored"  # not a PaymentIntent Billow could have made
+    return apply_provider_payment(deps, connection, payment)
+
+
+# -- payment links -----------------------------------------------------------------------
 
 
 def _link(
@@ -372,17 +590,69 @@ def _requires_action(
     )
 
 
-IN_FLIGHT_GRACE = timedelta(hours=1)
-"""A manual retry waits this long for an attempt Stripe has not answered yet."""
+def _require_unpaid(invoice: Invoice) -> None:
+    if invoice.status != "finalized":
+        raise ValidationFailed({"invoice": ["not_finalized"]}, code="invalid_status")
+    if invoice.payment_status == "succeeded" or not invoice.is_payable:
+        raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
 
 
-def _attempt_in_flight(invoice: Invoice) -> bool:
-    """An attempt was requested and nothing has been heard of it: a second manual retry
-    would only race it. One left unanswered for an hour (its message dead-lettered) may be
-    retried by hand."""
-    if invoice.payment_status != "pending" or invoice.payment_block or not invoice.payment_attempts:
-        return False
-    return utcnow() - parse_iso(invoice.updated_at) < IN_FLIGHT_GRACE
+def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> dict[str, object]:
+    """A Stripe Checkout page where the customer pays a pending or failed invoice.
+
+    Refused while an attempt is in flight: the attempt may be charging the card right now,
+    and a link paid meanwhile would take the money twice."""
+
+    def create() -> dict[str, object]:
+        invoice = _get_invoice(deps, organization_id, invoice_id)
+        if invoice.status != "finalized" or invoice.payment_status == "succeeded":
+            raise ValidationFailed(
+                {"invoice": [f"{invoice.status}_or_{invoice.payment_status}"]},
+                code="invalid_status",
+            )
+        if invoice.total_due_amount_cents <= 0:
+            raise ValidationFailed({"invoice": ["nothing_due"]}, code="invalid_status")
+        if invoice.payment_in_flight:
+            if _resolve_in_flight(deps, invoice, utcnow()) != "settled":
+                raise _processing()
+            invoice = _get_invoice(deps, organization_id, invoice_id)
+            _require_unpaid(invoice)
+        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+        stripe = stripe_account(deps, customer)
+        if customer is None or stripe is None or not customer.stripe_customer_id:
+            raise ValidationFailed(
+                {"base": ["no_linked_payment_provider"]}, code="missing_payment_provider"
+            )
+        connection, gateway = stripe
+        if invoice.payment_link_session_id:
+            closed = gateway.expire_payment_link(invoice.payment_link_session_id)
+            if closed.paid_with:
+                _apply_outside_events(deps, connection, gateway.payment_intent(closed.paid_with))
+                raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
+        link = _link(
+            deps,
+            gateway,
+            invoice,
+            customer.stripe_customer_id,
+            f"invoice-payment-link-{invoice.lago_id}-{invoice.version}",
+        )
+        try:
+            _save(deps, invoice, {"payment_link_session_id": link.session_id}, [])
+        except ConcurrentUpdate:
+            gateway.expire_payment_link(link.session_id)  # nobody has seen it yet
+            raise
+        return {
+            "lago_customer_id": invoice.lago_customer_id,
+            "lago_invoice_id": invoice.lago_id,
+            "external_customer_id": invoice.external_customer_id,
+            "payment_provider": "stripe",
+            "payment_url": link.url,
+        }
+
+    return retry_on_race(create)
+
+
+# -- attempts ----------------------------------------------------------------------------
 
 
 def request_attempt(
@@ -395,23 +665,37 @@ def request_attempt(
     """Start a new charge attempt (manual retry, dunning, a payment method arriving).
 
     ``after_attempt`` makes the request conditional: dunning retries only if nothing else
-    started an attempt since the failure it planned for.
+    started an attempt since the failure it planned for. A manual retry while an attempt is
+    in flight is refused, unless Stripe has been silent about it for IN_FLIGHT_GRACE: then
+    Stripe is asked, and the attempt is settled from its answer or, if Stripe never saw it,
+    asked for again under its own key.
     """
+    if after_attempt is None:
+        invoice = _get_invoice(deps, organization_id, invoice_id)
+        _require_unpaid(invoice)
+        if invoice.payment_in_flight:
+            now = utcnow()
+            resolved = _resolve_in_flight(deps, invoice, now)
+            if resolved == "not_in_stripe":
+                return redrive_attempt(deps, invoice, now)
+            if resolved != "settled":
+                raise _processing()
 
     def record() -> Invoice:
         invoice = _get_invoice(deps, organization_id, invoice_id)
-        if invoice.status != "finalized":
-            raise ValidationFailed({"invoice": ["not_finalized"]}, code="invalid_status")
-        if invoice.payment_status == "succeeded" or not invoice.is_payable:
-            raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
+        _require_unpaid(invoice)
         if after_attempt is not None and invoice.payment_attempts != after_attempt:
             return invoice
-        if after_attempt is None and _attempt_in_flight(invoice):
-            raise ValidationFailed({"invoice": ["payment_processing"]}, code="payment_processing")
+        if invoice.payment_in_flight:
+            if after_attempt is not None:
+                return invoice  # an attempt is under way already
+            raise _processing()
         changes: dict[str, Any] = {
             "payment_attempts": invoice.payment_attempts + 1,
             "payment_status": "pending",
             "payment_block": None,
+            "provider_payment_id": None,
+            "attempt_requested_at": iso(utcnow()),
         }
         return _save(
             deps, invoice, changes, [payment_requested(invoice.model_copy(update=changes))]
@@ -426,6 +710,7 @@ def stage_awaiting_invoices(
     """A payment method arrived: every invoice that waited for one gets a charge attempt,
     in the same transaction that records the method."""
     events = []
+    now = iso(utcnow())
     for invoice in deps.store.invoices_awaiting_payment_method(
         customer.organization_id, customer.lago_id
     ):
@@ -435,8 +720,10 @@ def stage_awaiting_invoices(
             update={
                 "payment_attempts": invoice.payment_attempts + 1,
                 "payment_block": None,
+                "provider_payment_id": None,
+                "attempt_requested_at": now,
                 "version": invoice.version + 1,
-                "updated_at": iso(utcnow()),
+                "updated_at": now,
             }
         )
         deps.store.stage_invoice(transaction, updated, expected_version=invoice.version)
@@ -444,44 +731,58 @@ def stage_awaiting_invoices(
     return events
 
 
-def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> dict[str, object]:
-    """A Stripe Checkout page where the customer pays a pending or failed invoice."""
-    invoice = _get_invoice(deps, organization_id, invoice_id)
-    if invoice.status != "finalized" or invoice.payment_status == "succeeded":
-        raise ValidationFailed(
-            {"invoice": [f"{invoice.status}_or_{invoice.payment_status}"]},
-            code="invalid_status",
-        )
-    if invoice.total_due_amount_cents <= 0:
-        raise ValidationFailed({"invoice": ["nothing_due"]}, code="invalid_status")
-    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+def _resolve_in_flight(deps: Dependencies, invoice: Invoice, now: datetime) -> Reconciled:
+    """What a request that would compete with the attempt in flight may do: while the
+    attempt is young it may be charging right now (``in_progress``); an older one is looked
+    up in Stripe."""
+    if now - parse_iso(invoice.in_flight_since) < IN_FLIGHT_GRACE:
+        return "in_progress"
+    return reconcile_attempt(deps, invoice)
+
+
+def reconcile_attempt(deps: Dependencies, invoice: Invoice) -> Reconciled:
+    """Ask Stripe what became of the attempt in flight, and settle the invoice from that.
+
+    ``not_in_stripe``: Stripe has no PaymentIntent for it (its message was lost, or it
+    never got past a block); ``in_progress``: Stripe has one still under way (or one Billow
+    will not apply, which is reported).
+    """
+    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
-    if customer is None or stripe is None or not customer.stripe_customer_id:
-        raise ValidationFailed(
-            {"base": ["no_linked_payment_provider"]}, code="missing_payment_provider"
-        )
-    _, gateway = stripe
-    if invoice.payment_link_session_id:
-        gateway.expire_payment_link(invoice.payment_link_session_id)
-    link = _link(
-        deps,
-        gateway,
-        invoice,
-        customer.stripe_customer_id,
-        f"invoice-payment-link-{invoice.lago_id}-{invoice.version}",
+    if customer is None or stripe is None:
+        return "not_in_stripe"
+    connection, gateway = stripe
+    assert customer.stripe_customer_id
+    payment = (
+        gateway.payment_intent(invoice.provider_payment_id) if invoice.provider_payment_id else None
     )
-    try:
-        _save(deps, invoice, {"payment_link_session_id": link.session_id}, [])
-    except ConcurrentUpdate:
-        gateway.expire_payment_link(link.session_id)
-        raise
-    return {
-        "lago_customer_id": invoice.lago_customer_id,
-        "lago_invoice_id": invoice.lago_id,
-        "external_customer_id": invoice.external_customer_id,
-        "payment_provider": "stripe",
-        "payment_url": link.url,
-    }
+    if payment is None or payment.attempt != invoice.payment_attempts:
+        since = parse_iso(invoice.in_flight_since) - CLOCK_SKEW
+        payment = gateway.find_attempt_payment(
+            customer.stripe_customer_id,
+            invoice.lago_id,
+            invoice.payment_attempts,
+            int(since.timestamp()),
+        )
+    if payment is None:
+        return "not_in_stripe"
+    outcome = _apply_outside_events(deps, connection, payment)
+    return "settled" if outcome == "processed" else "in_progress"
+
+
+def redrive_attempt(deps: Dependencies, invoice: Invoice, now: datetime) -> Invoice:
+    """Ask for the attempt in flight once more. It keeps its number, so its idempotency
+    key: if the first request is in fact still on its way, Stripe makes them one charge."""
+
+    def record() -> Invoice:
+        current = _get_invoice(deps, invoice.organization_id, invoice.lago_id)
+        if not current.payment_in_flight or current.payment_attempts != invoice.payment_attempts:
+            return current
+        changes = {"attempt_requested_at": iso(now)}
+        command = payment_requested(current.model_copy(update=changes), redriven_at=iso(now))
+        return _save(deps, current, changes, [command])
+
+    return retry_on_race(record)
 
 
 def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
@@ -507,39 +808,3 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
         if stripe is not None:
             stripe[1].expire_payment_link(voided.payment_link_session_id)
     return voided
-
-
-def settle_from_stripe(
-    deps: Dependencies, connection: StripeConnection, kind: str, intent: dict[str, Any]
-) -> str:
-    """``payment_intent.*`` events: matched to the invoice by metadata, within the org."""
-    metadata = intent.get("metadata") or {}
-    invoice_id = metadata.get("lago_invoice_id")
-    if metadata.get("lago_organization_id") != connection.organization_id or not invoice_id:
-        return "ignored"
-    if kind == "payment_intent.succeeded":
-        settle_success(deps, connection.organization_id, invoice_id, str(intent["id"]))
-        return "processed"
-    attempt = metadata.get("payment_attempt")
-    if attempt is None or not str(attempt).isdigit():
-        return "ignored"  # a payment link's failed try: its page stays open for another card
-    last_error = intent.get("last_payment_error") or {}
-    error_code = last_error.get("code") or ("canceled" if kind.endswith("canceled") else None)
-    settle_failure(
-        deps,
-        connection.organization_id,
-        invoice_id,
-        int(attempt),
-        PaymentOutcome(
-            payment_intent_id=str(intent["id"]),
-            status="failed",
-            error_code=error_code,
-            decline_code=last_error.get("decline_code"),
-            error_message=last_error.get("message")
-            or ("The payment was canceled" if kind.endswith("canceled") else None),
-        ),
-        connection_code=connection.code,
-        # Stripe's event may be first to report a 3-D Secure failure: it needs the link too.
-        gateway=deps.stripe_for(connection) if error_code == AUTHENTICATION_REQUIRED else None,
-    )
-    return "processed"

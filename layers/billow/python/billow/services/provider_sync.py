@@ -23,6 +23,7 @@ from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import stage_provider_method
+from billow.services.stripe_connection import provider_error_event
 from billow.topology import PROVIDER_SYNC_REQUESTED
 
 
@@ -160,20 +161,7 @@ def _record_failure(
             )
         ]
         if error.rejects_credentials:
-            events.append(
-                webhook_event(
-                    current.organization_id,
-                    "payment_provider.error",
-                    "payment_provider_error",
-                    {
-                        "lago_payment_provider_id": connection.lago_id,
-                        "payment_provider_name": connection.name,
-                        "payment_provider_code": connection.code,
-                        "source": "stripe",
-                        "provider_error": error.as_provider_error(),
-                    },
-                )
-            )
+            events.append(provider_error_event(connection, error))
         return current.model_copy(update={"error_details": [detail]}), events
 
     return _update_customer(deps, customer, note)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ProviderError, ValidationFailed
+from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import (
     STRIPE_WEBHOOK_EVENTS,
     StripeConnection,
@@ -45,6 +46,23 @@ def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
     )
 
 
+def provider_error_event(connection: StripeConnection, error: ProviderError) -> OutboxEvent:
+    """Lago's ``payment_provider.error``: the connection itself is broken (Stripe refuses
+    its key or the key lacks a permission), so the organization must fix it."""
+    return webhook_event(
+        connection.organization_id,
+        "payment_provider.error",
+        "payment_provider_error",
+        {
+            "lago_payment_provider_id": connection.lago_id,
+            "payment_provider_name": connection.name,
+            "payment_provider_code": connection.code,
+            "source": "stripe",
+            "provider_error": error.as_provider_error(),
+        },
+    )
+
+
 def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) -> StripeConnection:
     problem = secret_key_problem(request.secret_key)
     if problem:
@@ -74,7 +92,10 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
     )
     deps.store.save_connection(connection)
     if existing and previous and previous.secret_key != request.secret_key:
-        _forget_endpoint(deps, previous.secret_key, existing.webhook_endpoint_id)
+        # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but
+        # its successor reaches the same account and can.
+        if not _forget_endpoint(deps, previous.secret_key, existing.webhook_endpoint_id):
+            _forget_endpoint(deps, request.secret_key, existing.webhook_endpoint_id)
     return connection
 
 
@@ -101,12 +122,14 @@ def _register(
     return registration.endpoint_id, version
 
 
-def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> None:
-    """Best effort: an old key may already be revoked, which leaves nothing to clean up."""
+def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> bool:
+    """Best effort: remove Billow's webhook endpoint with ``secret_key``; False when Stripe
+    refused that key (revoked, say), so the caller may try another."""
     try:
         deps.stripe_with_key(secret_key).delete_webhook(endpoint_id)
     except ProviderError:
-        return
+        return False
+    return True
 
 
 def list_connections(deps: Dependencies, organization_id: str) -> list[StripeConnection]:

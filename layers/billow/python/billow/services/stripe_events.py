@@ -1,7 +1,10 @@
-"""Stripe events: intake (verify, de-duplicate, persist), processing, and the sweep.
+"""Stripe events: intake (verify, de-duplicate, persist), processing, and recovery.
 
 The intake only stores: the event and the command to process it are written in one
-transaction, keyed by Stripe's event id, so a redelivered event changes nothing. The
+transaction, keyed by Stripe's event id, so a redelivered event changes nothing. Events
+reach the intake two ways, through the same door (``ingest``): Stripe's webhook
+deliveries, and the hourly reconciliation, which asks Stripe for the events it created
+since the last look and so recovers deliveries Stripe never made or Billow lost. The
 processing is idempotent: every change it makes derives its ids and idempotency keys
 from Stripe's ids, and the event is marked processed in the same transaction as its
 last change.
@@ -15,7 +18,7 @@ from typing import Any
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.clock import iso, stable_id
+from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event
@@ -23,7 +26,7 @@ from billow.domain.integrations import StripeConnection
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import stage_provider_method, stage_provider_method_removal
-from billow.services.payments import settle_from_stripe
+from billow.services.payments import UnmatchedPayment, settle_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(
@@ -38,6 +41,7 @@ HANDLED_TYPES = frozenset(
     }
 )
 STALE_AFTER = timedelta(minutes=15)
+CURSOR_OVERLAP = timedelta(minutes=5)
 
 
 class RejectedDelivery(Exception):
@@ -77,7 +81,13 @@ def receive(
         verify(raw_body, signature, secret.webhook_secret, int(now.timestamp()))
     except SignatureError as error:
         raise RejectedDelivery(str(error)) from error
-    event = _parse(raw_body)
+    return ingest(deps, organization_id, code, _parse(raw_body), now)
+
+
+def ingest(
+    deps: Dependencies, organization_id: str, code: str, event: dict[str, Any], now: datetime
+) -> str:
+    """Store one authentic event once; returns ``stored``, ``duplicate`` or ``ignored``."""
     if event["type"] not in HANDLED_TYPES:
         return "ignored"
     transaction = Transaction()
@@ -118,6 +128,11 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> s
                 raise  # Stripe is unavailable: the queue, then the sweep, try again
             # Stripe will refuse the same call every time: record why, never retry.
             transaction, outcome, error = Transaction(), "failed", refused.message
+        except UnmatchedPayment as unmatched:
+            # A PaymentIntent naming an invoice it does not pay: kept as rejected, with
+            # why, and reported to the finance team in the same write.
+            transaction, outcome, error = Transaction(), "rejected", unmatched.reason
+            transaction.publish([unmatched.report])
     deps.store.mark_stripe_event(transaction, organization_id, stripe_event_id, outcome, error)
     try:
         deps.store.commit(transaction)
@@ -138,7 +153,7 @@ def _apply(
     obj = event["data"]["object"]
     kind = event["type"]
     if kind.startswith("payment_intent."):
-        return settle_from_stripe(deps, connection, kind, obj)
+        return settle_from_stripe(deps, connection, obj)
     if kind == "payment_method.detached":
         method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
         customer = (
@@ -220,21 +235,41 @@ def _adopt_as_default(
     )
 
 
-def sweep(deps: Dependencies, now: datetime) -> int:
-    """Re-publish events still unprocessed after STALE_AFTER (a consumer crashed or its
-    message reached the DLQ); processing is idempotent, so a duplicate is harmless."""
-    cutoff = iso(now - STALE_AFTER)
-    republished = 0
-    for organization_id in deps.store.organization_ids():
-        commands = [
-            _process_command(
-                organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), iso(now)
-            )
-            for item in deps.store.pending_stripe_events(organization_id, cutoff)
-        ]
-        for start in range(0, len(commands), 50):
-            transaction = Transaction()
-            transaction.publish(commands[start : start + 50])
-            deps.store.commit(transaction)
-        republished += len(commands)
-    return republished
+def republish_unprocessed(deps: Dependencies, organization_id: str, now: datetime) -> int:
+    """Re-publish the organization's events still unprocessed after STALE_AFTER (a consumer
+    crashed or its message reached the DLQ); processing is idempotent, so a duplicate is
+    harmless."""
+    commands = [
+        _process_command(organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), iso(now))
+        for item in deps.store.pending_stripe_events(organization_id, iso(now - STALE_AFTER))
+    ]
+    for start in range(0, len(commands), 50):
+        transaction = Transaction()
+        transaction.publish(commands[start : start + 50])
+        deps.store.commit(transaction)
+    return len(commands)
+
+
+def recover_events(deps: Dependencies, connection: StripeConnection, now: datetime) -> int:
+    """Ask Stripe for the events of the types Billow handles created since the last look,
+    and feed each one Billow has not stored into the intake; returns how many it had not.
+
+    The look starts CURSOR_OVERLAP before the newest event seen last time, so an event
+    that became visible in Stripe's list a little late is not skipped; what was seen twice
+    is recognised by its id. The first look starts when the account was connected."""
+    organization_id, code = connection.organization_id, connection.code
+    cursor = deps.store.stripe_events_cursor(organization_id, code)
+    if cursor is None:
+        cursor = int(parse_iso(connection.created_at).timestamp())
+    newest, recovered = cursor, 0
+    events = deps.stripe_for(connection).events_since(
+        cursor - int(CURSOR_OVERLAP.total_seconds()), sorted(HANDLED_TYPES)
+    )
+    for event in events:
+        newest = max(newest, int(event.get("created") or 0))
+        if deps.store.get_stripe_event(organization_id, str(event["id"])) is not None:
+            continue
+        if ingest(deps, organization_id, code, event, now) == "stored":
+            recovered += 1
+    deps.store.save_stripe_events_cursor(organization_id, code, newest)
+    return recovered
