@@ -1,0 +1,270 @@
+"""One charge per invoice, whatever the interleaving: attempts in flight hold off payment
+links and retries, payments that do not pay the invoice are never applied, and Stripe's
+lasting refusals fail an attempt visibly instead of being retried forever."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import stripe
+
+from tests.api.billing_helpers import stripe_customer, webhooks
+from tests.api.conftest import StripeOrg
+from tests.api.test_payments import (
+    charges_of,
+    get_invoice,
+    idempotency_keys,
+    intent_object,
+    one_off,
+    refunds_of,
+    send_stripe_event,
+    stripe_config,
+    wait_payment_status,
+    with_fee_add_on,
+)
+from tests.api.test_stripe_webhooks import stored_event
+
+
+def later(hours: int = 2) -> datetime:
+    """A sweep "now" past the hour Stripe may stay silent about an attempt."""
+    return datetime.now(UTC) + timedelta(hours=hours)
+
+
+def repairs_of(result: dict[str, Any], organization_id: str) -> dict[str, Any] | None:
+    """One organization's entry in the reconciliation's report (None: nothing to repair)."""
+    found = [r for r in result["organizations"] if r["organization_id"] == organization_id]
+    return found[0] if found else None
+
+
+def fault(local_billow: Any, org: StripeOrg, path: str, count: int, **extra: str) -> None:
+    stripe_config(
+        local_billow,
+        "POST",
+        "/_config/faults",
+        {
+            "api_key": org.secret_key,
+            "path_prefix": path,
+            "count": str(count),
+            **({"status": "500"} if "code" not in extra else {}),
+            **extra,
+        },
+    )
+
+
+def requests_made(local_billow: Any, org: StripeOrg) -> dict[str, int]:
+    counts = stripe_config(local_billow, "GET", "/_config/requests", {"api_key": org.secret_key})
+    return dict(counts["by_endpoint"])
+
+
+@pytest.fixture
+def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Billow's handlers run in this process: the SDK's backoff is shortened for them."""
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "MAX_DELAY", 0.02)
+
+
+# -- an attempt in flight --------------------------------------------------------------------
+
+
+def test_an_attempt_in_flight_holds_off_links_and_retries_and_is_never_lost(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any, quick_sdk_retries: None
+) -> None:
+    """Stripe fails every charge request: the attempt stays in flight, its message ends in
+    the DLQ. Meanwhile no payment link and no second attempt may start (the first could be
+    charging the card). The hourly reconciliation finds nothing in Stripe for the attempt
+    and asks for it again under its own key: one charge."""
+    with_fee_add_on(stripe_org, 2600)
+    cus = stripe_customer(stripe_org, "inflight", wait_for=wait_for)
+    fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
+    invoice = one_off(stripe_org, "inflight")
+    stripe_config(local_billow, "DELETE", "/_config/requests", {"api_key": stripe_org.secret_key})
+
+    for action in ("payment_url", "retry_payment"):
+        status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/{action}")
+        assert (status, body["code"]) == (422, "payment_processing"), (action, body)
+    assert "POST /v1/checkout/sessions" not in requests_made(local_billow, stripe_org)
+
+    wait_for(
+        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
+        timeout=60,
+    )
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
+    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+
+    quiet = local_billow.fire_schedule("stripe-events-sweep", later())
+    assert repairs_of(quiet, stripe_org.id)["attempts_redriven"] == 1  # type: ignore[index]
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert paid["total_paid_amount_cents"] == 2600
+    local_billow.wait_idle()
+    (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
+    assert charge["status"] == "succeeded" and charge["metadata"]["payment_attempt"] == "1"
+    assert idempotency_keys(stripe_org, "payment_intent.succeeded", charge["id"]) == [
+        f"invoice-payment-{invoice['lago_id']}-1"
+    ]
+    again = local_billow.fire_schedule("stripe-events-sweep", later())
+    assert repairs_of(again, stripe_org.id) is None, again
+
+
+def test_a_charge_refused_for_good_fails_at_once_instead_of_retrying(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """The customer was deleted in Stripe's dashboard: Stripe will refuse every charge.
+    The attempt fails with Stripe's error, announced as any failure, and is not retried."""
+    with_fee_add_on(stripe_org, 900)
+    cus = stripe_customer(stripe_org, "gone", wait_for=wait_for)
+    stripe_org.stripe.v1.customers.delete(cus)
+    invoice = one_off(stripe_org, "gone")
+    failed = wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
+    local_billow.wait_idle()
+
+    (failure,) = webhooks(subscribed, "invoice.payment_failure")
+    error = failure["payment_provider_invoice_payment_error"]
+    assert error["lago_invoice_id"] == invoice["lago_id"]
+    assert error["provider_error"]["error_code"] == "resource_missing"
+    assert cus in error["provider_error"]["message"]
+    assert webhooks(subscribed, "payment_provider.error") == []  # the key itself is fine
+    assert failed["total_paid_amount_cents"] == 0
+    assert not any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments"))
+    assert requests_made(local_billow, stripe_org).get("POST /v1/payment_intents") == 1
+
+
+# -- a payment must match what it pays -----------------------------------------------------
+
+
+def _forged(intent: dict[str, Any], case: str) -> dict[str, Any]:
+    if case == "too_little":
+        return {**intent, "amount": 50, "amount_received": 50}
+    if case == "other_currency":
+        return {**intent, "currency": "usd"}
+    if case == "other_customer":
+        return {**intent, "customer": "cus_somebody_else"}
+    if case == "attempt_never_made":
+        return {**intent, "metadata": {**intent["metadata"], "payment_attempt": "7"}}
+    assert case == "not_made_by_billow"
+    metadata = {k: v for k, v in intent["metadata"].items() if k != "payment_attempt"}
+    return {**intent, "metadata": metadata}
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("too_little", "amount_mismatch"),
+        ("other_currency", "currency_mismatch"),
+        ("other_customer", "customer_mismatch"),
+        ("attempt_never_made", "unknown_attempt"),
+        ("not_made_by_billow", "not_created_by_billow"),
+    ],
+)
+def test_a_payment_that_does_not_pay_the_invoice_is_recorded_and_reported_not_applied(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, case: str, reason: str
+) -> None:
+    with_fee_add_on(stripe_org, 700)
+    stripe_customer(stripe_org, "forged", card=None)
+    invoice = one_off(stripe_org, "forged")
+    local_billow.wait_idle()
+    before = get_invoice(stripe_org, invoice["lago_id"])
+    paid = intent_object("pi_forged_" + uuid.uuid4().hex[:10], invoice, stripe_org.id)
+    failed = intent_object(
+        "pi_forged_fail_" + uuid.uuid4().hex[:10],
+        invoice,
+        stripe_org.id,
+        status="requires_payment_method",
+        error_code="card_declined",
+    )
+    event_ids = [
+        f"evt_{case}_paid_{uuid.uuid4().hex[:8]}",
+        f"evt_{case}_fail_{uuid.uuid4().hex[:8]}",
+    ]
+    for event_id, kind, obj in (
+        (event_ids[0], "payment_intent.succeeded", _forged(paid, case)),
+        (event_ids[1], "payment_intent.payment_failed", _forged(failed, case)),
+    ):
+        assert send_stripe_event(local_billow, stripe_org, event_id, kind, obj) == "stored"
+    local_billow.wait_idle()
+
+    assert get_invoice(stripe_org, invoice["lago_id"]) == before
+    # A failure naming no attempt is a payment link's declined try: it changes nothing
+    # whoever made it, so it is simply ignored.
+    reported = [paid["id"]] if case == "not_made_by_billow" else [paid["id"], failed["id"]]
+    outcomes = [stored_event(local_billow, stripe_org.id, event_id) for event_id in event_ids]
+    assert [(o["status"], o["processing_error"]) for o in outcomes] == [
+        ("rejected", reason) if intent_id in reported else ("ignored", None)
+        for intent_id in (paid["id"], failed["id"])
+    ]
+    assert webhooks(subscribed, "invoice.payment_status_updated") == []
+    assert webhooks(subscribed, "invoice.payment_failure") == []
+    alerts = [
+        message
+        for message in local_billow.topic_messages("finance-alerts")
+        if invoice["lago_id"] in message["Message"]
+    ]
+    assert all(alert["Subject"].startswith("Payment not applied") for alert in alerts)
+    assert sorted(reported) == sorted(
+        line.split(":", 1)[1].split()[0]
+        for alert in alerts
+        for line in alert["Message"].splitlines()
+        if line.startswith("Stripe payment:")
+    )
+
+
+def test_the_right_payment_still_settles_after_a_wrong_one(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """A rejected payment leaves the invoice open to the real one, which settles it once."""
+    with_fee_add_on(stripe_org, 700)
+    stripe_customer(stripe_org, "right", card=None)
+    invoice = one_off(stripe_org, "right")
+    local_billow.wait_idle()
+    real = intent_object("pi_real_" + uuid.uuid4().hex[:10], invoice, stripe_org.id)
+    send_stripe_event(
+        local_billow,
+        stripe_org,
+        "evt_wrong_" + uuid.uuid4().hex[:8],
+        "payment_intent.succeeded",
+        {**real, "id": "pi_wrong_" + uuid.uuid4().hex[:8], "amount": 50, "amount_received": 50},
+    )
+    send_stripe_event(
+        local_billow,
+        stripe_org,
+        "evt_real_" + uuid.uuid4().hex[:8],
+        "payment_intent.succeeded",
+        real,
+    )
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert (paid["total_paid_amount_cents"], paid["total_due_amount_cents"]) == (700, 0)
+
+
+def test_unmatched_payment_alert_is_sent_once_per_payment(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    """Stripe retries and resends: the same unmatched PaymentIntent alerts finance once."""
+    with_fee_add_on(stripe_org, 700)
+    stripe_customer(stripe_org, "once", card=None)
+    invoice = one_off(stripe_org, "once")
+    local_billow.wait_idle()
+    forged = {
+        **intent_object("pi_once_" + uuid.uuid4().hex[:10], invoice, stripe_org.id),
+        "amount": 1,
+        "amount_received": 1,
+    }
+    for _ in range(2):
+        send_stripe_event(
+            local_billow,
+            stripe_org,
+            "evt_once_" + uuid.uuid4().hex[:8],
+            "payment_intent.succeeded",
+            forged,
+        )
+    local_billow.wait_idle()
+    alerts = [
+        m for m in local_billow.topic_messages("finance-alerts") if forged["id"] in m["Message"]
+    ]
+    assert len(alerts) == 1
+    body = json.dumps(alerts[0])
+    assert "0.01 EUR" in body and "7.00 EUR" in body
+    assert refunds_of(stripe_org, forged["id"]) == []
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
