@@ -16,7 +16,14 @@ import pytest
 from aws_cdk import assertions
 
 from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
-from billow.topology import PAYMENT_FAILURE, TOPOLOGY
+from billow.topology import (
+    NAMESPACE,
+    PAYMENT_FAILURE,
+    PAYMENT_UNMATCHED,
+    RECONCILIATION_REPAIRS,
+    SERVICE,
+    TOPOLOGY,
+)
 from stacks import BillowStack
 from stacks.billow_stack import construct_name
 
@@ -82,6 +89,12 @@ class Synth:
 
     def topic_id(self, name: str) -> str:
         return self.logical_id(self.stack.topics[name])
+
+    def logical_id_of(self, kind: str, declared_name: str) -> str:
+        """The resource of ``kind`` built for a declared name (its construct id)."""
+        prefix = construct_name(declared_name)
+        [found] = [key for key in self.of_type(kind) if key.startswith(prefix)]
+        return found
 
 
 def as_list(value: Any) -> list[Any]:
@@ -216,31 +229,71 @@ def test_functions_send_messages_only_to_the_queues_they_declare(synth: Synth) -
 
 
 def test_one_encrypted_tls_only_topic_per_declared_topic(synth: Synth) -> None:
+    """Topics use the AWS-managed SNS key, except those alarms notify: CloudWatch cannot use
+    that key, so they get a rotated key of their own that CloudWatch may use only for this
+    account's alarms, and only the alarm itself may publish to them."""
     topics = synth.of_type("AWS::SNS::Topic")
     assert set(topics) == {synth.topic_id(topic.name) for topic in TOPOLOGY.topics}
-    assert {topic.name for topic in TOPOLOGY.topics} >= {"finance-alerts"}
+    assert {topic.name for topic in TOPOLOGY.topics} >= {"finance-alerts", "operations-alerts"}
+    alarmed = {alarm.topic for alarm in TOPOLOGY.alarms}
+    keys = synth.of_type("AWS::KMS::Key")
     policies = synth.of_type("AWS::SNS::TopicPolicy").values()
     for declared in TOPOLOGY.topics:
         topic_id = synth.topic_id(declared.name)
         key = topics[topic_id]["Properties"]["KmsMasterKeyId"]
-        assert key["Fn::Join"][1][-1] == ":alias/aws/sns"  # the AWS-managed SNS key
         assert "Subscription" not in topics[topic_id]["Properties"]  # operators subscribe
         [policy] = [p for p in policies if p["Properties"]["Topics"] == [{"Ref": topic_id}]]
+        statements = [
+            {name: value for name, value in statement.items() if name != "Sid"}
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
         assert {
             "Action": "sns:Publish",
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             "Effect": "Deny",
             "Principal": "*",
             "Resource": {"Ref": topic_id},
-        } in [
-            {key: value for key, value in statement.items() if key != "Sid"}
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        ]
-        assert not [
+        } in statements
+        allowed = [statement for statement in statements if statement["Effect"] == "Allow"]
+        if declared.name not in alarmed:
+            assert key["Fn::Join"][1][-1] == ":alias/aws/sns"  # the AWS-managed SNS key
+            assert not allowed
+            continue
+        own_key = keys[key["Fn::GetAtt"][0]]["Properties"]
+        assert own_key["EnableKeyRotation"] is True
+        [grant] = [
             statement
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-            if statement["Effect"] == "Allow"
+            for statement in own_key["KeyPolicy"]["Statement"]
+            if statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
         ]
+        assert sorted(grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        assert set(grant["Condition"]) == {"StringEquals", "ArnLike"}
+        [publish] = allowed
+        assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        assert publish["Action"] == "sns:Publish"
+        alarm_ids = {
+            synth.logical_id_of("AWS::CloudWatch::Alarm", alarm.name)
+            for alarm in TOPOLOGY.alarms
+            if alarm.topic == declared.name
+        }
+        assert publish["Condition"]["ArnLike"]["aws:SourceArn"] in [
+            {"Fn::GetAtt": [alarm_id, "Arn"]} for alarm_id in alarm_ids
+        ]
+
+
+def test_each_declared_alarm_watches_its_metric_and_notifies_its_topic(synth: Synth) -> None:
+    alarms = synth.of_type("AWS::CloudWatch::Alarm")
+    assert len(alarms) == len(TOPOLOGY.alarms) >= 1
+    for declared in TOPOLOGY.alarms:
+        alarm = alarms[synth.logical_id_of("AWS::CloudWatch::Alarm", declared.name)]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, declared.metric)
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+        assert (alarm["Statistic"], alarm["Period"]) == ("Sum", declared.period_s)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert (alarm["Threshold"], alarm["EvaluationPeriods"]) == (declared.threshold, 1)
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == [{"Ref": synth.topic_id(declared.topic)}]
+    assert {alarm.metric for alarm in TOPOLOGY.alarms} == {RECONCILIATION_REPAIRS}
 
 
 def test_only_declared_publishers_may_publish_to_a_topic(synth: Synth) -> None:
@@ -269,11 +322,18 @@ def test_billing_queues_rules_and_schedules_exist(synth: Synth) -> None:
     failure_targets = [
         rule["Targets"][0]["Arn"]
         for rule in rules
-        if rule["EventPattern"].get("detail-type") == [PAYMENT_FAILURE]
+        if PAYMENT_FAILURE in rule["EventPattern"].get("detail-type", [])
     ]
     assert sorted(map(json.dumps, failure_targets)) == sorted(
         json.dumps(arn_of(synth.queue_id(queue))) for queue in ("dunning", "finance-alerts")
     )
+    # Payments Billow will not apply go to the finance team only, never to dunning.
+    unmatched_targets = [
+        rule["Targets"][0]["Arn"]
+        for rule in rules
+        if PAYMENT_UNMATCHED in rule["EventPattern"].get("detail-type", [])
+    ]
+    assert unmatched_targets == [arn_of(synth.queue_id("finance-alerts"))]
     schedules = [s["Properties"] for s in synth.of_type("AWS::Scheduler::Schedule").values()]
     scheduled = {
         json.loads(s["Target"]["Input"])["schedule"]: s["Target"]["Arn"] for s in schedules

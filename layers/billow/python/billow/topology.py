@@ -150,7 +150,7 @@ class Topology(_Frozen):
     schedules: tuple[Schedule, ...]
     stream_consumers: tuple[StreamConsumer, ...]
     topics: tuple[Topic, ...]
-    alarms: tuple[Alarm, ...]
+    alarms: tuple[Alarm, ...] = ()
 
     def function(self, name: str) -> Function:
         return next(f for f in self.functions if f.name == name)

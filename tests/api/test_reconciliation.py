@@ -1,0 +1,191 @@
+"""The hourly reconciliation with Stripe (``stripe-events-sweep``): deliveries Stripe never
+made are recovered from its event list, charges whose answer and event were both lost
+are settled from Stripe's own record, and a second run repairs nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from billow.services import payments
+from tests.api.billing_helpers import DECLINED, stripe_customer, webhooks
+from tests.api.conftest import StripeOrg
+from tests.api.test_one_charge_per_invoice import (
+    fault,
+    later,
+    quick_sdk_retries,  # noqa: F401 (a fixture)
+    repairs_of,
+)
+from tests.api.test_payments import (
+    browse,
+    charges_of,
+    get_invoice,
+    one_off,
+    refunds_of,
+    stripe_config,
+    succeeded,
+    wait_payment_status,
+    with_fee_add_on,
+)
+from tests.api.test_stripe_webhooks import stored_event
+
+
+def drop_deliveries(local_billow: Any, org: StripeOrg, count: int, event_type: str) -> None:
+    """Stripe will not deliver the account's next ``count`` events of ``event_type``."""
+    stripe_config(
+        local_billow,
+        "POST",
+        "/_config/drop_deliveries",
+        {"api_key": org.secret_key, "count": str(count), "event_type": event_type},
+    )
+
+
+def test_a_link_payment_whose_event_was_never_delivered_is_recovered(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    with_fee_add_on(stripe_org, 4100)
+    cus = stripe_customer(stripe_org, "undelivered", card=DECLINED, wait_for=wait_for)
+    invoice = one_off(stripe_org, "undelivered")
+    wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
+    url = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")[1][
+        "invoice_payment_details"
+    ]["payment_url"]
+    drop_deliveries(local_billow, stripe_org, 1, "payment_intent.succeeded")
+    assert browse(url, {"card": "4242424242424242"})[0] == 303
+    local_billow.wait_idle()
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "failed"
+    (paid,) = succeeded(charges_of(stripe_org, cus, invoice["lago_id"]))
+
+    result = local_billow.fire_schedule("stripe-events-sweep", later(0))
+    repairs = repairs_of(result, stripe_org.id)
+    assert repairs is not None and repairs["events_recovered"] == 1, result
+    assert result["repaired"] >= 1
+    settled = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert settled["total_paid_amount_cents"] == 4100
+    local_billow.wait_idle()
+    recovered = [
+        event.id
+        for event in stripe_org.stripe.v1.events.list(
+            params={"type": "payment_intent.succeeded"}
+        ).data
+        if event.data.object["id"] == paid["id"]
+    ]
+    assert stored_event(local_billow, stripe_org.id, recovered[0])["status"] == "processed"
+    assert [pi["id"] for pi in succeeded(charges_of(stripe_org, cus, invoice["lago_id"]))] == [
+        paid["id"]
+    ]
+    assert refunds_of(stripe_org, paid["id"]) == []
+    assert [
+        w["invoice"]["payment_status"]
+        for w in webhooks(subscribed, "invoice.payment_status_updated")
+    ] == ["failed", "succeeded"]
+
+    again = local_billow.fire_schedule("stripe-events-sweep", later(0))
+    assert repairs_of(again, stripe_org.id) is None, again
+
+
+def _lose_a_successful_charge(local_billow: Any, org: StripeOrg) -> None:
+    """Stripe charges, but every answer to Billow is lost and so is Stripe's event: the
+    charge's message ends in the DLQ with the invoice still in flight."""
+    drop_deliveries(local_billow, org, 1, "payment_intent.succeeded")
+    fault(local_billow, org, "/v1/payment_intents", 1000, when="after")
+
+
+@pytest.mark.usefixtures("quick_sdk_retries")
+def test_a_charge_whose_answer_and_event_were_lost_is_settled_from_stripe(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    with_fee_add_on(stripe_org, 1900)
+    cus = stripe_customer(stripe_org, "lost", wait_for=wait_for)
+    _lose_a_successful_charge(local_billow, stripe_org)
+    invoice = one_off(stripe_org, "lost")
+    wait_for(
+        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
+        timeout=60,
+    )
+    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
+    (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
+    assert charge["status"] == "succeeded"
+
+    result = local_billow.fire_schedule("stripe-events-sweep", later())
+    repairs = repairs_of(result, stripe_org.id)
+    assert repairs is not None, result
+    assert (repairs["payments_settled"], repairs["attempts_redriven"]) == (1, 0)
+    assert repairs["events_recovered"] == 1
+    paid = get_invoice(stripe_org, invoice["lago_id"])
+    assert (paid["payment_status"], paid["total_paid_amount_cents"]) == ("succeeded", 1900)
+    local_billow.wait_idle()
+    assert [pi["id"] for pi in charges_of(stripe_org, cus, invoice["lago_id"])] == [charge["id"]]
+    assert refunds_of(stripe_org, charge["id"]) == []
+    again = local_billow.fire_schedule("stripe-events-sweep", later())
+    assert repairs_of(again, stripe_org.id) is None, again
+
+
+@pytest.mark.usefixtures("quick_sdk_retries")
+def test_a_manual_retry_after_an_hour_of_silence_asks_stripe_before_charging_again(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An hour after an attempt Stripe never answered, a retry may go ahead, but only once
+    Stripe says the attempt took no money: here it did, so the retry finds the invoice paid
+    and charges nothing (before, the retry would have charged a second time)."""
+    with_fee_add_on(stripe_org, 1300)
+    cus = stripe_customer(stripe_org, "patient", wait_for=wait_for)
+    _lose_a_successful_charge(local_billow, stripe_org)
+    invoice = one_off(stripe_org, "patient")
+    wait_for(
+        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
+        timeout=60,
+    )
+    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    for action in ("retry_payment", "payment_url"):
+        status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/{action}")
+        assert (status, body["code"]) == (422, "payment_processing"), (action, body)
+
+    an_hour_later = later()
+    monkeypatch.setattr(payments, "utcnow", lambda: an_hour_later)
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status in (405, 422) and body["code"] == "invalid_status", body
+    paid = get_invoice(stripe_org, invoice["lago_id"])
+    assert (paid["payment_status"], paid["total_paid_amount_cents"]) == ("succeeded", 1300)
+    local_billow.wait_idle()
+    (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
+    assert charge["metadata"]["payment_attempt"] == "1"
+    assert refunds_of(stripe_org, charge["id"]) == []
+
+
+@pytest.mark.usefixtures("quick_sdk_retries")
+def test_a_manual_retry_after_an_hour_asks_again_for_an_attempt_stripe_never_saw(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe never got the attempt: the retry asks for the same attempt again, under its
+    own idempotency key, rather than starting a second one."""
+    with_fee_add_on(stripe_org, 1100)
+    cus = stripe_customer(stripe_org, "unseen", wait_for=wait_for)
+    fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
+    invoice = one_off(stripe_org, "unseen")
+    wait_for(
+        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
+        timeout=60,
+    )
+    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    an_hour_later = later()
+    monkeypatch.setattr(payments, "utcnow", lambda: an_hour_later)
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status == 200, body
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert paid["total_paid_amount_cents"] == 1100
+    local_billow.wait_idle()
+    (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
+    assert charge["metadata"]["payment_attempt"] == "1"
+
+
+def test_an_unreachable_account_does_not_stop_the_others(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    stripe_config(local_billow, "POST", "/_config/revoked_keys", {"api_key": stripe_org.secret_key})
+    result = local_billow.fire_schedule("stripe-events-sweep", later(0))
+    repairs = repairs_of(result, stripe_org.id)
+    assert repairs is not None and repairs["accounts_unreachable"] == 1, result
+    assert result["accounts_unreachable"] >= 1
