@@ -91,11 +91,15 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         updated_at=now,
     )
     deps.store.save_connection(connection)
-    if existing and previous and previous.secret_key != request.secret_key:
-        # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but
-        # its successor reaches the same account and can.
-        if not _forget_endpoint(deps, previous.secret_key, existing.webhook_endpoint_id):
-            _forget_endpoint(deps, request.secret_key, existing.webhook_endpoint_id)
+    # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but its
+    # successor reaches the same account and can.
+    if (
+        existing
+        and previous
+        and previous.secret_key != request.secret_key
+        and not _forget_endpoint(deps, previous.secret_key, existing.webhook_endpoint_id)
+    ):
+        _forget_endpoint(deps, request.secret_key, existing.webhook_endpoint_id)
     return connection
 
 
