@@ -1,10 +1,12 @@
 """The ``/_config`` endpoints tests steer the emulator with: revoked keys, injected
-faults and per-account request counts.
+faults, dropped webhook deliveries and per-account request counts.
 
 None of this exists in Stripe. Faults answer the way Stripe answers when it is down,
 busy or rate limiting (status, error ``code``, ``Stripe-Should-Retry``), because the
-official SDK decides from exactly those whether to retry; request counts let a
-benchmark report how many Stripe calls a piece of work costs.
+official SDK decides from exactly those whether to retry; dropped deliveries are the
+webhooks a receiver never gets (an outage on its side that outlasts Stripe's retries),
+which only reconciliation through ``GET /v1/events`` can make up for; request counts let
+a benchmark report how many Stripe calls a piece of work costs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .errors import StripeApiError, json_response
 VALID_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9]{16,}$")
 _STATUSES = frozenset({429, 500, 502, 503, 504})
 _CODE = re.compile(r"^[a-z][a-z_]*$")
+_EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 _INJECTED = "Injected failure (emulator fault)"
 # Stripe's wording for the error codes a fault is most often given, with their status.
 _KNOWN_CODES: dict[str, tuple[int, str]] = {
@@ -77,6 +80,16 @@ class Fault:
 
 
 @dataclasses.dataclass
+class DeliveryDrop:
+    """Send none of the account's next ``remaining`` events (of ``event_type``, if given)
+    to its webhook endpoints."""
+
+    account: str
+    event_type: str | None
+    remaining: int
+
+
+@dataclasses.dataclass
 class _Tally:
     total: int = 0
     by_endpoint: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -91,6 +104,7 @@ class Controls:
     def __init__(self) -> None:
         self.revoked_keys: set[str] = set()
         self.faults: list[Fault] = []
+        self.drops: list[DeliveryDrop] = []
         self._tallies: dict[str, _Tally] = {}
 
     def count(self, account: str, request: web.Request) -> None:
@@ -124,6 +138,19 @@ class Controls:
                 fault.remaining -= 1
                 return fault
         return None
+
+    def take_drop(self, account: str | None, event_type: str) -> bool:
+        """Whether this event, which the account's endpoints would receive, is dropped
+        (counted as used)."""
+        for drop in self.drops:
+            if (
+                drop.remaining > 0
+                and drop.account == account
+                and drop.event_type in (None, event_type)
+            ):
+                drop.remaining -= 1
+                return True
+        return False
 
 
 CONTROLS = web.AppKey("controls", Controls)
@@ -191,6 +218,31 @@ async def inject_fault(request: web.Request) -> web.Response:
     return json_response({"injected": True})
 
 
+async def drop_deliveries(request: web.Request) -> web.Response:
+    """``POST /_config/drop_deliveries``: the account's next ``count`` events reach none
+    of its webhook endpoints, for tests of reconciliation after lost webhooks.
+
+    Parameters: ``api_key``, ``count``; ``event_type`` (optional: only events of that
+    type are dropped and counted). The events still exist and are listed by
+    ``GET /v1/events`` (with ``pending_webhooks`` left at the number of endpoints that
+    never got them, so ``delivery_success=false`` finds them). Only events the account's
+    endpoints are enabled for use up the count, each once however many endpoints it
+    would have gone to. A new drop replaces the account's drop for the same
+    ``event_type`` (``count=0`` ends it).
+    """
+    params = await read_params(request)
+    key, count = _key(params.get("api_key")), params.get("count")
+    if not str(count).isdigit():
+        raise StripeApiError(400, "count must be a whole number", param="count")
+    event_type = params.get("event_type") or None
+    if not (event_type is None or (isinstance(event_type, str) and _EVENT_TYPE.match(event_type))):
+        raise StripeApiError(400, "event_type must be a Stripe event type", param="event_type")
+    drops = request.app[CONTROLS].drops
+    drops[:] = [d for d in drops if (d.account, d.event_type) != (key, event_type)]
+    drops.append(DeliveryDrop(key, event_type, int(str(count))))
+    return json_response({"dropping": True})
+
+
 async def request_counts(request: web.Request) -> web.Response:
     """``GET /_config/requests?api_key=...``: the API requests that account made, in
     total and per route (``{"total": 3, "by_endpoint": {"POST /v1/payment_intents": 2,
@@ -216,6 +268,7 @@ async def reset_request_counts(request: web.Request) -> web.Response:
 ROUTES: Routes = [
     ("POST", "/_config/revoked_keys", revoke_key),
     ("POST", "/_config/faults", inject_fault),
+    ("POST", "/_config/drop_deliveries", drop_deliveries),
     ("GET", "/_config/requests", request_counts),
     ("DELETE", "/_config/requests", reset_request_counts),
 ]

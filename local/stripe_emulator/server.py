@@ -276,7 +276,7 @@ class StripeEmulator:
             ready.set()
 
     async def _serve(self, sock: socket.socket, url: str, ready: threading.Event) -> None:
-        hub = WebhookHub()
+        hub = WebhookHub(self._controls)
         await hub.open()
         runner = web.AppRunner(
             _build_app(_State(url, hub, self._idempotency, self._controls)), access_log=None

@@ -727,6 +727,171 @@ def test_emitted_objects_are_complete(account: Account) -> None:
     assert defaults == [payment_method.id, None]  # detaching the default clears it
 
 
+# 4b. The event API as reconciliation reads it, and dropped deliveries ----------------------
+
+
+def event_ids(listing: Any) -> list[str]:
+    return [event.id for event in listing.data]
+
+
+def test_events_are_listed_newest_first_per_account_and_paged(
+    make_account: Callable[[], Account],
+) -> None:
+    alice, bob = make_account(), make_account()
+    customers = [alice.client.v1.customers.create().id for _ in range(5)]
+    bob.client.v1.customers.create()
+    events = alice.client.v1.events
+    newest_first = events.list()
+    assert [e.data.object.id for e in newest_first.data] == customers[::-1]
+    assert newest_first.has_more is False and "total_count" not in newest_first
+    ids = event_ids(newest_first)
+
+    first = events.list({"limit": 2})
+    assert (event_ids(first), first.has_more) == (ids[:2], True)
+    second = events.list({"limit": 2, "starting_after": ids[1]})
+    assert (event_ids(second), second.has_more) == (ids[2:4], True)
+    last = events.list({"limit": 2, "starting_after": ids[3]})
+    assert (event_ids(last), last.has_more) == (ids[4:], False)
+    assert [e.id for e in events.list({"limit": 2}).auto_paging_iter()] == ids
+    before = events.list({"limit": 2, "ending_before": ids[3]})
+    assert (event_ids(before), before.has_more) == (ids[1:3], True)
+
+    assert len(bob.client.v1.events.list().data) == 1
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        bob.client.v1.events.retrieve(ids[0])
+    assert (caught.value.http_status, caught.value.code) == (404, "resource_missing")
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        bob.client.v1.events.list({"starting_after": ids[0]})
+    assert caught.value.param == "starting_after"
+    assert caught.value.user_message == f"No such event: '{ids[0]}'"
+
+
+def test_events_are_filtered_by_type_and_types(account: Account) -> None:
+    client = account.client.v1
+    customer = client.customers.create()
+    client.customers.update(customer.id, {"name": "Ada"})
+    product = client.products.create({"name": "Seat"})
+    client.customers.delete(customer.id)
+    other = client.customers.create()
+
+    def types(**params: Any) -> list[str]:
+        return [event.type for event in client.events.list(params).data]
+
+    assert types(type="customer.updated") == ["customer.updated"]
+    assert types(type="customer.*") == [
+        "customer.created",
+        "customer.deleted",
+        "customer.updated",
+        "customer.created",
+    ]
+    listed = client.events.list({"types": ["customer.deleted", "product.created"]}).data
+    assert [(e.type, e.data.object.id) for e in listed] == [
+        ("customer.deleted", customer.id),
+        ("product.created", product.id),
+    ]
+    # A cursor keeps its place in the history even when it does not match the filter.
+    updated = client.events.list({"type": "customer.updated"}).data[0]
+    after = client.events.list({"type": "customer.created", "starting_after": updated.id})
+    assert [e.data.object.id for e in after.data] == [customer.id]
+    assert other.id not in [e.data.object.id for e in after.data]
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.events.list({"type": "customer.created", "types": ["customer.updated"]})
+    assert caught.value.param == "types"
+    for params, param in (({"limit": 101}, "limit"), ({"since": 1}, "since")):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            client.events.list(params)
+        assert caught.value.param == param
+
+
+def test_events_are_filtered_by_creation_time(account: Account) -> None:
+    client = account.client.v1
+    earlier = [client.customers.create().id for _ in range(2)]
+    last_earlier = max(e.created for e in client.events.list().data)
+    wait_for(lambda: time.time() >= last_earlier + 1, timeout=2)
+    later = [client.customers.create().id for _ in range(2)]
+    first_later = min(e.created for e in client.events.list({"limit": 2}).data)
+    assert first_later > last_earlier
+
+    def objects(created: Any) -> list[str]:
+        listing = client.events.list({"created": created})
+        return [event.data.object.id for event in listing.data]
+
+    assert objects({"gte": first_later}) == later[::-1]
+    assert objects({"gt": last_earlier}) == later[::-1]
+    assert objects({"lt": first_later}) == earlier[::-1]
+    assert objects({"lte": last_earlier}) == earlier[::-1]
+    assert objects({"gt": last_earlier, "lt": first_later}) == []
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.events.list({"created": {"after": 1}})
+    assert caught.value.param == "created[after]"
+
+
+def drop_deliveries(account: Account, count: int, event_type: str | None = None) -> None:
+    form = {"api_key": account.key, "count": str(count)}
+    account.config(
+        "POST",
+        "/_config/drop_deliveries",
+        form | ({"event_type": event_type} if event_type else {}),
+    )
+
+
+def test_dropped_deliveries_are_never_sent_but_the_events_exist(account: Account) -> None:
+    receiver = account.listen(["customer.created", "customer.updated"])
+    second = account.listen(["customer.created"])
+    drop_deliveries(account, 2)
+    client = account.client.v1
+    lost = client.customers.create()  # dropped, for both endpoints at once
+    client.customers.update(lost.id, {"name": "Ada"})  # dropped
+    client.products.create({"name": "Seat"})  # no endpoint takes it: not counted
+    kept = client.customers.create()
+    wait_for(lambda: receiver.events() and second.events())
+    assert [e["data"]["object"]["id"] for e in receiver.events()] == [kept.id]
+    assert [e["data"]["object"]["id"] for e in second.events()] == [kept.id]
+
+    listed = client.events.list().data
+    assert [e.type for e in listed] == [
+        "customer.created",
+        "product.created",
+        "customer.updated",
+        "customer.created",
+    ]
+    dropped = [listed[2].id, listed[3].id]
+    assert client.events.retrieve(dropped[1]).data.object.id == lost.id
+    assert [client.events.retrieve(i).pending_webhooks for i in dropped] == [1, 2]
+    assert wait_for(lambda: event_ids(client.events.list({"delivery_success": False})) == dropped)
+    assert event_ids(client.events.list({"delivery_success": True})) == [
+        listed[0].id,
+        listed[1].id,
+    ]
+
+
+def test_dropping_one_event_type(account: Account) -> None:
+    receiver = account.listen()
+    drop_deliveries(account, 1, "customer.updated")
+    customer = account.client.v1.customers.create()
+    account.client.v1.customers.update(customer.id, {"name": "Dropped"})
+    account.client.v1.customers.update(customer.id, {"name": "Sent"})
+    wait_for(lambda: len(receiver.events()) == 2)
+    delivered = [(e["type"], e["data"]["object"]["name"]) for e in receiver.events()]
+    assert delivered == [("customer.created", None), ("customer.updated", "Sent")]
+
+    drop_deliveries(account, 5, "customer.updated")
+    drop_deliveries(account, 0, "customer.updated")  # a new drop replaces the old one
+    account.client.v1.customers.update(customer.id, {"name": "Sent again"})
+    wait_for(lambda: len(receiver.events()) == 3)
+
+
+@pytest.mark.parametrize(
+    "form", [{"count": "x"}, {"count": "1", "event_type": "Not a type"}, {"api_key": "sk_x"}]
+)
+def test_drop_parameters_are_checked(account: Account, form: dict[str, str]) -> None:
+    status, _, _ = http(
+        "POST", f"{account.url}/_config/drop_deliveries", {"api_key": account.key, **form}
+    )
+    assert status == 400
+
+
 # 5. Idempotency ----------------------------------------------------------------------------
 
 
