@@ -1345,6 +1345,68 @@ def test_a_revoked_key_is_refused_from_then_on(account: Account) -> None:
     assert refused.value.error.code == "api_key_expired"
 
 
+def roll_key(account: Account) -> str:
+    """Roll the account's key as its owner would in the dashboard; use the new one."""
+    old_key = account.key
+    account.key = account.config("POST", "/_config/roll_key", {"api_key": old_key})["api_key"]
+    account.client = sdk(account.url, account.key)
+    return old_key
+
+
+def test_a_rolled_key_opens_the_same_account(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    receiver = alice.listen(["customer.created"])
+    customer = alice.client.v1.customers.create()
+    bob.client.v1.customers.create()
+    endpoint = alice.client.v1.webhook_endpoints.list().data[0]
+    old_key = roll_key(alice)
+    assert alice.key != old_key and alice.key.startswith("sk_test_")
+
+    with pytest.raises(stripe.AuthenticationError) as refused:
+        sdk(alice.url, old_key).v1.customers.list()
+    assert refused.value.error is not None and refused.value.error.code == "api_key_expired"
+    assert refused.value.http_status == 401
+    client = alice.client.v1
+    assert client.customers.retrieve(customer.id).id == customer.id
+    assert client.events.list().data[0].data.object.id == customer.id
+    assert [e.id for e in client.webhook_endpoints.list().data] == [endpoint.id]
+    another = client.customers.create()
+    wait_for(lambda: len(receiver.events()) == 2)
+    assert receiver.events()[1]["data"]["object"]["id"] == another.id
+
+    by_old_key = alice.config("GET", "/_config/requests?api_key=" + old_key)
+    by_new_key = alice.config("GET", "/_config/requests?api_key=" + alice.key)
+    assert by_old_key["account"] == by_new_key["account"]
+    assert by_new_key["by_endpoint"]["POST /v1/customers"] == 2
+    assert by_new_key["by_endpoint"]["GET /v1/customers"] == 1  # the refused call
+    alice.config(
+        "POST",
+        "/_config/faults",
+        {"api_key": old_key, "path_prefix": "/v1/customers", "status": "503", "count": "1"},
+    )
+    with pytest.raises(stripe.APIError) as failed:
+        client.customers.list()
+    assert failed.value.http_status == 503
+    alice.config("DELETE", "/_config/requests?api_key=" + old_key)
+    assert alice.request_counts() == {}
+    assert bob.request_counts() == {"POST /v1/customers": 1}
+
+
+def test_a_revoked_key_is_mended_by_rolling_it(account: Account) -> None:
+    customer = account.client.v1.customers.create()
+    account.config("POST", "/_config/revoked_keys", {"api_key": account.key})
+    with pytest.raises(stripe.AuthenticationError):
+        account.client.v1.customers.list()
+    roll_key(account)
+    assert account.client.v1.customers.retrieve(customer.id).id == customer.id
+
+
+def test_a_rolled_restricted_key_stays_restricted(emulator_url: str) -> None:
+    restricted = Account(emulator_url)
+    restricted.key = new_key("rk_test_")
+    assert roll_key(restricted).startswith("rk_test_") and restricted.key.startswith("rk_test_")
+
+
 def test_injected_faults_fail_the_accounts_next_requests(account: Account) -> None:
     status, _, _ = http(
         "POST",
@@ -1474,8 +1536,13 @@ def test_requests_are_counted_per_account_and_route(make_account: Callable[[], A
         "POST /v1/payment_methods/{id}/attach": 1,
     }
     answer = alice.config("GET", "/_config/requests?api_key=" + alice.key)
-    assert answer["total"] == 5
+    assert answer["total"] == 5 and answer["account"].startswith("acct_")
+    bobs = alice.config("GET", "/_config/requests?api_key=" + bob.key)["account"]
     everyone = alice.config("GET", "/_config/requests")["accounts"]
-    assert everyone[bob.key] == {"total": 1, "by_endpoint": {"GET /v1/customers": 1}}
+    assert everyone[bobs] == {
+        "api_keys": [bob.key],
+        "total": 1,
+        "by_endpoint": {"GET /v1/customers": 1},
+    }
     alice.config("DELETE", "/_config/requests?api_key=" + alice.key)
     assert alice.request_counts() == {} and bob.request_counts() == {"GET /v1/customers": 1}
