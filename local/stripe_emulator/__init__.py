@@ -1,9 +1,10 @@
 """A stateful Stripe emulator for Billow's local mode (dev only, never deployed).
 
-localstripe extended with API-key accounts, Checkout Sessions and a hosted checkout
-page, the WebhookEndpoint API with signed per-account delivery, Idempotency-Key
+localstripe extended with accounts opened by API keys, Checkout Sessions and a hosted
+checkout page, the WebhookEndpoint API with signed per-account delivery, Idempotency-Key
 replay, the PaymentIntent and Refund behaviour Billow relies on, and ``/_config``
-endpoints for tests (revoked keys, injected faults, request counts; see ``controls``).
+endpoints for tests (revoked and rolled keys, injected faults, dropped webhook
+deliveries, request counts; see ``controls``).
 Drive it with the official SDK::
 
     emulator = StripeEmulator()

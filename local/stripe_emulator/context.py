@@ -2,7 +2,7 @@
 
 localstripe keeps one global store and emits events from deep inside its resource
 classes, with no notion of who made the request. A context variable, set by the auth
-middleware for each request, lets the event hook find the account (API key) and the
+middleware for each request, lets the event hook find the account (``acct_`` id) and the
 delivery hub without threading them through localstripe's call stack.
 """
 

@@ -1,10 +1,15 @@
-"""The ``/_config`` endpoints tests steer the emulator with: revoked keys, injected
-faults and per-account request counts.
+"""The ``/_config`` endpoints tests steer the emulator with: revoked and rolled keys,
+injected faults, dropped webhook deliveries and per-account request counts.
 
 None of this exists in Stripe. Faults answer the way Stripe answers when it is down,
 busy or rate limiting (status, error ``code``, ``Stripe-Should-Retry``), because the
-official SDK decides from exactly those whether to retry; request counts let a
-benchmark report how many Stripe calls a piece of work costs.
+official SDK decides from exactly those whether to retry; dropped deliveries are the
+webhooks a receiver never gets (an outage on its side that outlasts Stripe's retries),
+which only reconciliation through ``GET /v1/events`` can make up for; request counts let
+a benchmark report how many Stripe calls a piece of work costs.
+
+Each endpoint names the account by one of its keys (``api_key``); any of the account's
+keys, expired ones included, names the same account (see ``accounts``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .accounts import ACCOUNTS
 from .common import Routes, read_params
 from .errors import StripeApiError, json_response
 
 VALID_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9]{16,}$")
 _STATUSES = frozenset({429, 500, 502, 503, 504})
 _CODE = re.compile(r"^[a-z][a-z_]*$")
+_EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 _INJECTED = "Injected failure (emulator fault)"
 # Stripe's wording for the error codes a fault is most often given, with their status.
 _KNOWN_CODES: dict[str, tuple[int, str]] = {
@@ -77,6 +84,16 @@ class Fault:
 
 
 @dataclasses.dataclass
+class DeliveryDrop:
+    """Send none of the account's next ``remaining`` events (of ``event_type``, if given)
+    to its webhook endpoints."""
+
+    account: str
+    event_type: str | None
+    remaining: int
+
+
+@dataclasses.dataclass
 class _Tally:
     total: int = 0
     by_endpoint: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -89,8 +106,8 @@ class Controls:
     """The emulator's test-only state: what ``/_config`` set and what was counted."""
 
     def __init__(self) -> None:
-        self.revoked_keys: set[str] = set()
         self.faults: list[Fault] = []
+        self.drops: list[DeliveryDrop] = []
         self._tallies: dict[str, _Tally] = {}
 
     def count(self, account: str, request: web.Request) -> None:
@@ -105,7 +122,7 @@ class Controls:
     def counts(self, account: str | None = None) -> dict[str, Any]:
         if account is not None:
             return self._tallies.get(account, _Tally()).export()
-        return {key: tally.export() for key, tally in sorted(self._tallies.items())}
+        return {name: tally.export() for name, tally in sorted(self._tallies.items())}
 
     def reset_counts(self, account: str | None = None) -> None:
         if account is None:
@@ -125,6 +142,19 @@ class Controls:
                 return fault
         return None
 
+    def take_drop(self, account: str | None, event_type: str) -> bool:
+        """Whether this event, which the account's endpoints would receive, is dropped
+        (counted as used)."""
+        for drop in self.drops:
+            if (
+                drop.remaining > 0
+                and drop.account == account
+                and drop.event_type in (None, event_type)
+            ):
+                drop.remaining -= 1
+                return True
+        return False
+
 
 CONTROLS = web.AppKey("controls", Controls)
 
@@ -135,12 +165,27 @@ def _key(value: Any) -> str:
     return value
 
 
+def _account(request: web.Request, params: dict[str, Any]) -> str:
+    """The account the ``api_key`` parameter opens."""
+    return request.app[ACCOUNTS].account_of(_key(params.get("api_key")))
+
+
 async def revoke_key(request: web.Request) -> web.Response:
-    """``POST /_config/revoked_keys api_key=...``: the key is rolled or deleted in the
-    dashboard, so Stripe answers it 401 from now on (tests of revoked credentials)."""
+    """``POST /_config/revoked_keys api_key=...``: the key is deleted in the dashboard,
+    so Stripe answers it 401 ``api_key_expired`` from now on (tests of revoked
+    credentials). The account and its other keys live on."""
     key = _key((await read_params(request)).get("api_key"))
-    request.app[CONTROLS].revoked_keys.add(key)
+    request.app[ACCOUNTS].expire(key)
     return json_response({"revoked": True})
+
+
+async def roll_key(request: web.Request) -> web.Response:
+    """``POST /_config/roll_key api_key=...``: ``{"api_key": <new key>}``, a new secret
+    key for the same account (its objects, events, webhook endpoints and request counts
+    stay); the old key answers 401 ``api_key_expired`` from now on. Rolling a revoked
+    key is how a test mends it, as a Stripe user rolls a key in the dashboard."""
+    key = _key((await read_params(request)).get("api_key"))
+    return json_response({"api_key": request.app[ACCOUNTS].roll(key)})
 
 
 def _flag(value: Any, param: str) -> bool | None:
@@ -165,7 +210,11 @@ async def inject_fault(request: web.Request) -> web.Response:
     account's fault for the same prefix (``count=0`` ends an outage).
     """
     params = await read_params(request)
-    key, prefix, count = _key(params.get("api_key")), params.get("path_prefix"), params.get("count")
+    account, prefix, count = (
+        _account(request, params),
+        params.get("path_prefix"),
+        params.get("count"),
+    )
     if not (isinstance(prefix, str) and prefix.startswith("/v1/")):
         raise StripeApiError(400, "path_prefix must start with /v1/", param="path_prefix")
     if not str(count).isdigit():
@@ -184,38 +233,74 @@ async def inject_fault(request: web.Request) -> web.Response:
     if when not in ("before", "after"):
         raise StripeApiError(400, "when must be before or after", param="when")
     faults = request.app[CONTROLS].faults
-    faults[:] = [f for f in faults if (f.account, f.path_prefix) != (key, prefix)]
+    faults[:] = [f for f in faults if (f.account, f.path_prefix) != (account, prefix)]
     faults.append(
-        Fault(key, prefix, int(str(status)), int(str(count)), code, should_retry, when == "after")
+        Fault(
+            account, prefix, int(str(status)), int(str(count)), code, should_retry, when == "after"
+        )
     )
     return json_response({"injected": True})
 
 
-async def request_counts(request: web.Request) -> web.Response:
-    """``GET /_config/requests?api_key=...``: the API requests that account made, in
-    total and per route (``{"total": 3, "by_endpoint": {"POST /v1/payment_intents": 2,
-    ...}}``), faulted and replayed ones included: each is a call the client paid for.
-    Without ``api_key``: ``{"accounts": {key: {...}}}`` for every account."""
+async def drop_deliveries(request: web.Request) -> web.Response:
+    """``POST /_config/drop_deliveries``: the account's next ``count`` events reach none
+    of its webhook endpoints, for tests of reconciliation after lost webhooks.
+
+    Parameters: ``api_key``, ``count``; ``event_type`` (optional: only events of that
+    type are dropped and counted). The events still exist and are listed by
+    ``GET /v1/events`` (with ``pending_webhooks`` left at the number of endpoints that
+    never got them, so ``delivery_success=false`` finds them). Only events the account's
+    endpoints are enabled for use up the count, each once however many endpoints it
+    would have gone to. A new drop replaces the account's drop for the same
+    ``event_type`` (``count=0`` ends it).
+    """
     params = await read_params(request)
-    controls = request.app[CONTROLS]
+    account, count = _account(request, params), params.get("count")
+    if not str(count).isdigit():
+        raise StripeApiError(400, "count must be a whole number", param="count")
+    event_type = params.get("event_type") or None
+    if not (event_type is None or (isinstance(event_type, str) and _EVENT_TYPE.match(event_type))):
+        raise StripeApiError(400, "event_type must be a Stripe event type", param="event_type")
+    drops = request.app[CONTROLS].drops
+    drops[:] = [d for d in drops if (d.account, d.event_type) != (account, event_type)]
+    drops.append(DeliveryDrop(account, event_type, int(str(count))))
+    return json_response({"dropping": True})
+
+
+async def request_counts(request: web.Request) -> web.Response:
+    """``GET /_config/requests?api_key=...``: the API requests that account made with
+    any of its keys, in total and per route (``{"total": 3, "by_endpoint":
+    {"POST /v1/payment_intents": 2, ...}}``), faulted and replayed ones included: each
+    is a call the client paid for. Without ``api_key``: ``{"accounts": {"acct_...":
+    {"api_keys": [...], ...}}}`` for every account."""
+    params = await read_params(request)
+    controls, accounts = request.app[CONTROLS], request.app[ACCOUNTS]
     if "api_key" not in params:
-        return json_response({"accounts": controls.counts()})
-    key = _key(params["api_key"])
-    return json_response({"api_key": key, **controls.counts(key)})
+        everyone = {
+            account: {"api_keys": accounts.keys_of(account), **counts}
+            for account, counts in controls.counts().items()
+        }
+        return json_response({"accounts": everyone})
+    account = _account(request, params)
+    return json_response(
+        {"api_key": params["api_key"], "account": account, **controls.counts(account)}
+    )
 
 
 async def reset_request_counts(request: web.Request) -> web.Response:
     """``DELETE /_config/requests?api_key=...``: start that account's counts (or, without
     ``api_key``, everyone's) from zero, e.g. between a benchmark's warm-up and its run."""
     params = await read_params(request)
-    key = _key(params["api_key"]) if "api_key" in params else None
-    request.app[CONTROLS].reset_counts(key)
+    account = _account(request, params) if "api_key" in params else None
+    request.app[CONTROLS].reset_counts(account)
     return json_response({"reset": True})
 
 
 ROUTES: Routes = [
     ("POST", "/_config/revoked_keys", revoke_key),
+    ("POST", "/_config/roll_key", roll_key),
     ("POST", "/_config/faults", inject_fault),
+    ("POST", "/_config/drop_deliveries", drop_deliveries),
     ("GET", "/_config/requests", request_counts),
     ("DELETE", "/_config/requests", reset_request_counts),
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from localstripe import webhooks as localstripe_webhooks
 
+from .controls import Controls
 from .normalise import normalise
 from .webhook_endpoints import endpoints_for
 
@@ -43,10 +44,14 @@ class WebhookHub:
 
     A queue's worker retries its head before moving on, so an endpoint always sees
     events in creation order. Endpoints registered through localstripe's
-    ``/_config/webhooks`` receive every event, as they did under localstripe.
+    ``/_config/webhooks`` receive every event, as they did under localstripe. An event
+    the account's deliveries are being dropped for (``/_config/drop_deliveries``) is
+    sent to none of the account's endpoints and stays pending for each of them, as an
+    event whose delivery failed for good does in Stripe.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, controls: Controls) -> None:
+        self._controls = controls
         self._queues: dict[str, asyncio.Queue[_Delivery]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -62,15 +67,19 @@ class WebhookHub:
             await self._session.close()
 
     def publish(self, event: Any) -> None:
-        targets = [
+        endpoints = [
             (endpoint.id, endpoint.url, endpoint._secret, endpoint.api_version)
             for endpoint in endpoints_for(event._account, event.type)
-        ] + [
+        ]
+        hooks = [
             ("_config/" + key, hook.url, hook.secret, None)
             for key, hook in localstripe_webhooks._webhooks.items()
             if hook.events is None or event.type in hook.events
         ]
-        event.pending_webhooks = len(targets)
+        # A dropped event still counts as pending for the endpoints that never get it.
+        event.pending_webhooks = len(endpoints) + len(hooks)
+        dropped = bool(endpoints) and self._controls.take_drop(event._account, event.type)
+        targets = hooks if dropped else endpoints + hooks
         body = normalise(event._export())
         for key, url, secret, api_version in targets:
             payload = {**body, "api_version": api_version or body["api_version"]}

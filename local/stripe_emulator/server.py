@@ -33,6 +33,7 @@ from . import (
     upstream,
     webhook_endpoints,
 )
+from .accounts import ACCOUNTS, Accounts
 from .common import Handler, read_params
 from .context import REQUEST_ID, RequestContext, use
 from .controls import CONTROLS, VALID_KEY, Controls
@@ -53,6 +54,7 @@ class _State:
     base_url: str
     hub: WebhookHub
     idempotency: IdempotencyStore
+    accounts: Accounts
     controls: Controls
 
 
@@ -126,18 +128,19 @@ async def _outermost(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Check the key and make it the account everything in this request belongs to;
-    count the request and apply any fault injected for it (see ``controls``)."""
+    """Check the key and make its account the one everything in this request belongs
+    to; count the request and apply any fault injected for it (see ``controls``)."""
     state = request.app[_STATE]
-    account = None if request.path.startswith(_KEYLESS_PATHS) else _api_key(request)
+    key = None if request.path.startswith(_KEYLESS_PATHS) else _api_key(request)
+    account = None if key is None else state.accounts.account_of(key)
     if account is not None:
         state.controls.count(account, request)
     fault = state.controls.take_fault(account, request.path)
     if fault is not None and not fault.after:
         return fault.response(request[REQUEST_ID])
-    if account in state.controls.revoked_keys:
+    if key is not None and state.accounts.is_expired(key):
         raise StripeApiError(
-            401, f"Expired API Key provided: {_masked(account)}", code="api_key_expired"
+            401, f"Expired API Key provided: {_masked(key)}", code="api_key_expired"
         )
     context = RequestContext(
         account=account,
@@ -184,6 +187,7 @@ def _build_app(state: _State) -> web.Application:
     app = web.Application(middlewares=[_outermost, _authenticate, _idempotency, _stripe_shape])
     app[_STATE] = state
     app[CONTROLS] = state.controls
+    app[ACCOUNTS] = state.accounts
     own = [
         *events.ROUTES,
         *payments.ROUTES,
@@ -204,7 +208,8 @@ class StripeEmulator:
     """localstripe extended with what Billow needs, served from a background thread.
 
     Objects live in localstripe's process-wide store, so they survive ``stop`` and
-    ``start`` (as do idempotency records); one emulator per process is the intent.
+    ``start`` (as do accounts and idempotency records); one emulator per process is the
+    intent.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -214,6 +219,7 @@ class StripeEmulator:
         self._host = host
         self._port = port
         self._idempotency = IdempotencyStore()
+        self._accounts = Accounts()
         self._controls = Controls()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,10 +282,11 @@ class StripeEmulator:
             ready.set()
 
     async def _serve(self, sock: socket.socket, url: str, ready: threading.Event) -> None:
-        hub = WebhookHub()
+        hub = WebhookHub(self._controls)
         await hub.open()
         runner = web.AppRunner(
-            _build_app(_State(url, hub, self._idempotency, self._controls)), access_log=None
+            _build_app(_State(url, hub, self._idempotency, self._accounts, self._controls)),
+            access_log=None,
         )
         try:
             await runner.setup()

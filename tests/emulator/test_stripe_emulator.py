@@ -727,6 +727,171 @@ def test_emitted_objects_are_complete(account: Account) -> None:
     assert defaults == [payment_method.id, None]  # detaching the default clears it
 
 
+# 4b. The event API as reconciliation reads it, and dropped deliveries ----------------------
+
+
+def event_ids(listing: Any) -> list[str]:
+    return [event.id for event in listing.data]
+
+
+def test_events_are_listed_newest_first_per_account_and_paged(
+    make_account: Callable[[], Account],
+) -> None:
+    alice, bob = make_account(), make_account()
+    customers = [alice.client.v1.customers.create().id for _ in range(5)]
+    bob.client.v1.customers.create()
+    events = alice.client.v1.events
+    newest_first = events.list()
+    assert [e.data.object.id for e in newest_first.data] == customers[::-1]
+    assert newest_first.has_more is False and "total_count" not in newest_first
+    ids = event_ids(newest_first)
+
+    first = events.list({"limit": 2})
+    assert (event_ids(first), first.has_more) == (ids[:2], True)
+    second = events.list({"limit": 2, "starting_after": ids[1]})
+    assert (event_ids(second), second.has_more) == (ids[2:4], True)
+    last = events.list({"limit": 2, "starting_after": ids[3]})
+    assert (event_ids(last), last.has_more) == (ids[4:], False)
+    assert [e.id for e in events.list({"limit": 2}).auto_paging_iter()] == ids
+    before = events.list({"limit": 2, "ending_before": ids[3]})
+    assert (event_ids(before), before.has_more) == (ids[1:3], True)
+
+    assert len(bob.client.v1.events.list().data) == 1
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        bob.client.v1.events.retrieve(ids[0])
+    assert (caught.value.http_status, caught.value.code) == (404, "resource_missing")
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        bob.client.v1.events.list({"starting_after": ids[0]})
+    assert caught.value.param == "starting_after"
+    assert caught.value.user_message == f"No such event: '{ids[0]}'"
+
+
+def test_events_are_filtered_by_type_and_types(account: Account) -> None:
+    client = account.client.v1
+    customer = client.customers.create()
+    client.customers.update(customer.id, {"name": "Ada"})
+    product = client.products.create({"name": "Seat"})
+    client.customers.delete(customer.id)
+    other = client.customers.create()
+
+    def types(**params: Any) -> list[str]:
+        return [event.type for event in client.events.list(params).data]
+
+    assert types(type="customer.updated") == ["customer.updated"]
+    assert types(type="customer.*") == [
+        "customer.created",
+        "customer.deleted",
+        "customer.updated",
+        "customer.created",
+    ]
+    listed = client.events.list({"types": ["customer.deleted", "product.created"]}).data
+    assert [(e.type, e.data.object.id) for e in listed] == [
+        ("customer.deleted", customer.id),
+        ("product.created", product.id),
+    ]
+    # A cursor keeps its place in the history even when it does not match the filter.
+    updated = client.events.list({"type": "customer.updated"}).data[0]
+    after = client.events.list({"type": "customer.created", "starting_after": updated.id})
+    assert [e.data.object.id for e in after.data] == [customer.id]
+    assert other.id not in [e.data.object.id for e in after.data]
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.events.list({"type": "customer.created", "types": ["customer.updated"]})
+    assert caught.value.param == "types"
+    for params, param in (({"limit": 101}, "limit"), ({"since": 1}, "since")):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            client.events.list(params)
+        assert caught.value.param == param
+
+
+def test_events_are_filtered_by_creation_time(account: Account) -> None:
+    client = account.client.v1
+    earlier = [client.customers.create().id for _ in range(2)]
+    last_earlier = max(e.created for e in client.events.list().data)
+    wait_for(lambda: time.time() >= last_earlier + 1, timeout=2)
+    later = [client.customers.create().id for _ in range(2)]
+    first_later = min(e.created for e in client.events.list({"limit": 2}).data)
+    assert first_later > last_earlier
+
+    def objects(created: Any) -> list[str]:
+        listing = client.events.list({"created": created})
+        return [event.data.object.id for event in listing.data]
+
+    assert objects({"gte": first_later}) == later[::-1]
+    assert objects({"gt": last_earlier}) == later[::-1]
+    assert objects({"lt": first_later}) == earlier[::-1]
+    assert objects({"lte": last_earlier}) == earlier[::-1]
+    assert objects({"gt": last_earlier, "lt": first_later}) == []
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.events.list({"created": {"after": 1}})
+    assert caught.value.param == "created[after]"
+
+
+def drop_deliveries(account: Account, count: int, event_type: str | None = None) -> None:
+    form = {"api_key": account.key, "count": str(count)}
+    account.config(
+        "POST",
+        "/_config/drop_deliveries",
+        form | ({"event_type": event_type} if event_type else {}),
+    )
+
+
+def test_dropped_deliveries_are_never_sent_but_the_events_exist(account: Account) -> None:
+    receiver = account.listen(["customer.created", "customer.updated"])
+    second = account.listen(["customer.created"])
+    drop_deliveries(account, 2)
+    client = account.client.v1
+    lost = client.customers.create()  # dropped, for both endpoints at once
+    client.customers.update(lost.id, {"name": "Ada"})  # dropped
+    client.products.create({"name": "Seat"})  # no endpoint takes it: not counted
+    kept = client.customers.create()
+    wait_for(lambda: receiver.events() and second.events())
+    assert [e["data"]["object"]["id"] for e in receiver.events()] == [kept.id]
+    assert [e["data"]["object"]["id"] for e in second.events()] == [kept.id]
+
+    listed = client.events.list().data
+    assert [e.type for e in listed] == [
+        "customer.created",
+        "product.created",
+        "customer.updated",
+        "customer.created",
+    ]
+    dropped = [listed[2].id, listed[3].id]
+    assert client.events.retrieve(dropped[1]).data.object.id == lost.id
+    assert [client.events.retrieve(i).pending_webhooks for i in dropped] == [1, 2]
+    assert wait_for(lambda: event_ids(client.events.list({"delivery_success": False})) == dropped)
+    assert event_ids(client.events.list({"delivery_success": True})) == [
+        listed[0].id,
+        listed[1].id,
+    ]
+
+
+def test_dropping_one_event_type(account: Account) -> None:
+    receiver = account.listen()
+    drop_deliveries(account, 1, "customer.updated")
+    customer = account.client.v1.customers.create()
+    account.client.v1.customers.update(customer.id, {"name": "Dropped"})
+    account.client.v1.customers.update(customer.id, {"name": "Sent"})
+    wait_for(lambda: len(receiver.events()) == 2)
+    delivered = [(e["type"], e["data"]["object"]["name"]) for e in receiver.events()]
+    assert delivered == [("customer.created", None), ("customer.updated", "Sent")]
+
+    drop_deliveries(account, 5, "customer.updated")
+    drop_deliveries(account, 0, "customer.updated")  # a new drop replaces the old one
+    account.client.v1.customers.update(customer.id, {"name": "Sent again"})
+    wait_for(lambda: len(receiver.events()) == 3)
+
+
+@pytest.mark.parametrize(
+    "form", [{"count": "x"}, {"count": "1", "event_type": "Not a type"}, {"api_key": "sk_x"}]
+)
+def test_drop_parameters_are_checked(account: Account, form: dict[str, str]) -> None:
+    status, _, _ = http(
+        "POST", f"{account.url}/_config/drop_deliveries", {"api_key": account.key, **form}
+    )
+    assert status == 400
+
+
 # 5. Idempotency ----------------------------------------------------------------------------
 
 
@@ -1180,6 +1345,68 @@ def test_a_revoked_key_is_refused_from_then_on(account: Account) -> None:
     assert refused.value.error.code == "api_key_expired"
 
 
+def roll_key(account: Account) -> str:
+    """Roll the account's key as its owner would in the dashboard; use the new one."""
+    old_key = account.key
+    account.key = account.config("POST", "/_config/roll_key", {"api_key": old_key})["api_key"]
+    account.client = sdk(account.url, account.key)
+    return old_key
+
+
+def test_a_rolled_key_opens_the_same_account(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    receiver = alice.listen(["customer.created"])
+    customer = alice.client.v1.customers.create()
+    bob.client.v1.customers.create()
+    endpoint = alice.client.v1.webhook_endpoints.list().data[0]
+    old_key = roll_key(alice)
+    assert alice.key != old_key and alice.key.startswith("sk_test_")
+
+    with pytest.raises(stripe.AuthenticationError) as refused:
+        sdk(alice.url, old_key).v1.customers.list()
+    assert refused.value.error is not None and refused.value.error.code == "api_key_expired"
+    assert refused.value.http_status == 401
+    client = alice.client.v1
+    assert client.customers.retrieve(customer.id).id == customer.id
+    assert client.events.list().data[0].data.object.id == customer.id
+    assert [e.id for e in client.webhook_endpoints.list().data] == [endpoint.id]
+    another = client.customers.create()
+    wait_for(lambda: len(receiver.events()) == 2)
+    assert receiver.events()[1]["data"]["object"]["id"] == another.id
+
+    by_old_key = alice.config("GET", "/_config/requests?api_key=" + old_key)
+    by_new_key = alice.config("GET", "/_config/requests?api_key=" + alice.key)
+    assert by_old_key["account"] == by_new_key["account"]
+    assert by_new_key["by_endpoint"]["POST /v1/customers"] == 2
+    assert by_new_key["by_endpoint"]["GET /v1/customers"] == 1  # the refused call
+    alice.config(
+        "POST",
+        "/_config/faults",
+        {"api_key": old_key, "path_prefix": "/v1/customers", "status": "503", "count": "1"},
+    )
+    with pytest.raises(stripe.APIError) as failed:
+        client.customers.list()
+    assert failed.value.http_status == 503
+    alice.config("DELETE", "/_config/requests?api_key=" + old_key)
+    assert alice.request_counts() == {}
+    assert bob.request_counts() == {"POST /v1/customers": 1}
+
+
+def test_a_revoked_key_is_mended_by_rolling_it(account: Account) -> None:
+    customer = account.client.v1.customers.create()
+    account.config("POST", "/_config/revoked_keys", {"api_key": account.key})
+    with pytest.raises(stripe.AuthenticationError):
+        account.client.v1.customers.list()
+    roll_key(account)
+    assert account.client.v1.customers.retrieve(customer.id).id == customer.id
+
+
+def test_a_rolled_restricted_key_stays_restricted(emulator_url: str) -> None:
+    restricted = Account(emulator_url)
+    restricted.key = new_key("rk_test_")
+    assert roll_key(restricted).startswith("rk_test_") and restricted.key.startswith("rk_test_")
+
+
 def test_injected_faults_fail_the_accounts_next_requests(account: Account) -> None:
     status, _, _ = http(
         "POST",
@@ -1309,8 +1536,13 @@ def test_requests_are_counted_per_account_and_route(make_account: Callable[[], A
         "POST /v1/payment_methods/{id}/attach": 1,
     }
     answer = alice.config("GET", "/_config/requests?api_key=" + alice.key)
-    assert answer["total"] == 5
+    assert answer["total"] == 5 and answer["account"].startswith("acct_")
+    bobs = alice.config("GET", "/_config/requests?api_key=" + bob.key)["account"]
     everyone = alice.config("GET", "/_config/requests")["accounts"]
-    assert everyone[bob.key] == {"total": 1, "by_endpoint": {"GET /v1/customers": 1}}
+    assert everyone[bobs] == {
+        "api_keys": [bob.key],
+        "total": 1,
+        "by_endpoint": {"GET /v1/customers": 1},
+    }
     alice.config("DELETE", "/_config/requests?api_key=" + alice.key)
     assert alice.request_counts() == {} and bob.request_counts() == {"GET /v1/customers": 1}
