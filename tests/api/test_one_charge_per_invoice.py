@@ -12,17 +12,21 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.api.billing_helpers import stripe_customer, webhooks
-from tests.api.conftest import StripeOrg
+from tests.api.billing_helpers import DECLINED, VISA, stripe_customer, webhooks
+from tests.api.conftest import StripeOrg, stripe_client
 from tests.api.test_payments import (
+    browse,
     charges_of,
+    check_webhook,
     get_invoice,
     idempotency_keys,
     intent_object,
+    needs_contract,
     one_off,
     refunds_of,
     send_stripe_event,
     stripe_config,
+    succeeded,
     wait_payment_status,
     with_fee_add_on,
 )
@@ -58,6 +62,16 @@ def fault(local_billow: Any, org: StripeOrg, path: str, count: int, **extra: str
 def requests_made(local_billow: Any, org: StripeOrg) -> dict[str, int]:
     counts = stripe_config(local_billow, "GET", "/_config/requests", {"api_key": org.secret_key})
     return dict(counts["by_endpoint"])
+
+
+def drop_deliveries(local_billow: Any, org: StripeOrg, count: int, event_type: str) -> None:
+    """Stripe will not deliver the account's next ``count`` events of ``event_type``."""
+    stripe_config(
+        local_billow,
+        "POST",
+        "/_config/drop_deliveries",
+        {"api_key": org.secret_key, "count": str(count), "event_type": event_type},
+    )
 
 
 @pytest.fixture
@@ -107,6 +121,41 @@ def test_an_attempt_in_flight_holds_off_links_and_retries_and_is_never_lost(
     ]
     again = local_billow.fire_schedule("stripe-events-sweep", later())
     assert repairs_of(again, stripe_org.id) is None, again
+
+
+def test_a_link_paid_before_the_charge_closes_it_settles_the_invoice_and_nothing_is_charged(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """The customer pays through the link; Stripe's event has not reached Billow (here it
+    never will). A retry's charge first closes the link, finds it paid, and settles the
+    invoice from that payment instead of charging the card a second time."""
+    with_fee_add_on(stripe_org, 2800)
+    cus = stripe_customer(stripe_org, "linkfirst", card=DECLINED, wait_for=wait_for)
+    invoice = one_off(stripe_org, "linkfirst")
+    wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
+    url = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")[1][
+        "invoice_payment_details"
+    ]["payment_url"]
+    drop_deliveries(local_billow, stripe_org, 1, "payment_intent.succeeded")
+    assert browse(url, {"card": VISA})[0] == 303
+    local_billow.wait_idle()
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "failed"
+
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status == 200, body
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert paid["total_paid_amount_cents"] == 2800
+    local_billow.wait_idle()
+    intents = charges_of(stripe_org, cus, invoice["lago_id"])
+    assert sorted(
+        (pi["status"], pi["metadata"].get("payment_attempt", "link")) for pi in intents
+    ) == [("requires_payment_method", "1"), ("succeeded", "link")]
+    (link_payment,) = succeeded(intents)
+    assert refunds_of(stripe_org, link_payment["id"]) == []
+    assert [
+        w["invoice"]["payment_status"]
+        for w in webhooks(subscribed, "invoice.payment_status_updated")
+    ] == ["failed", "succeeded"]
 
 
 def test_a_charge_refused_for_good_fails_at_once_instead_of_retrying(
@@ -268,3 +317,63 @@ def test_unmatched_payment_alert_is_sent_once_per_payment(
     assert "0.01 EUR" in body and "7.00 EUR" in body
     assert refunds_of(stripe_org, forged["id"]) == []
     assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
+
+
+# -- a broken key ------------------------------------------------------------------------------
+
+
+@needs_contract
+def test_a_revoked_key_fails_the_charge_visibly_and_a_retry_works_once_it_is_fixed(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """With the key revoked, the charge fails at once with Stripe's error (not a pending
+    invoice redelivered forever), as ``payment_provider.error`` and
+    ``invoice.payment_failure``. Once the organization connects the rolled key, a retry
+    is charged."""
+    with_fee_add_on(stripe_org, 3100)
+    cus = stripe_customer(stripe_org, "revoked", wait_for=wait_for)
+    local_billow.wait_idle()  # linking the customer is over before the key breaks
+    rolled = stripe_config(
+        local_billow, "POST", "/_config/roll_key", {"api_key": stripe_org.secret_key}
+    )["api_key"]
+    invoice = one_off(stripe_org, "revoked")
+    failed = wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
+    local_billow.wait_idle()
+    assert failed["total_paid_amount_cents"] == 0
+    failures = webhooks(subscribed, "invoice.payment_failure")
+    assert [
+        f["payment_provider_invoice_payment_error"]["provider_error"]["error_code"]
+        for f in failures
+    ] == ["api_key_expired"], failures
+    (broken,) = webhooks(subscribed, "payment_provider.error")
+    assert broken["payment_provider_error"]["payment_provider_code"] == "stripe"
+    assert broken["payment_provider_error"]["provider_error"]["error_code"] == "api_key_expired"
+    check_webhook(broken, "payment_provider_error")
+    assert not any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments"))
+
+    # Retrying with the key still revoked is allowed (nothing is in flight) and fails again.
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status == 200, body
+    wait_for(lambda: len(webhooks(subscribed, "invoice.payment_failure")) == 2 or None)
+
+    status, body = stripe_org.api.post(
+        "/integrations/stripe", json={"integration": {"secret_key": rolled}}
+    )
+    assert status == 200, body
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status == 200, body
+    paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    assert paid["total_paid_amount_cents"] == 3100
+    local_billow.wait_idle()
+    fixed = stripe_client(local_billow.stripe_url, rolled)
+    intents = [
+        intent.to_dict() for intent in fixed.v1.payment_intents.list(params={"customer": cus}).data
+    ]
+    assert [(pi["status"], pi["metadata"]["payment_attempt"]) for pi in intents] == [
+        ("succeeded", "3")
+    ]
+    # The account keeps one Billow webhook endpoint: the rolled key removed the old one.
+    endpoints = fixed.v1.webhook_endpoints.list().data
+    assert len(endpoints) == 1 and endpoints[0].url.endswith(
+        f"/webhooks/stripe/{stripe_org.id}?code=stripe"
+    )

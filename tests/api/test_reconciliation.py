@@ -12,6 +12,7 @@ from billow.services import payments
 from tests.api.billing_helpers import DECLINED, stripe_customer, webhooks
 from tests.api.conftest import StripeOrg
 from tests.api.test_one_charge_per_invoice import (
+    drop_deliveries,
     fault,
     later,
     quick_sdk_retries,  # noqa: F401 (a fixture)
@@ -29,16 +30,6 @@ from tests.api.test_payments import (
     with_fee_add_on,
 )
 from tests.api.test_stripe_webhooks import stored_event
-
-
-def drop_deliveries(local_billow: Any, org: StripeOrg, count: int, event_type: str) -> None:
-    """Stripe will not deliver the account's next ``count`` events of ``event_type``."""
-    stripe_config(
-        local_billow,
-        "POST",
-        "/_config/drop_deliveries",
-        {"api_key": org.secret_key, "count": str(count), "event_type": event_type},
-    )
 
 
 def test_a_link_payment_whose_event_was_never_delivered_is_recovered(
