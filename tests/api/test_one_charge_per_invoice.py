@@ -269,22 +269,19 @@ def test_the_right_payment_still_settles_after_a_wrong_one(
     invoice = one_off(stripe_org, "right")
     local_billow.wait_idle()
     real = intent_object("pi_real_" + uuid.uuid4().hex[:10], invoice, stripe_org.id)
-    send_stripe_event(
-        local_billow,
-        stripe_org,
-        "evt_wrong_" + uuid.uuid4().hex[:8],
-        "payment_intent.succeeded",
-        {**real, "id": "pi_wrong_" + uuid.uuid4().hex[:8], "amount": 50, "amount_received": 50},
-    )
-    send_stripe_event(
-        local_billow,
-        stripe_org,
-        "evt_real_" + uuid.uuid4().hex[:8],
-        "payment_intent.succeeded",
-        real,
-    )
+    wrong = {**real, "id": "pi_wrong_" + uuid.uuid4().hex[:8], "amount": 50, "amount_received": 50}
+    wrong_event, real_event = (f"evt_{n}_{uuid.uuid4().hex[:8]}" for n in ("wrong", "real"))
+    send_stripe_event(local_billow, stripe_org, wrong_event, "payment_intent.succeeded", wrong)
+    local_billow.wait_idle()
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
+    send_stripe_event(local_billow, stripe_org, real_event, "payment_intent.succeeded", real)
     paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     assert (paid["total_paid_amount_cents"], paid["total_due_amount_cents"]) == (700, 0)
+    local_billow.wait_idle()
+    assert [
+        stored_event(local_billow, stripe_org.id, event_id)["status"]
+        for event_id in (wrong_event, real_event)
+    ] == ["rejected", "processed"]
 
 
 def test_unmatched_payment_alert_is_sent_once_per_payment(
