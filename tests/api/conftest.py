@@ -12,7 +12,7 @@ import stripe
 
 
 def new_stripe_key() -> str:
-    """A fresh test-mode key: the emulator treats each key as its own Stripe account."""
+    """A fresh test-mode key: in the emulator a new key opens a new Stripe account."""
     alphabet = string.ascii_letters + string.digits
     return "sk_test_" + "".join(secrets.choice(alphabet) for _ in range(24))
 
