@@ -440,6 +440,27 @@ async def detach(request: web.Request) -> web.Response:
     return json_response(payment_method._export(expand=expand))
 
 
+def _tombstone(customer_id: str) -> str:
+    return "deleted:" + Customer.object + ":" + customer_id
+
+
+async def retrieve_customer(request: web.Request) -> web.Response:
+    """A deleted customer still answers a retrieve, as in Stripe: ``{"id": ...,
+    "object": "customer", "deleted": true}``; everywhere else it is "No such customer"."""
+    params = await read_params(request)
+    customer_id = request.match_info["id"]
+    tombstone = store.get(_tombstone(customer_id))
+    if tombstone is not None:
+        return json_response(tombstone._export())
+    return json_response(Customer._api_retrieve(customer_id)._export(expand=params.get("expand")))
+
+
+async def delete_customer(request: web.Request) -> web.Response:
+    deleted = Customer._api_delete(request.match_info["id"])
+    store[_tombstone(deleted.id)] = deleted
+    return json_response(deleted._export())
+
+
 async def update_customer(request: web.Request) -> web.Response:
     """localstripe's update, except ``invoice_settings`` merges (it replaced the whole hash)
     and a default payment method must be attached to the customer, as Stripe insists."""
@@ -522,7 +543,9 @@ ROUTES: Routes = [
     ("GET", "/v1/payment_methods", list_payment_methods),
     ("POST", "/v1/payment_methods/{id}/attach", attach),
     ("POST", "/v1/payment_methods/{id}/detach", detach),
+    ("GET", "/v1/customers/{id}", retrieve_customer),
     ("POST", "/v1/customers/{id}", update_customer),
+    ("DELETE", "/v1/customers/{id}", delete_customer),
     ("GET", "/v1/customers/{id}/payment_methods", list_customer_payment_methods),
     (
         "GET",

@@ -1273,6 +1273,26 @@ def test_customer_payment_methods_and_default(account: Account) -> None:
     assert caught.value.param == "invoice_settings[default_payment_method]"
 
 
+def test_a_deleted_customer_still_answers_a_retrieve(account: Account) -> None:
+    client = account.client.v1
+    customer = client.customers.create({"name": "Gone"})
+    deleted = client.customers.delete(customer.id)
+    assert (deleted.id, deleted.deleted) == (customer.id, True)
+    retrieved = client.customers.retrieve(customer.id)
+    assert retrieved.to_dict() == {"id": customer.id, "object": "customer", "deleted": True}
+    assert customer.id not in [c.id for c in client.customers.list({"limit": 100}).data]
+    for call in (
+        lambda: client.customers.update(customer.id, {"name": "Back"}),
+        lambda: client.customers.delete(customer.id),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            call()
+        assert caught.value.user_message == f"No such customer: '{customer.id}'"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.payment_intents.create({"amount": 900, "currency": "eur", "customer": customer.id})
+    assert caught.value.param == "customer"
+
+
 def test_saved_cards_are_listed_like_stripe(account: Account) -> None:
     customer, first = account.customer_with_card()
     second = account.card(DECLINED_LATER, customer)
