@@ -35,7 +35,7 @@ from .common import (
     updated_metadata,
 )
 from .context import acting_as, current
-from .errors import StripeApiError, json_response, missing_object
+from .errors import MissingObject, StripeApiError, json_response
 from .events import emit
 from .payments import cancel_payment_intent
 
@@ -172,7 +172,7 @@ def _line_item(index: int, raw: Any) -> dict[str, Any]:
     reject_unknown(item, ("price", "price_data", "quantity"), where)
     if "price" in item:
         # localstripe has no Prices, so no price id can exist.
-        raise missing_object("price", str(item["price"]), param=f"{where}[price]")
+        raise MissingObject("price", str(item["price"]), param=f"{where}[price]")
     quantity = as_int(require(item, "quantity", f"{where}[quantity]"), f"{where}[quantity]", 1)
     where += "[price_data]"
     price = as_dict(require(item, "price_data", where), where)
@@ -180,7 +180,7 @@ def _line_item(index: int, raw: Any) -> dict[str, Any]:
     if "product" in price:
         product = store.get(Product.object + ":" + str(price["product"]))
         if product is None:
-            raise missing_object("product", str(price["product"]), param=f"{where}[product]")
+            raise MissingObject("product", str(price["product"]), param=f"{where}[product]")
         name = product.name
     else:
         product_data = as_dict(
@@ -236,7 +236,7 @@ def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
 
     customer = params.get("customer")
     if customer is not None and store.get(Customer.object + ":" + str(customer)) is None:
-        raise missing_object("customer", str(customer), param="customer")
+        raise MissingObject("customer", str(customer), param="customer")
     types = as_str_list(params.get("payment_method_types", ["card"]), "payment_method_types")
     for index, kind in enumerate(types):
         if kind not in PAYMENT_METHOD_TYPES:
@@ -316,7 +316,7 @@ def find_session(session_id: str) -> CheckoutSession | None:
 def _session(session_id: str) -> CheckoutSession:
     session = find_session(session_id)
     if session is None:
-        raise missing_object("checkout.session", session_id)
+        raise MissingObject("checkout.session", session_id)
     return session
 
 

@@ -2,13 +2,14 @@
 
 Plain HTML forms (no JavaScript): pick one of Stripe's test cards, confirm, and,
 for the 3-D Secure card, pass or fail the challenge. The objects and events are the
-ones Stripe Checkout produces, attributed to the account that created the session.
+ones Stripe Checkout produces, in the account that created the session.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
 
@@ -19,6 +20,7 @@ from localstripe.resources import (
     PaymentIntent,
     PaymentMethod,
     SetupIntent,
+    store,
 )
 
 from .checkout import CheckoutSession, find_session
@@ -45,6 +47,9 @@ _AUTHENTICATION_FAILED = (
     "The latest attempt to set up the payment method has failed because authentication failed."
 )
 _TRY_AGAIN = "Authentication failed. Try again or use another card."
+
+
+_SessionHandler = Callable[[web.Request, CheckoutSession], Awaitable[web.StreamResponse]]
 
 
 class _PageError(Exception):
@@ -76,24 +81,27 @@ label {{ display: block; margin: .4rem 0 }}
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-def _html_errors(handler: Handler) -> Handler:
-    """Answer failures with an HTML page: the client here is a browser, not the SDK."""
+def _session_page(handler: _SessionHandler) -> Handler:
+    """A page of one open session, served as the account that created the session (a
+    browser brings no API key, so nothing else says whose objects these are), with
+    failures answered as an HTML page: the client here is a browser, not the SDK."""
 
     @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
+    async def page(request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["id"]
         try:
-            return await handler(request)
+            with acting_as(store.owner(CheckoutSession.object + ":" + session_id)):
+                return await handler(request, _open_session(session_id))
         except _PageError as exc:
             return _page("Checkout unavailable", f"<p>{escape(exc.message)}</p>", exc.status)
         except UserError as exc:
             message = exc.body["error"].get("message", "Request failed")
             return _page("Checkout failed", f"<p>{escape(message)}</p>", exc.code)
 
-    return wrapper
+    return page
 
 
-def _open_session(request: web.Request) -> CheckoutSession:
-    session_id = request.match_info["id"]
+def _open_session(session_id: str) -> CheckoutSession:
     session = find_session(session_id)
     if session is None:
         raise _PageError(404, f"No such checkout session: {session_id}")
@@ -246,25 +254,22 @@ def _pay(session: CheckoutSession, payment_method: Any) -> web.Response:
     return _completed(session)
 
 
-@_html_errors
-async def show(request: web.Request) -> web.StreamResponse:
-    session = _open_session(request)
+@_session_page
+async def show(request: web.Request, session: CheckoutSession) -> web.StreamResponse:
     if _awaiting_authentication(session) is not None:
         return _authentication_page(session)
     return _form_page(session)
 
 
-@_html_errors
-async def submit(request: web.Request) -> web.StreamResponse:
-    session = _open_session(request)
+@_session_page
+async def submit(request: web.Request, session: CheckoutSession) -> web.StreamResponse:
     number = str((await request.post()).get("card", ""))
     if not re.fullmatch(r"\d{16}", number):
         return _form_page(session, "Choose one of the test cards.", 400)
-    with acting_as(session._account):
-        payment_method = create_card_payment_method(number)
-        if session.mode == "setup":
-            return _save_card(session, payment_method)
-        return _pay(session, payment_method)
+    payment_method = create_card_payment_method(number)
+    if session.mode == "setup":
+        return _save_card(session, payment_method)
+    return _pay(session, payment_method)
 
 
 def _authenticate_setup(session: CheckoutSession, setup_intent: Any, passed: bool) -> web.Response:
@@ -293,19 +298,17 @@ def _authenticate_payment(
     return _completed(session) if passed else _form_page(session, _TRY_AGAIN, 402)
 
 
-@_html_errors
-async def authenticate(request: web.Request) -> web.StreamResponse:
-    session = _open_session(request)
+@_session_page
+async def authenticate(request: web.Request, session: CheckoutSession) -> web.StreamResponse:
     outcome = (await request.post()).get("outcome")
     if outcome not in ("success", "fail"):
         return _authentication_page(session)
     intent = _awaiting_authentication(session)
     if intent is None:
         raise _PageError(409, "Nothing is waiting for authentication on this checkout session.")
-    with acting_as(session._account):
-        if session.mode == "setup":
-            return _authenticate_setup(session, intent, outcome == "success")
-        return _authenticate_payment(session, intent, outcome == "success")
+    if session.mode == "setup":
+        return _authenticate_setup(session, intent, outcome == "success")
+    return _authenticate_payment(session, intent, outcome == "success")
 
 
 ROUTES: Routes = [

@@ -90,13 +90,14 @@ def updated_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
     return {key: str(value) for key, value in merged.items() if value != ""}
 
 
-def newest_first(listing: Any, keep: Callable[[Any], bool]) -> Any:
-    """Reorder a localstripe List newest first (as Stripe lists) keeping what ``keep`` accepts.
+def newest_first(listing: Any, keep: Callable[[Any], bool] | None = None) -> Any:
+    """Reorder a localstripe List newest first (as Stripe lists), keeping only what
+    ``keep`` accepts if given.
 
     localstripe pages (``limit``, ``starting_after``) lazily at export, so paging
     applies to the filtered order.
     """
-    listing._list = [obj for obj in reversed(listing._list) if keep(obj)]
+    listing._list = [obj for obj in reversed(listing._list) if keep is None or keep(obj)]
     return listing
 
 

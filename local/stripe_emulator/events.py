@@ -12,7 +12,7 @@ from localstripe.resources import Event, store
 
 from .common import Routes, as_bool, as_int, as_str_list, read_params, reject_unknown
 from .context import current
-from .errors import StripeApiError, json_response, missing_object
+from .errors import MissingObject, StripeApiError, json_response
 from .normalise import normalise
 from .upstream import unflatten_data
 
@@ -140,18 +140,13 @@ async def list_events(request: web.Request) -> web.Response:
         _delivery_filter(params.get("delivery_success")),
     )
     limit = _limit(params.get("limit"))
-    account = current().account
-    history = [
-        event
-        for event in reversed(store.values())
-        if isinstance(event, Event) and getattr(event, "_account", None) == account
-    ]
+    history = [event for event in reversed(store.values()) if isinstance(event, Event)]
     cursor_name = "ending_before" if "ending_before" in params else "starting_after"
     cursor = params.get(cursor_name)
     if cursor is not None:
         position = next((i for i, event in enumerate(history) if event.id == cursor), None)
         if position is None:
-            raise missing_object("event", str(cursor), param=cursor_name)
+            raise MissingObject("event", str(cursor), param=cursor_name)
         history = history[:position] if cursor_name == "ending_before" else history[position + 1 :]
     matching = [event for event in history if all(keep(event) for keep in filters)]
     # Going backwards (ending_before), the page is the one just before the cursor.
@@ -169,8 +164,6 @@ async def list_events(request: web.Request) -> web.Response:
 async def retrieve_event(request: web.Request) -> web.Response:
     event_id = request.match_info["id"]
     event = Event._api_retrieve(event_id)
-    if getattr(event, "_account", None) != current().account:
-        raise missing_object("event", event_id)
     expand = unflatten_data(request.query).pop("expand", None)
     return json_response(event._export(expand=expand))
 

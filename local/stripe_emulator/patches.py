@@ -17,16 +17,20 @@ from localstripe.errors import UserError
 from localstripe.resources import (
     Charge,
     Customer,
+    Invoice,
     PaymentIntent,
     PaymentMethod,
+    Product,
     Refund,
     SetupIntent,
     StripeObject,
+    Subscription,
     try_convert_to_bool,
 )
 
+from .accounts import partition_store
 from .context import current
-from .errors import missing_object
+from .errors import MissingObject
 from .events import emit, schedule_webhook
 from .payments import DECLINES, create_card_payment_method, decline_details
 
@@ -118,6 +122,17 @@ _DEFAULT_FIELDS: dict[Any, dict[str, Any]] = {
     Customer: {"tax_exempt": "none", "test_clock": None},
 }
 
+# Request fields naming another object, by the class that object must be.
+_REFERENCES: dict[str, Any] = {
+    "charge": Charge,
+    "customer": Customer,
+    "invoice": Invoice,
+    "payment_intent": PaymentIntent,
+    "payment_method": PaymentMethod,
+    "product": Product,
+    "subscription": Subscription,
+}
+
 # Stripe's test PaymentMethod ids localstripe does not know, by card number.
 _TEST_PAYMENT_METHODS = {
     "pm_card_authenticationRequired": "4000002760003184",
@@ -129,8 +144,8 @@ _TEST_PAYMENT_METHODS = {
 @functools.cache
 def install() -> None:
     """Apply the adjustments, once per process."""
-    # Keep the store in memory: localstripe pickles it to /tmp on every change.
-    resources.store.dump_to_disk = lambda: None
+    # One partition per account (and no pickling of the store to /tmp on every change).
+    partition_store()
     resources.schedule_webhook = schedule_webhook
     localstripe_webhooks.schedule_webhook = schedule_webhook
     for cls, fields in _DEFAULT_FIELDS.items():
@@ -142,16 +157,36 @@ def install() -> None:
     _patch_charges()
 
 
+def _check_references(data: dict[str, Any]) -> None:
+    """Stripe's "No such customer" for a field naming an object the caller's account
+    does not have (localstripe sets some, a SetupIntent's ``customer`` for one, unseen)."""
+    for name, cls in _REFERENCES.items():
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            cls._api_retrieve(value)
+    settings = data.get("invoice_settings")
+    default = settings.get("default_payment_method") if isinstance(settings, dict) else None
+    if isinstance(default, str) and default:
+        PaymentMethod._api_retrieve(default)
+
+
 def _patch_stripe_object() -> None:
     init = StripeObject.__init__
+    create = StripeObject._api_create.__func__
     retrieve = StripeObject._api_retrieve.__func__
+    delete = StripeObject._api_delete.__func__
     update = StripeObject._update
 
     def init_for_account(self: Any, *args: Any, **kwargs: Any) -> None:
-        """Every object remembers the account whose request created it (``_account``),
-        so account-scoped lists can tell whose it is."""
+        """Every object remembers the account whose request created it (``_account``):
+        its events go to that account's endpoints, and the keyless hosted checkout
+        page acts as that account."""
         init(self, *args, **kwargs)
         self._account = current().account
+
+    def api_create(cls: Any, **data: Any) -> Any:
+        _check_references(data)
+        return create(cls, **data)
 
     def api_retrieve(cls: Any, object_id: str) -> Any:
         """Stripe's "No such customer: 'cus_x'" instead of a bare "Not Found"."""
@@ -160,11 +195,17 @@ def _patch_stripe_object() -> None:
         except UserError as exc:
             if exc.code != 404:
                 raise
-            raise missing_object(cls.object, object_id) from None
+            raise MissingObject(cls.object, object_id) from None
 
-    def update_with_booleans(self: Any, **data: Any) -> None:
+    def api_delete(cls: Any, object_id: str) -> Any:
+        cls._api_retrieve(object_id)  # "No such ..." for what the account does not have
+        return delete(cls, object_id)
+
+    def update_checked(self: Any, **data: Any) -> None:
         """Form-encoded "false" becomes False where the field holds a boolean
-        (``active`` of an archived product or plan, for example)."""
+        (``active`` of an archived product or plan, for example), and referenced
+        objects must be the caller's."""
+        _check_references(data)
         for name, value in data.items():
             if isinstance(getattr(self, name, None), bool):
                 data[name] = try_convert_to_bool(value)
@@ -172,8 +213,10 @@ def _patch_stripe_object() -> None:
 
     StripeObject._account = None
     StripeObject.__init__ = init_for_account
+    StripeObject._api_create = classmethod(api_create)
     StripeObject._api_retrieve = classmethod(api_retrieve)
-    StripeObject._update = update_with_booleans
+    StripeObject._api_delete = classmethod(api_delete)
+    StripeObject._update = update_checked
 
 
 def _patch_payment_methods() -> None:

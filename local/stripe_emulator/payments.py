@@ -34,8 +34,7 @@ from .common import (
     reject_unknown,
     require,
 )
-from .context import current
-from .errors import StripeApiError, json_response, missing_object
+from .errors import MissingObject, StripeApiError, json_response
 from .events import emit
 from .money import display, minimum_charge
 
@@ -380,10 +379,9 @@ async def list_payment_intents(request: web.Request) -> web.Response:
     expand = params.pop("expand", None)
     reject_unknown(params, ("customer", "limit", "starting_after"))
     customer = params.pop("customer", None)
-    account = current().account
     listing = newest_first(
         all_of(PaymentIntent, "/v1/payment_intents", params),
-        keep=lambda pi: pi._account == account and customer in (None, pi.customer),
+        keep=lambda pi: customer in (None, pi.customer),
     )
     return json_response(listing._export(expand=expand))
 
@@ -442,6 +440,27 @@ async def detach(request: web.Request) -> web.Response:
     return json_response(payment_method._export(expand=expand))
 
 
+def _tombstone(customer_id: str) -> str:
+    return "deleted:" + Customer.object + ":" + customer_id
+
+
+async def retrieve_customer(request: web.Request) -> web.Response:
+    """A deleted customer still answers a retrieve, as in Stripe: ``{"id": ...,
+    "object": "customer", "deleted": true}``; everywhere else it is "No such customer"."""
+    params = await read_params(request)
+    customer_id = request.match_info["id"]
+    tombstone = store.get(_tombstone(customer_id))
+    if tombstone is not None:
+        return json_response(tombstone._export())
+    return json_response(Customer._api_retrieve(customer_id)._export(expand=params.get("expand")))
+
+
+async def delete_customer(request: web.Request) -> web.Response:
+    deleted = Customer._api_delete(request.match_info["id"])
+    store[_tombstone(deleted.id)] = deleted
+    return json_response(deleted._export())
+
+
 async def update_customer(request: web.Request) -> web.Response:
     """localstripe's update, except ``invoice_settings`` merges (it replaced the whole hash)
     and a default payment method must be attached to the customer, as Stripe insists."""
@@ -454,7 +473,11 @@ async def update_customer(request: web.Request) -> web.Response:
         default = settings.get("default_payment_method")
         if default:
             payment_method = store.get(PaymentMethod.object + ":" + default)
-            if payment_method is None or payment_method.customer != customer_id:
+            if payment_method is None:
+                raise MissingObject(
+                    PaymentMethod.object, default, "invoice_settings[default_payment_method]"
+                )
+            if payment_method.customer != customer_id:
                 raise StripeApiError(
                     400,
                     f"The customer does not have a payment method with the ID {default}. "
@@ -476,13 +499,10 @@ async def list_payment_methods(request: web.Request) -> web.Response:
     reject_unknown(params, ("customer", "type", "limit", "starting_after"))
     customer, kind = params.pop("customer", None), params.pop("type", None)
     if customer is not None and store.get(Customer.object + ":" + str(customer)) is None:
-        raise missing_object("customer", str(customer), param="customer")
-    account = current().account
+        raise MissingObject("customer", str(customer), param="customer")
     listing = newest_first(
         all_of(PaymentMethod, "/v1/payment_methods", params),
-        keep=lambda pm: (
-            pm._account == account and customer in (None, pm.customer) and kind in (None, pm.type)
-        ),
+        keep=lambda pm: customer in (None, pm.customer) and kind in (None, pm.type),
     )
     return json_response(listing._export(expand=expand))
 
@@ -509,7 +529,7 @@ async def retrieve_customer_payment_method(request: web.Request) -> web.Response
     Customer._api_retrieve(customer_id)
     payment_method = store.get(PaymentMethod.object + ":" + payment_method_id)
     if payment_method is None or payment_method.customer != customer_id:
-        raise missing_object("payment_method", payment_method_id)
+        raise MissingObject("payment_method", payment_method_id)
     return json_response(payment_method._export(expand=params.get("expand")))
 
 
@@ -523,7 +543,9 @@ ROUTES: Routes = [
     ("GET", "/v1/payment_methods", list_payment_methods),
     ("POST", "/v1/payment_methods/{id}/attach", attach),
     ("POST", "/v1/payment_methods/{id}/detach", detach),
+    ("GET", "/v1/customers/{id}", retrieve_customer),
     ("POST", "/v1/customers/{id}", update_customer),
+    ("DELETE", "/v1/customers/{id}", delete_customer),
     ("GET", "/v1/customers/{id}/payment_methods", list_customer_payment_methods),
     (
         "GET",

@@ -38,7 +38,13 @@ from .common import Handler, read_params
 from .context import REQUEST_ID, RequestContext, use
 from .controls import CONTROLS, VALID_KEY, Controls
 from .delivery import WebhookHub
-from .errors import StripeApiError, error_response, json_response
+from .errors import (
+    MissingObject,
+    StripeApiError,
+    blame_parameter,
+    error_response,
+    json_response,
+)
 from .idempotency import IdempotencyStore
 from .normalise import normalise
 
@@ -168,6 +174,9 @@ async def _stripe_shape(request: web.Request, handler: Handler) -> web.StreamRes
     """Errors as Stripe's JSON, and every JSON answer normalised (see ``normalise``)."""
     try:
         response = await handler(request)
+    except MissingObject as exc:
+        params = await read_params(request)
+        response = error_response(blame_parameter(exc, params, request.match_info.values()))
     except UserError as exc:
         response = error_response(exc)
     if (

@@ -1,4 +1,4 @@
-"""The WebhookEndpoint API (missing from localstripe), scoped to the calling account."""
+"""The WebhookEndpoint API (missing from localstripe); each account sees its own."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .common import (
     updated_metadata,
 )
 from .context import current
-from .errors import StripeApiError, json_response, missing_object
+from .errors import MissingObject, StripeApiError, json_response
 
 # Stripe refuses more than 16 test-mode endpoints per account; Billow reports it.
 MAX_ENDPOINTS = 16
@@ -54,8 +54,8 @@ def endpoints_for(account: str | None, event_type: str) -> list[WebhookEndpoint]
     """The account's enabled endpoints subscribed to ``event_type``, oldest first."""
     return [
         obj
-        for obj in store.values()
-        if isinstance(obj, WebhookEndpoint) and obj._account == account and obj._accepts(event_type)
+        for obj in store.of(account).values()
+        if isinstance(obj, WebhookEndpoint) and obj._accepts(event_type)
     ]
 
 
@@ -72,8 +72,8 @@ def _enabled_events(value: Any) -> list[str]:
 
 def _own(endpoint_id: str) -> WebhookEndpoint:
     endpoint = store.get(WebhookEndpoint.object + ":" + endpoint_id)
-    if not isinstance(endpoint, WebhookEndpoint) or endpoint._account != current().account:
-        raise missing_object("webhook endpoint", endpoint_id)
+    if not isinstance(endpoint, WebhookEndpoint):
+        raise MissingObject(WebhookEndpoint.object, endpoint_id)
     return endpoint
 
 
@@ -81,14 +81,13 @@ async def create(request: web.Request) -> web.Response:
     params = await read_params(request)
     expand = params.pop("expand", None)
     reject_unknown(params, ("url", "enabled_events", "api_version", "description", "metadata"))
-    account = current().account
-    owned = (isinstance(obj, WebhookEndpoint) and obj._account == account for obj in store.values())
+    owned = (isinstance(obj, WebhookEndpoint) for obj in store.values())
     if sum(owned) >= MAX_ENDPOINTS:
         raise StripeApiError(
             400, f"You have reached the maximum of {MAX_ENDPOINTS} test webhook endpoints."
         )
     endpoint = WebhookEndpoint(
-        account,
+        current().account,
         {
             "url": as_url(require(params, "url"), "url"),
             "enabled_events": _enabled_events(require(params, "enabled_events")),
@@ -133,11 +132,7 @@ async def list_all(request: web.Request) -> web.Response:
     params = await read_params(request)
     expand = params.pop("expand", None)
     reject_unknown(params, ("limit", "starting_after"))
-    account = current().account
-    endpoints = newest_first(
-        all_of(WebhookEndpoint, "/v1/webhook_endpoints", params),
-        keep=lambda obj: obj._account == account,
-    )
+    endpoints = newest_first(all_of(WebhookEndpoint, "/v1/webhook_endpoints", params))
     return json_response(endpoints._export(expand=expand))
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stripe
 
+from tests.conftest import ApiClient, Org
+
 
 def new_stripe_key() -> str:
-    """A fresh test-mode key: the emulator treats each key as its own Stripe account."""
+    """A fresh test-mode key: in the emulator a new key opens a new Stripe account."""
     alphabet = string.ascii_letters + string.digits
     return "sk_test_" + "".join(secrets.choice(alphabet) for _ in range(24))
 
@@ -56,6 +61,36 @@ def attach_card(
             customer_id, params={"invoice_settings": {"default_payment_method": card.id}}
         )
     return card.id
+
+
+def revoke_stripe_key(local_billow: Any, secret_key: str) -> None:
+    """Stripe refuses the key from now on, as after it is deleted in the dashboard."""
+    request = urllib.request.Request(
+        f"{local_billow.stripe_url}/_config/revoked_keys",
+        data=json.dumps({"api_key": secret_key}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request).close()
+
+
+def another_stripe_org(local_billow: Any) -> StripeOrg:
+    """A second organization, with its own Stripe account."""
+    created = local_billow.create_organization(f"Other org {uuid.uuid4().hex[:8]}")
+    org = Org(
+        id=created.id,
+        name=created.name,
+        api_key=created.api_key,
+        hmac_key=created.hmac_key,
+        api=ApiClient(local_billow.api_url, created.api_key),
+    )
+    key = new_stripe_key()
+    status, body = org.api.post(
+        "/integrations/stripe",
+        json={"integration": {"secret_key": key, "create_customers": False}},
+    )
+    assert status == 200, body
+    return StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
 
 
 @pytest.fixture

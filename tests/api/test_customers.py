@@ -7,7 +7,15 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from tests.api.conftest import StripeOrg, attach_card, new_stripe_key
+import pytest
+
+from tests.api.conftest import (
+    StripeOrg,
+    another_stripe_org,
+    attach_card,
+    new_stripe_key,
+    revoke_stripe_key,
+)
 
 
 def webhooks(receiver: Any, webhook_type: str) -> list[dict[str, Any]]:
@@ -234,33 +242,100 @@ def test_customer_updates_reach_stripe(stripe_org: StripeOrg, wait_for: Any) -> 
     wait_for(lambda: stripe_org.stripe.v1.customers.retrieve(stripe_id).name == "After")
 
 
-def test_stripe_refusal_keeps_customer_and_reports_provider_error(
-    stripe_org: StripeOrg, subscribed: Any, wait_for: Any
-) -> None:
-    status, _body = stripe_org.api.post(
+def link(org: Any, external_id: str, stripe_id: str, sync: bool = True) -> tuple[int, Any]:
+    """Create or update a Billow customer linked to an existing Stripe customer."""
+    billing = {"payment_provider": "stripe", "provider_customer_id": stripe_id, "sync": sync}
+    return org.api.post(
         "/customers",
-        json={
-            "customer": {
-                "external_id": "ghost",
-                "billing_configuration": {
-                    "payment_provider": "stripe",
-                    "provider_customer_id": "cus_doesnotexist",
-                    "sync": True,
-                },
-            }
-        },
+        json={"customer": {"external_id": external_id, "billing_configuration": billing}},
     )
+
+
+def third_party_error(code: str, message: str) -> dict[str, Any]:
+    """Lago's 422 for Stripe refusing the Stripe customer named by provider_customer_id."""
+    return {
+        "status": 422,
+        "error": "Unprocessable Entity",
+        "code": "third_party_error",
+        "error_details": {
+            "provider_customer_id": [code],
+            "third_party": "stripe",
+            "thirdparty_error": message,
+        },
+    }
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_stripe_customer_of_another_account_cannot_be_linked(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, sync: bool
+) -> None:
+    other = another_stripe_org(local_billow)
+    theirs = other.stripe.v1.customers.create(params={"name": "Theirs"})
+
+    status, body = link(stripe_org, "poacher", theirs.id, sync)
+    assert (status, body) == (
+        422,
+        third_party_error("resource_missing", f"No such customer: '{theirs.id}'"),
+    )
+    assert stripe_org.api.get("/customers/poacher")[0] == 404
+    assert stripe_org.api.get("/customers")[1]["customers"] == []
+    local_billow.wait_idle()
+    assert subscribed.requests == []
+    # In its own organization the same Stripe customer links.
+    status, body = link(other, "rightful", theirs.id, sync)
     assert status == 200
-    assert stripe_org.api.get("/customers/ghost")[0] == 200
-    wait_for(lambda: webhooks(subscribed, "customer.payment_provider_error"))
-    error = webhooks(subscribed, "customer.payment_provider_error")[0]
-    assert error["object_type"] == "payment_provider_customer_error"
-    details = error["payment_provider_customer_error"]
-    assert details["external_customer_id"] == "ghost"
-    assert details["provider_error"]["message"]
-    assert details["provider_error"]["error_code"]
-    customer = stripe_org.api.get("/customers/ghost")[1]["customer"]
-    assert customer["error_details"][0]["error_code"] == "payment_provider_error"
+    assert body["customer"]["billing_configuration"]["provider_customer_id"] == theirs.id
+
+
+def test_relinking_to_another_accounts_stripe_customer_keeps_the_link(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any
+) -> None:
+    mine = stripe_org.stripe.v1.customers.create(params={"name": "Mine"})
+    assert link(stripe_org, "kept", mine.id)[0] == 200
+    theirs = another_stripe_org(local_billow).stripe.v1.customers.create()
+
+    status, body = link(stripe_org, "kept", theirs.id)
+    assert (status, body["code"]) == (422, "third_party_error")
+    customer = stripe_org.api.get("/customers/kept")[1]["customer"]
+    assert customer["billing_configuration"]["provider_customer_id"] == mine.id
+    local_billow.wait_idle()
+    sent = [json.loads(request.body)["webhook_type"] for request in subscribed.requests]
+    assert sent == ["customer.created"]
+
+
+def test_a_deleted_stripe_customer_cannot_be_linked(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any
+) -> None:
+    gone = stripe_org.stripe.v1.customers.create(params={"name": "Gone"})
+    stripe_org.stripe.v1.customers.delete(gone.id)
+
+    status, body = link(stripe_org, "late", gone.id)
+    assert (status, body) == (
+        422,
+        third_party_error("customer_deleted", f"The Stripe customer '{gone.id}' is deleted."),
+    )
+    assert stripe_org.api.get("/customers/late")[0] == 404
+    local_billow.wait_idle()
+    assert subscribed.requests == []
+
+
+def test_linking_while_stripe_is_down_is_a_503_and_stores_nothing(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    mine = stripe_org.stripe.v1.customers.create()
+    fault = {
+        "api_key": stripe_org.secret_key,
+        "path_prefix": f"/v1/customers/{mine.id}",
+        "status": "503",
+        "count": "4",  # the first try and the SDK's three retries
+    }
+    data = urllib.parse.urlencode(fault).encode()
+    urllib.request.urlopen(f"{local_billow.stripe_url}/_config/faults", data=data)
+
+    status, body = link(stripe_org, "later", mine.id)
+    assert (status, body["code"]) == (503, "provider_unavailable")
+    assert stripe_org.api.get("/customers/later")[0] == 404
+    assert link(stripe_org, "later", mine.id)[0] == 200  # Stripe is back
 
 
 def test_checkout_url_endpoint_and_hosted_page_save_a_default_card(
@@ -418,13 +493,7 @@ def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
 def test_revoked_stripe_key_keeps_customer_and_reports_both_errors(
     local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    revoke = urllib.request.Request(
-        f"{local_billow.stripe_url}/_config/revoked_keys",
-        data=json.dumps({"api_key": stripe_org.secret_key}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(revoke)
+    revoke_stripe_key(local_billow, stripe_org.secret_key)
     billing = {"payment_provider": "stripe", "sync": True, "sync_with_provider": True}
     status, body = stripe_org.api.post(
         "/customers",

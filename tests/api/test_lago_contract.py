@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.api.conftest import StripeOrg
+from tests.api.conftest import StripeOrg, revoke_stripe_key
 from tests.api.test_customers import webhooks
 
 CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lago-openapi.yaml"
@@ -117,8 +117,9 @@ def test_webhook_endpoint_and_error_bodies_match_lago(org: Any) -> None:
 
 
 def test_provider_error_webhooks_match_lago(
-    stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
+    revoke_stripe_key(local_billow, stripe_org.secret_key)
     stripe_org.api.post(
         "/customers",
         json={
@@ -126,7 +127,7 @@ def test_provider_error_webhooks_match_lago(
                 "external_id": "broken",
                 "billing_configuration": {
                     "payment_provider": "stripe",
-                    "provider_customer_id": "cus_nope",
+                    "sync_with_provider": True,
                     "sync": True,
                 },
             }

@@ -32,10 +32,9 @@ from tests.api.billing_helpers import (
     wait_payment_status,
     webhooks,
 )
-from tests.api.conftest import StripeOrg, attach_card, new_stripe_key, stripe_client
+from tests.api.conftest import StripeOrg, another_stripe_org, attach_card
 from tests.api.test_lago_contract import CONTRACT, _registry
 from tests.api.test_stripe_webhooks import deliver, event, signed, webhook_secret
-from tests.conftest import ApiClient, Org
 
 needs_contract = pytest.mark.skipif(
     not CONTRACT.exists(), reason=f"Lago's contract not found at {CONTRACT}"
@@ -188,25 +187,6 @@ def intent_object(
             {"code": error_code, "message": "Your card was declined."} if error_code else None
         ),
     }
-
-
-def another_stripe_org(local_billow: Any) -> StripeOrg:
-    """A second organization, with its own Stripe account."""
-    created = local_billow.create_organization(f"Other org {uuid.uuid4().hex[:8]}")
-    org = Org(
-        id=created.id,
-        name=created.name,
-        api_key=created.api_key,
-        hmac_key=created.hmac_key,
-        api=ApiClient(local_billow.api_url, created.api_key),
-    )
-    key = new_stripe_key()
-    status, body = org.api.post(
-        "/integrations/stripe",
-        json={"integration": {"secret_key": key, "create_customers": False}},
-    )
-    assert status == 200, body
-    return StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
 
 
 def stripe_config(local_billow: Any, method: str, path: str, form: dict[str, str]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -1272,6 +1273,26 @@ def test_customer_payment_methods_and_default(account: Account) -> None:
     assert caught.value.param == "invoice_settings[default_payment_method]"
 
 
+def test_a_deleted_customer_still_answers_a_retrieve(account: Account) -> None:
+    client = account.client.v1
+    customer = client.customers.create({"name": "Gone"})
+    deleted = client.customers.delete(customer.id)
+    assert (deleted.id, deleted.deleted) == (customer.id, True)
+    retrieved = client.customers.retrieve(customer.id)
+    assert retrieved.to_dict() == {"id": customer.id, "object": "customer", "deleted": True}
+    assert customer.id not in [c.id for c in client.customers.list({"limit": 100}).data]
+    for call in (
+        lambda: client.customers.update(customer.id, {"name": "Back"}),
+        lambda: client.customers.delete(customer.id),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            call()
+        assert caught.value.user_message == f"No such customer: '{customer.id}'"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.payment_intents.create({"amount": 900, "currency": "eur", "customer": customer.id})
+    assert caught.value.param == "customer"
+
+
 def test_saved_cards_are_listed_like_stripe(account: Account) -> None:
     customer, first = account.customer_with_card()
     second = account.card(DECLINED_LATER, customer)
@@ -1311,6 +1332,658 @@ def test_unknown_routes_and_objects_are_stripe_errors(account: Account) -> None:
         "resource_missing",
         "No such customer: 'cus_missing'",
     )
+
+
+# 10. Accounts are walls ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Holdings:
+    """One of each object an account can hold, by id."""
+
+    customer: str
+    card: str  # attached to the customer
+    loose_card: str  # attached to nobody
+    open_intent: str  # a PaymentIntent waiting for a payment method
+    payment_intent: str  # paid
+    held: str  # authorised, waiting for capture
+    charge: str
+    refund: str
+    setup_intent: str
+    session: str
+    product: str
+    plan: str
+    coupon: str
+    tax_rate: str
+    subscription: str
+    invoice: str
+    invoice_item: str  # pending: on no invoice yet
+    endpoint: str
+    event: str
+
+
+def hold(account: Account) -> Holdings:
+    client = account.client.v1
+    customer, card = account.customer_with_card()
+    client.customers.update(customer.id, {"invoice_settings": {"default_payment_method": card.id}})
+    paid = account.charge(customer, card)
+    held = account.charge(customer, card, capture_method="manual")
+    refund = client.refunds.create({"payment_intent": paid.id, "amount": 100})
+    product = client.products.create({"name": "Seat"})
+    plan = client.plans.create(
+        {"amount": 900, "currency": "eur", "interval": "month", "product": product.id}
+    )
+    subscription = client.subscriptions.create(
+        {"customer": customer.id, "items": [{"plan": plan.id}]}
+    )
+    item = {"customer": customer.id, "amount": 500, "currency": "eur"}
+    client.invoice_items.create(item)
+    invoice = client.invoices.create({"customer": customer.id})  # takes the pending item
+    pending_item = client.invoice_items.create(item)
+    return Holdings(
+        customer=customer.id,
+        card=card.id,
+        loose_card=account.card(SUCCEEDS).id,
+        open_intent=client.payment_intents.create(
+            {"amount": 900, "currency": "eur", "customer": customer.id}
+        ).id,
+        payment_intent=paid.id,
+        held=held.id,
+        charge=paid.latest_charge,
+        refund=refund.id,
+        setup_intent=client.setup_intents.create({"customer": customer.id}).id,
+        session=account.checkout(mode="setup", customer=customer.id).id,
+        product=product.id,
+        plan=plan.id,
+        coupon=client.coupons.create(
+            {"id": "WELCOME-" + uuid.uuid4().hex, "duration": "once", "percent_off": 10}
+        ).id,
+        tax_rate=client.tax_rates.create(
+            {"display_name": "VAT", "inclusive": False, "percentage": 20}
+        ).id,
+        subscription=subscription.id,
+        invoice=invoice.id,
+        invoice_item=pending_item.id,
+        endpoint=client.webhook_endpoints.create(
+            {"url": "https://billow.test/hook", "enabled_events": ["*"]}
+        ).id,
+        event=client.events.list({"limit": 1}).data[0].id,
+    )
+
+
+@pytest.fixture(scope="module")
+def neighbours(emulator_url: str) -> tuple[Account, Holdings, Account, Holdings]:
+    """Alice and Bob, each with one of everything, sharing the emulator."""
+    alice, bob = Account(emulator_url), Account(emulator_url)
+    return alice, hold(alice), bob, hold(bob)
+
+
+V1 = Any  # the SDK's ``client.v1`` service
+
+# What Bob tries with Alice's objects: (the call, Stripe's name for the object in
+# "No such ...", which of Alice's objects it names, the parameter Stripe blames: ``id``
+# when the object is in the URL, a 404, else the request parameter, a 400).
+CROSSINGS: dict[str, tuple[Callable[[V1, Holdings, Holdings], Any], str, str, str]] = {
+    "retrieve a customer": (
+        lambda b, a, mine: b.customers.retrieve(a.customer),
+        "customer",
+        "customer",
+        "id",
+    ),
+    "update a customer": (
+        lambda b, a, mine: b.customers.update(a.customer, {"name": "Mallory"}),
+        "customer",
+        "customer",
+        "id",
+    ),
+    "delete a customer": (
+        lambda b, a, mine: b.customers.delete(a.customer),
+        "customer",
+        "customer",
+        "id",
+    ),
+    "list a customer's cards": (
+        lambda b, a, mine: b.customers.payment_methods.list(a.customer),
+        "customer",
+        "customer",
+        "id",
+    ),
+    "retrieve a customer's card": (
+        lambda b, a, mine: b.customers.payment_methods.retrieve(a.customer, a.card),
+        "customer",
+        "customer",
+        "id",
+    ),
+    "create a customer with a card": (
+        lambda b, a, mine: b.customers.create({"payment_method": a.card}),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "create a customer with a default card": (
+        lambda b, a, mine: b.customers.create(
+            {"invoice_settings": {"default_payment_method": a.card}}
+        ),
+        "PaymentMethod",
+        "card",
+        "invoice_settings[default_payment_method]",
+    ),
+    "make a card one's default": (
+        lambda b, a, mine: b.customers.update(
+            mine.customer, {"invoice_settings": {"default_payment_method": a.card}}
+        ),
+        "PaymentMethod",
+        "card",
+        "invoice_settings[default_payment_method]",
+    ),
+    "retrieve a card": (
+        lambda b, a, mine: b.payment_methods.retrieve(a.card),
+        "PaymentMethod",
+        "card",
+        "id",
+    ),
+    "update a card": (
+        lambda b, a, mine: b.payment_methods.update(a.card, {"metadata": {"k": "v"}}),
+        "PaymentMethod",
+        "card",
+        "id",
+    ),
+    "attach a card to one's customer": (
+        lambda b, a, mine: b.payment_methods.attach(a.loose_card, {"customer": mine.customer}),
+        "PaymentMethod",
+        "loose_card",
+        "id",
+    ),
+    "attach one's card to a customer": (
+        lambda b, a, mine: b.payment_methods.attach(mine.loose_card, {"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "detach a card": (
+        lambda b, a, mine: b.payment_methods.detach(a.card),
+        "PaymentMethod",
+        "card",
+        "id",
+    ),
+    "list a customer's payment methods": (
+        lambda b, a, mine: b.payment_methods.list({"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "set up a card for a customer": (
+        lambda b, a, mine: b.setup_intents.create({"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "set up a card": (
+        lambda b, a, mine: b.setup_intents.create({"payment_method": a.card}),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "retrieve a SetupIntent": (
+        lambda b, a, mine: b.setup_intents.retrieve(a.setup_intent),
+        "setupintent",
+        "setup_intent",
+        "id",
+    ),
+    "update a SetupIntent": (
+        lambda b, a, mine: b.setup_intents.update(a.setup_intent, {"metadata": {"k": "v"}}),
+        "setupintent",
+        "setup_intent",
+        "id",
+    ),
+    "confirm a SetupIntent": (
+        lambda b, a, mine: b.setup_intents.confirm(
+            a.setup_intent, {"payment_method": "pm_card_visa"}
+        ),
+        "setupintent",
+        "setup_intent",
+        "id",
+    ),
+    "cancel a SetupIntent": (
+        lambda b, a, mine: b.setup_intents.cancel(a.setup_intent),
+        "setupintent",
+        "setup_intent",
+        "id",
+    ),
+    "confirm one's SetupIntent with a card": (
+        lambda b, a, mine: b.setup_intents.confirm(mine.setup_intent, {"payment_method": a.card}),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "move one's SetupIntent to a customer": (
+        lambda b, a, mine: b.setup_intents.update(mine.setup_intent, {"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "charge a customer": (
+        lambda b, a, mine: b.payment_intents.create(
+            {"amount": 900, "currency": "eur", "customer": a.customer}
+        ),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "charge a card": (
+        lambda b, a, mine: b.payment_intents.create(
+            {
+                "amount": 900,
+                "currency": "eur",
+                "customer": mine.customer,
+                "payment_method": a.card,
+                "confirm": True,
+            }
+        ),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "retrieve a PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.retrieve(a.payment_intent),
+        "payment_intent",
+        "payment_intent",
+        "id",
+    ),
+    "update a PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.update(a.open_intent, {"description": "x"}),
+        "payment_intent",
+        "open_intent",
+        "id",
+    ),
+    "confirm a PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.confirm(
+            a.open_intent, {"payment_method": "pm_card_visa"}
+        ),
+        "payment_intent",
+        "open_intent",
+        "id",
+    ),
+    "capture a PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.capture(a.held),
+        "payment_intent",
+        "held",
+        "id",
+    ),
+    "cancel a PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.cancel(a.held),
+        "payment_intent",
+        "held",
+        "id",
+    ),
+    "confirm one's PaymentIntent with a card": (
+        lambda b, a, mine: b.payment_intents.confirm(mine.open_intent, {"payment_method": a.card}),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "put a card on one's PaymentIntent": (
+        lambda b, a, mine: b.payment_intents.update(mine.open_intent, {"payment_method": a.card}),
+        "PaymentMethod",
+        "card",
+        "payment_method",
+    ),
+    "move one's PaymentIntent to a customer": (
+        lambda b, a, mine: b.payment_intents.update(mine.open_intent, {"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "retrieve a charge": (
+        lambda b, a, mine: b.charges.retrieve(a.charge),
+        "charge",
+        "charge",
+        "id",
+    ),
+    "update a charge": (
+        lambda b, a, mine: b.charges.update(a.charge, {"description": "x"}),
+        "charge",
+        "charge",
+        "id",
+    ),
+    "capture a charge": (
+        lambda b, a, mine: b.charges.capture(a.charge),
+        "charge",
+        "charge",
+        "id",
+    ),
+    "charge a customer directly": (
+        lambda b, a, mine: b.charges.create(
+            {"amount": 900, "currency": "eur", "customer": a.customer}
+        ),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "list a customer's charges": (
+        lambda b, a, mine: b.charges.list({"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "refund a PaymentIntent": (
+        lambda b, a, mine: b.refunds.create({"payment_intent": a.payment_intent}),
+        "payment_intent",
+        "payment_intent",
+        "payment_intent",
+    ),
+    "refund a charge": (
+        lambda b, a, mine: b.refunds.create({"charge": a.charge}),
+        "charge",
+        "charge",
+        "charge",
+    ),
+    "retrieve a refund": (
+        lambda b, a, mine: b.refunds.retrieve(a.refund),
+        "refund",
+        "refund",
+        "id",
+    ),
+    "update a refund": (
+        lambda b, a, mine: b.refunds.update(a.refund, {"metadata": {"k": "v"}}),
+        "refund",
+        "refund",
+        "id",
+    ),
+    "open a checkout for a customer": (
+        lambda b, a, mine: b.checkout.sessions.create({"mode": "setup", "customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "sell a product in a checkout": (
+        lambda b, a, mine: b.checkout.sessions.create(
+            {
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {"currency": "eur", "unit_amount": 900, "product": a.product},
+                        "quantity": 1,
+                    }
+                ],
+            }
+        ),
+        "product",
+        "product",
+        "line_items[0][price_data][product]",
+    ),
+    "retrieve a checkout session": (
+        lambda b, a, mine: b.checkout.sessions.retrieve(a.session),
+        "checkout.session",
+        "session",
+        "id",
+    ),
+    "expire a checkout session": (
+        lambda b, a, mine: b.checkout.sessions.expire(a.session),
+        "checkout.session",
+        "session",
+        "id",
+    ),
+    "retrieve a product": (
+        lambda b, a, mine: b.products.retrieve(a.product),
+        "product",
+        "product",
+        "id",
+    ),
+    "update a product": (
+        lambda b, a, mine: b.products.update(a.product, {"name": "x"}),
+        "product",
+        "product",
+        "id",
+    ),
+    "delete a product": (
+        lambda b, a, mine: b.products.delete(a.product),
+        "product",
+        "product",
+        "id",
+    ),
+    "price a product": (
+        lambda b, a, mine: b.plans.create(
+            {"amount": 900, "currency": "eur", "interval": "month", "product": a.product}
+        ),
+        "product",
+        "product",
+        "product",
+    ),
+    "retrieve a plan": (
+        lambda b, a, mine: b.plans.retrieve(a.plan),
+        "plan",
+        "plan",
+        "id",
+    ),
+    "update a plan": (
+        lambda b, a, mine: b.plans.update(a.plan, {"nickname": "x"}),
+        "plan",
+        "plan",
+        "id",
+    ),
+    "delete a plan": (
+        lambda b, a, mine: b.plans.delete(a.plan),
+        "plan",
+        "plan",
+        "id",
+    ),
+    "retrieve a coupon": (
+        lambda b, a, mine: b.coupons.retrieve(a.coupon),
+        "coupon",
+        "coupon",
+        "id",
+    ),
+    "delete a coupon": (
+        lambda b, a, mine: b.coupons.delete(a.coupon),
+        "coupon",
+        "coupon",
+        "id",
+    ),
+    "retrieve a tax rate": (
+        lambda b, a, mine: b.tax_rates.retrieve(a.tax_rate),
+        "tax rate",
+        "tax_rate",
+        "id",
+    ),
+    "update a tax rate": (
+        lambda b, a, mine: b.tax_rates.update(a.tax_rate, {"display_name": "x"}),
+        "tax rate",
+        "tax_rate",
+        "id",
+    ),
+    "subscribe a customer": (
+        lambda b, a, mine: b.subscriptions.create(
+            {"customer": a.customer, "items": [{"plan": mine.plan}]}
+        ),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "subscribe to a plan": (
+        lambda b, a, mine: b.subscriptions.create(
+            {"customer": mine.customer, "items": [{"plan": a.plan}]}
+        ),
+        "plan",
+        "plan",
+        "items[0][plan]",
+    ),
+    "retrieve a subscription": (
+        lambda b, a, mine: b.subscriptions.retrieve(a.subscription),
+        "subscription",
+        "subscription",
+        "id",
+    ),
+    "update a subscription": (
+        lambda b, a, mine: b.subscriptions.update(a.subscription, {"metadata": {"k": "v"}}),
+        "subscription",
+        "subscription",
+        "id",
+    ),
+    "cancel a subscription": (
+        lambda b, a, mine: b.subscriptions.cancel(a.subscription),
+        "subscription",
+        "subscription",
+        "id",
+    ),
+    "invoice a customer": (
+        lambda b, a, mine: b.invoices.create({"customer": a.customer}),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "add an item to a customer's invoice": (
+        lambda b, a, mine: b.invoice_items.create(
+            {"customer": a.customer, "amount": 500, "currency": "eur"}
+        ),
+        "customer",
+        "customer",
+        "customer",
+    ),
+    "retrieve an invoice": (
+        lambda b, a, mine: b.invoices.retrieve(a.invoice),
+        "invoice",
+        "invoice",
+        "id",
+    ),
+    "pay an invoice": (
+        lambda b, a, mine: b.invoices.pay(a.invoice),
+        "invoice",
+        "invoice",
+        "id",
+    ),
+    "void an invoice": (
+        lambda b, a, mine: b.invoices.void_invoice(a.invoice),
+        "invoice",
+        "invoice",
+        "id",
+    ),
+    "retrieve an invoice item": (
+        lambda b, a, mine: b.invoice_items.retrieve(a.invoice_item),
+        "invoiceitem",
+        "invoice_item",
+        "id",
+    ),
+    "retrieve a webhook endpoint": (
+        lambda b, a, mine: b.webhook_endpoints.retrieve(a.endpoint),
+        "webhook endpoint",
+        "endpoint",
+        "id",
+    ),
+    "retrieve an event": (
+        lambda b, a, mine: b.events.retrieve(a.event),
+        "event",
+        "event",
+        "id",
+    ),
+}
+
+
+@pytest.mark.parametrize("crossing", CROSSINGS)
+def test_an_account_cannot_reach_anothers_objects(
+    neighbours: tuple[Account, Holdings, Account, Holdings], crossing: str
+) -> None:
+    """Stripe answers as if the object did not exist: "No such customer: 'cus_…'", a 404
+    when the URL names it, a 400 naming the parameter that did."""
+    alice, alices, bob, bobs = neighbours
+    call, noun, held, param = CROSSINGS[crossing]
+    object_id = getattr(alices, held)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        call(bob.client.v1, alices, bobs)
+    error = caught.value
+    assert (error.http_status, error.code, error.param) == (
+        404 if param == "id" else 400,
+        "resource_missing",
+        param,
+    )
+    assert error.user_message == f"No such {noun}: '{object_id}'"
+    assert alice.client.v1.customers.retrieve(alices.customer).name is None
+    assert alice.client.v1.payment_methods.retrieve(alices.card).customer == alices.customer
+
+
+# Each of Alice's objects, by the list it belongs to.
+LISTS: dict[str, Callable[[V1], Any]] = {
+    "customer": lambda v1: v1.customers.list({"limit": 100}),
+    "card": lambda v1: v1.payment_methods.list({"limit": 100}),
+    "open_intent": lambda v1: v1.payment_intents.list({"limit": 100}),
+    "charge": lambda v1: v1.charges.list({"limit": 100}),
+    "refund": lambda v1: v1.refunds.list({"limit": 100}),
+    "setup_intent": lambda v1: v1.setup_intents.list({"limit": 100}),
+    "session": lambda v1: v1.checkout.sessions.list({"limit": 100}),
+    "product": lambda v1: v1.products.list({"limit": 100}),
+    "plan": lambda v1: v1.plans.list({"limit": 100}),
+    "coupon": lambda v1: v1.coupons.list({"limit": 100}),
+    "tax_rate": lambda v1: v1.tax_rates.list({"limit": 100}),
+    "subscription": lambda v1: v1.subscriptions.list({"limit": 100}),
+    "invoice": lambda v1: v1.invoices.list({"limit": 100}),
+    "invoice_item": lambda v1: v1.invoice_items.list({"limit": 100}),
+    "endpoint": lambda v1: v1.webhook_endpoints.list({"limit": 100}),
+    "event": lambda v1: v1.events.list({"limit": 100}),
+}
+
+
+@pytest.mark.parametrize("held", LISTS)
+def test_lists_hold_only_the_accounts_own_objects(
+    neighbours: tuple[Account, Holdings, Account, Holdings], held: str
+) -> None:
+    alice, alices, bob, bobs = neighbours
+    listing = LISTS[held]
+    alice_ids = {obj.id for obj in listing(alice.client.v1).data}
+    bob_ids = {obj.id for obj in listing(bob.client.v1).data}
+    assert getattr(alices, held) in alice_ids and getattr(bobs, held) in bob_ids
+    assert alice_ids.isdisjoint(bob_ids)
+
+
+def test_ids_an_account_chooses_are_its_own(make_account: Callable[[], Account]) -> None:
+    alice, bob = make_account(), make_account()
+    coupon = "SUMMER-" + uuid.uuid4().hex
+    alice.client.v1.coupons.create({"id": coupon, "duration": "once", "percent_off": 10})
+    bob.client.v1.coupons.create({"id": coupon, "duration": "once", "percent_off": 25})
+    assert alice.client.v1.coupons.retrieve(coupon).percent_off == 10
+    assert bob.client.v1.coupons.retrieve(coupon).percent_off == 25
+    bob.client.v1.coupons.delete(coupon)
+    assert alice.client.v1.coupons.retrieve(coupon).percent_off == 10
+
+
+def test_stripes_test_payment_methods_serve_every_account(
+    make_account: Callable[[], Account],
+) -> None:
+    for account in (make_account(), make_account()):
+        customer = account.client.v1.customers.create()
+        paid = account.client.v1.payment_intents.create(
+            {
+                "amount": 900,
+                "currency": "eur",
+                "customer": customer.id,
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+            }
+        )
+        assert paid.status == "succeeded"
+        charge = account.client.v1.charges.retrieve(paid.latest_charge)
+        assert charge.payment_method_details.card.last4 == "4242"
+
+
+def test_the_hosted_page_acts_as_the_sessions_account(
+    make_account: Callable[[], Account],
+) -> None:
+    alice, bob = make_account(), make_account()
+    receiver, bobs_receiver = alice.listen(["setup_intent.succeeded"]), bob.listen()
+    customer = alice.client.v1.customers.create()
+    session = alice.checkout(mode="setup", customer=customer.id)
+    status, _, _ = http("POST", session.url, {"card": SUCCEEDS})
+    assert status == 200
+    (event,) = wait_for(lambda: receiver.verified("setup_intent.succeeded"))
+    setup_intent = alice.client.v1.setup_intents.retrieve(event.data.object.id)
+    card = alice.client.v1.customers.payment_methods.list(customer.id).data[0]
+    assert setup_intent.payment_method == card.id
+    with pytest.raises(stripe.InvalidRequestError):
+        bob.client.v1.setup_intents.retrieve(setup_intent.id)
+    with pytest.raises(stripe.InvalidRequestError):
+        bob.client.v1.payment_methods.retrieve(card.id)
+    assert bobs_receiver.requests == []
+    status, _, page = http("GET", f"{alice.url}/checkout/cs_test_missing")
+    assert status == 404 and "No such checkout session" in page
 
 
 # Lifecycle -----------------------------------------------------------------------------------

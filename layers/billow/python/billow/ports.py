@@ -20,6 +20,13 @@ class CardDetails(BaseModel):
     created: int = 0
 
 
+class ProviderCustomer(BaseModel):
+    """A Stripe customer as a retrieve reports it: a deleted one still answers, flagged."""
+
+    id: str
+    deleted: bool = False
+
+
 class WebhookRegistration(BaseModel):
     endpoint_id: str
     secret: str
@@ -73,6 +80,8 @@ class PaymentProvider(Protocol):
     def update_customer(
         self, customer_id: str, profile: dict[str, object], idempotency_key: str
     ) -> None: ...
+
+    def retrieve_customer(self, customer_id: str) -> ProviderCustomer: ...
 
     def default_payment_method(self, customer_id: str) -> CardDetails | None: ...
 

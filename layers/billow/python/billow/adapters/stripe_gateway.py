@@ -15,7 +15,14 @@ import stripe
 from billow.domain.errors import ProviderError
 from billow.domain.integrations import STRIPE_API_VERSION
 from billow.domain.payments import ProviderPayment
-from billow.ports import CardDetails, ClosedLink, PaymentLink, PaymentOutcome, WebhookRegistration
+from billow.ports import (
+    CardDetails,
+    ClosedLink,
+    PaymentLink,
+    PaymentOutcome,
+    ProviderCustomer,
+    WebhookRegistration,
+)
 
 T = TypeVar("T")
 
@@ -131,6 +138,13 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         )
+
+    def retrieve_customer(self, customer_id: str) -> ProviderCustomer:
+        """The customer in this key's account; Stripe's "No such customer" (a
+        ``ProviderError``) when the account has none by that id."""
+        customer = self._call(lambda: self.client.v1.customers.retrieve(customer_id))
+        data = customer.to_dict()
+        return ProviderCustomer(id=data["id"], deleted=bool(data.get("deleted")))
 
     def default_payment_method(self, customer_id: str) -> CardDetails | None:
         """The invoice default if set, else the newest card (as Lago looks it up)."""

@@ -26,6 +26,7 @@ from billow.domain.customers import (
 )
 from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.integrations import StripeConnection
 from billow.services import provider_sync
 from billow.services.lookups import get_customer
 from billow.services.stripe_connection import connection_for, provider_rejection
@@ -218,6 +219,7 @@ def _provider_work(
     previous_id = before.billing_configuration.provider_customer_id if before else None
     inline = bool(billing.sync)
     if billing.provider_customer_id and billing.provider_customer_id != previous_id:
+        _require_stripe_customer(deps, connection, billing.provider_customer_id)
         return after, ProviderWork(action="link", inline=inline)
     if not billing.provider_customer_id:
         wanted = billing.sync_with_provider
@@ -227,6 +229,27 @@ def _provider_work(
     if before is not None and before.stripe_profile() != after.stripe_profile():
         return after, ProviderWork(action="update", inline=False)
     return after, None
+
+
+def _require_stripe_customer(
+    deps: Dependencies, connection: StripeConnection, stripe_id: str
+) -> None:
+    """A Stripe customer to link must be in the organization's connected Stripe account,
+    and not deleted. Checked before anything is stored: a mistyped id, or one from another
+    Stripe account, is a 422 now instead of a customer no invoice can ever be charged to."""
+    try:
+        found = deps.stripe_for(connection).retrieve_customer(stripe_id)
+    except ProviderError as error:
+        if error.retryable:
+            raise
+        raise provider_rejection(error, "provider_customer_id") from error
+    if found.deleted:
+        deleted = ProviderError(
+            f"The Stripe customer '{stripe_id}' is deleted.",
+            kind="invalid_request",
+            code="customer_deleted",
+        )
+        raise provider_rejection(deleted, "provider_customer_id")
 
 
 def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInput) -> Customer:
