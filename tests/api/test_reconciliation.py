@@ -100,14 +100,30 @@ def test_a_charge_whose_answer_and_event_were_lost_is_settled_from_stripe(
     (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
     assert charge["status"] == "succeeded"
 
+    # Stripe's event list is out of reach this hour: the charge is settled from the
+    # PaymentIntent itself, found by its attempt's metadata.
+    fault(local_billow, stripe_org, "/v1/events", 1000)
     result = local_billow.fire_schedule("stripe-events-sweep", later())
     repairs = repairs_of(result, stripe_org.id)
     assert repairs is not None, result
     assert (repairs["payments_settled"], repairs["attempts_redriven"]) == (1, 0)
-    assert repairs["events_recovered"] == 1
+    assert (repairs["events_recovered"], repairs["accounts_unreachable"]) == (0, 1)
     paid = get_invoice(stripe_org, invoice["lago_id"])
     assert (paid["payment_status"], paid["total_paid_amount_cents"]) == ("succeeded", 1900)
+
+    # The next hour the list answers: the lost event is stored, and changes nothing more.
+    fault(local_billow, stripe_org, "/v1/events", 0)
+    result = local_billow.fire_schedule("stripe-events-sweep", later())
+    assert repairs_of(result, stripe_org.id) == {
+        "organization_id": stripe_org.id,
+        "events_recovered": 1,
+        "events_republished": 0,
+        "payments_settled": 0,
+        "attempts_redriven": 0,
+        "accounts_unreachable": 0,
+    }
     local_billow.wait_idle()
+    assert get_invoice(stripe_org, invoice["lago_id"]) == paid
     assert [pi["id"] for pi in charges_of(stripe_org, cus, invoice["lago_id"])] == [charge["id"]]
     assert refunds_of(stripe_org, charge["id"]) == []
     again = local_billow.fire_schedule("stripe-events-sweep", later())
