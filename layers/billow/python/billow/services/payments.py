@@ -17,7 +17,7 @@ from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+from billow.domain.errors import ConcurrentUpdate, NotAllowed, NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock, ProviderError, failure_applies
@@ -401,13 +401,13 @@ def request_attempt(
     def record() -> Invoice:
         invoice = _get_invoice(deps, organization_id, invoice_id)
         if invoice.status != "finalized":
-            raise ValidationFailed({"invoice": ["not_finalized"]}, code="invalid_status")
+            raise NotAllowed("invalid_status")
         if invoice.payment_status == "succeeded" or not invoice.is_payable:
-            raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
+            raise NotAllowed("invalid_status")
         if after_attempt is not None and invoice.payment_attempts != after_attempt:
             return invoice
         if after_attempt is None and _attempt_in_flight(invoice):
-            raise ValidationFailed({"invoice": ["payment_processing"]}, code="payment_processing")
+            raise NotAllowed("payment_processor_is_currently_handling_payment")
         changes: dict[str, Any] = {
             "payment_attempts": invoice.payment_attempts + 1,
             "payment_status": "pending",
@@ -448,10 +448,7 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
     """A Stripe Checkout page where the customer pays a pending or failed invoice."""
     invoice = _get_invoice(deps, organization_id, invoice_id)
     if invoice.status != "finalized" or invoice.payment_status == "succeeded":
-        raise ValidationFailed(
-            {"invoice": [f"{invoice.status}_or_{invoice.payment_status}"]},
-            code="invalid_status",
-        )
+        raise ValidationFailed({"base": ["invalid_invoice_status_or_payment_status"]})
     if invoice.total_due_amount_cents <= 0:
         raise ValidationFailed({"invoice": ["nothing_due"]}, code="invalid_status")
     customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
@@ -490,7 +487,7 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
     def record() -> Invoice:
         invoice = _get_invoice(deps, organization_id, invoice_id)
         if invoice.status != "finalized" or invoice.payment_status == "succeeded":
-            raise ValidationFailed({"invoice": ["not_voidable"]}, code="not_voidable")
+            raise NotAllowed("not_voidable")
         updated = invoice.model_copy(update={"status": "voided", "voided_at": iso(utcnow())})
         customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         return _save(
