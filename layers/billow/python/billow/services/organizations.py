@@ -1,4 +1,5 @@
-"""Creating organizations (tenants) and resolving API keys to them."""
+"""Creating organizations (tenants), resolving API keys to them, and Lago's organization
+settings (PUT /organizations)."""
 
 from __future__ import annotations
 
