@@ -5,18 +5,27 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-lago-client.txt
-STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
+# Lago's JavaScript client, pinned by its package.json and lockfile (npm ci).
+LAGO_JS_CLIENT := tests/api/lago_js_client/package.json tests/api/lago_js_client/package-lock.json
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) $(LAGO_JS_CLIENT) | sha256sum | cut -c1-12)
 CDK_CLI_VERSION := 2.1148.1
 CDK := npx --yes aws-cdk@$(CDK_CLI_VERSION)
 
 .PHONY: install run test lint typecheck pytest synth deploy openapi bench bench-billing clean
 
-$(STAMP): $(REQUIREMENTS)
+$(STAMP): $(REQUIREMENTS) $(LAGO_JS_CLIENT)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)/lago-client
 	$(VENV)/lago-client/bin/python -m pip install --quiet -r requirements-lago-client.txt
+	rm -rf $(VENV)/lago-js-client
+	if command -v npm >/dev/null; then \
+		mkdir -p $(VENV)/lago-js-client && cp $(LAGO_JS_CLIENT) $(VENV)/lago-js-client/ && \
+		npm ci --prefix $(VENV)/lago-js-client --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: Lago's JavaScript client is not installed and its test is skipped"; \
+	fi
 	rm -f $(VENV)/.installed-*
 	touch $@
 

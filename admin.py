@@ -61,9 +61,13 @@ def create_in_table(table: str, region: str | None, name: str, api_key: str | No
     os.environ.setdefault("BILLOW_EVENT_BUS_NAME", TOPOLOGY.bus_name)
     os.environ.setdefault("BILLOW_PUBLIC_API_URL", "")
     from billow.composition import dependencies  # noqa: PLC0415
+    from billow.domain.errors import ValidationFailed  # noqa: PLC0415
     from billow.services.organizations import create_organization  # noqa: PLC0415
 
-    created = create_organization(dependencies(), name=name, api_key=api_key)
+    try:
+        created = create_organization(dependencies(), name=name, api_key=api_key)
+    except ValidationFailed as refused:
+        raise AdminError(f"refused: {json.dumps(refused.details)}") from refused
     return created.model_dump(include={"id", "name", "api_key", "hmac_key"})
 
 

@@ -57,6 +57,7 @@ from moto.events.models import EventPattern
 from moto.server import ThreadedMotoServer
 
 from billow.composition import dependencies
+from billow.domain.errors import ValidationFailed
 from billow.services.organizations import NewOrganization, create_organization
 from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
 from billow.topology import TOPOLOGY, Function, Queue, Route, StreamConsumer, Topic, Topology
@@ -116,6 +117,10 @@ class PortInUseError(RuntimeError):
 
 class UnknownScheduleError(LookupError):
     pass
+
+
+class ScheduleTimeOutOfRangeError(ValueError):
+    """A schedule fired at a time outside :data:`SCHEDULE_TIMES`."""
 
 
 class UnknownTopicError(LookupError):
@@ -958,6 +963,10 @@ _RUNNING: list[LocalRuntime] = []
 
 _FIRE_PATH = re.compile(r"/_local/schedules/(?P<name>[^/]+)/fire")
 _TOPIC_MESSAGES_PATH = re.compile(r"/_local/topics/(?P<name>[^/]+)/messages")
+SCHEDULE_TIMES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+"""Times a schedule may be fired at: from the Unix epoch to the end of year 2999. Billing
+counts whole periods forward and back from the time, which Python's dates cannot do near
+their ends (years 1 and 9999)."""
 
 
 def check_declaration(topology: Topology) -> None:
@@ -1116,6 +1125,9 @@ class LocalRuntime:
         schedule = next((s for s in self._topology.schedules if s.name == name), None)
         if schedule is None:
             raise UnknownScheduleError(name)
+        first, end = SCHEDULE_TIMES
+        if not first <= (time if time.tzinfo else time.replace(tzinfo=UTC)) < end:
+            raise ScheduleTimeOutOfRangeError(time)
         try:
             return self._invoke(schedule.function, {"schedule": name, "time": schedule_time(time)})
         finally:
@@ -1552,10 +1564,8 @@ class LocalRuntime:
             return _error(422, "Unprocessable Entity", "validation_errors", details)
         try:
             organization = self.create_organization(str(name), api_key)
-        except ValueError as exc:
-            return _error(
-                422, "Unprocessable Entity", "validation_errors", {"organization": [str(exc)]}
-            )
+        except ValidationFailed as refused:
+            return _error(422, "Unprocessable Entity", refused.code, refused.details)
         return json_response(
             200,
             {
@@ -1586,6 +1596,13 @@ class LocalRuntime:
             result = self.fire_schedule(name, moment)
         except UnknownScheduleError:
             return _error(404, "Not Found", "schedule_not_found")
+        except ScheduleTimeOutOfRangeError:
+            return _error(
+                422,
+                "Unprocessable Entity",
+                "validation_errors",
+                {"time": ["value_is_out_of_range"]},
+            )
         except Exception as exc:
             _log_handler_failure(f"schedule {name}", f"a firing at {schedule_time(moment)}")
             return _error(500, "Internal Server Error", "handler_error", {"exception": repr(exc)})

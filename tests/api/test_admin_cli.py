@@ -36,6 +36,12 @@ def test_create_organization_in_local_mode(local_billow: Any) -> None:
 def test_create_organization_in_a_stacks_table(local_billow: Any) -> None:
     """The deployed path writes straight to the table with the caller's AWS credentials;
     here the table is moto's, which the local API serves from."""
+    stack = {
+        "AWS_ENDPOINT_URL": local_billow.aws_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }
     created = admin(
         "create-organization",
         "--name",
@@ -46,15 +52,26 @@ def test_create_organization_in_a_stacks_table(local_billow: Any) -> None:
         "billow",
         "--region",
         "us-east-1",
-        env={
-            "AWS_ENDPOINT_URL": local_billow.aws_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        },
+        env=stack,
     )
     assert created["api_key"] == "cli-chosen-key-0123456789"
     assert ApiClient(local_billow.api_url, created["api_key"]).get("/customers")[0] == 200
+
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "admin.py"),
+            *("create-organization", "--name", "Twin", "--table", "billow"),
+            *("--api-key", "cli-chosen-key-0123456789"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **stack},
+        check=False,
+    )
+    assert again.returncode == 1
+    assert again.stderr.strip() == 'error: refused: {"api_key": ["value_already_exist"]}'
 
 
 def test_fire_a_schedule(local_billow: Any) -> None:

@@ -178,6 +178,8 @@ def test_connection_option_creates_customers_unless_they_opt_out(
         json={"customer": {"external_id": "auto", "billing_configuration": stripe_billing}},
     )[1]
     assert created["customer"]["billing_configuration"]["provider_customer_id"]
+    # Unsaid, it followed the connection, and says so as the boolean Lago's contract has.
+    assert created["customer"]["billing_configuration"]["sync_with_provider"] is True
     opted_out = org.api.post(
         "/customers",
         json={
@@ -188,6 +190,7 @@ def test_connection_option_creates_customers_unless_they_opt_out(
         },
     )[1]
     assert opted_out["customer"]["billing_configuration"]["provider_customer_id"] is None
+    assert opted_out["customer"]["billing_configuration"]["sync_with_provider"] is False
 
 
 def test_existing_stripe_customer_is_linked_with_its_default_card(
@@ -453,7 +456,7 @@ def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
     assert body["code"] == "validation_errors"
     details = body["error_details"]
     assert details["email"] == ["invalid_format"]
-    assert details["country"] == ["value_is_invalid"]
+    assert details["country"] == ["not_a_valid_country_code"]
     assert details["net_payment_term"] == ["invalid_type"]
     assert details["timezone"] == ["invalid_timezone"]
     assert details["name"] == ["value_is_too_long"]
@@ -487,7 +490,29 @@ def test_validation_errors_are_lago_shaped_and_change_nothing(org: Any) -> None:
         "/customers", json={"customer": {"external_id": "x", "billing_entity_code": "other"}}
     )
     assert status == 404 and body["code"] == "billing_entity_not_found"
+    # ISO codes only, as in Lago's contract: shaped right is not enough.
+    status, body = org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "x",
+                "country": "ZZ",
+                "currency": "XYZ",
+                "shipping_address": {"country": "QQ"},
+            }
+        },
+    )
+    assert status == 422 and body["error_details"] == {
+        "country": ["not_a_valid_country_code"],
+        "currency": ["value_is_invalid"],
+        "shipping_address.country": ["not_a_valid_country_code"],
+    }
     assert org.api.get("/customers")[1]["meta"]["total_count"] == 0
+    # Lago upper-cases a country before checking it.
+    status, body = org.api.post(
+        "/customers", json={"customer": {"external_id": "fr", "country": "fr"}}
+    )
+    assert status == 200 and body["customer"]["country"] == "FR"
 
 
 def test_revoked_stripe_key_keeps_customer_and_reports_both_errors(

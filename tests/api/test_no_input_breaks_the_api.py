@@ -81,6 +81,17 @@ integration_bodies = st.fixed_dictionaries(
         | json_values
     }
 )
+organization_bodies = st.fixed_dictionaries(
+    {
+        "organization": objects(
+            [
+                *("email", "country", "default_currency", "net_payment_term", "webhook_url"),
+                *("email_settings", "timezone", "document_numbering", "billing_configuration"),
+            ]
+        )
+        | json_values
+    }
+)
 raw_bodies = st.binary(max_size=200) | json_values.map(lambda value: json.dumps(value).encode())
 
 
@@ -144,3 +155,90 @@ def test_paths_and_queries(org: Any, local_billow: Any, segment: str, query: str
     ):
         url = f"{local_billow.api_url}/api/v1{path}?{urllib.parse.quote(query, safe='=&')}"
         assert_lago_answer(*send(url, org.api_key, "GET", b""))
+
+
+media_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-16",
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "multipart/form-data; boundary=abc",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/xml",
+        "",
+        ";",
+    ]
+) | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+
+
+@EXAMPLES
+@given(
+    content_type=media_types,
+    body=raw_bodies | organization_bodies,
+    method_path=st.sampled_from(
+        [("POST", "/customers"), ("PUT", "/organizations"), ("POST", "/invoices")]
+    ),
+)
+def test_any_content_type(
+    org: Any, local_billow: Any, content_type: str, body: Any, method_path: tuple[str, str]
+) -> None:
+    method, path = method_path
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{local_billow.api_url}/api/v1{path}",
+        data=raw,
+        method=method,
+        headers={"Authorization": f"Bearer {org.api_key}", "Content-Type": content_type},
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            status, answer = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        status, answer = error.code, json.loads(error.read())
+    assert_lago_answer(status, answer)
+
+
+list_queries = st.dictionaries(
+    st.sampled_from(
+        [
+            "page",
+            "per_page",
+            "status",
+            "statuses[]",
+            "status[]",
+            "payment_status",
+            "payment_statuses[]",
+            "invoice_type",
+            "issuing_date_from",
+            "issuing_date_to",
+            "payment_overdue",
+            "currency",
+            "search_term",
+            "amount_from",
+            "amount_to",
+            "self_billed",
+            "external_customer_id",
+            "coupon_code[]",
+        ]
+    ),
+    st.sampled_from(["null", "", "-1", "0", "true", "2024-02-30", "finalized", "%", "[]"])
+    | st.text(max_size=12),
+    max_size=5,
+)
+
+
+@EXAMPLES
+@given(
+    query=list_queries,
+    path=st.sampled_from(
+        ["/invoices", "/subscriptions", "/applied_coupons", "/customers", "/plans"]
+    ),
+)
+def test_list_queries(org: Any, local_billow: Any, query: dict[str, str], path: str) -> None:
+    """Lago ignores what it cannot use in a list's query: the answer is a page."""
+    url = f"{local_billow.api_url}/api/v1{path}?{urllib.parse.urlencode(query)}"
+    status, body = send(url, org.api_key, "GET", b"")
+    assert status == 200, (query, body)
+    assert "meta" in body

@@ -538,10 +538,19 @@ def test_a_payment_link_pays_a_failed_invoice(
     paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     assert paid["total_paid_amount_cents"] == 4200
 
-    # Paid: no new link, no retry, no voiding.
-    for action in ("payment_url", "retry_payment", "void"):
+    # Paid: no new link, no retry, no voiding; Lago answers a retry or a void 405.
+    status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")
+    assert (status, body["code"], body["error_details"]) == (
+        422,
+        "validation_errors",
+        {"base": ["invalid_invoice_status_or_payment_status"]},
+    )
+    for action, code in (("retry_payment", "invalid_status"), ("void", "not_voidable")):
         status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/{action}")
-        assert status == 422, (action, body)
+        assert (status, body) == (
+            405,
+            {"status": 405, "error": "Method Not Allowed", "code": code},
+        ), action
     assert stripe_org.api.post(f"/invoices/{uuid.uuid4()}/payment_url")[0] == 404
     local_billow.wait_idle()
     (link_payment,) = succeeded(charges_of(stripe_org, cus, invoice["lago_id"]))
@@ -601,7 +610,7 @@ def test_a_paid_link_and_a_retry_never_both_take_the_money(
     ]["payment_url"]
     assert browse(url, {"card": VISA})[0] == 303
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
-    assert status in (200, 422), body
+    assert status in (200, 405), body
     wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
     local_billow.wait_idle()
     (payment,) = succeeded(charges_of(stripe_org, cus, invoice["lago_id"]))
@@ -682,15 +691,17 @@ def test_retry_payment_is_a_new_attempt_with_a_new_payment_intent(
             retried = payments.request_attempt(dependencies(), stripe_org.id, invoice["lago_id"])
             answers.append((200, retried))
         except ValidationFailed as refused:
-            answers.append((422, refused.code))
+            answers.append((405, refused.code))
 
     clicks = [threading.Thread(target=click) for _ in range(2)]
     for thread in clicks:
         thread.start()
     for thread in clicks:
         thread.join()
-    assert sorted(status for status, _ in answers) == [200, 422], answers
-    assert [code for status, code in answers if status == 422] == ["payment_processing"]
+    assert sorted(status for status, _ in answers) == [200, 405], answers
+    assert [code for status, code in answers if status == 405] == [
+        "payment_processor_is_currently_handling_payment"
+    ]
     status, body = stripe_org.api.get(f"/invoices/{invoice['lago_id']}")
     assert body["invoice"]["payment_status"] in {"pending", "succeeded"}
     wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
@@ -707,7 +718,7 @@ def test_retry_payment_is_a_new_attempt_with_a_new_payment_intent(
         f"{key}-1"
     ]
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
-    assert status == 422, body
+    assert (status, body["code"]) == (405, "invalid_status"), body
     assert stripe_org.api.post(f"/invoices/{uuid.uuid4()}/retry_payment")[0] == 404
     assert [
         w["invoice"]["payment_status"]
@@ -727,8 +738,14 @@ def test_a_voided_invoice_is_never_charged_afterwards(
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/void")
     assert status == 200, body
     assert body["invoice"]["status"] == "voided" and body["invoice"]["voided_at"]
-    assert stripe_org.api.post(f"/invoices/{invoice['lago_id']}/void")[0] == 422
-    assert stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")[0] == 422
+    assert stripe_org.api.post(f"/invoices/{invoice['lago_id']}/void")[1] == {
+        "status": 405,
+        "error": "Method Not Allowed",
+        "code": "not_voidable",
+    }
+    assert stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")[1]["code"] == (
+        "invalid_status"
+    )
     assert stripe_org.api.post(f"/invoices/{uuid.uuid4()}/void")[0] == 404
 
     attach_card(stripe_org.stripe, cus, default=True)  # a working card arrives
@@ -772,7 +789,7 @@ def test_a_voided_invoice_is_never_charged_afterwards(
 
     free = one_off(stripe_org, "voided", [{"add_on_code": "fee", "unit_amount_cents": 0}])
     status, body = stripe_org.api.post(f"/invoices/{free['lago_id']}/void")
-    assert status == 422, body  # paid
+    assert (status, body["code"]) == (405, "not_voidable"), body  # paid
 
 
 def test_listing_filters_and_paginates_invoices(
@@ -804,6 +821,11 @@ def test_listing_filters_and_paginates_invoices(
     assert set(ids("status=finalized")) == set(everything) - {offline[0]["lago_id"]}
     assert ids("external_customer_id=offline&status=finalized") == [offline[1]["lago_id"]]
     assert ids("payment_status=failed") == []
+    # The spellings of Lago's OpenAPI document (and of its JavaScript client):
+    assert ids("statuses[]=voided") == [offline[0]["lago_id"]]
+    assert set(ids("payment_statuses[]=succeeded&payment_statuses[]=failed")) == {
+        i["lago_id"] for i in charged
+    }
     customer_view = stripe_org.api.get("/customers/payer/invoices?payment_status=succeeded")[1]
     assert {i["lago_id"] for i in customer_view["invoices"]} == {i["lago_id"] for i in charged}
 
@@ -821,8 +843,12 @@ def test_listing_filters_and_paginates_invoices(
         "total_count": 5,
     }
     assert pages[2]["meta"]["next_page"] is None and pages[2]["meta"]["prev_page"] == 2
-    assert stripe_org.api.get("/invoices?external_customer_id=nobody")[0] == 404
-    assert stripe_org.api.get("/invoices?payment_status=paid")[0] in (400, 422)
+    # Lago answers an unknown customer with an empty list, and ignores an unknown status.
+    status, body = stripe_org.api.get("/invoices?external_customer_id=nobody")
+    assert (status, body["invoices"], body["meta"]["total_count"]) == (200, [], 0)
+    assert ids("payment_status=paid&per_page=null") == everything
+    status, body = stripe_org.api.get("/customers/nobody/invoices")
+    assert (status, body["code"]) == (404, "customer_not_found")
 
     other = another_stripe_org(local_billow)
     assert other.api.get(f"/invoices/{charged[0]['lago_id']}")[0] == 404

@@ -37,6 +37,7 @@ from local.runtime import (
     MAX_PAYLOAD_BYTES,
     LocalRuntime,
     RouteTable,
+    ScheduleTimeOutOfRangeError,
     UnknownScheduleError,
     UnknownTopicError,
     _Activity,
@@ -572,6 +573,13 @@ def test_schedules_fire_only_when_asked(runtime: LocalRuntime, probe: ModuleType
     assert (status, body["code"]) == (404, "schedule_not_found")
     status, body = http_json("POST", f"{url}/probe-tick/fire", {"time": "yesterday"})
     assert (status, body["error_details"]) == (422, {"time": ["invalid_value"]})
+    # Times whose billing periods Python's dates cannot count are refused, not a 500.
+    for moment in ("0001-01-01T00:00:00Z", "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59Z"):
+        status, body = http_json("POST", f"{url}/probe-tick/fire", {"time": moment})
+        assert (status, body["error_details"]) == (422, {"time": ["value_is_out_of_range"]})
+    with pytest.raises(ScheduleTimeOutOfRangeError):
+        runtime.fire_schedule("probe-tick", datetime(1969, 12, 31, 23, 59, tzinfo=UTC))
+    assert len(probe.events("tick")) == 2
     assert http_json("GET", f"{url}/probe-tick/fire")[0] == 405
     assert http_json("POST", f"{runtime.api_url}/_local/unknown", {})[0] == 404
 
@@ -586,6 +594,16 @@ def test_admin_endpoint_creates_organizations(runtime: LocalRuntime) -> None:
     assert (organization["name"], organization["api_key"]) == ("Probe org", "probe-key-123")
     status, body = http_json("POST", url, {"api_key": "x"})
     assert (status, body["error_details"]) == (422, {"name": ["value_is_mandatory"]})
+    status, body = http_json("POST", url, {"name": "Copycat", "api_key": "probe-key-123"})
+    assert (status, body) == (
+        422,
+        {
+            "status": 422,
+            "error": "Unprocessable Entity",
+            "code": "validation_errors",
+            "error_details": {"api_key": ["value_already_exist"]},
+        },
+    )
 
 
 # -- lifecycle ------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
-"""Pure domain rules: signatures, backoff, prefixes, pagination."""
+"""Pure domain rules: signatures, backoff, prefixes, pagination, overdue invoices."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from datetime import date
 
 import pytest
 
 from billow.api.pagination import paginate
+from billow.api.query import whole_number_or
 from billow.domain import stripe_signature
 from billow.domain.integrations import secret_key_problem
+from billow.domain.invoices import Invoice
 from billow.domain.organizations import document_prefix, hash_api_key
 from billow.domain.webhooks import envelope, retry_delay_s, sign
 
@@ -89,3 +92,59 @@ def test_paginate_meta() -> None:
         "total_count": 45,
     }
     assert paginate([], 1, 20)[1]["total_pages"] == 0
+
+
+def _invoice(**changes: object) -> Invoice:
+    fields: dict[str, object] = {
+        "lago_id": "inv",
+        "organization_id": "org",
+        "sequential_id": 1,
+        "number": "ORG-202405-001",
+        "invoice_type": "one_off",
+        "currency": "EUR",
+        "issuing_date": "2024-05-01",
+        "payment_due_date": "2024-05-31",
+        "lago_customer_id": "cus",
+        "external_customer_id": "acme",
+        "fees": [],
+        "fees_amount_cents": 1000,
+        "sub_total_excluding_taxes_amount_cents": 1000,
+        "sub_total_including_taxes_amount_cents": 1000,
+        "total_amount_cents": 1000,
+        "created_at": "2024-05-01T10:00:00Z",
+        "updated_at": "2024-05-01T10:00:00Z",
+    }
+    return Invoice.model_validate({**fields, **changes})
+
+
+def test_an_invoice_is_overdue_once_its_due_date_has_passed_unpaid() -> None:
+    invoice = _invoice()
+    assert not invoice.is_payment_overdue(date(2024, 5, 31))  # due today: not yet
+    assert invoice.is_payment_overdue(date(2024, 6, 1))
+    assert invoice.as_lago(today=date(2024, 6, 1))["payment_overdue"] is True
+    # Without a day, the invoice is judged on the day of its last change (a webhook's view).
+    assert invoice.as_lago()["payment_overdue"] is False
+    assert _invoice(updated_at="2024-06-02T08:00:00Z").as_lago()["payment_overdue"] is True
+    for settled in ({"payment_status": "succeeded"}, {"status": "voided"}):
+        assert not _invoice(**settled).is_payment_overdue(date(2024, 6, 1)), settled
+    assert _invoice(payment_status="failed").is_payment_overdue(date(2024, 6, 1))
+
+
+@pytest.mark.parametrize(
+    ("raw", "page", "per_page"),
+    [
+        ("7", 7, 7),
+        ("0", 1, 20),
+        ("-3", 1, 20),
+        ("null", 1, 20),
+        (" 2 ", 2, 2),
+        ("1.5", 1, 20),
+        ("5000", 5000, 100),
+        ("9" * 30, 1_000_000, 100),
+    ],
+)
+def test_page_values_lago_cannot_use_fall_back_to_defaults(
+    raw: str, page: int, per_page: int
+) -> None:
+    assert whole_number_or(1, highest=1_000_000)(raw) == page
+    assert whole_number_or(20, highest=100)(raw) == per_page

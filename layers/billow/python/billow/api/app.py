@@ -28,7 +28,13 @@ from billow.api.routes import (
     webhook_endpoints,
 )
 from billow.composition import dependencies
-from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
+from billow.domain.errors import (
+    ConcurrentUpdate,
+    NotAllowed,
+    NotFound,
+    ProviderError,
+    ValidationFailed,
+)
 from billow.services.organizations import organization_for_api_key
 from billow.services.stripe_connection import provider_rejection
 
@@ -79,6 +85,12 @@ def not_found(error: NotFound) -> Response[str]:
 @app.exception_handler(ValidationFailed)
 def unprocessable(error: ValidationFailed) -> Response[str]:
     return error_response(422, error.code, error.details)
+
+
+@app.exception_handler(NotAllowed)
+def not_allowed(error: NotAllowed) -> Response[str]:
+    """Lago's 405: the object's state forbids the action; the body carries only the code."""
+    return error_response(405, error.code)
 
 
 @app.exception_handler(ProviderError)
@@ -137,21 +149,58 @@ def _raw_body(request: APIGatewayProxyEventV2) -> bytes:
     return base64.b64decode(raw) if request.is_base64_encoded else raw.encode()
 
 
+def _is_json(media_type: str) -> bool:
+    """``application/json`` or a structured ``+json`` type such as ``application/vnd.api+json``.
+
+    Parameters are ignored, as Rails (Lago) ignores them: JSON is UTF-8 whatever ``charset``
+    says (RFC 8259), and a body that is not UTF-8 is refused on its own."""
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _with_json_content_type(event: dict[str, Any], body: bytes) -> dict[str, Any] | Response[str]:
+    """The event with its ``Content-Type`` as the resolver understands it, or a 415.
+
+    Lago's contract takes JSON bodies only. Any JSON media type, in any case and with any
+    parameters, becomes plain ``application/json``; a request without the header is read
+    as JSON too. Another media type is refused when a body comes with it (forms and
+    multipart included, with or without a boundary), and forgotten when there is no body:
+    a body-less ``POST …/void`` describes nothing with it."""
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    declared = headers.pop("content-type", None)
+    if declared is None:
+        return event
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if _is_json(media_type):
+        headers["content-type"] = content_types.APPLICATION_JSON
+    elif body:
+        return error_response(
+            415, "unsupported_media_type", {"content_type": ["must_be_application_json"]}
+        )
+    return {**event, "headers": headers}
+
+
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Authenticate /api/v1 calls before routing, so an unauthenticated caller learns
-    nothing, not even whether its body was valid."""
+    """Authenticate /api/v1 calls before looking at their bodies, so an unauthenticated
+    caller learns nothing, not even whether its body was valid."""
     request = APIGatewayProxyEventV2(event)
     body = _raw_body(request)
     if len(body) > MAX_BODY_BYTES:
         return _reply(error_response(413, "payload_too_large"))
-    try:
-        body.decode()
-    except UnicodeDecodeError:
-        return _reply(error_response(400, "bad_request", {"body": ["invalid_utf8"]}))
+    organization_id = None
     if request.raw_path.startswith(API_PREFIX):
         token = _bearer(request)
         organization_id = organization_for_api_key(dependencies(), token) if token else None
         if organization_id is None:
             return _reply(error_response(401))
+    routed = _with_json_content_type(event, body)
+    if isinstance(routed, Response):
+        return _reply(routed)
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return _reply(error_response(400, "bad_request", {"body": ["invalid_utf8"]}))
+    if organization_id is not None:
         app.append_context(organization_id=organization_id)
-    return app.resolve(event, context)
+    return app.resolve(routed, context)

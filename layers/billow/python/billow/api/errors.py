@@ -14,6 +14,7 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    415: "Unsupported Media Type",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
     503: "Service Unavailable",

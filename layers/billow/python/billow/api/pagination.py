@@ -6,12 +6,27 @@ from collections.abc import Sequence
 from typing import Annotated, TypeVar
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BeforeValidator
+
+from billow.api.query import whole_number_or
 
 T = TypeVar("T")
 
-Page = Annotated[int, Query(ge=1, le=1_000_000)]
-PerPage = Annotated[int, Query(ge=1, le=100)]
 DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+"""A larger ``per_page`` is served as this many: pages cost what they show."""
+MAX_PAGE = 1_000_000
+
+Page = Annotated[
+    int, BeforeValidator(whole_number_or(1, highest=MAX_PAGE)), Query(ge=1, le=MAX_PAGE)
+]
+"""Lago ignores a page that is not a positive number and shows the first."""
+PerPage = Annotated[
+    int,
+    BeforeValidator(whole_number_or(DEFAULT_PER_PAGE, highest=MAX_PER_PAGE)),
+    Query(ge=1, le=MAX_PER_PAGE),
+]
+"""Lago ignores a ``per_page`` that is not a positive number (``null`` included)."""
 
 
 def paginate(

@@ -26,6 +26,8 @@ class BillingConfiguration(BaseModel):
     provider_customer_id: str | None = None
     sync: bool = False
     sync_with_provider: bool | None = None
+    """Whether Billow creates the customer in the provider; decided (from the connection's
+    ``create_customers`` when not given) once a payment provider is set."""
     document_locale: str = "en"
     provider_payment_methods: list[str] | None = None
 
@@ -156,6 +158,8 @@ class Customer(BaseModel):
         body = self.model_dump(
             mode="json", exclude={"organization_id", "version", "tax_codes", "error_details"}
         )
+        billing = body["billing_configuration"]
+        billing["sync_with_provider"] = bool(billing["sync_with_provider"])
         body["applicable_timezone"] = self.timezone or "UTC"
         body["integration_customers"] = []
         body["taxes"] = [tax.as_lago() for tax in taxes]

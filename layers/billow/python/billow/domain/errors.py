@@ -28,6 +28,17 @@ class ValidationFailed(BillowError):
         self.code = code
 
 
+class NotAllowed(ValidationFailed):
+    """The object's state forbids the action (voiding a paid invoice, retrying its payment).
+
+    Lago answers these 405 with only a code. It is a kind of :class:`ValidationFailed`, so
+    callers that treat every refusal alike (dunning skipping an invoice paid meanwhile) keep
+    doing so."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__({}, code=code)
+
+
 class ProviderError(BillowError):
     """Stripe refused or failed a call. ``retryable`` errors are worth the same call again."""
 

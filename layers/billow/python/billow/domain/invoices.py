@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -143,7 +144,26 @@ class Invoice(BaseModel):
         that time fall back to their last change)."""
         return self.attempt_requested_at or self.updated_at
 
-    def as_lago(self, customer: dict[str, object] | None = None) -> dict[str, object]:
+    @property
+    def self_billed(self) -> bool:
+        """Billow never issues invoices on a partner's behalf (Lago's self-billing)."""
+        return False
+
+    def is_payment_overdue(self, today: date) -> bool:
+        """Finalized, not paid, and due before ``today``."""
+        return (
+            self.status == "finalized"
+            and self.payment_status != "succeeded"
+            and date.fromisoformat(self.payment_due_date) < today
+        )
+
+    def as_lago(
+        self, customer: dict[str, object] | None = None, *, today: date | None = None
+    ) -> dict[str, object]:
+        """Lago's InvoiceObject. ``payment_overdue`` is judged on ``today``; without it, on
+        the day of the invoice's last change, which is what a webhook about that change
+        reports."""
+        judged_on = today or date.fromisoformat(self.updated_at[:10])
         body: dict[str, object] = {
             "lago_id": self.lago_id,
             "billing_entity_code": "default",
@@ -151,7 +171,7 @@ class Invoice(BaseModel):
             "number": self.number,
             "issuing_date": self.issuing_date,
             "payment_due_date": self.payment_due_date,
-            "payment_overdue": False,
+            "payment_overdue": self.is_payment_overdue(judged_on),
             "net_payment_term": self.net_payment_term,
             "invoice_type": self.invoice_type,
             "status": self.status,
@@ -169,7 +189,7 @@ class Invoice(BaseModel):
             "total_paid_amount_cents": self.total_paid_amount_cents,
             "total_due_amount_cents": self.total_due_amount_cents,
             "version_number": 4,
-            "self_billed": False,
+            "self_billed": self.self_billed,
             "file_url": None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -234,7 +254,7 @@ class Invoice(BaseModel):
             "sub_total_excluding_taxes_precise_amount_cents": str(
                 fee.amount_cents - fee.precise_coupons_amount_cents
             ),
-            "self_billed": False,
+            "self_billed": self.self_billed,
             "item": {
                 "type": fee.item.type,
                 "code": fee.item.code,

@@ -106,13 +106,13 @@ def _normalized(coupon: Coupon, now: str, check_expiry: bool) -> Coupon:
 
 
 def _plan_codes(deps: Dependencies, organization_id: str, given: AppliesToInput) -> list[str]:
-    """Plans the coupon is limited to; Lago answers 404 ``plan_not_found`` for an unknown one."""
+    """Plans the coupon is limited to; Lago answers 404 ``plans_not_found`` for an unknown one."""
     if given.billable_metric_codes:
         raise ValidationFailed({"billable_metric_codes": ["not_supported"]})
     codes = list(dict.fromkeys(given.plan_codes or []))
     for code in codes:
         if deps.store.get_plan(organization_id, code) is None:
-            raise NotFound("plan")
+            raise NotFound("plans")
     return codes
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Literal
@@ -12,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import CodeList
+from billow.domain.catalog import CodeList, Currency
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import (
     DEFAULT_BILLING_ENTITY,
@@ -27,12 +26,11 @@ from billow.domain.customers import (
 from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import StripeConnection
+from billow.domain.profiles import Country, is_email_list
 from billow.services import provider_sync
 from billow.services.lookups import get_customer
 from billow.services.stripe_connection import connection_for, provider_rejection
 from billow.services.taxes import require_taxes
-
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
 @cache
@@ -41,8 +39,7 @@ def _timezones() -> frozenset[str]:
 
 
 def _emails(value: str | None) -> str | None:
-    """Lago accepts a comma-separated list; the first address is the billing one."""
-    if value is not None and not all(_EMAIL.match(part.strip()) for part in value.split(",")):
+    if value is not None and not is_email_list(value):
         raise ValueError("invalid_format")
     return value
 
@@ -53,8 +50,6 @@ def _timezone(value: str | None) -> str | None:
     return value
 
 
-Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 ProviderPaymentMethod = Literal[
     "card",
     "sepa_debit",
@@ -214,7 +209,14 @@ def _provider_work(
     connection = connection_for(deps, after.organization_id, billing.payment_provider_code)
     if connection is None:
         raise ValidationFailed({"payment_provider_code": ["payment_provider_not_found"]})
-    billing = billing.model_copy(update={"payment_provider_code": connection.code})
+    # Unsaid, ``sync_with_provider`` follows the connection's ``create_customers``; the
+    # customer keeps the answer, so it reads as the boolean Lago's contract promises.
+    sync_with_provider = billing.sync_with_provider
+    if sync_with_provider is None:
+        sync_with_provider = connection.create_customers
+    billing = billing.model_copy(
+        update={"payment_provider_code": connection.code, "sync_with_provider": sync_with_provider}
+    )
     after = after.model_copy(update={"billing_configuration": billing})
     previous_id = before.billing_configuration.provider_customer_id if before else None
     inline = bool(billing.sync)
@@ -222,8 +224,7 @@ def _provider_work(
         _require_stripe_customer(deps, connection, billing.provider_customer_id)
         return after, ProviderWork(action="link", inline=inline)
     if not billing.provider_customer_id:
-        wanted = billing.sync_with_provider
-        if wanted if wanted is not None else connection.create_customers:
+        if sync_with_provider:
             return after, ProviderWork(action="create", inline=inline)
         return after, None
     if before is not None and before.stripe_profile() != after.stripe_profile():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, stable_id
+from billow.domain.customers import DEFAULT_BILLING_ENTITY
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.invoices import FeeItem, Invoice
 from billow.domain.subscriptions import PaymentMethodChoice
@@ -123,15 +124,18 @@ def create_one_off(
             skip_psp=body.skip_psp,
         )
     )
-    return invoice.as_lago(customer.as_lago())
+    return invoice.as_lago(customer.as_lago(), today=now.date())
 
 
-def present(deps: Dependencies, invoice: Invoice) -> dict[str, object]:
-    return present_all(deps, [invoice])[0]
+def present(deps: Dependencies, invoice: Invoice, today: date) -> dict[str, object]:
+    return present_all(deps, [invoice], today)[0]
 
 
-def present_all(deps: Dependencies, invoices: Sequence[Invoice]) -> list[dict[str, object]]:
-    """Lago lists invoices with their customer; each customer is read once."""
+def present_all(
+    deps: Dependencies, invoices: Sequence[Invoice], today: date
+) -> list[dict[str, object]]:
+    """Lago lists invoices with their customer; each customer is read once. ``today`` is the
+    day ``payment_overdue`` is judged on."""
     customers: dict[str, dict[str, object] | None] = {}
     shown = []
     for invoice in invoices:
@@ -140,31 +144,87 @@ def present_all(deps: Dependencies, invoices: Sequence[Invoice]) -> list[dict[st
                 invoice.organization_id, invoice.external_customer_id
             )
             customers[invoice.external_customer_id] = customer.as_lago() if customer else None
-        shown.append(invoice.as_lago(customers[invoice.external_customer_id]))
+        shown.append(invoice.as_lago(customers[invoice.external_customer_id], today=today))
     return shown
 
 
-def get(deps: Dependencies, organization_id: str, lago_id: str) -> dict[str, object]:
+def get(deps: Dependencies, organization_id: str, lago_id: str, today: date) -> dict[str, object]:
     invoice = deps.store.get_invoice(organization_id, lago_id)
     if invoice is None:
         raise NotFound("invoice")
-    return present(deps, invoice)
+    return present(deps, invoice, today)
+
+
+class InvoiceFilters(BaseModel):
+    """Lago's invoice list filters; ``None`` (or empty) filters nothing."""
+
+    external_customer_id: str | None = None
+    statuses: Sequence[str] | None = None
+    payment_statuses: Sequence[str] | None = None
+    invoice_type: str | None = None
+    issuing_date_from: date | None = None
+    issuing_date_to: date | None = None
+    payment_overdue: bool | None = None
+    currency: str | None = None
+    amount_from: int | None = None
+    amount_to: int | None = None
+    self_billed: bool | None = None
+    billing_entity_codes: Sequence[str] | None = None
+    search_term: str | None = None
+    """Part of the invoice number, the invoice id, or part of the customer's name, first or
+    last name, external id or e-mail (the customer's only when no customer is named)."""
+
+
+def _customers_matching(deps: Dependencies, organization_id: str, term: str) -> set[str]:
+    """External ids of the customers ``term`` finds (one Query for the organization)."""
+    fields = ("name", "firstname", "lastname", "external_id", "email")
+    return {
+        customer.external_id
+        for customer in deps.store.list_customers(organization_id)
+        if any(term in (getattr(customer, field) or "").casefold() for field in fields)
+    }
 
 
 def list_invoices(
-    deps: Dependencies,
-    organization_id: str,
-    *,
-    external_customer_id: str | None,
-    status: str | None,
-    payment_status: str | None,
+    deps: Dependencies, organization_id: str, filters: InvoiceFilters, today: date
 ) -> list[Invoice]:
-    if external_customer_id is not None:
-        get_customer(deps, organization_id, external_customer_id)
-    return [
-        invoice
-        for invoice in deps.store.list_invoices(organization_id)
-        if (external_customer_id is None or invoice.external_customer_id == external_customer_id)
-        and (status is None or invoice.status == status)
-        and (payment_status is None or invoice.payment_status == payment_status)
-    ]
+    """The organization's invoices that pass every filter, newest first.
+
+    A customer nobody knows filters everything out, as in Lago (no 404 here); a billing
+    entity other than Billow's single one is a 404, as Lago answers for unknown codes."""
+    if any(code != DEFAULT_BILLING_ENTITY for code in filters.billing_entity_codes or ()):
+        raise NotFound("billing_entity")
+    term = (filters.search_term or "").strip().casefold()
+    found_customers = (
+        _customers_matching(deps, organization_id, term)
+        if term and filters.external_customer_id is None
+        else set()
+    )
+
+    def searched(invoice: Invoice) -> bool:
+        return (
+            term in invoice.number.casefold()
+            or term == invoice.lago_id
+            or invoice.external_customer_id in found_customers
+        )
+
+    def kept(invoice: Invoice) -> bool:
+        checks = (
+            filters.external_customer_id in (None, invoice.external_customer_id),
+            not filters.statuses or invoice.status in filters.statuses,
+            not filters.payment_statuses or invoice.payment_status in filters.payment_statuses,
+            filters.invoice_type in (None, invoice.invoice_type),
+            filters.currency in (None, invoice.currency),
+            filters.self_billed in (None, invoice.self_billed),
+            filters.payment_overdue in (None, invoice.is_payment_overdue(today)),
+            filters.issuing_date_from is None
+            or date.fromisoformat(invoice.issuing_date) >= filters.issuing_date_from,
+            filters.issuing_date_to is None
+            or date.fromisoformat(invoice.issuing_date) <= filters.issuing_date_to,
+            filters.amount_from is None or invoice.total_amount_cents >= filters.amount_from,
+            filters.amount_to is None or invoice.total_amount_cents <= filters.amount_to,
+            not term or searched(invoice),
+        )
+        return all(checks)
+
+    return [invoice for invoice in deps.store.list_invoices(organization_id) if kept(invoice)]

@@ -210,7 +210,11 @@ def issue_invoice(
     sequence = deps.store.invoice_sequence(organization.id)
     issued_on = local_date(issued_at, customer.timezone or organization.timezone or "UTC")
     issuing_date = issued_on.isoformat()
-    net_term = customer.net_payment_term or 0
+    net_term = (
+        customer.net_payment_term
+        if customer.net_payment_term is not None
+        else organization.net_payment_term
+    )
     block = _payment_block(customer, payment_method, skip_psp)
     invoice = Invoice(
         lago_id=invoice_id,

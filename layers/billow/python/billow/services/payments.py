@@ -34,7 +34,13 @@ from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
+from billow.domain.errors import (
+    ConcurrentUpdate,
+    NotAllowed,
+    NotFound,
+    ProviderError,
+    ValidationFailed,
+)
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock, failure_applies
@@ -121,8 +127,14 @@ def _payment_method_id(deps: Dependencies, customer: Customer, invoice: Invoice)
     return None
 
 
-def _processing() -> ValidationFailed:
-    return ValidationFailed({"invoice": ["payment_processing"]}, code="payment_processing")
+def _processing() -> NotAllowed:
+    """Lago's answer to a retry while a payment is under way; Billow gives it to a new
+    payment link too, for the same reason."""
+    return NotAllowed("payment_processor_is_currently_handling_payment")
+
+
+def _not_payable_by_link() -> ValidationFailed:
+    return ValidationFailed({"base": ["invalid_invoice_status_or_payment_status"]})
 
 
 # -- charging --------------------------------------------------------------------------------
@@ -591,10 +603,9 @@ def _requires_action(
 
 
 def _require_unpaid(invoice: Invoice) -> None:
-    if invoice.status != "finalized":
-        raise ValidationFailed({"invoice": ["not_finalized"]}, code="invalid_status")
-    if invoice.payment_status == "succeeded" or not invoice.is_payable:
-        raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
+    """Lago's 405 for retrying an invoice that is not finalized, or paid already."""
+    if not invoice.is_payable:
+        raise NotAllowed("invalid_status")
 
 
 def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> dict[str, object]:
@@ -605,18 +616,14 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
 
     def create() -> dict[str, object]:
         invoice = _get_invoice(deps, organization_id, invoice_id)
-        if invoice.status != "finalized" or invoice.payment_status == "succeeded":
-            raise ValidationFailed(
-                {"invoice": [f"{invoice.status}_or_{invoice.payment_status}"]},
-                code="invalid_status",
-            )
-        if invoice.total_due_amount_cents <= 0:
-            raise ValidationFailed({"invoice": ["nothing_due"]}, code="invalid_status")
+        if not invoice.is_payable:
+            raise _not_payable_by_link()
         if invoice.payment_in_flight:
             if _resolve_in_flight(deps, invoice, utcnow()) != "settled":
                 raise _processing()
             invoice = _get_invoice(deps, organization_id, invoice_id)
-            _require_unpaid(invoice)
+            if not invoice.is_payable:
+                raise _not_payable_by_link()
         customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         stripe = stripe_account(deps, customer)
         if customer is None or stripe is None or not customer.stripe_customer_id:
@@ -628,7 +635,7 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
             closed = gateway.expire_payment_link(invoice.payment_link_session_id)
             if closed.paid_with:
                 _apply_outside_events(deps, connection, gateway.payment_intent(closed.paid_with))
-                raise ValidationFailed({"invoice": ["already_paid"]}, code="invalid_status")
+                raise _not_payable_by_link()
         link = _link(
             deps,
             gateway,
@@ -791,7 +798,7 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
     def record() -> Invoice:
         invoice = _get_invoice(deps, organization_id, invoice_id)
         if invoice.status != "finalized" or invoice.payment_status == "succeeded":
-            raise ValidationFailed({"invoice": ["not_voidable"]}, code="not_voidable")
+            raise NotAllowed("not_voidable")
         updated = invoice.model_copy(update={"status": "voided", "voided_at": iso(utcnow())})
         customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         return _save(

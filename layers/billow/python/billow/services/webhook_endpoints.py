@@ -77,3 +77,15 @@ def delete_endpoint(deps: Dependencies, organization_id: str, lago_id: str) -> W
     endpoint = get_endpoint(deps, organization_id, lago_id)
     deps.store.delete_endpoint(endpoint)
     return endpoint
+
+
+def point_first_endpoint_at(
+    deps: Dependencies, organization_id: str, url: HttpUrl
+) -> WebhookEndpoint:
+    """Lago's organization ``webhook_url``: the first (oldest) endpoint takes the URL, or
+    one is created when there is none, with the checks every endpoint gets."""
+    given = WebhookEndpointInput(webhook_url=url)
+    existing = deps.store.list_endpoints(organization_id)
+    if not existing:
+        return create_endpoint(deps, organization_id, given)
+    return update_endpoint(deps, organization_id, existing[0].lago_id, given)

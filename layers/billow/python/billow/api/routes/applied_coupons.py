@@ -6,16 +6,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.query import known
 from billow.services import applied_coupons as service
 from billow.services.lookups import get_customer
 
 router = Router()
 
-StatusFilter = Annotated[service.Status | None, Query()]
+StatusFilter = Annotated[service.Status | None, BeforeValidator(known(service.Status)), Query()]
+"""An unknown status is ignored, as Lago ignores it."""
 CouponCodes = Annotated[list[str] | None, Query(alias="coupon_code[]")]
 
 

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.domain.organizations import organization_as_lago
 from billow.services import organizations as service
 
 router = Router()
@@ -22,4 +21,4 @@ class OrganizationBody(BaseModel):
 @router.put("/api/v1/organizations")
 def update_organization(body: Annotated[OrganizationBody, Body()]) -> dict[str, Any]:
     updated = service.update_organization(deps(), organization_id(router), body.organization)
-    return {"organization": organization_as_lago(updated)}
+    return {"organization": service.present(deps(), updated)}

@@ -6,16 +6,21 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.query import known
 from billow.domain.clock import utcnow
 from billow.services import subscriptions as service
 
 router = Router()
 
 Status = Literal["active", "pending", "terminated", "canceled"]
+StatusFilter = Annotated[
+    list[Status] | None, BeforeValidator(known(Status, many=True)), Query(alias="status[]")
+]
+"""Unknown statuses are ignored; none left means Lago's default, active subscriptions."""
 
 
 class SubscriptionUpdateBody(BaseModel):
@@ -57,7 +62,7 @@ def _listed(
 def list_subscriptions(
     external_customer_id: str | None = None,
     plan_code: str | None = None,
-    status: Annotated[list[Status] | None, Query(alias="status[]")] = None,
+    status: StatusFilter = None,
     page: Page = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
 ) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def list_subscriptions(
 def list_customer_subscriptions(
     external_customer_id: str,
     plan_code: str | None = None,
-    status: Annotated[list[Status] | None, Query(alias="status[]")] = None,
+    status: StatusFilter = None,
     page: Page = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
 ) -> dict[str, Any]:
