@@ -177,16 +177,53 @@ test_catalog_inputs); ``cust`` is a customer that exists."""
 
 
 @EXAMPLES
-@given(segment=segments, query=st.text(max_size=30))
-def test_paths_and_queries(org: Any, local_billow: Any, segment: str, query: str) -> None:
-    org.api.post("/customers", json={"customer": {"external_id": "cust"}})
+@given(
+    segment=segments,
+    query=st.text(max_size=30),
+    routes=st.lists(st.sampled_from(ID_PATHS), min_size=1, max_size=4, unique=True),
+)
+def test_paths_and_queries(
+    org: Any, local_billow: Any, segment: str, query: str, routes: list[tuple[str, str]]
+) -> None:
+    if org.api.get("/customers/cust")[0] == 404:
+        org.api.post("/customers", json={"customer": {"external_id": "cust"}})
     quoted = urllib.parse.quote(segment, safe="")
-    for method, path in ID_PATHS:
+    for method, path in routes:
         url = (
             f"{local_billow.api_url}/api/v1{path.format(id=quoted)}"
             f"?{urllib.parse.quote(query, safe='=&')}"
         )
         assert_lago_answer(*send(url, org.api_key, method, b""))
+
+
+def test_ids_too_long_to_be_a_key_name_nothing(org: Any, local_billow: Any) -> None:
+    """DynamoDB refuses a key over 1 KB outright (local mode's moto too): such an id,
+    in a path or in a body, names nothing, like any unknown id, and is never a 500."""
+    quoted = urllib.parse.quote("é" * 600, safe="")
+    long = "😀" * 255  # as long as a body's ids may be: 1,020 bytes, more with a key's prefix
+    org.api.post("/customers", json={"customer": {"external_id": "cust", "currency": "EUR"}})
+    for method, path in ID_PATHS:
+        url = f"{local_billow.api_url}/api/v1{path.format(id=quoted)}"
+        status, body = send(url, org.api_key, method, b"")
+        assert status in (200, 404), (method, path, body)  # 200: an empty list
+    for resource in ("taxes", "plans", "add_ons", "coupons"):
+        assert org.api.get(f"/{resource}/{quoted}")[0] == 404
+        assert org.api.delete(f"/{resource}/{quoted}")[0] == 404
+    for path, body in (
+        ("/subscriptions", {"subscription": {"external_customer_id": long, "plan_code": "p"}}),
+        ("/subscriptions", {"subscription": {"external_customer_id": "cust", "plan_code": long}}),
+        (
+            "/applied_coupons",
+            {"applied_coupon": {"external_customer_id": "cust", "coupon_code": long}},
+        ),
+        ("/invoices", {"invoice": {"external_customer_id": long, "fees": [{"add_on_code": "a"}]}}),
+        (
+            "/invoices",
+            {"invoice": {"external_customer_id": "cust", "fees": [{"add_on_code": long}]}},
+        ),
+    ):
+        status, answer = org.api.post(path, json=body)
+        assert status in (404, 422), (path, answer)
 
 
 def nested(depth: int) -> bytes:

@@ -47,17 +47,13 @@ def _fits_a_key(value: str) -> str:
     return value
 
 
-def reachable(value: str) -> bool:
-    """Whether ``value``, percent-encoded as a path segment, reaches Billow unchanged."""
-    return value not in _DOT_SEGMENTS and not any(
-        character in _UNREACHABLE or unicodedata.category(character) == "Cc" for character in value
-    )
-
-
 def _reachable(value: str) -> str:
+    """``value`` if, percent-encoded as a path segment, it reaches Billow unchanged."""
     if value in _DOT_SEGMENTS:
         raise ValueError("value_is_invalid")
-    if not reachable(value):
+    if any(
+        character in _UNREACHABLE or unicodedata.category(character) == "Cc" for character in value
+    ):
         raise ValueError("invalid_characters")
     return value
 
