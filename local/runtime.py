@@ -56,6 +56,7 @@ import boto3
 from moto.events.models import EventPattern
 from moto.server import ThreadedMotoServer
 
+from billow.api.json_nesting import nests_deeper_than
 from billow.composition import dependencies
 from billow.services.organizations import NewOrganization, create_organization
 from billow.settings import QUEUE_URL_PREFIX, TOPIC_ARN_PREFIX, env_name
@@ -1581,7 +1582,7 @@ class LocalRuntime:
         if request.method != "POST":
             return _error(405, "Method Not Allowed", "method_not_allowed")
         try:
-            payload = json.loads(request.body or b"{}")
+            payload = None if nests_deeper_than(request.body) else json.loads(request.body or b"{}")
         except ValueError:
             payload = None
         if not isinstance(payload, dict):

@@ -627,6 +627,10 @@ def test_admin_endpoint_creates_organizations(runtime: LocalRuntime) -> None:
     assert (organization["name"], organization["api_key"]) == ("Probe org", "probe-key-123")
     status, body = http_json("POST", url, {"api_key": "x"})
     assert (status, body["error_details"]) == (422, {"name": ["value_is_mandatory"]})
+    deep = b'{"name": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = _request(runtime, "POST", "/_local/organizations", body=deep)
+    assert response.status == 400
+    assert json.loads(response.read())["error_details"] == {"body": ["invalid_json_object"]}
 
 
 # -- lifecycle ------------------------------------------------------------------------------
