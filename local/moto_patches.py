@@ -10,6 +10,10 @@
    thread-safe: a Query iterating a partition while another request writes to it fails
    with "dictionary changed size during iteration" (seen here, as a 500). DynamoDB and
    DynamoDB Streams operations are therefore serialized; SQS long polls are not touched.
+3. moto's GetItem answers "no item" for a key longer than DynamoDB allows (2 KB partition
+   key, 1 KB sort key), where DynamoDB refuses the request with a ValidationException, as
+   moto itself does for writes. The patch refuses it too, so a lookup of an id too long
+   to be a key behaves locally as it does in AWS.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def install() -> None:
     if getattr(DynamoDBBackend, _PATCHED, False):
         return
     _keep_stream_shards_on_rollback()
+    _refuse_oversized_keys_on_get()
     for backend in (DynamoDBBackend, DynamoDBStreamsBackend):
         for name, method in list(vars(backend).items()):
             if inspect.isfunction(method) and not name.startswith("_"):
@@ -68,3 +73,18 @@ def _keep_stream_shards_on_rollback() -> None:
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _refuse_oversized_keys_on_get() -> None:
+    original = DynamoDBBackend.get_item
+
+    def get_item(
+        self: DynamoDBBackend,
+        table_name: str,
+        keys: dict[str, Any],
+        projection_expressions: list[list[str]] | None = None,
+    ) -> Any:
+        self.get_table(table_name)._validate_key_sizes(keys)
+        return original(self, table_name, keys, projection_expressions)
+
+    DynamoDBBackend.get_item = get_item  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -136,7 +137,7 @@ def end_subscriptions(api: ApiClient) -> None:
             for subscription in left:
                 ended.add(subscription["lago_id"])
                 api.delete(
-                    f"/subscriptions/{subscription['external_id']}"
+                    f"/subscriptions/{urllib.parse.quote(subscription['external_id'], safe='')}"
                     f"?status={status}&on_termination_invoice=skip"
                 )
 

@@ -91,6 +91,22 @@ def test_plan_validation_changes_nothing(org: Any) -> None:
     assert status == 404 and body["code"] == "plan_not_found"
 
 
+def test_a_price_stripe_could_not_charge_is_refused(org: Any) -> None:
+    """Every subscription invoice of such a plan would fail its charge and every retry."""
+    for amount in (100_000_000, 10**18):
+        status, body = org.api.post("/plans", json={"plan": {**PLAN, "amount_cents": amount}})
+        assert (status, body["error_details"]) == (
+            422,
+            {"amount_cents": ["value_is_out_of_range"]},
+        ), body
+    assert org.api.get("/plans")[1]["meta"]["total_count"] == 0
+
+    assert create_plan(org, amount_cents=99_999_999)["amount_cents"] == 99_999_999
+    status, body = org.api.put("/plans/startup", json={"plan": {"amount_cents": 100_000_000}})
+    assert (status, fields(body)) == (422, {"amount_cents"})
+    assert org.api.get("/plans/startup")[1]["plan"]["amount_cents"] == 99_999_999
+
+
 def test_deleted_plan_frees_its_code(org: Any) -> None:
     first = create_plan(org)
     status, body = org.api.delete("/plans/startup")

@@ -167,6 +167,18 @@ def test_add_on_crud_validation_and_uniqueness(org: Any) -> None:
     assert status == 404 and body["code"] == "add_on_not_found"
 
 
+def test_an_add_on_priced_beyond_what_stripe_charges_is_refused(org: Any) -> None:
+    add_on = {"name": "Big", "code": "big", "amount_currency": "EUR"}
+    status, body = org.api.post("/add_ons", json={"add_on": {**add_on, "amount_cents": 10**10}})
+    assert (status, body["error_details"]) == (422, {"amount_cents": ["value_is_out_of_range"]})
+    assert org.api.get("/add_ons")[1]["meta"]["total_count"] == 0
+    status, body = org.api.post("/add_ons", json={"add_on": {**add_on, "amount_cents": 99_999_999}})
+    assert status == 200, body
+    status, body = org.api.put("/add_ons/big", json={"add_on": {"amount_cents": 100_000_000}})
+    assert (status, fields(body)) == (422, {"amount_cents"})
+    assert org.api.get("/add_ons/big")[1]["add_on"]["amount_cents"] == 99_999_999
+
+
 def test_another_organizations_catalog_is_404(org: Any, local_billow: Any) -> None:
     create_tax(org, "vat")
     other = local_billow.create_organization("Other")

@@ -600,3 +600,18 @@ def test_repeated_creation_requests_make_one_stripe_customer_and_one_announcemen
     assert len(webhooks(subscribed, "customer.payment_provider_created")) == 1
     assert len(webhooks(subscribed, "customer.checkout_url_generated")) == 1
     wait_for(lambda: stripe_org.stripe.v1.customers.retrieve(in_stripe[0]).name == "Third")
+
+
+def test_a_currency_that_is_not_iso_4217_is_refused(org: Any) -> None:
+    """The currency plans already insist on: one ISO 4217 list for every input."""
+    for currency in ("ZZZ", "XXX", "eur", "EURO", 978):
+        status, body = org.api.post(
+            "/customers", json={"customer": {"external_id": "acme", "currency": currency}}
+        )
+        assert status == 422, (currency, body)
+        assert set(body["error_details"]) == {"currency"}, body
+    assert org.api.get("/customers/acme")[0] == 404
+    status, body = org.api.post(
+        "/customers", json={"customer": {"external_id": "acme", "currency": "JPY"}}
+    )
+    assert status == 200 and body["customer"]["currency"] == "JPY"

@@ -8,8 +8,13 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+import boto3
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.api.conftest import StripeOrg
+from tests.api.test_stripe_webhooks import deliver, signed, webhook_secret
 
 CUSTOMER_FIELDS = [
     "external_id",
@@ -109,8 +114,15 @@ def send(url: str, key: str, method: str, body: bytes) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
+GATEWAY_REFUSAL = {"message": "Bad Request"}
+"""API Gateway's own answer to a path it cannot decode twice (``%25`` then one hex digit):
+Billow never sees such a request."""
+
+
 def assert_lago_answer(status: int, body: Any) -> None:
     assert status < 500, body
+    if (status, body) == (400, GATEWAY_REFUSAL):
+        return
     if status >= 400:
         assert body["status"] == status and body["error"], body
 
@@ -141,20 +153,142 @@ def test_integration_bodies(org: Any, local_billow: Any, body: Any) -> None:
     assert_lago_answer(*send(url, org.api_key, "POST", raw))
 
 
+odd_text = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(list("/?#%\\.+&=;\"' \x00\x7f\x85")),
+    min_size=1,
+    max_size=30,
+)
+"""Ids as a client might send them: any text, rich in what URLs treat specially."""
+segments = odd_text | st.text(st.sampled_from("€😀a"), min_size=200, max_size=400)
+"""...and ids too long to be a DynamoDB key (up to 1,600 bytes)."""
+
+ID_PATHS = [
+    ("GET", "/customers/{id}"),
+    ("DELETE", "/customers/{id}"),
+    ("POST", "/customers/{id}/checkout_url"),
+    ("GET", "/customers/{id}/payment_methods"),
+    ("PUT", "/customers/cust/payment_methods/{id}/set_as_default"),
+    ("DELETE", "/customers/cust/payment_methods/{id}"),
+    ("GET", "/customers/{id}/applied_coupons"),
+    ("DELETE", "/customers/cust/applied_coupons/{id}"),
+    ("DELETE", "/customers/{id}/applied_coupons/x"),
+    ("GET", "/customers/{id}/invoices"),
+    ("GET", "/customers/{id}/subscriptions"),
+    ("GET", "/subscriptions/{id}"),
+    ("DELETE", "/subscriptions/{id}"),
+    ("GET", "/invoices/{id}"),
+    ("POST", "/invoices/{id}/void"),
+    ("POST", "/invoices/{id}/retry_payment"),
+    ("POST", "/invoices/{id}/payment_url"),
+    ("GET", "/webhook_endpoints/{id}"),
+    ("DELETE", "/integrations/stripe/{id}"),
+]
+"""Every route naming an object by a path parameter, outside the catalog's (see
+test_catalog_inputs); ``cust`` is a customer that exists."""
+
+
 @EXAMPLES
 @given(
-    segment=st.text(min_size=1, max_size=30).filter(lambda s: "/" not in s),
+    segment=segments,
     query=st.text(max_size=30),
+    routes=st.lists(st.sampled_from(ID_PATHS), min_size=1, max_size=4, unique=True),
 )
-def test_paths_and_queries(org: Any, local_billow: Any, segment: str, query: str) -> None:
+def test_paths_and_queries(
+    org: Any, local_billow: Any, segment: str, query: str, routes: list[tuple[str, str]]
+) -> None:
+    if org.api.get("/customers/cust")[0] == 404:
+        org.api.post("/customers", json={"customer": {"external_id": "cust"}})
     quoted = urllib.parse.quote(segment, safe="")
-    for path in (
-        f"/customers/{quoted}",
-        f"/customers/{quoted}/payment_methods",
-        f"/webhook_endpoints/{quoted}",
+    for method, path in routes:
+        url = (
+            f"{local_billow.api_url}/api/v1{path.format(id=quoted)}"
+            f"?{urllib.parse.quote(query, safe='=&')}"
+        )
+        assert_lago_answer(*send(url, org.api_key, method, b""))
+
+
+def test_ids_too_long_to_be_a_key_name_nothing(org: Any, local_billow: Any) -> None:
+    """DynamoDB refuses a key over 1 KB outright (local mode's moto too): such an id,
+    in a path or in a body, names nothing, like any unknown id, and is never a 500."""
+    quoted = urllib.parse.quote("é" * 600, safe="")
+    long = "😀" * 255  # as long as a body's ids may be: 1,020 bytes, more with a key's prefix
+    org.api.post("/customers", json={"customer": {"external_id": "cust", "currency": "EUR"}})
+    for method, path in ID_PATHS:
+        url = f"{local_billow.api_url}/api/v1{path.format(id=quoted)}"
+        status, body = send(url, org.api_key, method, b"")
+        assert status in (200, 404), (method, path, body)  # 200: an empty list
+    for resource in ("taxes", "plans", "add_ons", "coupons"):
+        assert org.api.get(f"/{resource}/{quoted}")[0] == 404
+        assert org.api.delete(f"/{resource}/{quoted}")[0] == 404
+    for path, body in (
+        ("/subscriptions", {"subscription": {"external_customer_id": long, "plan_code": "p"}}),
+        ("/subscriptions", {"subscription": {"external_customer_id": "cust", "plan_code": long}}),
+        (
+            "/applied_coupons",
+            {"applied_coupon": {"external_customer_id": "cust", "coupon_code": long}},
+        ),
+        ("/invoices", {"invoice": {"external_customer_id": long, "fees": [{"add_on_code": "a"}]}}),
+        (
+            "/invoices",
+            {"invoice": {"external_customer_id": "cust", "fees": [{"add_on_code": long}]}},
+        ),
     ):
-        url = f"{local_billow.api_url}/api/v1{path}?{urllib.parse.quote(query, safe='=&')}"
-        assert_lago_answer(*send(url, org.api_key, "GET", b""))
+        status, answer = org.api.post(path, json=body)
+        assert status in (404, 422), (path, answer)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [33, 1_000, 500_000])
+def test_deeply_nested_bodies_are_a_bad_request_and_create_nothing(
+    org: Any, local_billow: Any, depth: int
+) -> None:
+    """A thousand nested arrays used to be a RecursionError, a 500; now a Lago 400."""
+    body = b'{"customer": {"external_id": "deep", "metadata": ' + nested(depth) + b"}}"
+    status, answer = send(f"{local_billow.api_url}/api/v1/customers", org.api_key, "POST", body)
+    assert (status, answer) == (
+        400,
+        {
+            "status": 400,
+            "error": "Bad Request",
+            "code": "bad_request",
+            "error_details": {"body": ["too_deeply_nested"]},
+        },
+    )
+    assert org.api.get("/customers")[1]["customers"] == []
+
+
+def test_nesting_up_to_the_bound_is_read_as_usual(org: Any, local_billow: Any) -> None:
+    """32 levels (the request's own two included) reach validation: Lago's 422."""
+    body = b'{"customer": {"external_id": "deep", "metadata": ' + nested(30) + b"}}"
+    status, answer = send(f"{local_billow.api_url}/api/v1/customers", org.api_key, "POST", body)
+    assert status == 422 and "metadata.0" in answer["error_details"], answer
+    status, answer = send(
+        f"{local_billow.api_url}/api/v1/customers",
+        org.api_key,
+        "POST",
+        b'{"customer": {"external_id": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}}',
+    )
+    assert status == 200 and answer["customer"]["external_id"].startswith("[[[")
+
+
+def test_a_deeply_nested_stripe_delivery_is_refused_unread(
+    local_billow: Any, stripe_org: StripeOrg
+) -> None:
+    """Even correctly signed (only Stripe and Billow know the secret), a delivery nested a
+    thousand deep is a 400 that stores nothing, not a 500 Stripe would retry for days."""
+    body = (
+        b'{"id": "evt_deep", "object": "event", "type": "customer.updated", '
+        b'"data": {"object": ' + nested(1_000) + b"}}"
+    )
+    secret = webhook_secret(local_billow, stripe_org.id)
+    status, answer = deliver(local_billow, stripe_org.id, body, signed(body, secret))
+    assert (status, answer["code"]) == (400, "invalid_webhook")
+    table = boto3.resource("dynamodb", endpoint_url=local_billow.aws_url, region_name="us-east-1")
+    key = {"PK": f"ORG#{stripe_org.id}", "SK": "STRIPE_EVENT#evt_deep"}
+    assert "Item" not in table.Table("billow").get_item(Key=key, ConsistentRead=True)
 
 
 media_types = st.sampled_from(

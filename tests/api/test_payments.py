@@ -297,6 +297,49 @@ def test_one_off_invoices_are_taxed_numbered_announced_and_charged_once(
     ] == [(invoice["lago_id"], "succeeded")]
 
 
+def test_one_off_invoices_stripe_could_not_charge_are_refused_unissued(
+    stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """A one-off total (taxes included) above what one Stripe charge takes used to be
+    issued and charged (a 10**33-cent invoice); an unknown tax code on a fee was ignored
+    (taxed 0). Now a 422 and a 404: no invoice, no number used, nothing sent to Stripe."""
+    create_tax(stripe_org, "vat", "20")
+    create_add_on(stripe_org, "seat", 1000)
+    cus = stripe_customer(stripe_org, "big", wait_for=wait_for)
+    seat = {"add_on_code": "seat"}
+
+    def issue(fees: list[dict[str, Any]], **fields: Any) -> tuple[int, Any]:
+        return stripe_org.api.post(  # type: ignore[no-any-return]
+            "/invoices",
+            json={"invoice": {"external_customer_id": "big", "fees": fees, **fields}},
+        )
+
+    too_large = {"total_amount_cents": ["value_is_out_of_range"]}
+    for fees, fields in (
+        ([{**seat, "units": "10000000000000000000", "unit_amount_cents": 10**13}], {}),
+        (
+            [{**seat, "units": "10000000000000000000", "unit_amount_cents": 10**13}],
+            {"skip_psp": True},
+        ),
+        ([{**seat, "unit_amount_cents": 90_000_000, "tax_codes": ["vat"]}], {}),
+        ([{**seat, "unit_amount_cents": 60_000_000}] * 2, {}),
+    ):
+        status, body = issue(fees, **fields)
+        assert (status, body.get("error_details")) == (422, too_large), (fees, body)
+
+    status, body = issue([{**seat, "tax_codes": ["vat", "nope"]}])
+    assert (status, body["code"]) == (404, "tax_not_found"), body
+    status, body = issue([seat], currency="ZZZ")
+    assert status == 422 and set(body["error_details"]) == {"currency"}, body
+    status, body = issue([{**seat, "from_datetime": 1_700_000_000}])
+    assert status == 422 and body["error_details"] == {"fees.0.from_datetime": ["invalid_date"]}
+    assert invoices_of(stripe_org, "big") == []
+    assert payment_intents(stripe_org, cus) == []
+
+    largest = one_off(stripe_org, "big", [{**seat, "unit_amount_cents": 99_999_999}])
+    assert largest["total_amount_cents"] == 99_999_999 and largest["number"].endswith("-001")
+
+
 def test_invoice_numbers_are_sequential_per_organization(
     local_billow: Any, stripe_org: StripeOrg
 ) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 
 from billow.composition import dependencies
 from billow.services import subscriptions
-from tests.api.billing_helpers import create_plan, invoices_of, stripe_customer, webhooks
+from tests.api.billing_helpers import (
+    create_plan,
+    invoices_of,
+    payment_intents,
+    stripe_customer,
+    webhooks,
+)
 from tests.api.conftest import StripeOrg
 from tests.conftest import ApiClient
 
@@ -377,3 +383,91 @@ def test_simultaneous_creations_with_one_external_id_make_one_subscription(
     listed = org.api.get("/subscriptions?external_customer_id=racer")[1]["subscriptions"]
     assert len(listed) == 1
     assert len(invoices_of(org, "racer")) == 1
+
+
+def test_a_hold_stripe_could_not_take_is_refused_before_stripe_is_asked(
+    stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """Amounts Stripe cannot charge (at most eight digits of minor units) and currencies
+    that are not ISO 4217 used to be sent to Stripe as they came (a hold of 10**30 "zzz"):
+    now a 422, no subscription and no PaymentIntent."""
+    create_plan(stripe_org, "basic", 1000)
+    cus = stripe_customer(stripe_org, "holder", wait_for=wait_for)
+
+    def subscribe_holding(authorization: dict[str, Any]) -> tuple[int, Any]:
+        return stripe_org.api.post(  # type: ignore[no-any-return]
+            "/subscriptions",
+            json={
+                "subscription": {
+                    "external_customer_id": "holder",
+                    "plan_code": "basic",
+                    "external_id": "holder-sub",
+                },
+                "authorization": authorization,
+            },
+        )
+
+    for authorization, field in (
+        ({"amount_cents": 10**30, "amount_currency": "zzz"}, None),
+        ({"amount_cents": 10**30, "amount_currency": "EUR"}, "amount_cents"),
+        ({"amount_cents": 100_000_000, "amount_currency": "EUR"}, "amount_cents"),
+        ({"amount_cents": 0, "amount_currency": "EUR"}, "amount_cents"),
+        ({"amount_cents": -100, "amount_currency": "EUR"}, "amount_cents"),
+        ({"amount_cents": 100, "amount_currency": "ZZZ"}, "amount_currency"),
+        ({"amount_cents": 100, "amount_currency": "zzz"}, "amount_currency"),
+        ({"amount_cents": 100, "amount_currency": "eur"}, "amount_currency"),
+    ):
+        status, body = subscribe_holding(authorization)
+        assert status == 422, (authorization, body)
+        fields = (
+            {f"authorization.{field}"}
+            if field
+            else {
+                "authorization.amount_cents",
+                "authorization.amount_currency",
+            }
+        )
+        assert set(body["error_details"]) == fields, body
+    assert stripe_org.api.get("/subscriptions/holder-sub")[0] == 404
+    assert payment_intents(stripe_org, cus) == []
+
+    status, body = subscribe_holding({"amount_cents": 99_999_999, "amount_currency": "EUR"})
+    assert status == 200, body
+    assert body["subscription"]["authorization"]["amount"] == 99_999_999
+
+
+def test_dates_are_iso_8601_strings_not_numbers(org: Any) -> None:
+    """pydantic reads a number (or a string of digits) as seconds since 1970; Lago's dates
+    are ISO 8601 strings, so anything else is ``invalid_date`` and changes nothing."""
+    create_plan(org, "basic", 1000)
+    org.api.post("/customers", json={"customer": {"external_id": "dated", "currency": "EUR"}})
+    for field, value in (
+        ("subscription_at", 4_000_000_000),
+        ("subscription_at", "4000000000"),
+        ("subscription_at", 4.0e9),
+        ("subscription_at", True),
+        ("subscription_at", "2099-01-01"),
+        ("ending_at", 4_000_000_000),
+    ):
+        status, body = org.api.post(
+            "/subscriptions",
+            json={
+                "subscription": {
+                    "external_customer_id": "dated",
+                    "plan_code": "basic",
+                    "external_id": "dated-sub",
+                    field: value,
+                }
+            },
+        )
+        assert status == 422, (field, value, body)
+        assert body["error_details"] == {field: ["invalid_date"]}, body
+    assert org.api.get("/subscriptions/dated-sub")[0] == 404
+
+    subscribe(org, "dated", "basic", external_id="dated-sub", subscription_at="2099-01-01T00:00Z")
+    status, body = org.api.put(
+        "/subscriptions/dated-sub", json={"subscription": {"subscription_at": 4_000_000_000}}
+    )
+    assert status == 422 and body["error_details"] == {"subscription_at": ["invalid_date"]}
+    shown = org.api.get("/subscriptions/dated-sub")[1]["subscription"]
+    assert shown["subscription_at"] == "2099-01-01T00:00:00Z"

@@ -266,6 +266,47 @@ def test_path_parameters_json_bodies_and_greedy_paths(
     assert file["pathParameters"] == {"proxy": "a/b.txt"}
 
 
+@pytest.mark.parametrize(
+    ("target", "route", "raw_path", "parameters"),
+    [
+        ("/items/a%20b", "GET /items/{item_id}", "/items/a b", {"item_id": "a b"}),
+        ("/items/%CE%BB%F0%9F%98%80", "GET /items/{item_id}", "/items/λ😀", {"item_id": "λ😀"}),
+        ("/items/a%23b", "GET /items/{item_id}", "/items/a#b", {"item_id": "a#b"}),
+        ("/items/a%2Fb", "$default", "/items/a/b", None),
+        ("/items/a%3Fb?x=1", "GET /items/{item_id}", "/items/a", {"item_id": "a"}),
+        ("/items/a%252Fb", "GET /items/{item_id}", "/items/a/b", {"item_id": "a/b"}),
+        ("/items/a%2541", "GET /items/{item_id}", "/items/aA", {"item_id": "aA"}),
+        ("/items/a%2525b", "GET /items/{item_id}", "/items/a%b", {"item_id": "a%b"}),
+        ("/items/a%25zz", "GET /items/{item_id}", "/items/a%zz", {"item_id": "a%zz"}),
+    ],
+)
+def test_paths_are_decoded_as_http_apis_decode_them(
+    runtime: LocalRuntime,
+    probe: ModuleType,
+    target: str,
+    route: str,
+    raw_path: str,
+    parameters: dict[str, str] | None,
+) -> None:
+    """Decoded once to route (a decoded ``/`` splits, a decoded ``?`` ends the path), and
+    once more for the Lambda; the query string stays as sent."""
+    _request(runtime, "GET", target).read()
+    [event] = probe.events("http")
+    assert (event["routeKey"], event["rawPath"]) == (route, raw_path)
+    assert event["requestContext"]["http"]["path"] == raw_path
+    assert event.get("pathParameters") == parameters
+    assert event["rawQueryString"] == target.partition("?")[2]
+
+
+def test_a_path_the_second_decoding_cannot_finish_is_refused_by_the_gateway(
+    runtime: LocalRuntime, probe: ModuleType
+) -> None:
+    """``%25do`` decodes to ``%do``, which does not decode again: API Gateway answers 400."""
+    response = _request(runtime, "GET", "/items/percent%25done")
+    assert (response.status, json.loads(response.read())) == (400, {"message": "Bad Request"})
+    assert probe.events("http") == []
+
+
 def test_binary_bodies_travel_base64_encoded(runtime: LocalRuntime, probe: ModuleType) -> None:
     payload = bytes(range(256))
     response = _request(
@@ -604,6 +645,10 @@ def test_admin_endpoint_creates_organizations(runtime: LocalRuntime) -> None:
             "error_details": {"api_key": ["value_already_exist"]},
         },
     )
+    deep = b'{"name": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    response = _request(runtime, "POST", "/_local/organizations", body=deep)
+    assert response.status == 400
+    assert json.loads(response.read())["error_details"] == {"body": ["invalid_json_object"]}
 
 
 # -- lifecycle ------------------------------------------------------------------------------

@@ -10,13 +10,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from billow.domain.catalog import (
     AppliedCoupon,
     Coupon,
-    Currency,
     Percentage,
     application_order,
-    currency_exponent,
     parse_moment,
     plain,
 )
+from billow.domain.money import Currency, currency_exponent
 
 
 class Rated(BaseModel):

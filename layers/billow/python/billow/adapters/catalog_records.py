@@ -19,7 +19,6 @@ from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, appli
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_SORT_KEY_BYTES = 1024
 _OUTSIDE_DOCUMENT = frozenset({"version", "applied_count"})
 
 
@@ -103,10 +102,6 @@ class CatalogRecords(TableBase):
         )
 
     def _find(self, organization_id: str, sk: str) -> Item | None:
-        """A key lookup; a key longer than DynamoDB allows names nothing (it would be a
-        ValidationException, not an absent item)."""
-        if len(sk.encode()) > MAX_SORT_KEY_BYTES:
-            return None
         return self._get(org_pk(organization_id), sk)
 
     # -- taxes ---------------------------------------------------------------------------

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 OUTBOX_TTL_S = 2 * 24 * 3600
+MAX_SORT_KEY_BYTES = 1024
+"""DynamoDB's limit; a longer key is a ValidationException, never an absent item."""
 
 Item = dict[str, Any]
 
@@ -130,6 +132,10 @@ class TableBase:
             raise
 
     def _get(self, pk: str, sk: str) -> Item | None:
+        """The item, or None. Keys hold ids from URLs and bodies: one too long to be a
+        key names nothing, so a lookup of it is a 404 rather than DynamoDB's error."""
+        if len(sk.encode()) > MAX_SORT_KEY_BYTES:
+            return None
         return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
 
     def _query(self, **kwargs: Any) -> Iterator[Item]:
@@ -142,6 +148,9 @@ class TableBase:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
+        """Items whose sort key starts with ``prefix`` (none when no key could)."""
+        if len(prefix.encode()) > MAX_SORT_KEY_BYTES:
+            return iter(())
         return self._query(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
             ExpressionAttributeValues={":pk": pk, ":prefix": prefix},

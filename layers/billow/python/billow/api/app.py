@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -13,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.api.errors import error_response, validation_response
+from billow.api.json_nesting import nests_deeper_than
 from billow.api.routes import (
     add_ons,
     applied_coupons,
@@ -42,7 +44,21 @@ MAX_BODY_BYTES = 1_048_576
 API_PREFIX = "/api/v1/"
 
 logger = Logger(service="billow")
-app = APIGatewayHttpResolver(enable_validation=True)
+
+
+class _Resolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, with path parameters that take any character but
+    ``/``. API Gateway hands Billow the path percent-decoded (``rawPath``), and Powertools
+    would match a ``<parameter>`` only against word characters and some punctuation: an
+    id with a quote, a symbol or an emoji found no route. Every id Billow accepts (see
+    ``billow.domain.identifiers``) must reach its route, decoded."""
+
+    @staticmethod
+    def _compile_regex(rule: str, base_regex: str = "^{}$") -> re.Pattern[str]:
+        return re.compile(base_regex.format(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", rule)))
+
+
+app = _Resolver(enable_validation=True)
 ROUTERS = (
     customers,
     integrations,
@@ -201,6 +217,8 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         body.decode()
     except UnicodeDecodeError:
         return _reply(error_response(400, "bad_request", {"body": ["invalid_utf8"]}))
+    if nests_deeper_than(body):
+        return _reply(error_response(400, "bad_request", {"body": ["too_deeply_nested"]}))
     if organization_id is not None:
         app.append_context(organization_id=organization_id)
     return app.resolve(routed, context)

@@ -9,9 +9,11 @@ from pydantic import Field
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import AddOn, Cents, Code, CodeList, Currency, Name, Text
+from billow.domain.catalog import AddOn, Name, Text
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound
+from billow.domain.identifiers import Identifier, IdentifierList
+from billow.domain.money import ChargeableCents, Currency
 from billow.services.taxes import (
     CatalogInput,
     code_taken,
@@ -26,19 +28,19 @@ class AddOnInput(CatalogInput):
 
     name: Name | None = None
     invoice_display_name: Annotated[str, Field(max_length=255)] | None = None
-    code: Code | None = None
-    amount_cents: Cents | None = None
+    code: Identifier | None = None
+    amount_cents: ChargeableCents | None = None
     amount_currency: Currency | None = None
     description: Text | None = None
-    tax_codes: CodeList | None = None
+    tax_codes: IdentifierList | None = None
 
 
 class AddOnCreateInput(AddOnInput):
     """Lago's AddOnCreateInput.add_on."""
 
     name: Name
-    code: Code
-    amount_cents: Cents
+    code: Identifier
+    amount_cents: ChargeableCents
     amount_currency: Currency
 
 

@@ -9,18 +9,11 @@ from pydantic import Field
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import (
-    AppliedCoupon,
-    Cents,
-    Code,
-    Coupon,
-    Currency,
-    Frequency,
-    Percentage,
-)
+from billow.domain.catalog import AppliedCoupon, Coupon, Frequency, Percentage
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+from billow.domain.money import Cents, Currency
 from billow.services.coupons import Duration
 from billow.services.lookups import get_customer
 from billow.services.taxes import CatalogInput
@@ -33,7 +26,7 @@ class AppliedCouponInput(CatalogInput):
     """Lago's AppliedCouponInput.applied_coupon: the coupon's terms may be overridden."""
 
     external_customer_id: Annotated[str, Field(min_length=1, max_length=255)]
-    coupon_code: Code
+    coupon_code: Annotated[str, Field(min_length=1, max_length=255)]
     amount_cents: Cents | None = None
     amount_currency: Currency | None = None
     percentage_rate: Percentage | None = None

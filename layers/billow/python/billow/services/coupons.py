@@ -11,12 +11,8 @@ from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import (
     COUPON_TERMS,
-    Cents,
-    Code,
-    CodeList,
     Coupon,
     CouponType,
-    Currency,
     Expiration,
     Frequency,
     Name,
@@ -26,6 +22,8 @@ from billow.domain.catalog import (
 )
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.identifiers import Identifier, IdentifierList
+from billow.domain.money import Cents, Currency
 from billow.services.taxes import CatalogInput, code_taken, commit_claiming_code, updates_from
 
 Duration = Annotated[int, Field(ge=1, le=1200)]
@@ -33,7 +31,7 @@ Moment = Annotated[str, Field(max_length=64), AfterValidator(parse_moment)]
 
 
 class AppliesToInput(CatalogInput):
-    plan_codes: CodeList | None = None
+    plan_codes: IdentifierList | None = None
     billable_metric_codes: list[str] | None = None
 
 
@@ -41,7 +39,7 @@ class CouponInput(CatalogInput):
     """Lago's CouponUpdateInput.coupon."""
 
     name: Name | None = None
-    code: Code | None = None
+    code: Identifier | None = None
     description: Text | None = None
     coupon_type: CouponType | None = None
     amount_cents: Cents | None = None
@@ -59,7 +57,7 @@ class CouponCreateInput(CouponInput):
     """Lago's CouponCreateInput.coupon."""
 
     name: Name
-    code: Code
+    code: Identifier
     coupon_type: CouponType
     frequency: Frequency
     expiration: Expiration

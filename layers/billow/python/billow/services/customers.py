@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import CodeList, Currency
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import (
     DEFAULT_BILLING_ENTITY,
@@ -25,7 +24,9 @@ from billow.domain.customers import (
 )
 from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.integrations import StripeConnection
+from billow.domain.money import Currency
 from billow.domain.profiles import Country, is_email_list
 from billow.services import provider_sync
 from billow.services.lookups import get_customer
@@ -101,7 +102,7 @@ class MetadataInput(_Input):
 class CustomerInput(_Input):
     """Lago's CustomerCreateInput.customer."""
 
-    external_id: Annotated[str, Field(min_length=1, max_length=255)]
+    external_id: Identifier
     billing_entity_code: str | None = None
     address_line1: str | None = None
     address_line2: str | None = None
@@ -129,7 +130,7 @@ class CustomerInput(_Input):
     billing_configuration: BillingConfigurationInput | None = None
     shipping_address: AddressInput | None = None
     metadata: Annotated[list[MetadataInput], Field(max_length=5)] | None = None
-    tax_codes: CodeList | None = None
+    tax_codes: IdentifierList | None = None
 
 
 class ProviderWork(BaseModel):

@@ -6,16 +6,19 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billow.composition import Dependencies
-from billow.domain.clock import iso, new_id, stable_id
+from billow.domain.clock import IsoDateTime, iso, new_id, stable_id
 from billow.domain.customers import DEFAULT_BILLING_ENTITY
 from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.identifiers import IdentifierList
 from billow.domain.invoices import FeeItem, Invoice
+from billow.domain.money import Currency
 from billow.domain.subscriptions import PaymentMethodChoice
 from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
 from billow.services.lookups import check_payment_method, get_customer
+from billow.services.taxes import require_taxes
 
 MAX_FEES = 100
 
@@ -29,9 +32,9 @@ class OneOffFeeInput(BaseModel):
     unit_amount_cents: int | None = Field(default=None, ge=0, le=10**13)
     invoice_display_name: str | None = Field(default=None, max_length=255)
     description: str | None = Field(default=None, max_length=1000)
-    from_datetime: AwareDatetime | None = None
-    to_datetime: AwareDatetime | None = None
-    tax_codes: list[str] | None = None
+    from_datetime: IsoDateTime | None = None
+    to_datetime: IsoDateTime | None = None
+    tax_codes: IdentifierList | None = None
 
     @field_validator("units", mode="before")
     @classmethod
@@ -45,7 +48,7 @@ class OneOffInvoiceInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     external_customer_id: str = Field(min_length=1, max_length=255)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    currency: Currency | None = None
     fees: list[OneOffFeeInput] = Field(min_length=1, max_length=MAX_FEES)
     payment_method: PaymentMethodChoice | None = None
     skip_psp: bool = False
@@ -68,13 +71,18 @@ def _amount(units: str, unit_amount_cents: int) -> int:
 def create_one_off(
     deps: Dependencies, organization_id: str, body: OneOffInvoiceInput, now: datetime
 ) -> dict[str, object]:
-    """Lago's one-off invoice: add-on fees, taxed, no coupons, finalized at once."""
+    """Lago's one-off invoice: add-on fees, taxed, no coupons, finalized at once. An
+    unknown add-on or tax code is Lago's 404, and a total Stripe could not charge a 422;
+    either way nothing is issued."""
     customer = get_customer(deps, organization_id, body.external_customer_id)
     organization = deps.store.get_organization(organization_id)
     if organization is None:
         raise NotFound("organization")
+    require_taxes(
+        deps, organization_id, [code for fee in body.fees for code in fee.tax_codes or []]
+    )
     drafts = []
-    currency = body.currency.upper() if body.currency else None
+    currency = body.currency
     for index, fee in enumerate(body.fees):
         add_on = deps.store.get_add_on(organization_id, fee.add_on_code)
         if add_on is None:
@@ -122,6 +130,7 @@ def create_one_off(
             issued_at=now,
             payment_method=body.payment_method,
             skip_psp=body.skip_psp,
+            refuse_uncollectable=True,
         )
     )
     return invoice.as_lago(customer.as_lago(), today=now.date())

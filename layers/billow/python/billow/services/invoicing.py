@@ -19,7 +19,7 @@ from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
 from billow.domain.clock import iso, stable_id, utcnow
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate
+from billow.domain.errors import ConcurrentUpdate, ValidationFailed
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.invoice_math import CouponState, FeeLine, TaxRate, compute_invoice
 from billow.domain.invoices import (
@@ -32,6 +32,7 @@ from billow.domain.invoices import (
     PaymentBlock,
     invoice_number,
 )
+from billow.domain.money import stripe_can_charge
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
@@ -148,11 +149,19 @@ def issue_invoice(
     billing_period: tuple[str, str] | None = None,
     subscription_ids: list[str] | None = None,
     stage_more: Callable[[Transaction], list[OutboxEvent]] | None = None,
+    refuse_uncollectable: bool = False,
 ) -> Invoice:
     """Issue one finalized invoice, or return the one already issued under ``invoice_id``.
 
     ``stage_more`` adds the writes that must happen with the invoice (a subscription moving
     to its next period); they and the invoice commit together or not at all.
+
+    ``refuse_uncollectable`` is for invoices a client asks for and can be told no (one-off
+    invoices): a total, taxes included, above what one Stripe charge can take is a 422 and
+    nothing is written. It holds whatever the payment route (``skip_psp``, a manual
+    payment method, a customer not yet in Stripe), since a later ``retry_payment`` or
+    payment link would take the invoice to Stripe all the same. Invoices the billing run
+    issues cannot be refused; one too large for Stripe fails its charge like any other.
     """
     existing = deps.store.get_invoice(organization.id, invoice_id)
     if existing is not None:
@@ -178,6 +187,8 @@ def issue_invoice(
         ],
         [_coupon_state(coupon) for coupon in coupons],
     )
+    if refuse_uncollectable and not stripe_can_charge(totals.total_amount_cents):
+        raise ValidationFailed({"total_amount_cents": ["value_is_out_of_range"]})
     results = {result.key: result for result in totals.fees}
     by_code = {tax.code: tax for draft_taxes in taxes.values() for tax in draft_taxes}
     fees = [

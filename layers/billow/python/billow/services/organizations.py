@@ -9,9 +9,9 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from billow.composition import Dependencies
-from billow.domain.catalog import Currency
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+from billow.domain.money import Currency
 from billow.domain.organizations import (
     PROFILE_FIELDS,
     Organization,

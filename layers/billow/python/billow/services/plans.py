@@ -11,21 +11,12 @@ from pydantic import AfterValidator, Field
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import (
-    Cents,
-    Code,
-    CodeList,
-    Currency,
-    Interval,
-    Name,
-    Number,
-    Plan,
-    Tax,
-    Text,
-)
+from billow.domain.catalog import Interval, Name, Number, Plan, Tax, Text
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.identifiers import Identifier, IdentifierList
+from billow.domain.money import ChargeableCents, Currency
 from billow.services.subscriptions import terminate_subscription
 from billow.services.taxes import (
     CatalogInput,
@@ -50,14 +41,14 @@ class PlanInput(CatalogInput):
 
     name: Name | None = None
     invoice_display_name: Annotated[str, Field(max_length=255)] | None = None
-    code: Code | None = None
+    code: Identifier | None = None
     interval: Interval | None = None
     description: Text | None = None
-    amount_cents: Cents | None = None
+    amount_cents: ChargeableCents | None = None
     amount_currency: Currency | None = None
     trial_period: Days | None = None
     pay_in_advance: bool | None = None
-    tax_codes: CodeList | None = None
+    tax_codes: IdentifierList | None = None
     charges: list[Any] | None = None
     fixed_charges: list[Any] | None = None
     usage_thresholds: list[Any] | None = None
@@ -68,9 +59,9 @@ class PlanCreateInput(PlanInput):
     """Lago's PlanCreateInput.plan."""
 
     name: Name
-    code: Code
+    code: Identifier
     interval: Interval
-    amount_cents: Cents
+    amount_cents: ChargeableCents
     amount_currency: Currency
 
 

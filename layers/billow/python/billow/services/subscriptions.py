@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan
-from billow.domain.clock import iso, new_id, stable_id
+from billow.domain.clock import IsoDateTime, iso, new_id, stable_id
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.identifiers import Identifier
+from billow.domain.money import Currency, HoldableCents
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import (
@@ -39,10 +41,13 @@ from billow.services.subscription_billing import (
 
 
 class AuthorizationInput(BaseModel):
+    """What to hold on the card before subscribing: an amount Stripe can charge, in a
+    currency Billow knows, or nothing is asked of Stripe at all."""
+
     model_config = ConfigDict(extra="forbid")
 
-    amount_cents: int = Field(gt=0)
-    amount_currency: str = Field(min_length=3, max_length=3)
+    amount_cents: HoldableCents
+    amount_currency: Currency
 
 
 class SubscriptionInput(BaseModel):
@@ -52,11 +57,11 @@ class SubscriptionInput(BaseModel):
 
     external_customer_id: str = Field(min_length=1, max_length=255)
     plan_code: str = Field(min_length=1, max_length=255)
-    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    external_id: Identifier | None = None
     name: str | None = Field(default=None, max_length=255)
     billing_time: Literal["calendar", "anniversary"] = "calendar"
-    subscription_at: AwareDatetime | None = None
-    ending_at: AwareDatetime | None = None
+    subscription_at: IsoDateTime | None = None
+    ending_at: IsoDateTime | None = None
     payment_method: PaymentMethodChoice | None = None
     plan_overrides: dict[str, object] | None = None
 
@@ -70,8 +75,8 @@ class SubscriptionUpdateInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str | None = Field(default=None, max_length=255)
-    ending_at: AwareDatetime | None = None
-    subscription_at: AwareDatetime | None = None
+    ending_at: IsoDateTime | None = None
+    subscription_at: IsoDateTime | None = None
     payment_method: PaymentMethodChoice | None = None
 
 
@@ -135,7 +140,7 @@ def authorize(
         purpose,
         method.provider_method_id,
         str(request.amount_cents),
-        request.amount_currency.upper(),
+        request.amount_currency,
     )
     outcome = gateway.create_payment_intent(
         customer_id=customer.stripe_customer_id,
@@ -159,7 +164,7 @@ def authorize(
             id=outcome.payment_intent_id,
             amount=outcome.amount,
             amount_capturable=outcome.amount_capturable,
-            currency=request.amount_currency.upper(),
+            currency=request.amount_currency,
             status=outcome.status,
         )
     if outcome.payment_intent_id and not outcome.failed:

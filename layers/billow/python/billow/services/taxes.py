@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import Code, Name, Percentage, Tax, TaxCounts, Text
+from billow.domain.catalog import Name, Percentage, Tax, TaxCounts, Text
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+from billow.domain.identifiers import Identifier
 
 
 class CatalogInput(BaseModel):
@@ -24,7 +25,7 @@ class TaxInput(CatalogInput):
     """Lago's TaxUpdateInput.tax: every field optional."""
 
     name: Name | None = None
-    code: Code | None = None
+    code: Identifier | None = None
     rate: Percentage | None = None
     description: Text | None = None
     applied_to_organization: bool | None = None
@@ -34,7 +35,7 @@ class TaxCreateInput(TaxInput):
     """Lago's TaxCreateInput.tax."""
 
     name: Name
-    code: Code
+    code: Identifier
     rate: Percentage
 
 
