@@ -20,6 +20,7 @@ is losing work.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import datetime
 
@@ -38,6 +39,13 @@ from billow.services.payments import (
 from billow.services.stripe_events import recover_events, republish_unprocessed
 
 logger = logging.getLogger(__name__)
+
+QUIET_ATTEMPTS_PER_RUN = 1_000
+"""At most this many silent attempts are looked up in Stripe per run (about one Stripe read
+each), oldest first within each index shard: after a huge billing run whose charges queue
+for more than an hour, the lookups spread over the following hours instead of tripping
+Stripe's rate limits or the function's timeout. An attempt looked up is settled or asked
+for again (which restarts its hour), so the backlog shrinks every run."""
 
 
 class Repairs(BaseModel):
@@ -102,7 +110,8 @@ def sweep(deps: Dependencies, now: datetime) -> SweepReport:
 
 
 def _settle_quiet_attempts(deps: Dependencies, now: datetime, found: dict[str, Repairs]) -> None:
-    for item in deps.store.payments_in_flight(iso(now - IN_FLIGHT_GRACE)):
+    quiet = deps.store.payments_in_flight(iso(now - IN_FLIGHT_GRACE))
+    for item in itertools.islice(quiet, QUIET_ATTEMPTS_PER_RUN):
         organization_id = str(item["organization_id"])
         invoice = deps.store.get_invoice(organization_id, str(item["lago_id"]))
         if invoice is None or not invoice.payment_in_flight:
