@@ -358,10 +358,19 @@ def stage_stripe_default(
             current.provider_method_id,
             idempotency_key=read.state.default_write_key(current.lago_id),
         )
-        _stage(deps, transaction, read, read.methods)  # holds only if nothing changed since
+        # A new version: the write-back holds only if nothing changed since, and a request
+        # retried later (whose first attempt this may have undone) gets a new key.
+        _stage(deps, transaction, read, read.methods)
         return "processed"
     seen_at = max(read.state.default_seen_at, created)
     _stage_card(
-        deps, transaction, connection, customer, read, in_stripe, True, default_seen_at=seen_at
+        deps,
+        transaction,
+        connection,
+        customer,
+        read,
+        in_stripe,
+        make_default=True,
+        default_seen_at=seen_at,
     )
     return "processed"

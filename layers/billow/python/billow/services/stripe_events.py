@@ -3,8 +3,8 @@
 The intake only stores: the event and the command to process it are written in one
 transaction, keyed by Stripe's event id, so a redelivered event changes nothing. The
 processing is idempotent: every change it makes derives its ids and idempotency keys
-from Stripe's ids, and the event is marked processed in the same transaction as its
-last change.
+from Stripe's ids or from Billow's state as read before the change, and the event is
+marked processed in the same transaction as its last change.
 """
 
 from __future__ import annotations
