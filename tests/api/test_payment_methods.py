@@ -471,3 +471,32 @@ def test_a_card_detached_in_stripe_before_its_save_arrives_stays_out(
     quiet(local_billow, stripe_org, wait_for)
     assert listing(stripe_org, "detached") == [(linked, True)]
     assert stripe_default(stripe_org, customer) == linked
+
+
+def test_a_dashboard_change_older_than_the_link_leaves_the_linked_default(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """Linking reads Stripe's default as it is now; a ``customer.updated`` from before the
+    link, delivered after it, describes an older state and changes nothing."""
+    client = stripe_org.stripe
+    existing = client.v1.customers.create(params={"name": "Linked later"})
+    older = attach_card(client, existing.id, default=True)
+    current = attach_card(client, existing.id, default=True)
+    quiet(local_billow, stripe_org, wait_for)  # not Billow's customer yet: nothing to do
+    earlier = next(
+        item
+        for item in stripe_events(stripe_org, "customer.updated")
+        if item["data"]["object"]["invoice_settings"]["default_payment_method"] == older
+    )
+    billing = {"payment_provider": "stripe", "provider_customer_id": existing.id, "sync": True}
+    status, body = stripe_org.api.post(
+        "/customers", json={"customer": {"external_id": "linked", "billing_configuration": billing}}
+    )
+    assert status == 200, body
+    assert listing(stripe_org, "linked") == [(current, True)]
+
+    late = resend_late(local_billow, stripe_org, earlier)
+    assert outcome(local_billow, stripe_org, late, wait_for) == "ignored"
+    quiet(local_billow, stripe_org, wait_for)
+    assert listing(stripe_org, "linked") == [(current, True)]
+    assert stripe_default(stripe_org, existing.id) == current
