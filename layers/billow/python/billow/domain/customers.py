@@ -200,7 +200,7 @@ class PaymentMethod(BaseModel):
 OWN_KEY_PREFIX = "billow-"
 """Every idempotency key of Billow's writes to a customer's payment methods in Stripe starts
 with this, so the events those writes cause (``request.idempotency_key``) are recognisable
-as Billow's own echo. Stripe's SDK and dashboard use bare UUIDs, which never start so."""
+as Billow's own echo. The keys Stripe's SDKs make up are bare UUIDs, which never start so."""
 
 
 def is_own_request(idempotency_key: object) -> bool:
