@@ -422,6 +422,39 @@ def test_an_invoice_waits_for_a_payment_method_then_is_charged_once(
     assert webhooks(subscribed, "invoice.payment_failure") == []
 
 
+def test_an_invoice_waits_for_a_default_then_is_charged_once_one_is_chosen(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """Deleting the default card leaves the other card listed but not the default (as in
+    Lago): the next invoice waits, and choosing the other card as default charges it."""
+    with_fee_add_on(stripe_org, 2500)
+    cus = stripe_customer(stripe_org, "chooser", wait_for=wait_for)
+    _save_card_with_setup_intent(local_billow, stripe_org, "chooser", cus)
+    wait_for(lambda: len(payment_methods(stripe_org, "chooser")) == 2)
+    local_billow.wait_idle()
+    methods = payment_methods(stripe_org, "chooser")
+    [default] = [m for m in methods if m["is_default"]]
+    [other] = [m for m in methods if not m["is_default"]]
+    status, body = stripe_org.api.delete(f"/customers/chooser/payment_methods/{default['lago_id']}")
+    assert status == 200, body
+
+    invoice = one_off(stripe_org, "chooser")
+    local_billow.wait_idle()
+    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
+    assert payment_intents(stripe_org, cus) == []
+
+    status, body = stripe_org.api.put(
+        f"/customers/chooser/payment_methods/{other['lago_id']}/set_as_default"
+    )
+    assert status == 200, body
+    wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+    local_billow.wait_idle()
+    intents = payment_intents(stripe_org, cus)
+    assert [(pi["status"], pi["payment_method"]) for pi in intents] == [
+        ("succeeded", other["provider_method_id"])
+    ]
+
+
 # 3. Duplicated, late, early and foreign Stripe events ------------------------------------
 
 

@@ -53,14 +53,26 @@ def signed(body: bytes, secret: str, at: int | None = None) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def event(event_id: str, kind: str, obj: dict[str, Any]) -> bytes:
+def event(
+    event_id: str,
+    kind: str,
+    obj: dict[str, Any],
+    created: int | None = None,
+    idempotency_key: str | None = None,
+) -> bytes:
+    """A Stripe event body. ``created`` defaults to now; ``idempotency_key`` is that of the
+    API request that caused it (None for the dashboard or a hosted page)."""
     return json.dumps(
         {
             "id": event_id,
             "object": "event",
             "type": kind,
-            "created": int(time.time()),
+            "created": int(time.time()) if created is None else created,
             "data": {"object": obj},
+            "request": {
+                "id": f"req_{event_id.removeprefix('evt_')}" if idempotency_key else None,
+                "idempotency_key": idempotency_key,
+            },
         }
     ).encode()
 

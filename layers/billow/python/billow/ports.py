@@ -18,6 +18,8 @@ class CardDetails(BaseModel):
     exp_month: int | None = None
     exp_year: int | None = None
     created: int = 0
+    customer: str | None = None
+    """The Stripe customer it is attached to; None once detached (it never comes back)."""
 
 
 class ProviderCustomer(BaseModel):
@@ -85,7 +87,11 @@ class PaymentProvider(Protocol):
 
     def default_payment_method(self, customer_id: str) -> CardDetails | None: ...
 
+    def invoice_default_card(self, customer_id: str) -> CardDetails | None: ...
+
     def payment_method(self, payment_method_id: str) -> CardDetails: ...
+
+    def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None: ...
 
     def set_default_payment_method(
         self, customer_id: str, payment_method_id: str, idempotency_key: str

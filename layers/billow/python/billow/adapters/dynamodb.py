@@ -15,6 +15,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - customer by Stripe customer id: GSI1PK={org}#STRIPE_CUSTOMER#{cus_id}
 - a customer's payment methods: PK={org} SK begins_with PAYMENT_METHOD#{customer_lago_id}#
 - payment method by Stripe id: GSI1PK={org}#STRIPE_PAYMENT_METHOD#{pm_id}
+- what orders a customer's default payment method: PK={org} SK=PAYMENT_DEFAULT#{customer_lago_id}
 - webhook endpoint by id / all: PK={org} SK=WEBHOOK_ENDPOINT#{lago_id} / begins_with
 - tax by code / all: PK={org} SK=TAX#{code} / begins_with
 - plan by id (deleted ones too) / all: PK={org} SK=PLAN#{lago_id} / begins_with
@@ -51,7 +52,7 @@ from billow.adapters.table import (
     expires_in,
     org_pk,
 )
-from billow.domain.customers import Customer, PaymentMethod
+from billow.domain.customers import Customer, DefaultPaymentMethodState, PaymentMethod
 from billow.domain.integrations import StripeConnection
 from billow.domain.organizations import Organization
 from billow.domain.webhooks import WebhookEndpoint
@@ -212,6 +213,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
         )
         for method in self.list_payment_methods(customer):
             transaction.delete(self._payment_method_key(method))
+        transaction.delete(self._default_state_key(customer.organization_id, customer.lago_id))
         self.commit(transaction)
 
     # -- payment methods -----------------------------------------------------------------
@@ -235,8 +237,15 @@ class Store(BillingRecords, CatalogRecords, TableBase):
         }
 
     def list_payment_methods(self, customer: Customer) -> list[PaymentMethod]:
-        items = self._query_prefix(
-            org_pk(customer.organization_id), f"PAYMENT_METHOD#{customer.lago_id}#"
+        """Read consistently: a change decided on this list is written only if the customer's
+        DefaultPaymentMethodState, read before it, is unchanged."""
+        items = self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": org_pk(customer.organization_id),
+                ":prefix": f"PAYMENT_METHOD#{customer.lago_id}#",
+            },
+            ConsistentRead=True,
         )
         methods = [PaymentMethod.model_validate(document(item)) for item in items]
         return sorted(methods, key=lambda method: (method.created_at, method.lago_id), reverse=True)
@@ -265,6 +274,37 @@ class Store(BillingRecords, CatalogRecords, TableBase):
         for method in after:
             if previous.get(method.lago_id) != method:
                 transaction.put(self.payment_method_item(method))
+
+    @staticmethod
+    def _default_state_key(organization_id: str, customer_lago_id: str) -> Item:
+        return {"PK": org_pk(organization_id), "SK": f"PAYMENT_DEFAULT#{customer_lago_id}"}
+
+    def get_default_state(self, customer: Customer) -> DefaultPaymentMethodState:
+        """The customer's state, or a fresh one (version 0) before its first change."""
+        key = self._default_state_key(customer.organization_id, customer.lago_id)
+        item = self._get(key["PK"], key["SK"])
+        if item is None:
+            return DefaultPaymentMethodState(
+                organization_id=customer.organization_id, customer_lago_id=customer.lago_id
+            )
+        return DefaultPaymentMethodState.model_validate(document(item))
+
+    def stage_default_state(
+        self, transaction: Transaction, state: DefaultPaymentMethodState, expected_version: int
+    ) -> None:
+        """Stage the state; the transaction fails if another change got there first."""
+        item = {
+            **self._default_state_key(state.organization_id, state.customer_lago_id),
+            "kind": "payment_default",
+            "data": state.model_dump_json(),
+            "version": state.version,
+        }
+        if expected_version == 0:
+            transaction.put(item, condition="attribute_not_exists(PK)")
+        else:
+            transaction.put(
+                item, condition="version = :expected", values={":expected": expected_version}
+            )
 
     # -- webhook endpoints ---------------------------------------------------------------
 

@@ -59,6 +59,7 @@ def _params(**values: Any) -> Any:
 def _card(method: Any) -> CardDetails:
     data = method.to_dict()
     card = data.get("card") or {}
+    customer = data.get("customer")
     return CardDetails(
         provider_method_id=data["id"],
         type=data.get("type", "card"),
@@ -67,6 +68,7 @@ def _card(method: Any) -> CardDetails:
         exp_month=card.get("exp_month"),
         exp_year=card.get("exp_year"),
         created=int(data.get("created") or 0),
+        customer=customer if isinstance(customer, str) else (customer or {}).get("id"),
     )
 
 
@@ -146,13 +148,24 @@ class StripeGateway:
         data = customer.to_dict()
         return ProviderCustomer(id=data["id"], deleted=bool(data.get("deleted")))
 
+    def invoice_default_card(self, customer_id: str) -> CardDetails | None:
+        """The customer's ``invoice_settings.default_payment_method`` as Stripe holds it now."""
+        customer = self._call(
+            lambda: self.client.v1.customers.retrieve(
+                customer_id, params={"expand": ["invoice_settings.default_payment_method"]}
+            )
+        )
+        settings = customer.invoice_settings
+        default = settings.default_payment_method if settings else None
+        if isinstance(default, str):  # not expanded: one more look-up
+            return self.payment_method(default)
+        return _card(default) if default else None
+
     def default_payment_method(self, customer_id: str) -> CardDetails | None:
         """The invoice default if set, else the newest card (as Lago looks it up)."""
-        customer = self._call(lambda: self.client.v1.customers.retrieve(customer_id))
-        settings = customer.to_dict().get("invoice_settings") or {}
-        default = settings.get("default_payment_method")
-        if isinstance(default, str):
-            return self.payment_method(default)
+        default = self.invoice_default_card(customer_id)
+        if default is not None:
+            return default
         cards = self._call(
             lambda: self.client.v1.payment_methods.list(
                 params={"customer": customer_id, "type": "card", "limit": 10}
@@ -163,6 +176,13 @@ class StripeGateway:
 
     def payment_method(self, payment_method_id: str) -> CardDetails:
         return _card(self._call(lambda: self.client.v1.payment_methods.retrieve(payment_method_id)))
+
+    def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
+        self._call(
+            lambda: self.client.v1.payment_methods.detach(
+                payment_method_id, options={"idempotency_key": idempotency_key}
+            )
+        )
 
     def set_default_payment_method(
         self, customer_id: str, payment_method_id: str, idempotency_key: str

@@ -199,3 +199,69 @@ class PaymentMethod(BaseModel):
             "provider_method_id": self.provider_method_id,
             "created_at": self.created_at,
         }
+
+
+OWN_KEY_PREFIX = "billow-"
+"""Every idempotency key of Billow's writes to a customer's payment methods in Stripe starts
+with this, so the events those writes cause (``request.idempotency_key``) are recognisable
+as Billow's own echo. The keys Stripe's SDKs make up are bare UUIDs, which never start so."""
+
+
+def is_own_request(idempotency_key: object) -> bool:
+    return isinstance(idempotency_key, str) and idempotency_key.startswith(OWN_KEY_PREFIX)
+
+
+def detach_key(method: PaymentMethod) -> str:
+    """A payment method is detached once: Stripe never attaches a detached one again."""
+    return f"{OWN_KEY_PREFIX}detach-{method.lago_id}"
+
+
+class DefaultPaymentMethodState(BaseModel):
+    """What orders the changes to a customer's default payment method.
+
+    Billow changes the default on request and learns of other changes from Stripe's events,
+    which arrive late, twice and out of order. Two times decide whether a Stripe fact may
+    still move the default, both in whole Unix seconds, the unit of Stripe's ``created``:
+
+    - ``chosen_at``: when the customer's latest explicit choice (``set_as_default``) began,
+      read before Billow wrote it to Stripe. An event stamped in an earlier second
+      happened before the choice and never overrides it.
+    - ``default_seen_at``: the ``created`` of the newest Stripe event that set the default
+      (a saved card or a ``customer.updated``). An event older than it is stale.
+
+    ``version`` counts every change to the customer's payment methods. Each write expects
+    the version it read, so two changes that race are decided again on fresh reads; it is
+    also the counter in the idempotency key of Billow's writes to Stripe's default.
+    """
+
+    organization_id: str
+    customer_lago_id: str
+    version: int = 0
+    chosen_method_id: str | None = None
+    """The lago_id of the customer's latest explicit choice, while it is still the default."""
+    chosen_at: int | None = None
+    default_seen_at: int = 0
+
+    def saved_card_yields(self, created: int) -> bool:
+        """Whether a card saved at ``created`` must leave the current default alone.
+
+        A same-second tie goes to the explicit choice: the card is listed but not made the
+        default, and Billow writes nothing to Stripe for it, so Billow and Stripe both keep
+        the choice. That is safe: nothing is lost (the customer can still choose the card),
+        whereas the opposite rule could let a card saved just before the choice undo it.
+        """
+        chosen = self.chosen_at is not None and created <= self.chosen_at
+        return chosen or created < self.default_seen_at
+
+    def predates_default(self, created: int) -> bool:
+        """Whether a ``customer.updated`` stamped ``created`` is certainly older than the
+        default Billow holds. A same-second event is not decided here: the caller compares
+        the default it names with Stripe's current one, which already holds Billow's write
+        (made before the choice was recorded), so only a genuinely later change wins."""
+        chosen = self.chosen_at is not None and created < self.chosen_at
+        return chosen or created < self.default_seen_at
+
+    def default_write_key(self, method_lago_id: str) -> str:
+        """The idempotency key for making a method Stripe's default at this version: a
+        retried request (nothing recorded since) reuses it, any later change gets a new one."""
+        return f"{OWN_KEY_PREFIX}default-{self.customer_lago_id}-{self.version}-{method_lago_id}"

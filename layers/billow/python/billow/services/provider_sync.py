@@ -22,7 +22,7 @@ from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.ports import PaymentProvider
-from billow.services.payment_methods import stage_provider_method
+from billow.services.payment_methods import import_stripe_default
 from billow.services.stripe_connection import provider_error_event
 from billow.topology import PROVIDER_SYNC_REQUESTED
 
@@ -127,13 +127,7 @@ def _link(
     deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, customer: Customer
 ) -> Customer:
     """An existing Stripe customer: nothing is created; its default card is brought over."""
-    assert customer.stripe_customer_id
-    card = gateway.default_payment_method(customer.stripe_customer_id)
-    if card is not None:
-        transaction = Transaction()
-        stage_provider_method(deps, transaction, connection, customer, card, make_default=True)
-        if transaction.actions:
-            deps.store.commit(transaction)
+    import_stripe_default(deps, connection, gateway, customer)
     return customer
 
 

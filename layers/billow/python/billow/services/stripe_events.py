@@ -6,8 +6,8 @@ reach the intake two ways, through the same door (``ingest``): Stripe's webhook
 deliveries, and the hourly reconciliation, which asks Stripe for the events it created
 since the last look and so recovers deliveries Stripe never made or Billow lost. The
 processing is idempotent: every change it makes derives its ids and idempotency keys
-from Stripe's ids, and the event is marked processed in the same transaction as its
-last change.
+from Stripe's ids or from Billow's state as read before the change, and the event is
+marked processed in the same transaction as its last change.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from typing import Any
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id
-from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
-from billow.services.payment_methods import stage_provider_method, stage_provider_method_removal
+from billow.services.payment_methods import (
+    stage_provider_method_removal,
+    stage_saved_card,
+    stage_stripe_default,
+)
 from billow.services.payments import UnmatchedPayment, settle_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
@@ -163,8 +166,7 @@ def _apply(
         )
         if customer is None:
             return "ignored"
-        stage_provider_method_removal(deps, transaction, customer, obj["id"])
-        return "processed"
+        return stage_provider_method_removal(deps, transaction, customer, obj["id"])
     customer_id = obj["id"] if kind == "customer.updated" else obj.get("customer")
     customer = (
         deps.store.customer_by_stripe_id(connection.organization_id, customer_id)
@@ -174,27 +176,29 @@ def _apply(
     if customer is None:
         return "ignored"
     gateway = deps.stripe_for(connection)
+    # Stripe's own time for the fact, which orders it against Billow's changes; an event
+    # without one cannot claim to be newer than anything.
+    stamp = event.get("created")
+    created = stamp if isinstance(stamp, int) else 0
     if kind == "customer.updated":
         default = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if not isinstance(default, str):
             return "ignored"
-        known = deps.store.payment_method_by_stripe_id(connection.organization_id, default)
-        if known is not None and known.is_default:
-            return "processed"  # Billow set it (or saw it) already: no Stripe call needed
-        stage_provider_method(
+        request = event.get("request")
+        return stage_stripe_default(
             deps,
             transaction,
             connection,
+            gateway,
             customer,
-            gateway.payment_method(default),
-            make_default=True,
+            default,
+            created,
+            request.get("idempotency_key") if isinstance(request, dict) else None,
         )
-        return "processed"
     method_id = _saved_payment_method(gateway, kind, obj)
     if method_id is None:
         return "ignored"
-    _adopt_as_default(deps, connection, gateway, customer, method_id, event["id"], transaction)
-    return "processed"
+    return stage_saved_card(deps, transaction, connection, gateway, customer, method_id, created)
 
 
 def _saved_payment_method(gateway: PaymentProvider, kind: str, obj: dict[str, Any]) -> str | None:
@@ -209,30 +213,6 @@ def _saved_payment_method(gateway: PaymentProvider, kind: str, obj: dict[str, An
     ):
         return gateway.setup_intent_payment_method(str(obj["setup_intent"]))
     return None
-
-
-def _adopt_as_default(
-    deps: Dependencies,
-    connection: StripeConnection,
-    gateway: PaymentProvider,
-    customer: Customer,
-    method_id: str,
-    stripe_event_id: str,
-    transaction: Transaction,
-) -> None:
-    """A newly saved card becomes the customer's default, in Stripe and in Billow."""
-    assert customer.stripe_customer_id
-    gateway.set_default_payment_method(
-        customer.stripe_customer_id, method_id, idempotency_key=f"default-pm-{stripe_event_id}"
-    )
-    stage_provider_method(
-        deps,
-        transaction,
-        connection,
-        customer,
-        gateway.payment_method(method_id),
-        make_default=True,
-    )
 
 
 def republish_unprocessed(deps: Dependencies, organization_id: str, now: datetime) -> int:
