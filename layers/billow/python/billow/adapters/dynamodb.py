@@ -327,7 +327,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
             WebhookEndpoint.model_validate(document(item))
             for item in self._query_prefix(org_pk(organization_id), "WEBHOOK_ENDPOINT#")
         ]
-        return sorted(endpoints, key=lambda endpoint: endpoint.created_at)
+        return sorted(endpoints, key=lambda endpoint: (endpoint.created_at, endpoint.created_ns))
 
     def delete_endpoint(self, endpoint: WebhookEndpoint) -> None:
         self.table.delete_item(

@@ -19,6 +19,10 @@ class WebhookEndpoint(BaseModel):
     name: str | None = None
     event_types: list[str] | None = None
     created_at: str
+    created_ns: int = 0
+    """Creation time in nanoseconds: ``created_at`` has only seconds, and the order of
+    endpoints created within one second matters (the first is the organization's
+    ``webhook_url``)."""
 
     def wants(self, webhook_type: str) -> bool:
         return self.event_types is None or webhook_type in self.event_types

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -46,6 +47,7 @@ def create_endpoint(
         name=given.name,
         event_types=given.event_types,
         created_at=iso(utcnow()),
+        created_ns=time.time_ns(),
     )
     deps.store.save_endpoint(endpoint)
     return endpoint
