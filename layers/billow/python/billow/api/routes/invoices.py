@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
@@ -23,22 +23,57 @@ PaymentStatus = Literal["pending", "succeeded", "failed"]
 InvoiceType = Literal[
     "subscription", "add_on", "credit", "one_off", "advance_charges", "progressive_billing"
 ]
-# Lago reads ``status=`` (its older form) and ``statuses[]=`` (its OpenAPI's), and the same
-# for payment statuses; unknown values are ignored.
-StatusFilter = Annotated[Status | None, BeforeValidator(known(Status)), Query()]
-StatusesFilter = Annotated[
-    list[Status] | None, BeforeValidator(known(Status, many=True)), Query(alias="statuses[]")
-]
-PaymentStatusFilter = Annotated[
-    PaymentStatus | None, BeforeValidator(known(PaymentStatus)), Query()
-]
-PaymentStatusesFilter = Annotated[
-    list[PaymentStatus] | None,
-    BeforeValidator(known(PaymentStatus, many=True)),
-    Query(alias="payment_statuses[]"),
-]
-InvoiceTypeFilter = Annotated[InvoiceType | None, BeforeValidator(known(InvoiceType)), Query()]
-BillingEntityCodes = Annotated[list[str] | None, Query(alias="billing_entity_codes[]")]
+
+
+class InvoiceListQuery(BaseModel):
+    """Lago's invoice list query: its filters, each ignored when unusable, and the page.
+
+    Lago reads ``status=`` (its older form) and ``statuses[]=`` (its OpenAPI's), and the
+    same for payment statuses."""
+
+    status: Annotated[Status | None, BeforeValidator(known(Status))] = None
+    statuses: Annotated[
+        list[Status] | None,
+        BeforeValidator(known(Status, many=True)),
+        Field(alias="statuses[]"),
+    ] = None
+    payment_status: Annotated[PaymentStatus | None, BeforeValidator(known(PaymentStatus))] = None
+    payment_statuses: Annotated[
+        list[PaymentStatus] | None,
+        BeforeValidator(known(PaymentStatus, many=True)),
+        Field(alias="payment_statuses[]"),
+    ] = None
+    invoice_type: Annotated[InvoiceType | None, BeforeValidator(known(InvoiceType))] = None
+    issuing_date_from: Day = None
+    issuing_date_to: Day = None
+    payment_overdue: Flag = None
+    currency: str | None = None
+    amount_from: Cents = None
+    amount_to: Cents = None
+    self_billed: Flag = None
+    billing_entity_codes: Annotated[list[str] | None, Field(alias="billing_entity_codes[]")] = None
+    search_term: str | None = None
+    page: Page = 1
+    per_page: PerPage = DEFAULT_PER_PAGE
+
+    def filters(self, external_customer_id: str | None) -> service.InvoiceFilters:
+        return service.InvoiceFilters(
+            external_customer_id=external_customer_id,
+            statuses=[self.status] if self.status else self.statuses,
+            payment_statuses=(
+                [self.payment_status] if self.payment_status else self.payment_statuses
+            ),
+            invoice_type=self.invoice_type,
+            issuing_date_from=self.issuing_date_from,
+            issuing_date_to=self.issuing_date_to,
+            payment_overdue=self.payment_overdue,
+            currency=self.currency,
+            amount_from=self.amount_from,
+            amount_to=self.amount_to,
+            self_billed=self.self_billed,
+            billing_entity_codes=self.billing_entity_codes,
+            search_term=self.search_term,
+        )
 
 
 @router.post("/api/v1/invoices")
@@ -48,92 +83,29 @@ def create_one_off_invoice(body: Annotated[service.OneOffInvoiceBody, Body()]) -
     }
 
 
-def _listed(filters: service.InvoiceFilters, page: int, per_page: int) -> dict[str, Any]:
+def _listed(query: InvoiceListQuery, external_customer_id: str | None) -> dict[str, Any]:
     today = utcnow().date()
-    found = service.list_invoices(deps(), organization_id(router), filters, today)
-    shown, meta = paginate(found, page, per_page)
+    found = service.list_invoices(
+        deps(), organization_id(router), query.filters(external_customer_id), today
+    )
+    shown, meta = paginate(found, query.page, query.per_page)
     return {"invoices": service.present_all(deps(), shown, today), "meta": meta}
 
 
 @router.get("/api/v1/invoices")
 def list_invoices(
-    external_customer_id: str | None = None,
-    status: StatusFilter = None,
-    statuses: StatusesFilter = None,
-    payment_status: PaymentStatusFilter = None,
-    payment_statuses: PaymentStatusesFilter = None,
-    invoice_type: InvoiceTypeFilter = None,
-    issuing_date_from: Day = None,
-    issuing_date_to: Day = None,
-    payment_overdue: Flag = None,
-    currency: str | None = None,
-    amount_from: Cents = None,
-    amount_to: Cents = None,
-    self_billed: Flag = None,
-    billing_entity_codes: BillingEntityCodes = None,
-    search_term: str | None = None,
-    page: Page = 1,
-    per_page: PerPage = DEFAULT_PER_PAGE,
+    query: Annotated[InvoiceListQuery, Query()], external_customer_id: str | None = None
 ) -> dict[str, Any]:
-    filters = service.InvoiceFilters(
-        external_customer_id=external_customer_id,
-        statuses=[status] if status else statuses,
-        payment_statuses=[payment_status] if payment_status else payment_statuses,
-        invoice_type=invoice_type,
-        issuing_date_from=issuing_date_from,
-        issuing_date_to=issuing_date_to,
-        payment_overdue=payment_overdue,
-        currency=currency,
-        amount_from=amount_from,
-        amount_to=amount_to,
-        self_billed=self_billed,
-        billing_entity_codes=billing_entity_codes,
-        search_term=search_term,
-    )
-    return _listed(filters, page, per_page)
+    return _listed(query, external_customer_id)
 
 
 @router.get("/api/v1/customers/<external_customer_id>/invoices")
 def list_customer_invoices(
-    external_customer_id: str,
-    status: StatusFilter = None,
-    statuses: StatusesFilter = None,
-    payment_status: PaymentStatusFilter = None,
-    payment_statuses: PaymentStatusesFilter = None,
-    invoice_type: InvoiceTypeFilter = None,
-    issuing_date_from: Day = None,
-    issuing_date_to: Day = None,
-    payment_overdue: Flag = None,
-    currency: str | None = None,
-    amount_from: Cents = None,
-    amount_to: Cents = None,
-    self_billed: Flag = None,
-    billing_entity_codes: BillingEntityCodes = None,
-    search_term: str | None = None,
-    page: Page = 1,
-    per_page: PerPage = DEFAULT_PER_PAGE,
+    external_customer_id: str, query: Annotated[InvoiceListQuery, Query()]
 ) -> dict[str, Any]:
     """Unlike ``/invoices?external_customer_id=``, an unknown customer here is a 404."""
     get_customer(deps(), organization_id(router), external_customer_id)
-    return list_invoices(
-        external_customer_id,
-        status,
-        statuses,
-        payment_status,
-        payment_statuses,
-        invoice_type,
-        issuing_date_from,
-        issuing_date_to,
-        payment_overdue,
-        currency,
-        amount_from,
-        amount_to,
-        self_billed,
-        billing_entity_codes,
-        search_term,
-        page,
-        per_page,
-    )
+    return _listed(query, external_customer_id)
 
 
 @router.get("/api/v1/invoices/<lago_id>")
