@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.composition import dependencies
 from billow.messages import outbox_event
-from billow.services.payments import charge
+from billow.services.payments.charging import charge
 
 logger = Logger(service="billow")
 tracer = Tracer(service="billow")

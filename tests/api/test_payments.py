@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from billow.composition import dependencies
 from billow.domain.errors import ValidationFailed
-from billow.services import payments
+from billow.services.payments import attempts
 from tests.api.billing_helpers import (
     DECLINED,
     THREE_D_SECURE,
@@ -764,7 +764,7 @@ def test_retry_payment_is_a_new_attempt_with_a_new_payment_intent(
     def click() -> None:
         barrier.wait()
         try:
-            retried = payments.request_attempt(dependencies(), stripe_org.id, invoice["lago_id"])
+            retried = attempts.request_attempt(dependencies(), stripe_org.id, invoice["lago_id"])
             answers.append((200, retried))
         except ValidationFailed as refused:
             answers.append((405, refused.code))

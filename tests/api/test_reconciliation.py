@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from billow.services import payments
+from billow.services.payments import attempts
 from tests.api.billing_helpers import DECLINED, stripe_customer, webhooks
 from tests.api.conftest import StripeOrg
 from tests.api.test_one_charge_per_invoice import (
@@ -152,7 +152,7 @@ def test_a_manual_retry_after_an_hour_of_silence_asks_stripe_before_charging_aga
         assert (status, body["code"]) == (405, IN_FLIGHT), (action, body)
 
     an_hour_later = later()
-    monkeypatch.setattr(payments, "utcnow", lambda: an_hour_later)
+    monkeypatch.setattr(attempts, "utcnow", lambda: an_hour_later)
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
     assert status in (405, 422) and body["code"] == "invalid_status", body
     paid = get_invoice(stripe_org, invoice["lago_id"])
@@ -179,7 +179,7 @@ def test_a_manual_retry_after_an_hour_asks_again_for_an_attempt_stripe_never_saw
     )
     fault(local_billow, stripe_org, "/v1/payment_intents", 0)
     an_hour_later = later()
-    monkeypatch.setattr(payments, "utcnow", lambda: an_hour_later)
+    monkeypatch.setattr(attempts, "utcnow", lambda: an_hour_later)
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
     assert status == 200, body
     paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)

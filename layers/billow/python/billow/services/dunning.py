@@ -15,7 +15,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
 from billow.domain.events import OutboxEvent
-from billow.services.payments import request_attempt
+from billow.services.payments.attempts import request_attempt
 
 
 def plan_retry(deps: Dependencies, event: OutboxEvent) -> str:

@@ -29,13 +29,12 @@ from pydantic import BaseModel
 from billow.composition import Dependencies
 from billow.domain.clock import iso
 from billow.domain.errors import ProviderError
-from billow.services.payments import (
+from billow.services.payments.attempts import (
     IN_FLIGHT_GRACE,
-    UnmatchedPayment,
     reconcile_attempt,
     redrive_attempt,
-    report_unmatched,
 )
+from billow.services.payments.settlement import UnmatchedPayment, report_unmatched
 from billow.services.stripe_events import recover_events, republish_unprocessed
 
 logger = logging.getLogger(__name__)

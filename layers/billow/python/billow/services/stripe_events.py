@@ -29,7 +29,7 @@ from billow.services.payment_methods import (
     stage_saved_card,
     stage_stripe_default,
 )
-from billow.services.payments import UnmatchedPayment, settle_from_stripe
+from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(

@@ -13,8 +13,8 @@ from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
 from billow.api.query import Cents, Day, Flag, known
 from billow.domain.clock import utcnow
 from billow.services import invoices as service
-from billow.services import payments
 from billow.services.lookups import get_customer
+from billow.services.payments import attempts, payment_links, voiding
 
 router = Router()
 
@@ -115,18 +115,20 @@ def get_invoice(lago_id: str) -> dict[str, Any]:
 
 @router.post("/api/v1/invoices/<lago_id>/void")
 def void_invoice(lago_id: str) -> dict[str, Any]:
-    invoice = payments.void(deps(), organization_id(router), lago_id)
+    invoice = voiding.void(deps(), organization_id(router), lago_id)
     return {"invoice": service.present(deps(), invoice, utcnow().date())}
 
 
 @router.post("/api/v1/invoices/<lago_id>/retry_payment")
 def retry_payment(lago_id: str) -> dict[str, Any]:
-    invoice = payments.request_attempt(deps(), organization_id(router), lago_id)
+    invoice = attempts.request_attempt(deps(), organization_id(router), lago_id)
     return {"invoice": service.present(deps(), invoice, utcnow().date())}
 
 
 @router.post("/api/v1/invoices/<lago_id>/payment_url")
 def payment_url(lago_id: str) -> dict[str, Any]:
     return {
-        "invoice_payment_details": payments.payment_url(deps(), organization_id(router), lago_id)
+        "invoice_payment_details": payment_links.payment_url(
+            deps(), organization_id(router), lago_id
+        )
     }

@@ -1,0 +1,173 @@
+"""Charging an invoice: one PaymentIntent per attempt (the payments queue's consumer)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from billow.composition import Dependencies
+from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFailed
+from billow.domain.integrations import StripeConnection
+from billow.domain.invoices import Invoice, PaymentBlock
+from billow.ports import PaymentOutcome, PaymentProvider
+from billow.services.invoicing import retry_on_race
+from billow.services.payments.attempts import request_attempt
+from billow.services.payments.records import (
+    charge_metadata,
+    get_invoice,
+    payment_method_id,
+    save_invoice,
+    stripe_account,
+)
+from billow.services.payments.settlement import apply_looked_up, settle_failure, settle_success
+from billow.services.stripe_connection import provider_error_event
+
+
+def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: int) -> str:
+    """Make charge attempt ``attempt`` of an invoice; returns what happened, for the logs."""
+    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    if invoice is None or not invoice.is_payable or invoice.payment_attempts != attempt:
+        return "stale"
+    if invoice.payment_block in {"manual", "skip_psp"}:
+        return "not_charged"
+    if not invoice.payment_in_flight:
+        return "stale"  # this attempt's outcome is already known: a redelivered message
+    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    stripe = stripe_account(deps, customer)
+    if customer is None or stripe is None:
+        _block(deps, invoice, "no_payment_provider")
+        return "no_payment_provider"
+    connection, gateway = stripe
+    method_id = payment_method_id(deps, customer, invoice)
+    if method_id is None:
+        _block(deps, invoice, "no_payment_method")
+        return "no_payment_method"
+    assert customer.stripe_customer_id
+    try:
+        not_now = _close_link_before_charging(deps, connection, gateway, invoice)
+        if not_now:
+            return not_now
+        outcome = gateway.create_payment_intent(
+            customer_id=customer.stripe_customer_id,
+            payment_method_id=method_id,
+            amount=invoice.total_due_amount_cents,
+            currency=invoice.currency,
+            description=f"Invoice {invoice.number}",
+            metadata=charge_metadata(invoice, attempt),
+            manual_capture=False,
+            idempotency_key=f"invoice-payment-{invoice.lago_id}-{attempt}",
+        )
+    except ProviderError as refused:
+        if refused.retryable:
+            raise  # Stripe is unavailable: the queue delivers the message again
+        _fail_on_refusal(deps, connection, invoice, attempt, refused)
+        return "refused"
+    if outcome.status == "succeeded":
+        settle_success(deps, organization_id, invoice_id, outcome.payment_intent_id or "")
+        return "succeeded"
+    if outcome.failed:
+        settle_failure(
+            deps,
+            organization_id,
+            invoice_id,
+            attempt,
+            outcome,
+            connection_code=connection.code,
+            gateway=gateway,
+        )
+        return "failed"
+    retry_on_race(lambda: _note_in_flight(deps, organization_id, invoice_id, attempt, outcome))
+    return outcome.status
+
+
+def _close_link_before_charging(
+    deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, invoice: Invoice
+) -> str | None:
+    """Close the invoice's payment link in Stripe before charging: from then on the charge
+    is the only way to pay. Returns why not to charge (the customer paid through the link
+    first, or the invoice moved on), or None to go ahead."""
+    current = invoice
+    while current.payment_link_session_id:
+        closed = gateway.expire_payment_link(current.payment_link_session_id)
+        if closed.paid_with:
+            apply_looked_up(deps, connection, gateway.payment_intent(closed.paid_with))
+            return "paid_by_link"
+        try:
+            current = save_invoice(deps, current, {"payment_link_session_id": None}, [])
+        except ConcurrentUpdate:
+            fresh = deps.store.get_invoice(invoice.organization_id, invoice.lago_id)
+            if (
+                fresh is None
+                or not fresh.payment_in_flight
+                or fresh.payment_attempts != invoice.payment_attempts
+            ):
+                return "stale"
+            current = fresh
+    return None
+
+
+def _fail_on_refusal(
+    deps: Dependencies,
+    connection: StripeConnection,
+    invoice: Invoice,
+    attempt: int,
+    refused: ProviderError,
+) -> None:
+    """Stripe refused in a way it will repeat for this attempt (its key revoked or lacking
+    a permission, a customer or card it no longer has, an amount it will not take). Retrying
+    the message would only repeat it: the attempt fails now, with Stripe's error, so the
+    invoice, its webhooks, dunning and the finance team all show it; a broken key is also
+    ``payment_provider.error``. A retry works as soon as the cause is fixed."""
+    settle_failure(
+        deps,
+        invoice.organization_id,
+        invoice.lago_id,
+        attempt,
+        PaymentOutcome(
+            payment_intent_id=None,
+            status="failed",
+            error_code=refused.code or refused.kind,
+            error_message=refused.message,
+            request_id=refused.request_id,
+            http_status=refused.http_status,
+        ),
+        connection_code=connection.code,
+        extra_events=[provider_error_event(connection, refused)]
+        if refused.rejects_credentials
+        else [],
+    )
+
+
+def _note_in_flight(
+    deps: Dependencies, organization_id: str, invoice_id: str, attempt: int, outcome: PaymentOutcome
+) -> None:
+    invoice = get_invoice(deps, organization_id, invoice_id)
+    if invoice.payment_attempts == attempt and invoice.payment_in_flight:
+        save_invoice(deps, invoice, {"provider_payment_id": outcome.payment_intent_id}, [])
+
+
+def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
+    """No way to charge yet: the invoice stays ``pending`` (as Lago does, no failure webhook)."""
+
+    def record() -> bool:
+        current = get_invoice(deps, invoice.organization_id, invoice.lago_id)
+        if current.payment_attempts == invoice.payment_attempts and current.payment_in_flight:
+            save_invoice(deps, current, {"payment_block": reason}, [])
+            return True
+        return False
+
+    if not retry_on_race(record) or reason != "no_payment_method":
+        return
+    # A card saved between our look and this write found no invoice waiting for it: look
+    # once more now that the wait is recorded (a card saved later finds the invoice).
+    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+    if customer is not None and payment_method_id(deps, customer, invoice) is not None:
+        with contextlib.suppress(ValidationFailed):  # paid or voided meanwhile
+            request_attempt(
+                deps,
+                invoice.organization_id,
+                invoice.lago_id,
+                after_attempt=invoice.payment_attempts,
+            )
+
+
+# -- settling --------------------------------------------------------------------------------
