@@ -1405,7 +1405,14 @@ class LocalRuntime:
                         {"AttributeName": index.partition_key, "KeyType": "HASH"},
                         {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": (
+                        {"ProjectionType": "ALL"}
+                        if index.projected is None
+                        else {
+                            "ProjectionType": "INCLUDE",
+                            "NonKeyAttributes": list(index.projected),
+                        }
+                    ),
                 }
                 for index in table.indexes
             ],

@@ -193,7 +193,12 @@ class BillowStack(Stack):
                 sort_key=dynamodb.Attribute(
                     name=index.sort_key, type=dynamodb.AttributeType.STRING
                 ),
-                projection_type=dynamodb.ProjectionType.ALL,
+                projection_type=(
+                    dynamodb.ProjectionType.ALL
+                    if index.projected is None
+                    else dynamodb.ProjectionType.INCLUDE
+                ),
+                non_key_attributes=list(index.projected) if index.projected else None,
             )
         return table
 

@@ -488,7 +488,11 @@ def test_table(synth: Synth) -> None:
             {"AttributeName": index.partition_key, "KeyType": "HASH"},
             {"AttributeName": index.sort_key, "KeyType": "RANGE"},
         ]
-        assert indexes[index.name]["Projection"] == {"ProjectionType": "ALL"}
+        assert indexes[index.name]["Projection"] == (
+            {"ProjectionType": "ALL"}
+            if index.projected is None
+            else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projected)}
+        )
     assert properties["TimeToLiveSpecification"] == {
         "AttributeName": declared.ttl_attribute,
         "Enabled": True,

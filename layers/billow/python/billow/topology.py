@@ -128,6 +128,10 @@ class GlobalIndex(_Frozen):
     name: str
     partition_key: str
     sort_key: str
+    projected: tuple[str, ...] | None = None
+    """Attributes copied into the index besides the keys; None copies whole items. An index
+    entry costs write units for its size each time it is written, so an index that only
+    points at items copies just what its queries read."""
 
 
 class Table(_Frozen):
@@ -226,7 +230,15 @@ TOPOLOGY = Topology(
         partition_key="PK",
         sort_key="SK",
         ttl_attribute="expires_at",
-        indexes=(GlobalIndex(name="GSI1", partition_key="GSI1PK", sort_key="GSI1SK"),),
+        indexes=(
+            GlobalIndex(name="GSI1", partition_key="GSI1PK", sort_key="GSI1SK"),
+            GlobalIndex(
+                name="GSI2",
+                partition_key="GSI2PK",
+                sort_key="GSI2SK",
+                projected=("organization_id", "lago_id"),
+            ),
+        ),
     ),
     bus_name="billow",
     functions=(

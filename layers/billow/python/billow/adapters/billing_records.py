@@ -10,8 +10,9 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 - invoice by id / all: PK={org} SK=INVOICE#{lago_id} / begins_with INVOICE#
 - a customer's invoices waiting for a payment method (sparse):
   GSI1PK={org}#AWAITING_PAYMENT_METHOD#{customer_lago_id}
-- charge attempts in flight, oldest first (system sweep, sparse):
-  GSI1PK=PAYMENT_IN_FLIGHT#{shard} GSI1SK <= {cutoff}… (``{requested_at}#{org}#{lago_id}``)
+- charge attempts in flight, oldest first (system sweep, sparse, GSI2: it copies only
+  organization_id and lago_id, so an invoice entering or leaving it costs one write unit):
+  GSI2PK=PAYMENT_IN_FLIGHT#{shard} GSI2SK <= {cutoff}… (``{requested_at}#{org}#{lago_id}``)
 - invoice number sequence: PK={org} SK=INVOICE_SEQUENCE
 - payment retries (dunning) of an invoice: PK={org} SK=DUNNING#{invoice_id}
 - retries due (system sweep, sparse): GSI1PK=DUNNING_DUE#{shard} GSI1SK <= {now}…
@@ -113,12 +114,14 @@ class BillingRecords(TableBase):
         for item in self._query_prefix(org_pk(organization_id), "SUBSCRIPTION#"):
             yield Subscription.model_validate(document(item))
 
-    def _due(self, index_prefix: str, now: str, attributes: str) -> Iterator[Item]:
+    def _due(
+        self, index_prefix: str, now: str, attributes: str, index: str = "GSI1"
+    ) -> Iterator[Item]:
         """Everything a sparse, sharded due index holds for ``now`` or earlier."""
         for shard in range(DUE_INDEX_SHARDS):
             yield from self._query(
-                IndexName="GSI1",
-                KeyConditionExpression="GSI1PK = :pk AND GSI1SK <= :now",
+                IndexName=index,
+                KeyConditionExpression=f"{index}PK = :pk AND {index}SK <= :now",
                 ExpressionAttributeValues={
                     ":pk": f"{index_prefix}#{shard}",
                     ":now": now + DUE_SUFFIX,
@@ -147,9 +150,9 @@ class BillingRecords(TableBase):
                 f"#{invoice.lago_customer_id}"
             )
             item["GSI1SK"] = invoice.created_at
-        elif invoice.payment_in_flight:
-            item["GSI1PK"] = f"PAYMENT_IN_FLIGHT#{due_shard(invoice.lago_id)}"
-            item["GSI1SK"] = (
+        if invoice.payment_in_flight:
+            item["GSI2PK"] = f"PAYMENT_IN_FLIGHT#{due_shard(invoice.lago_id)}"
+            item["GSI2SK"] = (
                 f"{invoice.in_flight_since}#{invoice.organization_id}#{invoice.lago_id}"
             )
             item["organization_id"] = invoice.organization_id
@@ -195,7 +198,9 @@ class BillingRecords(TableBase):
     def payments_in_flight(self, requested_before: str) -> Iterator[Item]:
         """Charge attempts requested at or before ``requested_before`` whose outcome is
         still unknown (each item names its organization and invoice)."""
-        return self._due("PAYMENT_IN_FLIGHT", requested_before, "organization_id, lago_id")
+        return self._due(
+            "PAYMENT_IN_FLIGHT", requested_before, "organization_id, lago_id", index="GSI2"
+        )
 
     def invoice_sequence(self, organization_id: str) -> int:
         item = self._get(org_pk(organization_id), "INVOICE_SEQUENCE")

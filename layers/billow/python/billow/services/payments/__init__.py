@@ -7,10 +7,10 @@ How an invoice is paid at most once, with no refund needed:
   or two consumers racing all reach the same PaymentIntent.
 - An attempt is *in flight* from the moment it is requested until its outcome is known.
   While it is, nothing else may start taking money: a manual retry and a new payment link
-  are refused (Lago's 405 ``payment_processor_is_currently_handling_payment``). An attempt Stripe has been silent about for an hour
-  is looked up in Stripe and settled from what Stripe says; one Stripe never saw is asked
-  for again under its own key, never replaced by a new attempt, so a charge still under
-  way and its replay become one PaymentIntent.
+  are refused (Lago's 405 ``payment_processor_is_currently_handling_payment``). An attempt
+  Stripe has been silent about for an hour is looked up in Stripe and settled from what
+  Stripe says; one Stripe never saw is asked for again under its own key, never replaced
+  by a new attempt, so a charge still under way and its replay become one PaymentIntent.
 - Before charging, the invoice's open payment link is closed in Stripe. If the customer
   already paid through it, that payment settles the invoice and nothing is charged.
 - Only a PaymentIntent Billow created for the invoice (an attempt or the payment link),
