@@ -133,10 +133,14 @@ def _units(size: int, unit: int) -> int:
     return max(1, math.ceil(size / unit))
 
 
+IndexKey = tuple[str, str] | None
+
+
 @dataclasses.dataclass
 class _Known:
     size: int
-    index_key: tuple[str, str] | None
+    index_keys: tuple[IndexKey, ...]
+    """The item's key in each index of the table (None where it is not in it)."""
 
 
 class Capacity:
@@ -148,9 +152,10 @@ class Capacity:
       costed at their full size (DynamoDB reads the whole item), found from earlier
       writes by key or by the index sort key.
     * Writes: 1 KB units of the larger of the item before and after; TransactWriteItems
-      costs twice that per item. The GSI (projection ALL) costs a write of the new item
-      when the item is or stays in the index, plus a delete of the old entry when the
-      index key changes or the item leaves it; index writes are not doubled by
+      costs twice that per item. Each GSI costs a write of the new entry when the item is
+      or stays in the index, plus a delete of the old entry when the index key changes or
+      the item leaves it: an entry is the whole item for a projection ALL, else its keys
+      and projected attributes (at least one unit); index writes are not doubled by
       transactions. A write whose condition fails is charged like one that succeeds.
     * The "before" of an item is what this process last wrote or read for that key
       (every item in the bench is created in-process, so this is exact for Puts); an
@@ -158,36 +163,47 @@ class Capacity:
     """
 
     def __init__(self) -> None:
-        index = TOPOLOGY.table.indexes[0]
         self._table_keys = (TOPOLOGY.table.partition_key, TOPOLOGY.table.sort_key)
-        self._index_keys = (index.partition_key, index.sort_key)
+        self._indexes = TOPOLOGY.table.indexes
         self._known: dict[tuple[str, str], _Known] = {}
         self._by_index_sort_key: dict[str, int] = {}
+        """Item sizes by their first index's sort key (queries projecting attributes)."""
 
     def _key(self, item: dict[str, Any]) -> tuple[str, str] | None:
         pk, sk = (item.get(name, {}).get("S") for name in self._table_keys)
         return (pk, sk) if pk is not None and sk is not None else None
 
-    def _index_key(self, item: dict[str, Any]) -> tuple[str, str] | None:
-        pk, sk = (item.get(name, {}).get("S") for name in self._index_keys)
-        return (pk, sk) if pk is not None and sk is not None else None
+    def _index_keys(self, item: dict[str, Any]) -> tuple[IndexKey, ...]:
+        keys = []
+        for index in self._indexes:
+            pk, sk = (item.get(name, {}).get("S") for name in (index.partition_key, index.sort_key))
+            keys.append((pk, sk) if pk is not None and sk is not None else None)
+        return tuple(keys)
+
+    def _entry_units(self, index: Any, item: dict[str, Any] | None, item_size_: int) -> int:
+        """Write units of one index entry: the whole item, or its keys and projection."""
+        if index.projected is None:
+            return _units(item_size_, 1024)
+        copied = {*self._table_keys, index.partition_key, index.sort_key, *index.projected}
+        size = item_size({k: v for k, v in item.items() if k in copied}) if item else 0
+        return _units(size, 1024)
 
     def _remember(self, item: dict[str, Any], size: int | None = None) -> None:
         key = self._key(item)
         if key is None:
             return
         size = item_size(item) if size is None else size
-        index_key = self._index_key(item)
-        self._known[key] = _Known(size, index_key)
-        if index_key is not None:
-            self._by_index_sort_key[index_key[1]] = size
+        index_keys = self._index_keys(item)
+        self._known[key] = _Known(size, index_keys)
+        if index_keys[0] is not None:
+            self._by_index_sort_key[index_keys[0][1]] = size
 
     def _full_size(self, item: dict[str, Any]) -> int:
         size = item_size(item)
         key = self._key(item)
         if key is not None and key in self._known:
             return max(size, self._known[key].size)
-        sort_key = item.get(self._index_keys[1], {}).get("S")
+        sort_key = item.get(self._indexes[0].sort_key, {}).get("S")
         return max(size, self._by_index_sort_key.get(sort_key, 0))
 
     def reads(self, operation: str, request: dict[str, Any], response: dict[str, Any]) -> float:
@@ -229,44 +245,50 @@ class Capacity:
         key_item = body.get("Item") or body.get("Key") or {}
         key = self._key(key_item)
         before = self._known.get(key) if key else None
-        old_size, old_index = (before.size, before.index_key) if before else (0, None)
+        no_index: tuple[IndexKey, ...] = (None,) * len(self._indexes)
+        old_size, old_keys = (before.size, before.index_keys) if before else (0, no_index)
+        item = body.get("Item")
         if kind == "Put":
-            new_size, new_index = item_size(body["Item"]), self._index_key(body["Item"])
+            new_size, new_keys = item_size(body["Item"]), self._index_keys(body["Item"])
         elif kind == "Update":
             new_size = old_size or item_size(key_item) + sum(
                 _value_size(v) + 8 for v in body.get("ExpressionAttributeValues", {}).values()
             )
-            new_index = self._index_after_update(old_index, body)
+            new_keys = tuple(
+                self._index_after_update(index, old, body)
+                for index, old in zip(self._indexes, old_keys, strict=True)
+            )
         elif kind == "Delete":
-            new_size, new_index = 0, None
+            new_size, new_keys = 0, no_index
         else:  # ConditionCheck: charged as a write of the item it checks
-            new_size, new_index = old_size, old_index
+            new_size, new_keys = old_size, old_keys
         table_units = _units(max(old_size, new_size), 1024)
         index_units = 0
-        if new_index is not None:
-            index_units += _units(new_size, 1024)
-        if old_index is not None and old_index != new_index:
-            index_units += _units(old_size, 1024)
+        for index, old, new in zip(self._indexes, old_keys, new_keys, strict=True):
+            if new is not None:
+                index_units += self._entry_units(index, item, new_size)
+            if old is not None and old != new:
+                index_units += self._entry_units(index, item, old_size)
         if succeeded and key is not None and kind != "ConditionCheck":
             if kind == "Delete":
                 self._known.pop(key, None)
             elif kind == "Put":
                 self._remember(body["Item"], new_size)
             else:
-                self._known[key] = _Known(new_size, new_index)
+                self._known[key] = _Known(new_size, new_keys)
         return table_units, index_units
 
-    def _index_after_update(
-        self, old_index: tuple[str, str] | None, body: dict[str, Any]
-    ) -> tuple[str, str] | None:
+    @staticmethod
+    def _index_after_update(index: Any, old_index: IndexKey, body: dict[str, Any]) -> IndexKey:
         expression = body.get("UpdateExpression", "")
         names = body.get("ExpressionAttributeNames", {})
         for alias, name in names.items():
             expression = expression.replace(alias, name)
         remove = expression.partition("REMOVE")[2]
-        if any(name in remove for name in self._index_keys):
+        keys = (index.partition_key, index.sort_key)
+        if any(name in remove for name in keys):
             return None
-        if any(name in expression for name in self._index_keys):
+        if any(name in expression for name in keys):
             return ("?", "?")  # set by the update: counted as a changed index key
         return old_index
 
@@ -1240,9 +1262,10 @@ class Report:
 ASSUMPTIONS = (
     "DynamoDB on-demand: reads in 4 KB units (eventually consistent and GSI reads at half),"
     " a Query page costed on the sum of the items it reads; writes in 1 KB units of the"
-    " larger of the item before and after, transactions at 2× per item; GSI (projection"
-    " ALL) writes when an item enters, changes in or leaves the index, not doubled by"
-    " transactions; item sizes computed from the requests and answers; storage not included",
+    " larger of the item before and after, transactions at 2× per item; GSI writes (the"
+    " whole item under projection ALL, else its keys and projected attributes) when an item"
+    " enters, changes in or leaves an index, not doubled by transactions; item sizes"
+    " computed from the requests and answers; storage not included",
     "EventBridge: $1 per million events put (each 64 KB of an entry); delivering to SQS"
     " targets costs EventBridge nothing, but each delivery is an SQS request on the queue",
     "SQS: every API request (each 64 KB), whoever makes it; Lambda's pollers' ReceiveMessage"
