@@ -18,8 +18,10 @@ from tests.api.test_payments import (
     browse,
     charges_of,
     check_webhook,
+    dead_lettered,
     get_invoice,
     idempotency_keys,
+    inject_fault,
     intent_object,
     needs_contract,
     one_off,
@@ -45,21 +47,6 @@ def repairs_of(result: dict[str, Any], organization_id: str) -> dict[str, Any] |
     """One organization's entry in the reconciliation's report (None: nothing to repair)."""
     found = [r for r in result["organizations"] if r["organization_id"] == organization_id]
     return found[0] if found else None
-
-
-def fault(local_billow: Any, org: StripeOrg, path: str, count: int, **extra: str) -> None:
-    stripe_config(
-        local_billow,
-        "POST",
-        "/_config/faults",
-        {
-            "api_key": org.secret_key,
-            "path_prefix": path,
-            "count": str(count),
-            **({"status": "500"} if "code" not in extra else {}),
-            **extra,
-        },
-    )
 
 
 def requests_made(local_billow: Any, org: StripeOrg) -> dict[str, int]:
@@ -96,7 +83,7 @@ def test_an_attempt_in_flight_holds_off_links_and_retries_and_is_never_lost(
     and asks for it again under its own key: one charge."""
     with_fee_add_on(stripe_org, 2600)
     cus = stripe_customer(stripe_org, "inflight", wait_for=wait_for)
-    fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
     invoice = one_off(stripe_org, "inflight")
     stripe_config(local_billow, "DELETE", "/_config/requests", {"api_key": stripe_org.secret_key})
 
@@ -105,12 +92,9 @@ def test_an_attempt_in_flight_holds_off_links_and_retries_and_is_never_lost(
         assert (status, body["code"]) == (405, IN_FLIGHT), (action, body)
     assert "POST /v1/checkout/sessions" not in requests_made(local_billow, stripe_org)
 
-    wait_for(
-        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
-        timeout=60,
-    )
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
     assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
-    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
 
     quiet = local_billow.fire_schedule("stripe-events-sweep", later())
     assert repairs_of(quiet, stripe_org.id)["attempts_redriven"] == 1  # type: ignore[index]
@@ -180,7 +164,7 @@ def test_a_charge_refused_for_good_fails_at_once_instead_of_retrying(
     assert cus in error["provider_error"]["message"]
     assert webhooks(subscribed, "payment_provider.error") == []  # the key itself is fine
     assert failed["total_paid_amount_cents"] == 0
-    assert not any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments"))
+    assert not dead_lettered(local_billow, "payments", invoice["lago_id"])
     assert requests_made(local_billow, stripe_org).get("POST /v1/payment_intents") == 1
 
 
@@ -349,7 +333,7 @@ def test_a_revoked_key_fails_the_charge_visibly_and_a_retry_works_once_it_is_fix
     assert broken["payment_provider_error"]["payment_provider_code"] == "stripe"
     assert broken["payment_provider_error"]["provider_error"]["error_code"] == "api_key_expired"
     check_webhook(broken, "payment_provider_error")
-    assert not any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments"))
+    assert not dead_lettered(local_billow, "payments", invoice["lago_id"])
 
     # Retrying with the key still revoked is allowed (nothing is in flight) and fails again.
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")

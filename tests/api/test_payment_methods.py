@@ -14,7 +14,7 @@ from typing import Any
 from billow.services.stripe_events import HANDLED_TYPES
 from tests.api.billing_helpers import DECLINED, VISA, payment_methods, stripe_customer
 from tests.api.conftest import StripeOrg, attach_card
-from tests.api.test_payments import browse, stripe_config
+from tests.api.test_payments import browse, inject_fault
 from tests.api.test_stripe_webhooks import (
     deliver,
     event,
@@ -156,24 +156,6 @@ def now() -> int:
     return int(time.time())
 
 
-def stripe_fault(local_billow: Any, org: StripeOrg, path: str, count: int, when: str) -> None:
-    """Stripe answers 503 to the next ``count`` requests under ``path`` (``when``: before
-    running them, or after, the answer lost on its way back), telling the SDK not to retry."""
-    stripe_config(
-        local_billow,
-        "POST",
-        "/_config/faults",
-        {
-            "api_key": org.secret_key,
-            "path_prefix": path,
-            "status": "503",
-            "count": str(count),
-            "should_retry": "false",
-            "when": when,
-        },
-    )
-
-
 def deliveries_off(org: StripeOrg) -> None:
     """Stripe stops telling Billow anything (its webhook endpoint is gone from Stripe)."""
     for endpoint in org.stripe.v1.webhook_endpoints.list().data:
@@ -302,7 +284,15 @@ def test_the_choice_reaches_stripe_once_per_change(
         ]
 
     before = billow_writes()
-    stripe_fault(local_billow, stripe_org, f"/v1/customers/{customer}", 1, "after")
+    inject_fault(
+        local_billow,
+        stripe_org,
+        f"/v1/customers/{customer}",
+        1,
+        status="503",
+        should_retry="false",
+        when="after",
+    )
     status, body = set_as_default(stripe_org, "keys", ids[chosen])
     assert status == 503, body  # Stripe made the change, but its answer was lost
     assert listing(stripe_org, "keys") == sorted([(chosen, False), (other, True)])
@@ -336,10 +326,26 @@ def test_a_choice_or_deletion_stripe_refuses_or_cannot_take_changes_nothing(
     assert listing(stripe_org, "refused") == sorted([(first, False), (second, True)])
     assert stripe_default(stripe_org, customer) == second
 
-    stripe_fault(local_billow, stripe_org, "/v1/customers/", 1, "before")
+    inject_fault(
+        local_billow,
+        stripe_org,
+        "/v1/customers/",
+        1,
+        status="503",
+        should_retry="false",
+        when="before",
+    )
     status, body = set_as_default(stripe_org, "refused", ids[second])
     assert status == 503 and body["code"] == "provider_unavailable", body
-    stripe_fault(local_billow, stripe_org, "/v1/payment_methods/", 1, "before")
+    inject_fault(
+        local_billow,
+        stripe_org,
+        "/v1/payment_methods/",
+        1,
+        status="503",
+        should_retry="false",
+        when="before",
+    )
     status, body = stripe_org.api.delete(f"/customers/refused/payment_methods/{ids[second]}")
     assert status == 503 and body["code"] == "provider_unavailable", body
     assert listing(stripe_org, "refused") == sorted([(first, False), (second, True)])

@@ -202,6 +202,24 @@ def stripe_config(local_billow: Any, method: str, path: str, form: dict[str, str
         return json.loads(response.read())
 
 
+def inject_fault(local_billow: Any, org: Any, path: str, count: int, **options: str) -> None:
+    """The account's next ``count`` Stripe requests under ``path`` fail as Stripe fails
+    (a 500 unless ``status`` or a ``code`` says otherwise; ``when``, ``should_retry``: see
+    the emulator's ``/_config/faults``). ``count=0`` ends the outage."""
+    status = {} if "code" in options or "status" in options else {"status": "500"}
+    stripe_config(
+        local_billow,
+        "POST",
+        "/_config/faults",
+        {"api_key": org.secret_key, "path_prefix": path, "count": str(count), **status, **options},
+    )
+
+
+def dead_lettered(local_billow: Any, queue: str, marker: str) -> bool:
+    """A message naming ``marker`` (an invoice, an organization) is in ``queue``'s DLQ."""
+    return any(marker in body for body in local_billow.dlq_messages(queue))
+
+
 def with_fee_add_on(org: Any, amount_cents: int = 2000) -> None:
     create_add_on(org, "fee", amount_cents)
 

@@ -14,7 +14,6 @@ from tests.api.conftest import StripeOrg
 from tests.api.test_one_charge_per_invoice import (
     IN_FLIGHT,
     drop_deliveries,
-    fault,
     later,
     quick_sdk_retries,  # noqa: F401 (a fixture)
     repairs_of,
@@ -22,7 +21,9 @@ from tests.api.test_one_charge_per_invoice import (
 from tests.api.test_payments import (
     browse,
     charges_of,
+    dead_lettered,
     get_invoice,
+    inject_fault,
     one_off,
     refunds_of,
     stripe_config,
@@ -81,7 +82,7 @@ def _lose_a_successful_charge(local_billow: Any, org: StripeOrg) -> None:
     """Stripe charges, but every answer to Billow is lost and so is Stripe's event: the
     charge's message ends in the DLQ with the invoice still in flight."""
     drop_deliveries(local_billow, org, 1, "payment_intent.succeeded")
-    fault(local_billow, org, "/v1/payment_intents", 1000, when="after")
+    inject_fault(local_billow, org, "/v1/payment_intents", 1000, when="after")
 
 
 @pytest.mark.usefixtures("quick_sdk_retries")
@@ -92,18 +93,15 @@ def test_a_charge_whose_answer_and_event_were_lost_is_settled_from_stripe(
     cus = stripe_customer(stripe_org, "lost", wait_for=wait_for)
     _lose_a_successful_charge(local_billow, stripe_org)
     invoice = one_off(stripe_org, "lost")
-    wait_for(
-        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
-        timeout=60,
-    )
-    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
     assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
     (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
     assert charge["status"] == "succeeded"
 
     # Stripe's event list is out of reach this hour: the charge is settled from the
     # PaymentIntent itself, found by its attempt's metadata.
-    fault(local_billow, stripe_org, "/v1/events", 1000)
+    inject_fault(local_billow, stripe_org, "/v1/events", 1000)
     result = local_billow.fire_schedule("stripe-events-sweep", later())
     repairs = repairs_of(result, stripe_org.id)
     assert repairs is not None, result
@@ -113,7 +111,7 @@ def test_a_charge_whose_answer_and_event_were_lost_is_settled_from_stripe(
     assert (paid["payment_status"], paid["total_paid_amount_cents"]) == ("succeeded", 1900)
 
     # The next hour the list answers: the lost event is stored, and changes nothing more.
-    fault(local_billow, stripe_org, "/v1/events", 0)
+    inject_fault(local_billow, stripe_org, "/v1/events", 0)
     result = local_billow.fire_schedule("stripe-events-sweep", later())
     assert repairs_of(result, stripe_org.id) == {
         "organization_id": stripe_org.id,
@@ -142,11 +140,8 @@ def test_a_manual_retry_after_an_hour_of_silence_asks_stripe_before_charging_aga
     cus = stripe_customer(stripe_org, "patient", wait_for=wait_for)
     _lose_a_successful_charge(local_billow, stripe_org)
     invoice = one_off(stripe_org, "patient")
-    wait_for(
-        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
-        timeout=60,
-    )
-    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
     for action in ("retry_payment", "payment_url"):
         status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/{action}")
         assert (status, body["code"]) == (405, IN_FLIGHT), (action, body)
@@ -171,13 +166,10 @@ def test_a_manual_retry_after_an_hour_asks_again_for_an_attempt_stripe_never_saw
     own idempotency key, rather than starting a second one."""
     with_fee_add_on(stripe_org, 1100)
     cus = stripe_customer(stripe_org, "unseen", wait_for=wait_for)
-    fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
     invoice = one_off(stripe_org, "unseen")
-    wait_for(
-        lambda: any(invoice["lago_id"] in body for body in local_billow.dlq_messages("payments")),
-        timeout=60,
-    )
-    fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
     an_hour_later = later()
     monkeypatch.setattr(attempts, "utcnow", lambda: an_hour_later)
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
