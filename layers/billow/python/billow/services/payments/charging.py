@@ -18,7 +18,11 @@ from billow.services.payments.records import (
     save_invoice,
     stripe_account,
 )
-from billow.services.payments.settlement import apply_looked_up, settle_failure, settle_success
+from billow.services.payments.settlement import (
+    close_payment_link,
+    settle_failure,
+    settle_success,
+)
 from billow.services.stripe_connection import provider_error_event
 
 
@@ -87,9 +91,7 @@ def _close_link_before_charging(
     first, or the invoice moved on), or None to go ahead."""
     current = invoice
     while current.payment_link_session_id:
-        closed = gateway.expire_payment_link(current.payment_link_session_id)
-        if closed.paid_with:
-            apply_looked_up(deps, connection, gateway.payment_intent(closed.paid_with))
+        if close_payment_link(deps, connection, gateway, current.payment_link_session_id):
             return "paid_by_link"
         try:
             current = save_invoice(deps, current, {"payment_link_session_id": None}, [])
@@ -168,6 +170,3 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
                 invoice.lago_id,
                 after_attempt=invoice.payment_attempts,
             )
-
-
-# -- settling --------------------------------------------------------------------------------

@@ -9,14 +9,11 @@ from billow.services.invoicing import retry_on_race
 from billow.services.payments.attempts import in_flight_refusal, resolve_in_flight
 from billow.services.payments.checkout_pages import payment_link
 from billow.services.payments.records import get_invoice, save_invoice, stripe_account
-from billow.services.payments.settlement import apply_looked_up
+from billow.services.payments.settlement import close_payment_link
 
 
 def _not_payable_by_link() -> ValidationFailed:
     return ValidationFailed({"base": ["invalid_invoice_status_or_payment_status"]})
-
-
-# -- charging --------------------------------------------------------------------------------
 
 
 def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> dict[str, object]:
@@ -42,11 +39,10 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
                 {"base": ["no_linked_payment_provider"]}, code="missing_payment_provider"
             )
         connection, gateway = stripe
-        if invoice.payment_link_session_id:
-            closed = gateway.expire_payment_link(invoice.payment_link_session_id)
-            if closed.paid_with:
-                apply_looked_up(deps, connection, gateway.payment_intent(closed.paid_with))
-                raise _not_payable_by_link()
+        if invoice.payment_link_session_id and close_payment_link(
+            deps, connection, gateway, invoice.payment_link_session_id
+        ):
+            raise _not_payable_by_link()
         link = payment_link(
             deps,
             gateway,
@@ -68,6 +64,3 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
         }
 
     return retry_on_race(create)
-
-
-# -- attempts ----------------------------------------------------------------------------

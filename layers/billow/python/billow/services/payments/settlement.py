@@ -247,6 +247,19 @@ def apply_looked_up(
         return "rejected"
 
 
+def close_payment_link(
+    deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, session_id: str
+) -> bool:
+    """Close a payment link so nobody can pay through it any more. True when the customer
+    had already paid through it: that payment is applied here, without waiting for
+    Stripe's event (which may never come)."""
+    closed = gateway.expire_payment_link(session_id)
+    if closed.paid_with is None:
+        return False
+    apply_looked_up(deps, connection, gateway.payment_intent(closed.paid_with))
+    return True
+
+
 def settle_from_stripe(
     deps: Dependencies, connection: StripeConnection, intent: dict[str, Any]
 ) -> str:
@@ -257,6 +270,3 @@ def settle_from_stripe(
     except (KeyError, TypeError, ValueError):
         return "ignored"  # not a PaymentIntent Billow could have made
     return apply_provider_payment(deps, connection, payment)
-
-
-# -- payment links -----------------------------------------------------------------------
