@@ -110,23 +110,35 @@ def test_an_attempt_in_flight_holds_off_links_and_retries_and_is_never_lost(
     assert repairs_of(again, stripe_org.id) is None, again
 
 
+def pay_a_failed_invoice_by_link_unheard(
+    local_billow: Any, org: StripeOrg, external_id: str, amount_cents: int, wait_for: Any
+) -> tuple[str, dict[str, Any]]:
+    """A declined charge, then the customer pays through the invoice's payment link while
+    Stripe's ``payment_intent.succeeded`` never reaches Billow: the invoice still looks
+    failed. Returns the Stripe customer and the invoice."""
+    with_fee_add_on(org, amount_cents)
+    cus = stripe_customer(org, external_id, card=DECLINED, wait_for=wait_for)
+    invoice = one_off(org, external_id)
+    wait_payment_status(org, invoice["lago_id"], "failed", wait_for)
+    url = org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")[1]["invoice_payment_details"][
+        "payment_url"
+    ]
+    drop_deliveries(local_billow, org, 1, "payment_intent.succeeded")
+    assert browse(url, {"card": VISA})[0] == 303
+    local_billow.wait_idle()
+    assert get_invoice(org, invoice["lago_id"])["payment_status"] == "failed"
+    return cus, invoice
+
+
 def test_a_link_paid_before_the_charge_closes_it_settles_the_invoice_and_nothing_is_charged(
     local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
     """The customer pays through the link; Stripe's event has not reached Billow (here it
     never will). A retry's charge first closes the link, finds it paid, and settles the
     invoice from that payment instead of charging the card a second time."""
-    with_fee_add_on(stripe_org, 2800)
-    cus = stripe_customer(stripe_org, "linkfirst", card=DECLINED, wait_for=wait_for)
-    invoice = one_off(stripe_org, "linkfirst")
-    wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
-    url = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")[1][
-        "invoice_payment_details"
-    ]["payment_url"]
-    drop_deliveries(local_billow, stripe_org, 1, "payment_intent.succeeded")
-    assert browse(url, {"card": VISA})[0] == 303
-    local_billow.wait_idle()
-    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "failed"
+    cus, invoice = pay_a_failed_invoice_by_link_unheard(
+        local_billow, stripe_org, "linkfirst", 2800, wait_for
+    )
 
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
     assert status == 200, body

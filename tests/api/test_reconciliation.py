@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from billow.services.payments import attempts
-from tests.api.billing_helpers import DECLINED, stripe_customer, webhooks
+from tests.api.billing_helpers import stripe_customer, webhooks
 from tests.api.conftest import StripeOrg
 from tests.api.test_one_charge_per_invoice import (
     IN_FLIGHT,
     drop_deliveries,
     later,
+    pay_a_failed_invoice_by_link_unheard,
     quick_sdk_retries,  # noqa: F401 (a fixture)
     repairs_of,
 )
 from tests.api.test_payments import (
-    browse,
     charges_of,
     dead_lettered,
     get_invoice,
@@ -37,17 +37,9 @@ from tests.api.test_stripe_webhooks import stored_event
 def test_a_link_payment_whose_event_was_never_delivered_is_recovered(
     local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    with_fee_add_on(stripe_org, 4100)
-    cus = stripe_customer(stripe_org, "undelivered", card=DECLINED, wait_for=wait_for)
-    invoice = one_off(stripe_org, "undelivered")
-    wait_payment_status(stripe_org, invoice["lago_id"], "failed", wait_for)
-    url = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/payment_url")[1][
-        "invoice_payment_details"
-    ]["payment_url"]
-    drop_deliveries(local_billow, stripe_org, 1, "payment_intent.succeeded")
-    assert browse(url, {"card": "4242424242424242"})[0] == 303
-    local_billow.wait_idle()
-    assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "failed"
+    cus, invoice = pay_a_failed_invoice_by_link_unheard(
+        local_billow, stripe_org, "undelivered", 4100, wait_for
+    )
     (paid,) = succeeded(charges_of(stripe_org, cus, invoice["lago_id"]))
 
     result = local_billow.fire_schedule("stripe-events-sweep", later(0))
@@ -78,23 +70,39 @@ def test_a_link_payment_whose_event_was_never_delivered_is_recovered(
     assert repairs_of(again, stripe_org.id) is None, again
 
 
-def _lose_a_successful_charge(local_billow: Any, org: StripeOrg) -> None:
-    """Stripe charges, but every answer to Billow is lost and so is Stripe's event: the
-    charge's message ends in the DLQ with the invoice still in flight."""
-    drop_deliveries(local_billow, org, 1, "payment_intent.succeeded")
-    inject_fault(local_billow, org, "/v1/payment_intents", 1000, when="after")
+def _charge_lost_in_the_dlq(
+    local_billow: Any,
+    org: StripeOrg,
+    external_id: str,
+    amount_cents: int,
+    wait_for: Any,
+    *,
+    stripe_charged: bool,
+) -> tuple[str, dict[str, Any]]:
+    """An invoice whose charge message ends in the DLQ with the attempt still in flight:
+    with ``stripe_charged``, Stripe took the money but every answer to Billow was lost, and
+    so was Stripe's event; without, no request ever reached Stripe. Stripe works again
+    afterwards. Returns the Stripe customer and the invoice."""
+    with_fee_add_on(org, amount_cents)
+    cus = stripe_customer(org, external_id, wait_for=wait_for)
+    if stripe_charged:
+        drop_deliveries(local_billow, org, 1, "payment_intent.succeeded")
+        inject_fault(local_billow, org, "/v1/payment_intents", 1000, when="after")
+    else:
+        inject_fault(local_billow, org, "/v1/payment_intents", 1000)
+    invoice = one_off(org, external_id)
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, org, "/v1/payment_intents", 0)
+    return cus, invoice
 
 
 @pytest.mark.usefixtures("quick_sdk_retries")
 def test_a_charge_whose_answer_and_event_were_lost_is_settled_from_stripe(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
-    with_fee_add_on(stripe_org, 1900)
-    cus = stripe_customer(stripe_org, "lost", wait_for=wait_for)
-    _lose_a_successful_charge(local_billow, stripe_org)
-    invoice = one_off(stripe_org, "lost")
-    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    cus, invoice = _charge_lost_in_the_dlq(
+        local_billow, stripe_org, "lost", 1900, wait_for, stripe_charged=True
+    )
     assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
     (charge,) = charges_of(stripe_org, cus, invoice["lago_id"])
     assert charge["status"] == "succeeded"
@@ -136,12 +144,9 @@ def test_a_manual_retry_after_an_hour_of_silence_asks_stripe_before_charging_aga
     """An hour after an attempt Stripe never answered, a retry may go ahead, but only once
     Stripe says the attempt took no money: here it did, so the retry finds the invoice paid
     and charges nothing (before, the retry would have charged a second time)."""
-    with_fee_add_on(stripe_org, 1300)
-    cus = stripe_customer(stripe_org, "patient", wait_for=wait_for)
-    _lose_a_successful_charge(local_billow, stripe_org)
-    invoice = one_off(stripe_org, "patient")
-    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    cus, invoice = _charge_lost_in_the_dlq(
+        local_billow, stripe_org, "patient", 1300, wait_for, stripe_charged=True
+    )
     for action in ("retry_payment", "payment_url"):
         status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/{action}")
         assert (status, body["code"]) == (405, IN_FLIGHT), (action, body)
@@ -164,12 +169,9 @@ def test_a_manual_retry_after_an_hour_asks_again_for_an_attempt_stripe_never_saw
 ) -> None:
     """Stripe never got the attempt: the retry asks for the same attempt again, under its
     own idempotency key, rather than starting a second one."""
-    with_fee_add_on(stripe_org, 1100)
-    cus = stripe_customer(stripe_org, "unseen", wait_for=wait_for)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
-    invoice = one_off(stripe_org, "unseen")
-    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    cus, invoice = _charge_lost_in_the_dlq(
+        local_billow, stripe_org, "unseen", 1100, wait_for, stripe_charged=False
+    )
     an_hour_later = later()
     monkeypatch.setattr(attempts, "utcnow", lambda: an_hour_later)
     status, body = stripe_org.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
