@@ -36,10 +36,10 @@ from billow.domain.customers import (
 from billow.domain.errors import NotFound, ProviderError
 from billow.domain.integrations import StripeConnection
 from billow.ports import CardDetails, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.lookups import get_customer
 from billow.services.payments.attempts import stage_awaiting_invoices
 from billow.services.payments.records import stripe_account
+from billow.services.retries import retry_on_race
 from billow.services.stripe_connection import provider_rejection
 
 

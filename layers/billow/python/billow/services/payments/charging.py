@@ -9,7 +9,6 @@ from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFail
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock
 from billow.ports import PaymentOutcome, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.payments.attempts import request_attempt
 from billow.services.payments.records import (
     charge_metadata,
@@ -23,6 +22,7 @@ from billow.services.payments.settlement import (
     settle_failure,
     settle_success,
 )
+from billow.services.retries import retry_on_race
 from billow.services.stripe_connection import provider_error_event
 
 

@@ -15,9 +15,9 @@ from billow.domain.invoices import Invoice, failure_applies
 from billow.domain.invoices import ProviderError as InvoiceError
 from billow.domain.payments import ProviderPayment, payment_mismatch
 from billow.ports import PaymentOutcome, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.payments.checkout_pages import authentication_link, requires_action_event
 from billow.services.payments.records import invoice_webhook, save_invoice, stripe_account
+from billow.services.retries import retry_on_race
 from billow.topology import PAYMENT_UNMATCHED
 
 AUTHENTICATION_REQUIRED = "authentication_required"
