@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from billow.composition import Dependencies
+from billow.domain.catalog import Tax
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
 from billow.domain.subscriptions import PaymentMethodChoice
@@ -26,3 +29,14 @@ def check_payment_method(
         for method in deps.store.list_payment_methods(customer)
     ):
         raise NotFound("payment_method")
+
+
+def require_taxes(
+    deps: Dependencies, organization_id: str, codes: Iterable[str] | None
+) -> list[Tax]:
+    """The taxes named, once each; any unknown code is Lago's 404 ``tax_not_found``."""
+    wanted = list(dict.fromkeys(codes or []))
+    found = deps.store.get_taxes(organization_id, wanted)
+    if len(found) != len(wanted):
+        raise NotFound("tax")
+    return found

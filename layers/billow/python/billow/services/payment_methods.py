@@ -38,9 +38,8 @@ from billow.domain.integrations import StripeConnection
 from billow.ports import CardDetails, PaymentProvider
 from billow.services.lookups import get_customer
 from billow.services.payments.attempts import stage_awaiting_invoices
-from billow.services.payments.records import stripe_account
 from billow.services.retries import retry_on_race
-from billow.services.stripe_connection import provider_rejection
+from billow.services.stripe_connection import provider_rejection, stripe_account
 
 
 def list_payment_methods(

@@ -17,14 +17,14 @@ from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.money import ChargeableCents, Currency
-from billow.services.subscriptions import terminate_subscription
-from billow.services.taxes import (
+from billow.services.catalog_writes import (
     CatalogInput,
     code_taken,
     commit_claiming_code,
-    require_taxes,
     updates_from,
 )
+from billow.services.lookups import require_taxes
+from billow.services.subscriptions import terminate_subscription
 
 
 def _not_negative(value: Decimal) -> Decimal:

@@ -27,8 +27,8 @@ from billow.domain.subscriptions import (
 )
 from billow.services.billing_run import DueSubscription, work
 from billow.services.lookups import check_payment_method, get_customer
-from billow.services.payments.records import stripe_account
 from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 from billow.services.subscription_billing import (
     Change,
     activate,

@@ -15,7 +15,6 @@ from billow.services.payments.records import (
     get_invoice,
     payment_method_id,
     save_invoice,
-    stripe_account,
 )
 from billow.services.payments.settlement import (
     close_payment_link,
@@ -23,7 +22,7 @@ from billow.services.payments.settlement import (
     settle_success,
 )
 from billow.services.retries import retry_on_race
-from billow.services.stripe_connection import provider_error_event
+from billow.services.stripe_connection import provider_error_event, stripe_account
 
 
 def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: int) -> str:

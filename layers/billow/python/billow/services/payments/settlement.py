@@ -16,8 +16,9 @@ from billow.domain.invoices import ProviderError as InvoiceError
 from billow.domain.payments import ProviderPayment, payment_mismatch
 from billow.ports import PaymentOutcome, PaymentProvider
 from billow.services.payments.checkout_pages import authentication_link, requires_action_event
-from billow.services.payments.records import invoice_webhook, save_invoice, stripe_account
+from billow.services.payments.records import invoice_webhook, save_invoice
 from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 from billow.topology import PAYMENT_UNMATCHED
 
 AUTHENTICATION_REQUIRED = "authentication_required"
