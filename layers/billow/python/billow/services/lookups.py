@@ -5,10 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from billow.composition import Dependencies
-from billow.domain.catalog import Tax
+from billow.domain.catalog import Plan, Tax
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
+from billow.domain.organizations import Organization
 from billow.domain.subscriptions import PaymentMethodChoice
+
+
+def get_organization(deps: Dependencies, organization_id: str) -> Organization:
+    organization = deps.store.get_organization(organization_id)
+    if organization is None:
+        raise NotFound("organization")
+    return organization
+
+
+def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
+    plan = deps.store.get_plan(organization_id, code)
+    if plan is None:
+        raise NotFound("plan")
+    return plan
 
 
 def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:
