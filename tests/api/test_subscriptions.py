@@ -366,12 +366,14 @@ def test_simultaneous_creations_with_one_external_id_make_one_subscription(
         }
     )
     made: list[str] = []
+    changes: list[str] = []
     barrier = threading.Barrier(8)
 
     def create() -> None:
         barrier.wait()
-        view = subscriptions.create(dependencies(), org.id, request, datetime.now(UTC))
-        made.append(view.subscription.lago_id)
+        created = subscriptions.create(dependencies(), org.id, request, datetime.now(UTC))
+        made.append(created.view.subscription.lago_id)
+        changes.append(created.change)
 
     threads = [threading.Thread(target=create) for _ in range(8)]
     for thread in threads:
@@ -379,6 +381,8 @@ def test_simultaneous_creations_with_one_external_id_make_one_subscription(
     for thread in threads:
         thread.join()
     assert len(made) == 8 and len(set(made)) == 1
+    # One request started it; the others, decided again against it, changed nothing.
+    assert sorted(changes) == ["started"] + ["unchanged"] * 7
     local_billow.wait_idle()
     listed = org.api.get("/subscriptions?external_customer_id=racer")[1]["subscriptions"]
     assert len(listed) == 1

@@ -17,6 +17,8 @@ from billow.domain.identifiers import not_blank
 
 Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(not_blank)]
 Text = Annotated[str, Field(max_length=1000)]
+FrequencyDuration = Annotated[int, Field(ge=1, le=1200)]
+"""How many periods a recurring coupon applies for, within Lago's bounds."""
 
 
 def _decimal(value: object) -> Decimal:

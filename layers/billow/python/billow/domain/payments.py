@@ -11,11 +11,16 @@ customer, the same currency and the whole amount (Billow never takes partial pay
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from billow.domain.invoices import Invoice
+
+Applied = Literal["processed", "ignored"]
+"""What applying a fact Stripe reports (an event, or what Billow looked up) did:
+``processed`` changed Billow, or found the change made already; ``ignored``: the fact
+concerns nothing Billow holds or would change."""
 
 SUCCEEDED = "succeeded"
 FAILED_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})

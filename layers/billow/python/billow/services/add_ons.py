@@ -14,13 +14,13 @@ from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound
 from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.money import ChargeableCents, Currency
-from billow.services.taxes import (
+from billow.services.catalog_writes import (
     CatalogInput,
     code_taken,
     commit_claiming_code,
-    require_taxes,
     updates_from,
 )
+from billow.services.lookups import require_taxes
 
 
 class AddOnInput(CatalogInput):

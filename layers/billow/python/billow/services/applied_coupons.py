@@ -9,14 +9,19 @@ from pydantic import Field
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
-from billow.domain.catalog import AppliedCoupon, Coupon, Frequency, Percentage
+from billow.domain.catalog import (
+    AppliedCoupon,
+    Coupon,
+    Frequency,
+    FrequencyDuration,
+    Percentage,
+)
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
 from billow.domain.money import Cents, Currency
-from billow.services.coupons import Duration
+from billow.services.catalog_writes import CatalogInput
 from billow.services.lookups import get_customer
-from billow.services.taxes import CatalogInput
 
 GRANT_ATTEMPTS = 3
 Status = Literal["active", "terminated"]
@@ -31,7 +36,7 @@ class AppliedCouponInput(CatalogInput):
     amount_currency: Currency | None = None
     percentage_rate: Percentage | None = None
     frequency: Frequency | None = None
-    frequency_duration: Duration | None = None
+    frequency_duration: FrequencyDuration | None = None
 
 
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from billow.domain.catalog import (
     CouponType,
     Expiration,
     Frequency,
+    FrequencyDuration,
     Name,
     Percentage,
     Text,
@@ -24,9 +25,13 @@ from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.money import Cents, Currency
-from billow.services.taxes import CatalogInput, code_taken, commit_claiming_code, updates_from
+from billow.services.catalog_writes import (
+    CatalogInput,
+    code_taken,
+    commit_claiming_code,
+    updates_from,
+)
 
-Duration = Annotated[int, Field(ge=1, le=1200)]
 Moment = Annotated[str, Field(max_length=64), AfterValidator(parse_moment)]
 
 
@@ -46,7 +51,7 @@ class CouponInput(CatalogInput):
     amount_currency: Currency | None = None
     percentage_rate: Percentage | None = None
     frequency: Frequency | None = None
-    frequency_duration: Duration | None = None
+    frequency_duration: FrequencyDuration | None = None
     reusable: bool | None = None
     expiration: Expiration | None = None
     expiration_at: Moment | None = None

@@ -29,9 +29,8 @@ from billow.domain.integrations import StripeConnection
 from billow.domain.money import Currency
 from billow.domain.profiles import Country, is_email_list
 from billow.services import provider_sync
-from billow.services.lookups import get_customer
+from billow.services.lookups import get_customer, require_taxes
 from billow.services.stripe_connection import connection_for, provider_rejection
-from billow.services.taxes import require_taxes
 
 
 @cache

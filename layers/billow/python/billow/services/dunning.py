@@ -9,6 +9,7 @@ invoice is paid or voided, and a failure is planned for once however often it ar
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
@@ -17,8 +18,20 @@ from billow.domain.errors import ConcurrentUpdate, ValidationFailed
 from billow.domain.events import OutboxEvent
 from billow.services.payments.attempts import request_attempt
 
+RetryPlan = Literal[
+    "not_a_payment_failure",
+    "unknown_invoice",
+    "nothing_to_retry",
+    "already_planned",
+    "planned",
+    "exhausted",
+]
+"""What a payment failure did to the invoice's retries, for the logs: nothing (not a
+failure, an invoice gone, or one paid, voided or failing no more since), already planned
+for this attempt, the next retry planned, or every retry spent (``exhausted``)."""
 
-def plan_retry(deps: Dependencies, event: OutboxEvent) -> str:
+
+def plan_retry(deps: Dependencies, event: OutboxEvent) -> RetryPlan:
     failure = event.payload.get("payment_provider_invoice_payment_error")
     if not isinstance(failure, dict):
         return "not_a_payment_failure"

@@ -16,9 +16,9 @@ from billow.domain.identifiers import IdentifierList
 from billow.domain.invoices import FeeItem, Invoice
 from billow.domain.money import Currency
 from billow.domain.subscriptions import PaymentMethodChoice
-from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
-from billow.services.lookups import check_payment_method, get_customer
-from billow.services.taxes import require_taxes
+from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.lookups import check_payment_method, get_customer, require_taxes
+from billow.services.retries import retry_on_race
 
 MAX_FEES = 100
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -38,10 +37,6 @@ from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
 from billow.topology import PAYMENT_REQUESTED
 
-T = TypeVar("T")
-RACE_RETRIES = 25
-"""Invoice numbers are taken with a conditional write; concurrent issuers retry."""
-
 
 class FeeDraft(BaseModel):
     """A fee before coupons and taxes."""
@@ -60,16 +55,6 @@ class FeeDraft(BaseModel):
     tax_code_choices: list[list[str]] = Field(default_factory=list)
     """Candidate tax code lists in precedence order; the first non-empty one applies."""
     coupon_plan_code: str | None = None
-
-
-def retry_on_race(operation: Callable[[], T]) -> T:
-    """Run a read-decide-write operation again when a conditional write lost a race."""
-    for _ in range(RACE_RETRIES - 1):
-        try:
-            return operation()
-        except ConcurrentUpdate:
-            continue
-    return operation()
 
 
 def _taxes_for(

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from billow.composition import Dependencies
+from billow.domain.catalog import Plan, Tax
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
+from billow.domain.organizations import Organization
 from billow.domain.subscriptions import PaymentMethodChoice
+
+
+def get_organization(deps: Dependencies, organization_id: str) -> Organization:
+    organization = deps.store.get_organization(organization_id)
+    if organization is None:
+        raise NotFound("organization")
+    return organization
+
+
+def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
+    plan = deps.store.get_plan(organization_id, code)
+    if plan is None:
+        raise NotFound("plan")
+    return plan
 
 
 def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:
@@ -26,3 +44,14 @@ def check_payment_method(
         for method in deps.store.list_payment_methods(customer)
     ):
         raise NotFound("payment_method")
+
+
+def require_taxes(
+    deps: Dependencies, organization_id: str, codes: Iterable[str] | None
+) -> list[Tax]:
+    """The taxes named, once each; any unknown code is Lago's 404 ``tax_not_found``."""
+    wanted = list(dict.fromkeys(codes or []))
+    found = deps.store.get_taxes(organization_id, wanted)
+    if len(found) != len(wanted):
+        raise NotFound("tax")
+    return found

@@ -35,12 +35,12 @@ from billow.domain.customers import (
 )
 from billow.domain.errors import NotFound, ProviderError
 from billow.domain.integrations import StripeConnection
+from billow.domain.payments import Applied
 from billow.ports import CardDetails, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.lookups import get_customer
 from billow.services.payments.attempts import stage_awaiting_invoices
-from billow.services.payments.records import stripe_account
-from billow.services.stripe_connection import provider_rejection
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import provider_rejection, stripe_account
 
 
 def list_payment_methods(
@@ -271,7 +271,7 @@ def stage_saved_card(
     customer: Customer,
     provider_method_id: str,
     created: int,
-) -> str:
+) -> Applied:
     """A card saved through checkout or a setup intent, by an event stamped ``created``.
 
     Stripe is asked what it holds first: a card no longer attached to the customer was
@@ -310,7 +310,7 @@ def stage_saved_card(
 
 def stage_provider_method_removal(
     deps: Dependencies, transaction: Transaction, customer: Customer, provider_method_id: str
-) -> str:
+) -> Applied:
     """Stripe's ``payment_method.detached``: final, so it applies whenever it arrives."""
     read = _read(deps, customer)
     removed = read.by_stripe_id(provider_method_id)
@@ -329,7 +329,7 @@ def stage_stripe_default(
     named_method_id: str,
     created: int,
     idempotency_key: object,
-) -> str:
+) -> Applied:
     """Stripe's ``customer.updated``, stamped ``created``, names ``named_method_id`` as the
     default; ``idempotency_key`` is that of the request that caused it.
 

@@ -13,18 +13,18 @@ from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Interval, Name, Number, Plan, Tax, Text
 from billow.domain.clock import iso, new_id, utcnow
-from billow.domain.errors import NotFound, ValidationFailed
+from billow.domain.errors import ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.money import ChargeableCents, Currency
-from billow.services.subscriptions import terminate_subscription
-from billow.services.taxes import (
+from billow.services.catalog_writes import (
     CatalogInput,
     code_taken,
     commit_claiming_code,
-    require_taxes,
     updates_from,
 )
+from billow.services.lookups import get_plan, require_taxes
+from billow.services.subscriptions.terminate import terminate_subscription
 
 
 def _not_negative(value: Decimal) -> Decimal:
@@ -78,13 +78,6 @@ def _refuse_usage_billing(given: PlanInput) -> None:
     }
     if unsupported:
         raise ValidationFailed(unsupported)
-
-
-def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
-    plan = deps.store.get_plan(organization_id, code)
-    if plan is None:
-        raise NotFound("plan")
-    return plan
 
 
 def list_plans(deps: Dependencies, organization_id: str) -> list[Plan]:

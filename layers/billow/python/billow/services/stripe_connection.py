@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
+from billow.domain.customers import Customer
 from billow.domain.errors import NotFound, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import (
@@ -17,6 +18,7 @@ from billow.domain.integrations import (
     StripeSecret,
     secret_key_problem,
 )
+from billow.ports import PaymentProvider
 
 
 class ConnectStripe(BaseModel):
@@ -159,3 +161,16 @@ def connection_for(
         return deps.store.get_connection(organization_id, code)
     connections = sorted(list_connections(deps, organization_id), key=lambda c: c.created_at)
     return connections[0] if connections else None
+
+
+def stripe_account(
+    deps: Dependencies, customer: Customer | None
+) -> tuple[StripeConnection, PaymentProvider] | None:
+    """The Stripe account a customer's money goes through (its connection, and a gateway
+    for it), or None for a customer not in Stripe or an organization not connected."""
+    if customer is None or not customer.stripe_customer_id:
+        return None
+    connection = connection_for(
+        deps, customer.organization_id, customer.billing_configuration.payment_provider_code
+    )
+    return (connection, deps.stripe_for(connection)) if connection else None

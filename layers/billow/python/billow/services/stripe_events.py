@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
@@ -22,6 +22,7 @@ from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
+from billow.domain.payments import Applied
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import (
@@ -67,6 +68,15 @@ def _parse(raw_body: bytes) -> dict[str, Any]:
     return event
 
 
+Intake = Literal["stored", "duplicate", "ignored"]
+"""What became of a delivery: kept for processing, already kept (Stripe delivers at least
+once), or of a type Billow does not handle."""
+Processed = Applied | Literal["rejected", "failed", "skipped"]
+"""What processing a stored event came to, as recorded on it: besides applied or ignored,
+``rejected`` (a payment Billow will not apply, reported), ``failed`` (a refusal Stripe
+will repeat) or ``skipped`` (processed already, by another delivery)."""
+
+
 def receive(
     deps: Dependencies,
     organization_id: str,
@@ -74,7 +84,7 @@ def receive(
     raw_body: bytes,
     signature: str | None,
     now: datetime,
-) -> str:
+) -> Intake:
     """Verify and store one delivery; returns ``stored``, ``duplicate`` or ``ignored``."""
     connection = deps.store.get_connection(organization_id, code)
     if connection is None:
@@ -89,7 +99,7 @@ def receive(
 
 def ingest(
     deps: Dependencies, organization_id: str, code: str, event: dict[str, Any], now: datetime
-) -> str:
+) -> Intake:
     """Store one authentic event once; returns ``stored``, ``duplicate`` or ``ignored``."""
     if event["type"] not in HANDLED_TYPES:
         return "ignored"
@@ -114,7 +124,7 @@ def _process_command(
     )
 
 
-def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> str:
+def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> Processed:
     """Apply a stored event once; returns the outcome recorded on it."""
     item = deps.store.get_stripe_event(organization_id, stripe_event_id)
     if item is None or item["status"] != "received":
@@ -122,7 +132,8 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> s
     connection = deps.store.get_connection(organization_id, item["connection_code"])
     event = json.loads(item["data"])
     transaction = Transaction()
-    outcome, error = "ignored", None
+    outcome: Processed = "ignored"
+    error: str | None = None
     if connection is not None:
         try:
             outcome = _apply(deps, connection, event, transaction)
@@ -152,7 +163,7 @@ def _apply(
     connection: StripeConnection,
     event: dict[str, Any],
     transaction: Transaction,
-) -> str:
+) -> Applied:
     obj = event["data"]["object"]
     kind = event["type"]
     if kind.startswith("payment_intent."):

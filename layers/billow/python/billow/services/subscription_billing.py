@@ -20,7 +20,8 @@ from billow.domain.invoices import FeeItem
 from billow.domain.organizations import Organization
 from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
 from billow.domain.subscriptions import Subscription
-from billow.services.invoicing import FeeDraft, issue_invoice, retry_on_race
+from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.retries import retry_on_race
 
 INSTANT = timedelta(microseconds=1)
 

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Sequence
 
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Name, Percentage, Tax, TaxCounts, Text
 from billow.domain.clock import iso, new_id, utcnow
-from billow.domain.errors import ConcurrentUpdate, NotFound, ValidationFailed
+from billow.domain.errors import NotFound
 from billow.domain.identifiers import Identifier
-
-
-class CatalogInput(BaseModel):
-    """Lago's request objects: strictly typed, unknown fields ignored."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
+from billow.services.catalog_writes import (
+    CatalogInput,
+    code_taken,
+    commit_claiming_code,
+    updates_from,
+)
 
 
 class TaxInput(CatalogInput):
@@ -37,43 +35,6 @@ class TaxCreateInput(TaxInput):
     name: Name
     code: Identifier
     rate: Percentage
-
-
-def code_taken() -> ValidationFailed:
-    return ValidationFailed({"code": ["value_already_exist"]})
-
-
-def commit_claiming_code(
-    deps: Dependencies, transaction: Transaction, claimed: Callable[[], bool] | None
-) -> None:
-    """Commit a write that may claim a code: losing that race is Lago's 422, not a 503.
-    ``claimed`` tells whether the code is now held (``None`` when no code is claimed)."""
-    try:
-        deps.store.commit(transaction)
-    except ConcurrentUpdate:
-        if claimed is not None and claimed():
-            raise code_taken() from None
-        raise
-
-
-def updates_from(given: BaseModel, nullable: frozenset[str]) -> dict[str, object]:
-    """What a partial update sets: fields sent, where null only clears nullable ones."""
-    return {
-        name: getattr(given, name)
-        for name in given.model_fields_set
-        if getattr(given, name) is not None or name in nullable
-    }
-
-
-def require_taxes(
-    deps: Dependencies, organization_id: str, codes: Iterable[str] | None
-) -> list[Tax]:
-    """The taxes named, once each; any unknown code is Lago's 404 ``tax_not_found``."""
-    wanted = list(dict.fromkeys(codes or []))
-    found = deps.store.get_taxes(organization_id, wanted)
-    if len(found) != len(wanted):
-        raise NotFound("tax")
-    return found
 
 
 def get_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:

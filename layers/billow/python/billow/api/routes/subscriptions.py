@@ -30,8 +30,8 @@ class SubscriptionUpdateBody(BaseModel):
 @router.post("/api/v1/subscriptions")
 def create_subscription(body: Annotated[service.CreateSubscription, Body()]) -> dict[str, Any]:
     now = utcnow()
-    view = service.create(deps(), organization_id(router), body, now)
-    return {"subscription": view.as_lago(now)}
+    created = service.create(deps(), organization_id(router), body, now)
+    return {"subscription": created.view.as_lago(now)}
 
 
 def _listed(

@@ -25,5 +25,6 @@ How an invoice is paid at most once, with no refund needed:
 One module per use case: ``charging`` (the payments queue's consumer), ``attempts``
 (retries, dunning, the attempt in flight and asking Stripe about it), ``payment_links``
 (``payment_url``), ``voiding``, ``settlement`` (applying what Stripe says), and the pieces
-they share: ``records`` (the invoice and its Stripe account) and ``checkout_pages``.
+they share: ``records`` (the invoice as they read and write it) and ``checkout_pages``;
+the customer's Stripe account is ``stripe_connection.stripe_account``.
 """

@@ -13,9 +13,11 @@ from billow.domain.customers import Customer
 from billow.domain.errors import NotAllowed
 from billow.domain.events import OutboxEvent
 from billow.domain.invoices import Invoice
-from billow.services.invoicing import payment_requested, retry_on_race
-from billow.services.payments.records import get_invoice, save_invoice, stripe_account
+from billow.services.invoicing import payment_requested
+from billow.services.payments.records import get_invoice, save_invoice
 from billow.services.payments.settlement import apply_looked_up
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 
 IN_FLIGHT_GRACE = timedelta(hours=1)
 """How long Stripe may stay silent about an attempt before Billow asks it. Far longer than

@@ -3,30 +3,54 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Literal, get_args
 
 from billow.composition import Dependencies
 from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFailed
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock
 from billow.ports import PaymentOutcome, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.payments.attempts import request_attempt
 from billow.services.payments.records import (
     charge_metadata,
     get_invoice,
     payment_method_id,
     save_invoice,
-    stripe_account,
 )
 from billow.services.payments.settlement import (
     close_payment_link,
     settle_failure,
     settle_success,
 )
-from billow.services.stripe_connection import provider_error_event
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import provider_error_event, stripe_account
+
+UnderWay = Literal["processing", "requires_action", "requires_confirmation", "requires_capture"]
+"""Stripe's statuses for a PaymentIntent neither paid nor failed yet: its event settles it."""
+NotCharging = Literal["stale", "paid_by_link"]
+"""Why the attempt no longer charges: its outcome is known already, or the invoice moved
+on (``stale``); the customer paid through the invoice's payment link (``paid_by_link``)."""
+ChargeOutcome = (
+    Literal[
+        "not_charged",
+        "no_payment_provider",
+        "no_payment_method",
+        "refused",
+        "succeeded",
+        "failed",
+    ]
+    | NotCharging
+    | UnderWay
+)
+"""What a charge attempt came to, for the logs and metrics: not charged by Billow
+(``not_charged``: the invoice is paid another way), blocked until the customer has a
+Stripe account or a card, refused by Stripe in a way it will repeat, paid, failed, or
+under way in Stripe."""
 
 
-def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: int) -> str:
+def charge(
+    deps: Dependencies, organization_id: str, invoice_id: str, attempt: int
+) -> ChargeOutcome:
     """Make charge attempt ``attempt`` of an invoice; returns what happened, for the logs."""
     invoice = deps.store.get_invoice(organization_id, invoice_id)
     if invoice is None or not invoice.is_payable or invoice.payment_attempts != attempt:
@@ -80,12 +104,21 @@ def charge(deps: Dependencies, organization_id: str, invoice_id: str, attempt: i
         )
         return "failed"
     retry_on_race(lambda: _note_in_flight(deps, organization_id, invoice_id, attempt, outcome))
-    return outcome.status
+    return _under_way(outcome.status)
+
+
+def _under_way(status: str) -> UnderWay:
+    """Stripe's own name for a PaymentIntent still under way. Those four are every status
+    left once paid and failed are set apart; any other Stripe may add is under way too."""
+    for known in get_args(UnderWay):
+        if status == known:
+            return known
+    return "processing"
 
 
 def _close_link_before_charging(
     deps: Dependencies, connection: StripeConnection, gateway: PaymentProvider, invoice: Invoice
-) -> str | None:
+) -> NotCharging | None:
     """Close the invoice's payment link in Stripe before charging: from then on the charge
     is the only way to pay. Returns why not to charge (the customer paid through the link
     first, or the invoice moved on), or None to go ahead."""

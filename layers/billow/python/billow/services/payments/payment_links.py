@@ -5,11 +5,12 @@ from __future__ import annotations
 from billow.composition import Dependencies
 from billow.domain.clock import utcnow
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
-from billow.services.invoicing import retry_on_race
 from billow.services.payments.attempts import in_flight_refusal, resolve_in_flight
 from billow.services.payments.checkout_pages import payment_link
-from billow.services.payments.records import get_invoice, save_invoice, stripe_account
+from billow.services.payments.records import get_invoice, save_invoice
 from billow.services.payments.settlement import close_payment_link
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 
 
 def _not_payable_by_link() -> ValidationFailed:

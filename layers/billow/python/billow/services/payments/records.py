@@ -1,4 +1,4 @@
-"""An invoice as the payment use cases read and write it, and where its money goes in Stripe."""
+"""An invoice as the payment use cases read and write it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ from billow.domain.clock import iso, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
 from billow.domain.events import OutboxEvent, webhook_event
-from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice
-from billow.ports import PaymentProvider
-from billow.services.stripe_connection import connection_for
 
 
 def charge_metadata(invoice: Invoice, attempt: int | None) -> dict[str, str]:
@@ -49,17 +46,6 @@ def save_invoice(
     transaction.publish(events)
     deps.store.commit(transaction)
     return updated
-
-
-def stripe_account(
-    deps: Dependencies, customer: Customer | None
-) -> tuple[StripeConnection, PaymentProvider] | None:
-    if customer is None or not customer.stripe_customer_id:
-        return None
-    connection = connection_for(
-        deps, customer.organization_id, customer.billing_configuration.payment_provider_code
-    )
-    return (connection, deps.stripe_for(connection)) if connection else None
 
 
 def payment_method_id(deps: Dependencies, customer: Customer, invoice: Invoice) -> str | None:

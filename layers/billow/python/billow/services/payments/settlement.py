@@ -3,7 +3,7 @@ payments Billow will not apply."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
@@ -13,11 +13,12 @@ from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, failure_applies
 from billow.domain.invoices import ProviderError as InvoiceError
-from billow.domain.payments import ProviderPayment, payment_mismatch
+from billow.domain.payments import Applied, ProviderPayment, payment_mismatch
 from billow.ports import PaymentOutcome, PaymentProvider
-from billow.services.invoicing import retry_on_race
 from billow.services.payments.checkout_pages import authentication_link, requires_action_event
-from billow.services.payments.records import invoice_webhook, save_invoice, stripe_account
+from billow.services.payments.records import invoice_webhook, save_invoice
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 from billow.topology import PAYMENT_UNMATCHED
 
 AUTHENTICATION_REQUIRED = "authentication_required"
@@ -160,7 +161,7 @@ def _failure_webhook(
 
 def apply_provider_payment(
     deps: Dependencies, connection: StripeConnection, payment: ProviderPayment
-) -> str:
+) -> Applied:
     """Settle the invoice a PaymentIntent pays, from what Stripe says of it (an event, or a
     lookup by the reconciliation). Raises UnmatchedPayment for one that does not pay it."""
     organization_id = connection.organization_id
@@ -238,7 +239,7 @@ def report_unmatched(deps: Dependencies, unmatched: UnmatchedPayment) -> None:
 
 def apply_looked_up(
     deps: Dependencies, connection: StripeConnection, payment: ProviderPayment
-) -> str:
+) -> Applied | Literal["rejected"]:
     """Apply a PaymentIntent Billow looked up itself; an unmatched one is reported."""
     try:
         return apply_provider_payment(deps, connection, payment)
@@ -262,7 +263,7 @@ def close_payment_link(
 
 def settle_from_stripe(
     deps: Dependencies, connection: StripeConnection, intent: dict[str, Any]
-) -> str:
+) -> Applied:
     """``payment_intent.*`` events: matched to the invoice by metadata, within the org, and
     applied only when the PaymentIntent really pays it (see ``payment_mismatch``)."""
     try:

@@ -6,13 +6,9 @@ from billow.composition import Dependencies
 from billow.domain.clock import iso, utcnow
 from billow.domain.errors import NotAllowed
 from billow.domain.invoices import Invoice
-from billow.services.invoicing import retry_on_race
-from billow.services.payments.records import (
-    get_invoice,
-    invoice_webhook,
-    save_invoice,
-    stripe_account,
-)
+from billow.services.payments.records import get_invoice, invoice_webhook, save_invoice
+from billow.services.retries import retry_on_race
+from billow.services.stripe_connection import stripe_account
 
 
 def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:

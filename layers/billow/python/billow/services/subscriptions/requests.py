@@ -1,0 +1,52 @@
+"""Lago's subscription request bodies, as the use cases take them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billow.domain.clock import IsoDateTime
+from billow.domain.identifiers import Identifier
+from billow.domain.money import Currency, HoldableCents
+from billow.domain.subscriptions import PaymentMethodChoice
+
+
+class AuthorizationInput(BaseModel):
+    """What to hold on the card before subscribing: an amount Stripe can charge, in a
+    currency Billow knows, or nothing is asked of Stripe at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_cents: HoldableCents
+    amount_currency: Currency
+
+
+class SubscriptionInput(BaseModel):
+    """Lago's subscription input. Fields Billow does not support yet are refused, not ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    external_customer_id: str = Field(min_length=1, max_length=255)
+    plan_code: str = Field(min_length=1, max_length=255)
+    external_id: Identifier | None = None
+    name: str | None = Field(default=None, max_length=255)
+    billing_time: Literal["calendar", "anniversary"] = "calendar"
+    subscription_at: IsoDateTime | None = None
+    ending_at: IsoDateTime | None = None
+    payment_method: PaymentMethodChoice | None = None
+    plan_overrides: dict[str, object] | None = None
+
+
+class CreateSubscription(BaseModel):
+    subscription: SubscriptionInput
+    authorization: AuthorizationInput | None = None
+
+
+class SubscriptionUpdateInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(default=None, max_length=255)
+    ending_at: IsoDateTime | None = None
+    subscription_at: IsoDateTime | None = None
+    payment_method: PaymentMethodChoice | None = None
