@@ -41,7 +41,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -50,6 +50,7 @@ from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import CatalogRecords
 from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
 from billow.adapters.table import (
+    MAX_SORT_KEY_BYTES,
     Item,
     TableBase,
     Transaction,
@@ -217,6 +218,15 @@ class Store(BillingRecords, CatalogRecords, TableBase):
     def get_customer(self, organization_id: str, external_id: str) -> Customer | None:
         item = self._get(org_pk(organization_id), f"CUSTOMER#{external_id}")
         return Customer.model_validate(document(item)) if item else None
+
+    def get_customers(self, organization_id: str, external_ids: Iterable[str]) -> list[Customer]:
+        """The customers of these external ids that exist (one BatchGetItem per hundred)."""
+        keys = [
+            {"PK": org_pk(organization_id), "SK": f"CUSTOMER#{external_id}"}
+            for external_id in dict.fromkeys(external_ids)
+            if len(external_id.encode()) < MAX_SORT_KEY_BYTES - len("CUSTOMER#")
+        ]
+        return [Customer.model_validate(document(item)) for item in self.get_items(keys)]
 
     def list_customers(self, organization_id: str) -> Iterator[Customer]:
         """Every customer (by external id): for sweeps that must visit each one."""

@@ -145,18 +145,18 @@ def present(deps: Dependencies, invoice: Invoice, today: date) -> dict[str, obje
 def present_all(
     deps: Dependencies, invoices: Sequence[Invoice], today: date
 ) -> list[dict[str, object]]:
-    """Lago lists invoices with their customer; each customer is read once. ``today`` is the
-    day ``payment_overdue`` is judged on."""
-    customers: dict[str, dict[str, object] | None] = {}
-    shown = []
-    for invoice in invoices:
-        if invoice.external_customer_id not in customers:
-            customer = deps.store.get_customer(
-                invoice.organization_id, invoice.external_customer_id
-            )
-            customers[invoice.external_customer_id] = customer.as_lago() if customer else None
-        shown.append(invoice.as_lago(customers[invoice.external_customer_id], today=today))
-    return shown
+    """Lago lists invoices with their customer; the customers are read together (one
+    BatchGetItem). ``today`` is the day ``payment_overdue`` is judged on."""
+    if not invoices:
+        return []
+    found = deps.store.get_customers(
+        invoices[0].organization_id, (invoice.external_customer_id for invoice in invoices)
+    )
+    customers = {customer.external_id: customer.as_lago() for customer in found}
+    return [
+        invoice.as_lago(customers.get(invoice.external_customer_id), today=today)
+        for invoice in invoices
+    ]
 
 
 def get(deps: Dependencies, organization_id: str, lago_id: str, today: date) -> dict[str, object]:
