@@ -45,8 +45,8 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
         sys.path.insert(0, str(entry))
 
 import boto3  # noqa: E402
-from bench.billing_run import BenchRuntime, http_json, item_size  # noqa: E402
 
+from bench.billing_run import BenchRuntime, http_json, item_size  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.customers import Customer  # noqa: E402
 from billow.domain.invoices import Invoice  # noqa: E402
