@@ -30,6 +30,7 @@ def speed_up_moto() -> None:
     _cache_moto_module_list()
     _partition_queries()
     _journal_transactions()
+    _index_partitions()  # after the journal: its rollbacks count as writes
     _cache_json_paths()
     _cheap_retention_check()
     _cheap_sends()
@@ -209,6 +210,125 @@ def _partition_queries() -> None:
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
     Table._bench_partitioned = True  # type: ignore[attr-defined]
+
+
+class _Writes:
+    """How many writes moto has made: cached views of a table are valid while it stands."""
+
+    count = 0
+
+
+def _count_writes() -> None:
+    """Count moto's writes (each bumps ``_Writes.count`` as it starts and as it ends)."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    def counted(write: Any) -> Any:
+        @functools.wraps(write)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _Writes.count += 1
+            try:
+                return write(*args, **kwargs)
+            finally:
+                _Writes.count += 1
+
+        return wrapper
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        setattr(DynamoDBBackend, name, counted(getattr(DynamoDBBackend, name)))
+    for name in ("put_item", "delete_item"):
+        setattr(Table, name, counted(getattr(Table, name)))
+
+
+def _index_partition(table: Any, attribute: str, value: Any) -> list[Any]:
+    """The items whose ``attribute`` is ``value``, grouped once per write generation."""
+    groups = vars(table).setdefault("_index_groups", {})
+    cached = groups.get(attribute)
+    if cached is None or cached[0] != _Writes.count:
+        grouped: dict[Any, list[Any]] = {}
+        for items in table.items.values():
+            for item in items.values() if table.range_key_attr else [items]:
+                if (found := item.attrs.get(attribute)) is not None:
+                    grouped.setdefault(found, []).append(item)
+        cached = groups[attribute] = (_Writes.count, grouped, {})
+    return list(cached[1].get(value, []))
+
+
+def _index_partitions() -> None:
+    """An index Query makes moto look at every item of the table for the index partition,
+    sort the partition, and weigh each entry at its whole item's size for the 1 MB page
+    limit. Here the items of each index partition are grouped, and sorted as moto sorts
+    them, once per write generation of the table (a page read after the data is written
+    costs the partition, not the table); and an entry of a keys-only or INCLUDE index
+    weighs what DynamoDB weighs, its projected attributes, so moto pages where DynamoDB
+    does. Billow's requests and moto's answers are otherwise unchanged."""
+    from moto.dynamodb.models.dynamo_type import Item, bytesize  # noqa: PLC0415
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    if getattr(Table, "_bench_index_partitions", False):
+        return
+    state = threading.local()
+    original_query, original_sorted = Table.query, Table.sorted_items
+    signature = inspect.signature(original_query)
+
+    _count_writes()
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        conditions = bound.get("hash_key_conditions") or []
+        index_name = bound.get("index_name")
+        if not index_name or len(conditions) != 1:
+            return original_query(self, *args, **kwargs)
+        index = self.get_index(index_name)
+        projection = (index.projection or {}).get("ProjectionType", "ALL")
+        weighed = None
+        if projection != "ALL":
+            weighed = {self.hash_key_attr, self.range_key_attr} | {
+                key["AttributeName"] for key in index.schema
+            }
+            weighed |= set((index.projection or {}).get("NonKeyAttributes", []))
+        state.query = (self, conditions[0], weighed)
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            state.query = None
+
+    def all_items(self: Any) -> Any:
+        noted = getattr(state, "query", None)
+        if noted is None or noted[0] is not self:
+            return all_items.original(self)  # type: ignore[attr-defined]
+        (name, value) = noted[1]
+        return _index_partition(self, name, value)
+
+    def sorted_items(
+        self: Any, hash_attrs: list[str], range_attrs: list[Any], items: list[Any]
+    ) -> list[Any]:
+        noted = getattr(state, "query", None)
+        if noted is None or noted[0] is not self:
+            return list(original_sorted(self, hash_attrs, range_attrs, items))
+        (name, value) = noted[1]
+        cached = vars(self)["_index_groups"][name]
+        memo_key = (value, tuple(hash_attrs), tuple(range_attrs), len(items))
+        if memo_key not in cached[2]:
+            cached[2][memo_key] = list(original_sorted(self, hash_attrs, range_attrs, items))
+        return list(cached[2][memo_key])
+
+    original_size = Item.size
+
+    def size(self: Any) -> int:
+        noted = getattr(state, "query", None)
+        if noted is None or noted[2] is None:
+            return int(original_size(self))
+        return sum(
+            bytesize(key) + value.size() for key, value in self.attrs.items() if key in noted[2]
+        )
+
+    all_items.original = Table.all_items  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table.sorted_items = sorted_items  # type: ignore[method-assign,assignment]
+    Item.size = size  # type: ignore[method-assign]
+    Table._bench_index_partitions = True  # type: ignore[attr-defined]
 
 
 def _journal_transactions() -> None:

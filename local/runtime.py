@@ -1412,6 +1412,8 @@ class LocalRuntime:
                             "ProjectionType": "INCLUDE",
                             "NonKeyAttributes": list(index.projected),
                         }
+                        if index.projected
+                        else {"ProjectionType": "KEYS_ONLY"}
                     ),
                 }
                 for index in table.indexes

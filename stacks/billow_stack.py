@@ -197,6 +197,8 @@ class BillowStack(Stack):
                     dynamodb.ProjectionType.ALL
                     if index.projected is None
                     else dynamodb.ProjectionType.INCLUDE
+                    if index.projected
+                    else dynamodb.ProjectionType.KEYS_ONLY
                 ),
                 non_key_attributes=list(index.projected) if index.projected else None,
             )

@@ -120,11 +120,11 @@ def test_an_unpaid_invoice_past_its_due_date_is_overdue(org: Any) -> None:
     deps = dependencies()
     week_later = date.fromisoformat(late["issuing_date"]) + timedelta(days=7)
     overdue_filter = invoice_service.InvoiceFilters(payment_overdue=True)
-    found = invoice_service.list_invoices(deps, org.id, overdue_filter, week_later)
+    found, _ = invoice_service.list_page(deps, org.id, overdue_filter, week_later, 1, 100)
     shown = invoice_service.present_all(deps, found, week_later)
     assert [(i["lago_id"], i["payment_overdue"]) for i in shown] == [(late["lago_id"], True)]
-    everything = invoice_service.list_invoices(
-        deps, org.id, invoice_service.InvoiceFilters(), week_later
+    everything, _ = invoice_service.list_page(
+        deps, org.id, invoice_service.InvoiceFilters(), week_later, 1, 100
     )
     assert (
         sum(i["payment_overdue"] for i in invoice_service.present_all(deps, everything, week_later))

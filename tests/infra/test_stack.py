@@ -492,6 +492,8 @@ def test_table(synth: Synth) -> None:
             {"ProjectionType": "ALL"}
             if index.projected is None
             else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projected)}
+            if index.projected
+            else {"ProjectionType": "KEYS_ONLY"}
         )
     assert properties["TimeToLiveSpecification"] == {
         "AttributeName": declared.ttl_attribute,

@@ -129,9 +129,9 @@ class GlobalIndex(_Frozen):
     partition_key: str
     sort_key: str
     projected: tuple[str, ...] | None = None
-    """Attributes copied into the index besides the keys; None copies whole items. An index
-    entry costs write units for its size each time it is written, so an index that only
-    points at items copies just what its queries read."""
+    """Attributes copied into the index besides the keys; None copies whole items and ``()``
+    only the keys. An index entry costs write units for its size each time it is written,
+    so an index that only points at items copies just what its queries read."""
 
 
 class Table(_Frozen):
@@ -237,6 +237,14 @@ TOPOLOGY = Topology(
                 partition_key="GSI2PK",
                 sort_key="GSI2SK",
                 projected=("organization_id", "lago_id"),
+            ),
+            # The list indexes (``billow.adapters.listing``): keys only, so an entry costs
+            # one write unit and a page reads the keys before it, never the items.
+            *(
+                GlobalIndex(
+                    name=name, partition_key=f"{name}PK", sort_key=f"{name}SK", projected=()
+                )
+                for name in ("GSI3", "GSI4", "GSI5", "GSI6")
             ),
         ),
     ),

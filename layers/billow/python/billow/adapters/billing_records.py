@@ -7,7 +7,15 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 - one start per generation of an external id: PK={org} SK=SUBSCRIPTION_START#{external_id}#{n}
 - subscriptions due for billing (system sweep, sparse):
   GSI1PK=BILLING_DUE#{shard} GSI1SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
-- invoice by id / all: PK={org} SK=INVOICE#{lago_id} / begins_with INVOICE#
+- invoice by id: PK={org} SK=INVOICE#{lago_id}
+- invoice lists, newest first (keys only, ``billow.adapters.listing``), sort key
+  ``{issuing_date}#{created_at}#{sequential_id:012}`` (so issuing dates are key ranges):
+  all: GSI3PK={org}#INVOICES; a customer's: GSI4PK={org}#INVOICES#CUSTOMER#{external_id};
+  by state: GSI5PK={org}#INVOICES#STATE#{status}.{payment_status};
+  a customer's by state:
+  GSI6PK={org}#INVOICES#CUSTOMER#{external_id}#STATE#{status}.{payment_status}
+- invoice counts: PK={org} SK begins_with COUNTER#INVOICES#SHARD# (``all`` and one count
+  per state, summed over the shards) and PK={org} SK=COUNTER#INVOICES#CUSTOMER#{external_id}
 - a customer's invoices waiting for a payment method (sparse):
   GSI1PK={org}#AWAITING_PAYMENT_METHOD#{customer_lago_id}
 - charge attempts in flight, oldest first (system sweep, sparse, GSI2: it copies only
@@ -24,10 +32,14 @@ its organization's partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import get_args
 
-from billow.adapters.table import Item, TableBase, Transaction, document, org_pk
-from billow.domain.invoices import Invoice
+from billow.adapters.listing import ALL, Listing, ListRecords, Tally, list_attributes, stage_counts
+from billow.adapters.table import Item, Transaction, document, org_pk
+from billow.domain.invoices import Invoice, InvoiceStatus, PaymentStatus
 from billow.domain.subscriptions import DUE_INDEX_SHARDS, Subscription, due_shard
 
 AWAITING_PAYMENT_METHOD = frozenset({"no_payment_method", "no_payment_provider"})
@@ -37,7 +49,55 @@ DUE_SUFFIX = "~"
 """Sorts after every ``#…`` suffix, so ``GSI1SK <= now~`` includes everything due at ``now``."""
 
 
-class BillingRecords(TableBase):
+INVOICES = "INVOICES"
+INVOICE_STATES = tuple(
+    f"{status}.{payment}"
+    for status, payment in product(get_args(InvoiceStatus), get_args(PaymentStatus))
+)
+"""Every (status, payment status) an invoice can be in: the partitions of the state lists."""
+
+
+@dataclass(frozen=True)
+class InvoiceSelection:
+    """Invoices the keys can pick: of a customer (external id), in some states
+    (``{status}.{payment_status}``), issued between two ``YYYY-MM-DD`` days; ``None``: any."""
+
+    customer: str | None = None
+    states: Sequence[str] | None = None
+    issued_between: tuple[str, str] | None = None
+
+    def sort_keys(self) -> tuple[str, str] | None:
+        """Sort keys of invoices issued from the first day to the last, both included."""
+        if self.issued_between is None:
+            return None
+        low, high = self.issued_between
+        return low, f"{high}~"
+
+
+def invoice_state(status: str, payment_status: str) -> str:
+    return f"{status}.{payment_status}"
+
+
+def invoice_listing(invoice: Invoice) -> Listing:
+    """Lago lists invoices by issuing date, newest first, then by creation."""
+    state = invoice_state(invoice.status, invoice.payment_status)
+    customer = f"CUSTOMER#{invoice.external_customer_id}"
+    return Listing(
+        family=INVOICES,
+        sort_key=f"{invoice.issuing_date}#{invoice.created_at}#{invoice.sequential_id:012d}",
+        partitions={
+            "GSI3": "",
+            "GSI4": f"#{customer}",
+            "GSI5": f"#STATE#{state}",
+            "GSI6": f"#{customer}#STATE#{state}",
+        },
+        tallies=frozenset(
+            {Tally("", ALL), Tally("", state), Tally(customer, ALL), Tally(customer, state)}
+        ),
+    )
+
+
+class BillingRecords(ListRecords):
     # -- subscriptions --------------------------------------------------------------------
 
     @staticmethod
@@ -143,6 +203,7 @@ class BillingRecords(TableBase):
             "data": invoice.model_dump_json(),
             "version": invoice.version,
             "payment_status": invoice.payment_status,
+            **list_attributes(invoice.organization_id, invoice_listing(invoice)),
         }
         if invoice.payment_block in AWAITING_PAYMENT_METHOD and invoice.is_payable:
             item["GSI1PK"] = (
@@ -160,28 +221,67 @@ class BillingRecords(TableBase):
         return item
 
     def stage_invoice(
-        self, transaction: Transaction, invoice: Invoice, expected_version: int | None
+        self, transaction: Transaction, invoice: Invoice, before: Invoice | None
     ) -> None:
-        """New invoices must not exist yet (that is what makes billing exactly-once)."""
-        if expected_version is None:
+        """New invoices must not exist yet (that is what makes billing exactly-once); a
+        changed one must still be as read (``before``). Its counts move with it: nothing
+        when its state stays, one small ADD on its customer's counter and one on a shard
+        of the organization's when it is created or its state changes."""
+        if before is None:
             transaction.put(self.invoice_item(invoice), condition="attribute_not_exists(PK)")
         else:
             transaction.put(
                 self.invoice_item(invoice),
                 condition="version = :expected",
-                values={":expected": expected_version},
+                values={":expected": before.version},
             )
+        stage_counts(
+            transaction,
+            invoice.organization_id,
+            invoice.lago_id,
+            invoice_listing(before) if before else None,
+            invoice_listing(invoice),
+        )
 
     def get_invoice(self, organization_id: str, lago_id: str) -> Invoice | None:
         item = self._get(org_pk(organization_id), f"INVOICE#{lago_id}")
         return Invoice.model_validate(document(item)) if item else None
 
-    def list_invoices(self, organization_id: str) -> list[Invoice]:
-        invoices = [
-            Invoice.model_validate(document(item))
-            for item in self._query_prefix(org_pk(organization_id), "INVOICE#")
-        ]
-        return sorted(invoices, key=lambda i: (i.created_at, i.sequential_id), reverse=True)
+    @staticmethod
+    def _invoice_lists(
+        organization_id: str, selection: InvoiceSelection
+    ) -> tuple[str, list[str], str]:
+        """The list index, its partitions and the counter scope of a selection."""
+        customer, states = selection.customer, selection.states
+        scope = f"CUSTOMER#{customer}" if customer is not None else ""
+        prefix = f"{org_pk(organization_id)}#{INVOICES}" + (f"#{scope}" if scope else "")
+        if states is None:
+            return ("GSI4" if scope else "GSI3"), [prefix], scope
+        return ("GSI6" if scope else "GSI5"), [f"{prefix}#STATE#{s}" for s in states], scope
+
+    def invoice_page(
+        self, organization_id: str, selection: InvoiceSelection, skip: int, take: int
+    ) -> list[Invoice]:
+        """Invoices ``skip`` to ``skip + take`` of a selection, newest first."""
+        index, partitions, _ = self._invoice_lists(organization_id, selection)
+        keys = self.page_keys(index, partitions, skip, take, selection.sort_keys())
+        return [Invoice.model_validate(document(item)) for item in self.get_items(keys)]
+
+    def invoice_count(self, organization_id: str, selection: InvoiceSelection) -> int:
+        """Exact, from the counters; a date range has no counter, so its keys are counted."""
+        index, partitions, scope = self._invoice_lists(organization_id, selection)
+        sort_keys = selection.sort_keys()
+        if sort_keys is not None:
+            return self.count_keys(index, partitions, sort_keys)
+        return self.count(organization_id, INVOICES, selection.states or [ALL], scope)
+
+    def invoices_in(self, organization_id: str, selection: InvoiceSelection) -> Iterator[Invoice]:
+        """Every invoice of a selection, newest first: for filters no key serves."""
+        index, partitions, _ = self._invoice_lists(organization_id, selection)
+        keys = self.every_key(index, partitions, selection.sort_keys())
+        for start in range(0, len(keys), 100):
+            for item in self.get_items(keys[start : start + 100]):
+                yield Invoice.model_validate(document(item))
 
     def invoices_awaiting_payment_method(
         self, organization_id: str, customer_lago_id: str

@@ -11,7 +11,11 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - organization by API key (auth): PK=API_KEY#{sha256(key)} SK=API_KEY
 - all organizations (system sweeps): GSI1PK=ORGANIZATIONS
 - Stripe connection by code / all: PK={org} SK=INTEGRATION#stripe#{code} / begins_with
-- customer by external id / all: PK={org} SK=CUSTOMER#{external_id} / begins_with
+- customer by external id / all (sweeps that visit each): PK={org} SK=CUSTOMER#{external_id}
+  / begins_with
+- customer list, newest first (keys only): GSI3PK={org}#CUSTOMERS
+  GSI3SK={created_at}#{sequential_id:012}; its count: PK={org} SK begins_with
+  COUNTER#CUSTOMERS#SHARD# (``all``, summed over the shards)
 - customer by Stripe customer id: GSI1PK={org}#STRIPE_CUSTOMER#{cus_id}
 - a customer's payment methods: PK={org} SK begins_with PAYMENT_METHOD#{customer_lago_id}#
 - payment method by Stripe id: GSI1PK={org}#STRIPE_PAYMENT_METHOD#{pm_id}
@@ -37,14 +41,16 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import CatalogRecords
+from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
 from billow.adapters.table import (
+    MAX_SORT_KEY_BYTES,
     Item,
     TableBase,
     Transaction,
@@ -60,7 +66,18 @@ from billow.domain.webhooks import WebhookEndpoint
 DELIVERY_TTL_S = 30 * 24 * 3600
 STRIPE_EVENT_TTL_S = 90 * 24 * 3600
 
+CUSTOMERS = "CUSTOMERS"
+
 __all__ = ["Store", "Transaction", "org_pk"]
+
+
+def customer_listing(customer: Customer) -> Listing:
+    return Listing(
+        family=CUSTOMERS,
+        sort_key=f"{customer.created_at}#{customer.sequential_id:012d}",
+        partitions={"GSI3": ""},
+        tallies=frozenset({Tally("", ALL)}),
+    )
 
 
 class Store(BillingRecords, CatalogRecords, TableBase):
@@ -168,6 +185,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
             "kind": "customer",
             "data": customer.model_dump_json(),
             "version": customer.version,
+            **list_attributes(customer.organization_id, customer_listing(customer)),
         }
         if customer.stripe_customer_id:
             item["GSI1PK"] = (
@@ -179,9 +197,17 @@ class Store(BillingRecords, CatalogRecords, TableBase):
     def save_customer(
         self, transaction: Transaction, customer: Customer, expected_version: int | None
     ) -> None:
-        """Stage a customer write that only succeeds over the version the caller read."""
+        """Stage a customer write that only succeeds over the version the caller read; a new
+        customer is counted in the same transaction."""
         if expected_version is None:
             transaction.put(self.customer_item(customer), condition="attribute_not_exists(PK)")
+            stage_counts(
+                transaction,
+                customer.organization_id,
+                customer.lago_id,
+                None,
+                customer_listing(customer),
+            )
         else:
             transaction.put(
                 self.customer_item(customer),
@@ -193,9 +219,28 @@ class Store(BillingRecords, CatalogRecords, TableBase):
         item = self._get(org_pk(organization_id), f"CUSTOMER#{external_id}")
         return Customer.model_validate(document(item)) if item else None
 
+    def get_customers(self, organization_id: str, external_ids: Iterable[str]) -> list[Customer]:
+        """The customers of these external ids that exist (one BatchGetItem per hundred)."""
+        keys = [
+            {"PK": org_pk(organization_id), "SK": f"CUSTOMER#{external_id}"}
+            for external_id in dict.fromkeys(external_ids)
+            if len(external_id.encode()) < MAX_SORT_KEY_BYTES - len("CUSTOMER#")
+        ]
+        return [Customer.model_validate(document(item)) for item in self.get_items(keys)]
+
     def list_customers(self, organization_id: str) -> Iterator[Customer]:
+        """Every customer (by external id): for sweeps that must visit each one."""
         for item in self._query_prefix(org_pk(organization_id), "CUSTOMER#"):
             yield Customer.model_validate(document(item))
+
+    def customer_page(self, organization_id: str, skip: int, take: int) -> list[Customer]:
+        """Customers ``skip`` to ``skip + take``, newest first."""
+        partition = f"{org_pk(organization_id)}#{CUSTOMERS}"
+        keys = self.page_keys("GSI3", [partition], skip, take)
+        return [Customer.model_validate(document(item)) for item in self.get_items(keys)]
+
+    def customer_count(self, organization_id: str) -> int:
+        return self.count(organization_id, CUSTOMERS, [ALL])
 
     def customer_by_stripe_id(
         self, organization_id: str, stripe_customer_id: str
@@ -209,11 +254,19 @@ class Store(BillingRecords, CatalogRecords, TableBase):
     def delete_customer(self, customer: Customer) -> None:
         transaction = Transaction()
         transaction.delete(
-            {"PK": org_pk(customer.organization_id), "SK": f"CUSTOMER#{customer.external_id}"}
+            {"PK": org_pk(customer.organization_id), "SK": f"CUSTOMER#{customer.external_id}"},
+            condition="attribute_exists(PK)",  # deleted once, uncounted once
         )
         for method in self.list_payment_methods(customer):
             transaction.delete(self._payment_method_key(method))
         transaction.delete(self._default_state_key(customer.organization_id, customer.lago_id))
+        stage_counts(
+            transaction,
+            customer.organization_id,
+            customer.lago_id,
+            customer_listing(customer),
+            None,
+        )
         self.commit(transaction)
 
     # -- payment methods -----------------------------------------------------------------

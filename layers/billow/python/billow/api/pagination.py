@@ -29,17 +29,21 @@ PerPage = Annotated[
 """Lago ignores a ``per_page`` that is not a positive number (``null`` included)."""
 
 
-def paginate(
-    items: Sequence[T], page: int, per_page: int
-) -> tuple[Sequence[T], dict[str, int | None]]:
-    total = len(items)
+def page_meta(total: int, page: int, per_page: int) -> dict[str, int | None]:
+    """Lago's ``meta`` for page ``page`` of ``total`` items."""
     total_pages = max((total + per_page - 1) // per_page, 1) if total else 0
-    start = (page - 1) * per_page
-    meta: dict[str, int | None] = {
+    return {
         "current_page": page,
         "next_page": page + 1 if page < total_pages else None,
         "prev_page": page - 1 if page > 1 else None,
         "total_pages": total_pages,
         "total_count": total,
     }
-    return items[start : start + per_page], meta
+
+
+def paginate(
+    items: Sequence[T], page: int, per_page: int
+) -> tuple[Sequence[T], dict[str, int | None]]:
+    """A page of a list already read whole."""
+    start = (page - 1) * per_page
+    return items[start : start + per_page], page_meta(len(items), page, per_page)

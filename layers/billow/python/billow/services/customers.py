@@ -318,8 +318,14 @@ def present(deps: Dependencies, customers: Sequence[Customer]) -> list[dict[str,
     ]
 
 
-def list_customers(deps: Dependencies, organization_id: str) -> list[Customer]:
-    return list(deps.store.list_customers(organization_id))
+def list_page(
+    deps: Dependencies, organization_id: str, page: int, per_page: int
+) -> tuple[list[Customer], int]:
+    """Page ``page`` of the customers, newest first, and how many there are (reads the
+    list keys before the page and the page's customers only)."""
+    skip = (page - 1) * per_page
+    found = deps.store.customer_page(organization_id, skip, per_page)
+    return found, deps.store.customer_count(organization_id)
 
 
 def delete_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:

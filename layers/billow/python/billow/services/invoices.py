@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from billow.adapters.billing_records import INVOICE_STATES, InvoiceSelection, invoice_state
 from billow.composition import Dependencies
 from billow.domain.clock import IsoDateTime, iso, new_id, stable_id
 from billow.domain.customers import DEFAULT_BILLING_ENTITY
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.identifiers import IdentifierList
-from billow.domain.invoices import FeeItem, Invoice
+from billow.domain.invoices import FeeItem, Invoice, InvoiceStatus, PaymentStatus
 from billow.domain.money import Currency
 from billow.domain.subscriptions import PaymentMethodChoice
 from billow.services.invoicing import FeeDraft, issue_invoice
@@ -143,18 +145,18 @@ def present(deps: Dependencies, invoice: Invoice, today: date) -> dict[str, obje
 def present_all(
     deps: Dependencies, invoices: Sequence[Invoice], today: date
 ) -> list[dict[str, object]]:
-    """Lago lists invoices with their customer; each customer is read once. ``today`` is the
-    day ``payment_overdue`` is judged on."""
-    customers: dict[str, dict[str, object] | None] = {}
-    shown = []
-    for invoice in invoices:
-        if invoice.external_customer_id not in customers:
-            customer = deps.store.get_customer(
-                invoice.organization_id, invoice.external_customer_id
-            )
-            customers[invoice.external_customer_id] = customer.as_lago() if customer else None
-        shown.append(invoice.as_lago(customers[invoice.external_customer_id], today=today))
-    return shown
+    """Lago lists invoices with their customer; the customers are read together (one
+    BatchGetItem). ``today`` is the day ``payment_overdue`` is judged on."""
+    if not invoices:
+        return []
+    found = deps.store.get_customers(
+        invoices[0].organization_id, (invoice.external_customer_id for invoice in invoices)
+    )
+    customers = {customer.external_id: customer.as_lago() for customer in found}
+    return [
+        invoice.as_lago(customers.get(invoice.external_customer_id), today=today)
+        for invoice in invoices
+    ]
 
 
 def get(deps: Dependencies, organization_id: str, lago_id: str, today: date) -> dict[str, object]:
@@ -194,16 +196,86 @@ def _customers_matching(deps: Dependencies, organization_id: str, term: str) -> 
     }
 
 
-def list_invoices(
-    deps: Dependencies, organization_id: str, filters: InvoiceFilters, today: date
-) -> list[Invoice]:
-    """The organization's invoices that pass every filter, newest first.
+def _states(filters: InvoiceFilters) -> list[str] | None:
+    """The (status, payment status) lists the filters name; ``None``: every invoice.
 
-    A customer nobody knows filters everything out, as in Lago (no 404 here); a billing
-    entity other than Billow's single one is a 404, as Lago answers for unknown codes."""
+    Lago's statuses Billow never gives an invoice (``failed``, ``pending``) name no list,
+    and an overdue invoice can only be finalized and not paid."""
+    statuses = set(filters.statuses or get_args(InvoiceStatus))
+    payments = set(filters.payment_statuses or get_args(PaymentStatus))
+    if filters.payment_overdue:
+        statuses &= {"finalized"}
+        payments -= {"succeeded"}
+    states = [
+        invoice_state(status, payment)
+        for status in get_args(InvoiceStatus)
+        for payment in get_args(PaymentStatus)
+        if status in statuses and payment in payments
+    ]
+    return None if len(states) == len(INVOICE_STATES) else states
+
+
+def list_page(
+    deps: Dependencies,
+    organization_id: str,
+    filters: InvoiceFilters,
+    today: date,
+    page: int,
+    per_page: int,
+) -> tuple[list[Invoice], int]:
+    """Page ``page`` of the organization's invoices that pass every filter, newest first
+    (Lago's order: issuing date, then creation), and how many pass.
+
+    Customer, statuses, payment statuses and issuing dates are served by the list
+    indexes: the page reads the index keys before it and its own invoices only, and the
+    count comes from counters (from the keys in the date range when dates are given).
+    The other filters (type, currency, amounts, self-billed, overdue on today's date,
+    search) are not keys: the invoices the keyed filters leave are read and checked, so
+    the count stays exact. A customer nobody knows filters everything out, as in Lago
+    (no 404 here); a billing entity other than Billow's single one is a 404, as Lago
+    answers for unknown codes."""
     if any(code != DEFAULT_BILLING_ENTITY for code in filters.billing_entity_codes or ()):
         raise NotFound("billing_entity")
+    states = _states(filters)
+    if states == []:
+        return [], 0
+    issued_between = (
+        (
+            (filters.issuing_date_from or date.min).isoformat(),
+            (filters.issuing_date_to or date.max).isoformat(),
+        )
+        if filters.issuing_date_from or filters.issuing_date_to
+        else None
+    )
+    selection = InvoiceSelection(
+        customer=filters.external_customer_id, states=states, issued_between=issued_between
+    )
+    skip = (page - 1) * per_page
+    kept = _unkeyed_check(deps, organization_id, filters, today)
+    if kept is None:
+        found = deps.store.invoice_page(organization_id, selection, skip, per_page)
+        return found, deps.store.invoice_count(organization_id, selection)
+    matching = [
+        invoice for invoice in deps.store.invoices_in(organization_id, selection) if kept(invoice)
+    ]
+    return matching[skip : skip + per_page], len(matching)
+
+
+def _unkeyed_check(
+    deps: Dependencies, organization_id: str, filters: InvoiceFilters, today: date
+) -> Callable[[Invoice], bool] | None:
+    """The filters no key serves, as a check of one invoice (``None`` when none is set)."""
     term = (filters.search_term or "").strip().casefold()
+    if not (
+        term
+        or filters.invoice_type is not None
+        or filters.currency is not None
+        or filters.self_billed is not None
+        or filters.payment_overdue is not None
+        or filters.amount_from is not None
+        or filters.amount_to is not None
+    ):
+        return None
     found_customers = (
         _customers_matching(deps, organization_id, term)
         if term and filters.external_customer_id is None
@@ -219,21 +291,14 @@ def list_invoices(
 
     def kept(invoice: Invoice) -> bool:
         checks = (
-            filters.external_customer_id in (None, invoice.external_customer_id),
-            not filters.statuses or invoice.status in filters.statuses,
-            not filters.payment_statuses or invoice.payment_status in filters.payment_statuses,
             filters.invoice_type in (None, invoice.invoice_type),
             filters.currency in (None, invoice.currency),
             filters.self_billed in (None, invoice.self_billed),
             filters.payment_overdue in (None, invoice.is_payment_overdue(today)),
-            filters.issuing_date_from is None
-            or date.fromisoformat(invoice.issuing_date) >= filters.issuing_date_from,
-            filters.issuing_date_to is None
-            or date.fromisoformat(invoice.issuing_date) <= filters.issuing_date_to,
             filters.amount_from is None or invoice.total_amount_cents >= filters.amount_from,
             filters.amount_to is None or invoice.total_amount_cents <= filters.amount_to,
             not term or searched(invoice),
         )
         return all(checks)
 
-    return [invoice for invoice in deps.store.list_invoices(organization_id) if kept(invoice)]
+    return kept

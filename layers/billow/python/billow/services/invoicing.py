@@ -264,7 +264,7 @@ def issue_invoice(
 
     transaction = Transaction()
     deps.store.stage_invoice_sequence(transaction, organization.id, sequence)
-    deps.store.stage_invoice(transaction, invoice, expected_version=None)
+    deps.store.stage_invoice(transaction, invoice, before=None)
     for credit in totals.coupon_credits:
         coupon = by_id[credit.lago_id]
         if credit.amount_cents == 0 and not credit.terminated:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.services import customers, lookups
 
 router = Router()
@@ -27,9 +27,11 @@ def create_or_update_customer(body: Annotated[CustomerCreateInput, Body()]) -> d
 
 @router.get("/api/v1/customers")
 def list_customers(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
-    found = customers.list_customers(deps(), organization_id(router))
-    shown, meta = paginate(found, page, per_page)
-    return {"customers": customers.present(deps(), shown), "meta": meta}
+    shown, total = customers.list_page(deps(), organization_id(router), page, per_page)
+    return {
+        "customers": customers.present(deps(), shown),
+        "meta": page_meta(total, page, per_page),
+    }
 
 
 @router.get("/api/v1/customers/<external_customer_id>")

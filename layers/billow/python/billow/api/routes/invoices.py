@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.query import Cents, Day, Flag, known
 from billow.domain.clock import utcnow
 from billow.services import invoices as service
@@ -85,11 +85,18 @@ def create_one_off_invoice(body: Annotated[service.OneOffInvoiceBody, Body()]) -
 
 def _listed(query: InvoiceListQuery, external_customer_id: str | None) -> dict[str, Any]:
     today = utcnow().date()
-    found = service.list_invoices(
-        deps(), organization_id(router), query.filters(external_customer_id), today
+    shown, total = service.list_page(
+        deps(),
+        organization_id(router),
+        query.filters(external_customer_id),
+        today,
+        query.page,
+        query.per_page,
     )
-    shown, meta = paginate(found, query.page, query.per_page)
-    return {"invoices": service.present_all(deps(), shown, today), "meta": meta}
+    return {
+        "invoices": service.present_all(deps(), shown, today),
+        "meta": page_meta(total, query.page, query.per_page),
+    }
 
 
 @router.get("/api/v1/invoices")

@@ -112,7 +112,7 @@ def stage_awaiting_invoices(
                 "updated_at": now,
             }
         )
-        deps.store.stage_invoice(transaction, updated, expected_version=invoice.version)
+        deps.store.stage_invoice(transaction, updated, before=invoice)
         events.append(payment_requested(updated))
     return events
 

@@ -42,7 +42,7 @@ def save_invoice(
         update={**changes, "version": invoice.version + 1, "updated_at": iso(utcnow())}
     )
     transaction = Transaction()
-    deps.store.stage_invoice(transaction, updated, expected_version=invoice.version)
+    deps.store.stage_invoice(transaction, updated, before=invoice)
     transaction.publish(events)
     deps.store.commit(transaction)
     return updated

@@ -1,0 +1,187 @@
+"""Lists read only the page they show, newest first, with exact counts from counters."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from billow.adapters.listing import COUNTER_SHARDS
+from billow.composition import dependencies
+from tests.api.test_payments import create_add_on, one_off
+from tests.conftest import ApiClient, Org, http_json
+
+
+def customer(org: Any, external_id: str) -> dict[str, Any]:
+    status, body = org.api.post(
+        "/customers", json={"customer": {"external_id": external_id, "currency": "EUR"}}
+    )
+    assert status == 200, body
+    return body["customer"]  # type: ignore[no-any-return]
+
+
+def listed(org: Any, path: str) -> tuple[list[str], dict[str, Any]]:
+    status, body = org.api.get(path)
+    assert status == 200, (path, body)
+    name = path.split("?", maxsplit=1)[0].rsplit("/", 1)[-1]
+    ids = [entry.get("number") or entry["external_id"] for entry in body[name]]
+    return ids, body["meta"]
+
+
+def meta(page: int, total: int, per_page: int) -> dict[str, Any]:
+    pages = math.ceil(total / per_page)
+    return {
+        "current_page": page,
+        "next_page": page + 1 if page < pages else None,
+        "prev_page": page - 1 if page > 1 else None,
+        "total_pages": pages,
+        "total_count": total,
+    }
+
+
+def test_pages_are_newest_first_with_exact_meta_at_their_boundaries(org: Org) -> None:
+    for n in range(5):
+        customer(org, f"c{n}")
+    create_add_on(org, "fee", 500)
+    numbers = [one_off(org, f"c{n % 2}")["number"] for n in range(5)]
+    newest_customers = [f"c{n}" for n in reversed(range(5))]
+    for page in (1, 2, 3, 4):
+        found, shown = listed(org, f"/customers?page={page}&per_page=2")
+        assert found == newest_customers[(page - 1) * 2 : page * 2]
+        assert shown == meta(page, 5, 2)
+        found, shown = listed(org, f"/invoices?page={page}&per_page=2")
+        assert found == list(reversed(numbers))[(page - 1) * 2 : page * 2]
+        assert shown == meta(page, 5, 2)
+    found, shown = listed(org, "/customers/c0/invoices?per_page=2&page=2")
+    assert (found, shown) == ([numbers[0]], meta(2, 3, 2))
+
+
+def test_counts_follow_creates_deletes_and_status_changes(org: Org) -> None:
+    create_add_on(org, "fee", 500)
+    for name in ("alice", "bob", "carol"):
+        customer(org, name)
+    first, second, third = (one_off(org, "alice") for _ in range(3))
+    free = one_off(org, "bob", [{"add_on_code": "fee", "unit_amount_cents": 0}])
+    assert org.api.post(f"/invoices/{second['lago_id']}/void")[0] == 200
+    assert org.api.delete("/customers/carol")[0] == 200
+
+    def count(path: str) -> int:
+        return int(listed(org, path)[1]["total_count"])
+
+    assert count("/customers") == 2
+    assert count("/invoices") == 4
+    assert count("/invoices?status=voided") == 1
+    assert count("/invoices?status=finalized") == 3
+    assert count("/invoices?payment_status=succeeded") == 1
+    assert count("/invoices?statuses[]=finalized&payment_statuses[]=pending") == 2
+    assert count("/invoices?external_customer_id=alice") == 3
+    assert count("/invoices?external_customer_id=alice&status=finalized") == 2
+    assert count("/customers/alice/invoices?status=voided") == 1
+    assert count("/customers/bob/invoices?payment_status=pending") == 0
+    assert count("/invoices?external_customer_id=carol") == 0
+    found, _ = listed(org, "/invoices?external_customer_id=alice&status=finalized")
+    assert found == [third["number"], first["number"]]
+    assert listed(org, "/invoices?payment_status=succeeded")[0] == [free["number"]]
+
+
+def test_issuing_dates_are_a_key_range_with_an_exact_count(org: Org) -> None:
+    create_add_on(org, "fee", 500)
+    customer(org, "alice")
+    issued = one_off(org, "alice")
+    day = issued["issuing_date"]
+    found, shown = listed(org, f"/invoices?issuing_date_from={day}&issuing_date_to={day}")
+    assert (found, shown["total_count"]) == ([issued["number"]], 1)
+    _, shown = listed(org, "/invoices?issuing_date_to=2000-01-01")
+    assert shown["total_count"] == 0
+
+
+def test_concurrent_creates_are_each_counted_and_a_refused_write_counts_nothing(
+    org: Org,
+) -> None:
+    create_add_on(org, "fee", 500)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: customer(org, f"c{n}"), range(16)))
+        list(pool.map(lambda n: one_off(org, f"c{n}"), range(16)))
+    assert listed(org, "/customers")[1]["total_count"] == 16
+    assert listed(org, "/invoices")[1]["total_count"] == 16
+    # A creation that finds its customer taken, and a second delete, commit nothing.
+    assert org.api.post("/customers", json={"customer": {"external_id": "c1"}})[0] == 200
+    assert org.api.delete("/customers/c2")[0] == 200
+    assert org.api.delete("/customers/c2")[0] == 404
+    assert listed(org, "/customers")[1]["total_count"] == 15
+    key = uuid.uuid4().hex
+    first = one_off(org, "c3", idempotency_key=key)
+    again = one_off(org, "c3", idempotency_key=key)
+    assert again["lago_id"] == first["lago_id"]
+    assert listed(org, "/invoices")[1]["total_count"] == 17
+    assert listed(org, "/customers/c3/invoices")[1]["total_count"] == 2
+
+
+def test_lists_and_counts_stay_in_their_organization(org: Org, local_billow: Any) -> None:
+    create_add_on(org, "fee", 500)
+    customer(org, "alice")
+    one_off(org, "alice")
+    status, body = http_json(
+        "POST", f"{local_billow.api_url}/_local/organizations", {"name": "Other"}
+    )
+    assert status == 200, body
+    other = ApiClient(local_billow.api_url, body["organization"]["api_key"])
+    for path in ("/customers", "/invoices", "/invoices?external_customer_id=alice"):
+        status, body = other.get(path)
+        assert status == 200
+        assert body["meta"]["total_count"] == 0
+        assert body[path.split("?")[0].strip("/")] == []
+
+
+@contextmanager
+def items_read() -> Iterator[list[tuple[str, int]]]:
+    """Each DynamoDB read the API makes: (what it read, how many items or index entries)."""
+    calls: list[tuple[str, int]] = []
+    events = dependencies().store.table.meta.client.meta.events
+
+    def noted(http_response: Any, model: Any, **_: Any) -> None:
+        answer = json.loads(http_response.content or b"{}")
+        if model.name == "BatchGetItem":
+            calls.append(("items", sum(len(found) for found in answer["Responses"].values())))
+        elif model.name == "Query":
+            calls.append(("query", len(answer.get("Items", []))))
+        elif model.name == "GetItem":
+            calls.append(("items", 1 if answer.get("Item") else 0))
+
+    events.register("after-call.dynamodb", noted, unique_id="test-items-read")
+    try:
+        yield calls
+    finally:
+        events.unregister("after-call.dynamodb", unique_id="test-items-read")
+
+
+def test_a_page_reads_its_own_items_whatever_the_list_size(org: Org) -> None:
+    """Page 1 reads the same at 4 and at 40 customers; page 3 reads the keys before it and
+    its own items only (each customer here is one full item; index entries are keys)."""
+    create_add_on(org, "fee", 500)
+
+    def reads(path: str) -> tuple[int, list[int]]:
+        """Full items read, and the entries each Query returned (list keys or counters)."""
+        with items_read() as calls:
+            assert org.api.get(path)[0] == 200
+        items = sum(count for what, count in calls if what == "items")
+        return items, [count for what, count in calls if what == "query"]
+
+    for n in range(4):
+        customer(org, f"c{n}")
+        one_off(org, f"c{n}")
+    small = {path: reads(path) for path in ("/customers?per_page=3", "/invoices?per_page=3")}
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: (customer(org, f"c{n}"), one_off(org, f"c{n}")), range(4, 40)))
+    for path, (items, _) in small.items():
+        assert reads(path)[0] == items
+        assert 3 in reads(path)[1]  # the page's keys
+        assert max(reads(path)[1]) <= COUNTER_SHARDS  # and the count's shards
+    items, queries = reads("/customers?per_page=3&page=3")
+    assert items <= small["/customers?per_page=3"][0]
+    assert 9 in queries  # the keys of pages 1 to 3
+    assert max(queries) <= COUNTER_SHARDS
