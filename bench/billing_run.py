@@ -152,11 +152,13 @@ class Capacity:
       costed at their full size (DynamoDB reads the whole item), found from earlier
       writes by key or by the index sort key.
     * Writes: 1 KB units of the larger of the item before and after; TransactWriteItems
-      costs twice that per item. Each GSI costs a write of the new entry when the item is
-      or stays in the index, plus a delete of the old entry when the index key changes or
-      the item leaves it: an entry is the whole item for a projection ALL, else its keys
-      and projected attributes (at least one unit); index writes are not doubled by
-      transactions. A write whose condition fails is charged like one that succeeds.
+      costs twice that per item. Each GSI costs a write of the new entry when the item
+      enters the index, changes its index key there, or (projection ALL only) changes at
+      all while in it, plus a delete of the old entry when the index key changes or the
+      item leaves it: an entry is the whole item for a projection ALL, else its keys and
+      projected attributes (at least one unit; Billow projects only ids, which never
+      change); index writes are not doubled by transactions. A write whose condition
+      fails is charged like one that succeeds.
     * The "before" of an item is what this process last wrote or read for that key
       (every item in the bench is created in-process, so this is exact for Puts); an
       UpdateItem's "after" is taken to be the size before.
@@ -265,7 +267,10 @@ class Capacity:
         table_units = _units(max(old_size, new_size), 1024)
         index_units = 0
         for index, old, new in zip(self._indexes, old_keys, new_keys, strict=True):
-            if new is not None:
+            # An entry that keeps its keys is rewritten only when it copies the whole item:
+            # the attributes Billow's other indexes project (ids) never change.
+            unchanged = old == new and index.projected is not None
+            if new is not None and not unchanged:
                 index_units += self._entry_units(index, item, new_size)
             if old is not None and old != new:
                 index_units += self._entry_units(index, item, old_size)

@@ -38,7 +38,7 @@ from itertools import product
 from typing import get_args
 
 from billow.adapters.listing import ALL, Listing, ListRecords, Tally, list_attributes, stage_counts
-from billow.adapters.table import Item, Transaction, document, org_pk
+from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.invoices import Invoice, InvoiceStatus, PaymentStatus
 from billow.domain.subscriptions import DUE_INDEX_SHARDS, Subscription, due_shard
 
@@ -111,7 +111,7 @@ class BillingRecords(ListRecords):
         item: Item = {
             **self.subscription_key(subscription),
             "kind": "subscription",
-            "data": subscription.model_dump_json(),
+            "data": packed(subscription),
             "version": subscription.version,
         }
         if subscription.is_live and subscription.next_billing_at:
@@ -200,7 +200,7 @@ class BillingRecords(ListRecords):
             "PK": org_pk(invoice.organization_id),
             "SK": f"INVOICE#{invoice.lago_id}",
             "kind": "invoice",
-            "data": invoice.model_dump_json(),
+            "data": packed(invoice),
             "version": invoice.version,
             "payment_status": invoice.payment_status,
             **list_attributes(invoice.organization_id, invoice_listing(invoice)),

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from billow.adapters.table import Item, TableBase, Transaction, document, org_pk
+from billow.adapters.table import Item, TableBase, Transaction, document, org_pk, packed
 from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, application_order
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,7 +27,7 @@ def _item(organization_id: str, sk: str, kind: str, obj: Any, **extra: Any) -> I
         "PK": org_pk(organization_id),
         "SK": sk,
         "kind": kind,
-        "data": obj.model_dump_json(exclude=set(_OUTSIDE_DOCUMENT)),
+        "data": packed(obj, exclude=set(_OUTSIDE_DOCUMENT)),
         "version": obj.version,
         **extra,
     }

@@ -30,7 +30,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - a customer's applied coupons / all: PK={org}
   SK begins_with APPLIED_COUPON#{customer_lago_id}# / APPLIED_COUPON#
 - Stripe event (inbox, de-duplication): PK={org} SK=STRIPE_EVENT#{evt_id}
-- Stripe events not yet processed: GSI1PK={org}#STRIPE_EVENT_PENDING GSI1SK=received_at
+- Stripe events not yet processed: GSI2PK={org}#STRIPE_EVENT_PENDING GSI2SK=received_at
 - where the reconciliation's next look at a Stripe account's events starts:
   PK={org} SK=STRIPE_EVENTS_CURSOR#{code}
 - outbox (stream → bus, TTL 2 days): PK={org} SK=OUTBOX#{event_id}
@@ -40,7 +40,6 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -57,6 +56,7 @@ from billow.adapters.table import (
     document,
     expires_in,
     org_pk,
+    packed,
 )
 from billow.domain.customers import Customer, DefaultPaymentMethodState, PaymentMethod
 from billow.domain.integrations import StripeConnection
@@ -94,7 +94,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 "kind": "organization",
                 "GSI1PK": "ORGANIZATIONS",
                 "GSI1SK": organization.id,
-                "data": organization.model_dump_json(),
+                "data": packed(organization),
                 "customer_sequence": 0,
             },
             condition="attribute_not_exists(PK)",
@@ -121,7 +121,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
             UpdateExpression="SET #data = :data",
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeNames={"#data": "data"},
-            ExpressionAttributeValues={":data": organization.model_dump_json()},
+            ExpressionAttributeValues={":data": packed(organization)},
         )
 
     def organization_for_api_key(self, api_key_hash: str) -> str | None:
@@ -153,7 +153,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 "PK": org_pk(connection.organization_id),
                 "SK": f"INTEGRATION#stripe#{connection.code}",
                 "kind": "stripe_connection",
-                "data": connection.model_dump_json(),
+                "data": packed(connection),
             }
         )
 
@@ -183,7 +183,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
             "PK": org_pk(customer.organization_id),
             "SK": f"CUSTOMER#{customer.external_id}",
             "kind": "customer",
-            "data": customer.model_dump_json(),
+            "data": packed(customer),
             "version": customer.version,
             **list_attributes(customer.organization_id, customer_listing(customer)),
         }
@@ -286,7 +286,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 f"{org_pk(method.organization_id)}#STRIPE_PAYMENT_METHOD#{method.provider_method_id}"
             ),
             "GSI1SK": method.lago_id,
-            "data": method.model_dump_json(),
+            "data": packed(method),
         }
 
     def list_payment_methods(self, customer: Customer) -> list[PaymentMethod]:
@@ -349,7 +349,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
         item = {
             **self._default_state_key(state.organization_id, state.customer_lago_id),
             "kind": "payment_default",
-            "data": state.model_dump_json(),
+            "data": packed(state),
             "version": state.version,
         }
         if expected_version == 0:
@@ -367,7 +367,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 "PK": org_pk(endpoint.organization_id),
                 "SK": f"WEBHOOK_ENDPOINT#{endpoint.lago_id}",
                 "kind": "webhook_endpoint",
-                "data": endpoint.model_dump_json(),
+                "data": packed(endpoint),
             }
         )
 
@@ -438,11 +438,11 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 "kind": "stripe_event",
                 "status": "received",
                 "connection_code": code,
-                "event_type": event["type"],
-                "data": json.dumps(event),
-                "received_at": received_at,
-                "GSI1PK": f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING",
-                "GSI1SK": received_at,
+                "data": packed(event),
+                # GSI2 copies ids only: entering and leaving it cost a write unit each,
+                # and the item stays under the 1 KB a write unit covers.
+                "GSI2PK": f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING",
+                "GSI2SK": received_at,
                 "expires_at": expires_in(STRIPE_EVENT_TTL_S),
             },
             condition="attribute_not_exists(PK)",
@@ -465,7 +465,7 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 "Update": {
                     "Key": {"PK": org_pk(organization_id), "SK": f"STRIPE_EVENT#{event_id}"},
                     "UpdateExpression": (
-                        "SET #status = :outcome, processing_error = :error REMOVE GSI1PK, GSI1SK"
+                        "SET #status = :outcome, processing_error = :error REMOVE GSI2PK, GSI2SK"
                     ),
                     "ConditionExpression": "#status = :received",
                     "ExpressionAttributeNames": {"#status": "status"},
@@ -500,6 +500,11 @@ class Store(BillingRecords, CatalogRecords, TableBase):
                 raise
 
     def pending_stripe_events(self, organization_id: str, received_before: str) -> Iterator[Item]:
-        yield from self._query_index(
-            f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING", sk_below=received_before
+        yield from self._query(
+            IndexName="GSI2",
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :below",
+            ExpressionAttributeValues={
+                ":pk": f"{org_pk(organization_id)}#STRIPE_EVENT_PENDING",
+                ":below": received_before,
+            },
         )

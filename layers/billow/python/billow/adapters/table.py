@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.dynamodb.types import Binary
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from billow.domain.clock import utcnow
 from billow.domain.errors import ConcurrentUpdate
@@ -32,8 +35,29 @@ def expires_in(seconds: int) -> int:
     return int(utcnow().timestamp()) + seconds
 
 
+def packed(value: BaseModel | dict[str, Any], **dump: Any) -> bytes:
+    """A document as stored: its JSON, zlib-compressed.
+
+    DynamoDB bills a write per started kilobyte of the whole item (twice inside a
+    transaction) and a read per 4 KB. An invoice with its customer, fees and taxes is
+    about 5 KB of JSON with every key repeated, and compresses about fourfold, so each
+    write of it costs a quarter. ``dump`` is passed to ``model_dump_json``."""
+    text = value.model_dump_json(**dump) if isinstance(value, BaseModel) else json.dumps(value)
+    return zlib.compress(text.encode(), 6)
+
+
+def unpacked(value: Any) -> Any:
+    """The JSON an attribute holds: compressed bytes (``packed``) or, in items written
+    before documents were compressed, plain text."""
+    if isinstance(value, Binary):
+        value = value.value  # type: ignore[attr-defined]  # boto3-stubs omit Binary.value
+    if isinstance(value, bytes | bytearray):
+        return json.loads(zlib.decompress(value))
+    return json.loads(str(value))
+
+
 def document(item: Item) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(str(item["data"]))
+    document: dict[str, Any] = unpacked(item["data"])
     return document
 
 
@@ -89,7 +113,7 @@ class Transaction:
                     "PK": org_pk(event.organization_id),
                     "SK": f"OUTBOX#{event.event_id}",
                     "kind": "outbox",
-                    "event": event.model_dump_json(),
+                    "event": packed(event),
                     "expires_at": expires_in(OUTBOX_TTL_S),
                 }
             )
@@ -156,9 +180,9 @@ class TableBase:
             ExpressionAttributeValues={":pk": pk, ":prefix": prefix},
         )
 
-    def _query_index(self, gsi1pk: str, sk_below: str | None = None) -> Iterator[Item]:
-        condition = "GSI1PK = :pk" + (" AND GSI1SK < :below" if sk_below else "")
-        values: Item = {":pk": gsi1pk, **({":below": sk_below} if sk_below else {})}
+    def _query_index(self, gsi1pk: str) -> Iterator[Item]:
         return self._query(
-            IndexName="GSI1", KeyConditionExpression=condition, ExpressionAttributeValues=values
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": gsi1pk},
         )

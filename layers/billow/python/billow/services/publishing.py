@@ -7,10 +7,12 @@ retry may put an event twice: every consumer is idempotent on the event id.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 
+from billow.adapters.table import unpacked
 from billow.composition import Dependencies
 from billow.domain.events import OutboxEvent
 
@@ -26,7 +28,8 @@ def publish_stream_batch(deps: Dependencies, event: dict[str, Any]) -> dict[str,
         change = record.dynamodb
         image = change.new_image if change else None
         if change and image and image.get("kind") == "outbox":
-            outbox = OutboxEvent.model_validate_json(image["event"])
+            # A binary attribute reaches a stream consumer base64-encoded, as JSON carries it.
+            outbox = OutboxEvent.model_validate(unpacked(base64.b64decode(image["event"])))
             published.append((str(change.sequence_number), outbox))
     rejected = {outbox.event_id for outbox in deps.bus.put([outbox for _, outbox in published])}
     return {

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import document
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.errors import ConcurrentUpdate, ProviderError
@@ -130,7 +131,7 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> P
     if item is None or item["status"] != "received":
         return "skipped"
     connection = deps.store.get_connection(organization_id, item["connection_code"])
-    event = json.loads(item["data"])
+    event = document(item)
     transaction = Transaction()
     outcome: Processed = "ignored"
     error: str | None = None
