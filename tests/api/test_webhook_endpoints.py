@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from tests.api.test_customers import webhooks
+from tests.conftest import WebhookReceiver
 
 
 def test_endpoint_crud_is_lago_shaped(org: Any) -> None:
@@ -140,3 +141,28 @@ def test_endpoint_down_ends_in_dlq_and_replay_delivers(
     wait_for(lambda: len(subscribed.requests) > attempts)
     local_billow.wait_idle()
     assert not any(org.id in body for body in local_billow.dlq_messages("webhook-delivery"))
+
+
+def test_a_retry_goes_only_to_the_endpoint_that_failed(
+    org: Any, wait_for: Any, local_billow: Any
+) -> None:
+    """Two endpoints; one refuses the first delivery. The message comes back for it alone:
+    the healthy endpoint gets the event once, the failing one twice, both with one key."""
+    healthy, flaky = WebhookReceiver(), WebhookReceiver()
+    for receiver in (healthy, flaky):
+        receiver.start()
+        status, _ = org.api.post(
+            "/webhook_endpoints", json={"webhook_endpoint": {"webhook_url": receiver.url}}
+        )
+        assert status == 200
+    try:
+        flaky.fail_next(1)
+        org.api.post("/customers", json={"customer": {"external_id": "two-endpoints"}})
+        wait_for(lambda: [r.answered for r in flaky.requests] == [500, 200], timeout=30)
+        local_billow.wait_idle()
+        assert [r.answered for r in healthy.requests] == [200]
+        keys = {r.headers["X-Lago-Unique-Key"] for r in healthy.requests + flaky.requests}
+        assert len(keys) == 1
+    finally:
+        healthy.stop()
+        flaky.stop()

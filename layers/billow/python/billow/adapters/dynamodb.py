@@ -33,7 +33,8 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - Stripe events not yet processed: GSI2PK={org}#STRIPE_EVENT_PENDING GSI2SK=received_at
 - where the reconciliation's next look at a Stripe account's events starts:
   PK={org} SK=STRIPE_EVENTS_CURSOR#{code}
-- outbox (stream → bus, TTL 2 days): PK={org} SK=OUTBOX#{event_id}
+- outbox (stream → bus, TTL 2 days), the events of one transaction:
+  PK={org} SK=OUTBOX#{first event_id}
 - webhook delivered to an endpoint (TTL 30 days): PK={org} SK=WEBHOOK_DELIVERY#{event}#{endpoint}
 - Powertools idempotency records: PK=IDEMPOTENCY#{function} SK={hash} (hashes, no tenant data)
 """

@@ -1,5 +1,8 @@
 """The outbox publisher: stream records of outbox items → events on the billing bus.
 
+An outbox item holds the events of one transaction (``Transaction.publish``); each is
+put on the bus as an event of its own.
+
 Records are put ten to a call rather than one by one (PutEvents accepts ten entries);
 a rejected entry is reported as a batch item failure, so Lambda retries from it. A
 retry may put an event twice: every consumer is idempotent on the event id.
@@ -29,13 +32,14 @@ def publish_stream_batch(deps: Dependencies, event: dict[str, Any]) -> dict[str,
         image = change.new_image if change else None
         if change and image and image.get("kind") == "outbox":
             # A binary attribute reaches a stream consumer base64-encoded, as JSON carries it.
-            outbox = OutboxEvent.model_validate(unpacked(base64.b64decode(image["event"])))
-            published.append((str(change.sequence_number), outbox))
+            for staged in unpacked(base64.b64decode(image["events"])):
+                published.append((str(change.sequence_number), OutboxEvent.model_validate(staged)))
     rejected = {outbox.event_id for outbox in deps.bus.put([outbox for _, outbox in published])}
     return {
         "batchItemFailures": [
             {"itemIdentifier": sequence}
-            for sequence, outbox in published
-            if outbox.event_id in rejected
+            for sequence in dict.fromkeys(
+                sequence for sequence, outbox in published if outbox.event_id in rejected
+            )
         ]
     }

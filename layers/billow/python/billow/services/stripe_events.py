@@ -1,7 +1,9 @@
 """Stripe events: intake (verify, de-duplicate, persist), processing, and recovery.
 
 The intake only stores: the event and the command to process it are written in one
-transaction, keyed by Stripe's event id, so a redelivered event changes nothing. Events
+transaction, keyed by Stripe's event id, so a redelivered event changes nothing. A
+``payment_intent.succeeded`` that only confirms what the invoice already records (the
+charge's own answer settled it) is acknowledged without being stored. Events
 reach the intake two ways, through the same door (``ingest``): Stripe's webhook
 deliveries, and the hourly reconciliation, which asks Stripe for the events it created
 since the last look and so recovers deliveries Stripe never made or Billow lost. The
@@ -69,9 +71,10 @@ def _parse(raw_body: bytes) -> dict[str, Any]:
     return event
 
 
-Intake = Literal["stored", "duplicate", "ignored"]
+Intake = Literal["stored", "duplicate", "known", "ignored"]
 """What became of a delivery: kept for processing, already kept (Stripe delivers at least
-once), or of a type Billow does not handle."""
+once), a fact Billow already recorded from Stripe's own answer (``known``), or of a type
+Billow does not handle."""
 Processed = Applied | Literal["rejected", "failed", "skipped"]
 """What processing a stored event came to, as recorded on it: besides applied or ignored,
 ``rejected`` (a payment Billow will not apply, reported), ``failed`` (a refusal Stripe
@@ -86,7 +89,7 @@ def receive(
     signature: str | None,
     now: datetime,
 ) -> Intake:
-    """Verify and store one delivery; returns ``stored``, ``duplicate`` or ``ignored``."""
+    """Verify and store one delivery; returns what became of it (``Intake``)."""
     connection = deps.store.get_connection(organization_id, code)
     if connection is None:
         raise RejectedDelivery("no Stripe connection")
@@ -101,9 +104,11 @@ def receive(
 def ingest(
     deps: Dependencies, organization_id: str, code: str, event: dict[str, Any], now: datetime
 ) -> Intake:
-    """Store one authentic event once; returns ``stored``, ``duplicate`` or ``ignored``."""
+    """Store one authentic event once; returns what became of it (``Intake``)."""
     if event["type"] not in HANDLED_TYPES:
         return "ignored"
+    if _confirms_recorded_payment(deps, organization_id, event):
+        return "known"
     transaction = Transaction()
     deps.store.stage_stripe_event(transaction, organization_id, code, event, iso(now))
     transaction.publish([_process_command(organization_id, event["id"])])
@@ -112,6 +117,34 @@ def ingest(
     except ConcurrentUpdate:
         return "duplicate"
     return "stored"
+
+
+def _confirms_recorded_payment(
+    deps: Dependencies, organization_id: str, event: dict[str, Any]
+) -> bool:
+    """Whether the event only confirms a payment the invoice already records.
+
+    Most charges succeed while the payments consumer waits for Stripe's answer, which
+    settles the invoice there and then; the ``payment_intent.succeeded`` event that
+    follows would be stored, queued, processed and found to change nothing. One read of
+    the invoice (its id is in the PaymentIntent's metadata) spares those writes. Only an
+    exact match is skipped: the same PaymentIntent, recorded as having paid the invoice;
+    anything else (another PaymentIntent, an invoice not yet settled) is stored and
+    processed as before."""
+    if event["type"] != "payment_intent.succeeded":
+        return False
+    intent = event["data"]["object"]
+    metadata = intent.get("metadata")
+    invoice_id = metadata.get("lago_invoice_id") if isinstance(metadata, dict) else None
+    if not isinstance(invoice_id, str) or not invoice_id:
+        return False
+    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    return (
+        invoice is not None
+        and invoice.payment_status == "succeeded"
+        and invoice.provider_payment_id is not None
+        and invoice.provider_payment_id == intent.get("id")
+    )
 
 
 def _process_command(

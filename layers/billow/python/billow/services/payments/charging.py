@@ -90,7 +90,13 @@ def charge(
         _fail_on_refusal(deps, connection, invoice, attempt, refused)
         return "refused"
     if outcome.status == "succeeded":
-        settle_success(deps, organization_id, invoice_id, outcome.payment_intent_id or "")
+        settle_success(
+            deps,
+            organization_id,
+            invoice_id,
+            outcome.payment_intent_id or "",
+            held=(invoice, customer),
+        )
         return "succeeded"
     if outcome.failed:
         settle_failure(

@@ -34,14 +34,25 @@ class UnmatchedPayment(Exception):
 
 
 def settle_success(
-    deps: Dependencies, organization_id: str, invoice_id: str, payment_intent_id: str
+    deps: Dependencies,
+    organization_id: str,
+    invoice_id: str,
+    payment_intent_id: str,
+    held: tuple[Invoice, Customer] | None = None,
 ) -> None:
     """Stripe took the money. A second, different payment for a paid invoice is refunded,
     and so is a payment that lands after the invoice was voided (a charge or a link
-    payment already under way when it was voided)."""
+    payment already under way when it was voided).
+
+    ``held``: the invoice and customer the caller read just before asking Stripe. The
+    first write is tried on them (it is conditional on the invoice's version, so a change
+    in between fails it); only a retry reads them again."""
+    first_try = [held] if held else []
 
     def record() -> Invoice | None:
-        invoice = deps.store.get_invoice(organization_id, invoice_id)
+        invoice, customer = first_try.pop() if first_try else (None, None)
+        if invoice is None:
+            invoice = deps.store.get_invoice(organization_id, invoice_id)
         if invoice is None or invoice.payment_status == "succeeded" or invoice.is_voided:
             return invoice
         changes: dict[str, Any] = {
@@ -52,7 +63,8 @@ def settle_success(
             "last_payment_error": None,
         }
         updated = invoice.model_copy(update=changes)
-        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+        if customer is None:
+            customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
         return save_invoice(
             deps,
             invoice,
