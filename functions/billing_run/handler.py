@@ -2,21 +2,21 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billow import tracing
 from billow.composition import dependencies
 from billow.domain.clock import parse_iso
 from billow.services.billing_run import run
 
 logger = Logger(service="billow")
-tracer = Tracer(service="billow")
 metrics = Metrics(namespace="Billow", service="billow")
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ "Now" is the scheduled time carried by the event, never the wall clock."""

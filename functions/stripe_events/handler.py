@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -12,16 +12,16 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billow import tracing
 from billow.composition import dependencies
 from billow.messages import outbox_event
 from billow.services.stripe_events import process
 
 logger = Logger(service="billow")
-tracer = Tracer(service="billow")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@tracer.capture_method
+@tracing.capture_method
 def record_handler(record: SQSRecord) -> None:
     event = outbox_event(record.body)
     outcome = process(dependencies(), event.organization_id, str(event.payload["stripe_event_id"]))
@@ -29,7 +29,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

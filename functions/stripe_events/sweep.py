@@ -3,17 +3,17 @@ with Stripe (``billow.services.reconciliation``)."""
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billow import tracing
 from billow.composition import dependencies
 from billow.domain.clock import parse_iso
 from billow.services.reconciliation import SweepReport, sweep
 from billow.topology import NAMESPACE, RECONCILIATION_REPAIRS, SERVICE
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 COUNTED = {
@@ -45,7 +45,7 @@ def _publish(report: SweepReport) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ "Now" is the scheduled time carried by the event, never the wall clock."""

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billow import tracing
 from billow.adapters import http_sender
 from billow.composition import dependencies
 from billow.domain.webhooks import retry_delay_s
@@ -20,7 +21,6 @@ from billow.messages import outbox_event
 from billow.services.webhook_delivery import deliver
 
 logger = Logger(service="billow")
-tracer = Tracer(service="billow")
 metrics = Metrics(namespace="Billow", service="webhook_delivery")
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -29,7 +29,7 @@ class DeliveryFailed(Exception):
     pass
 
 
-@tracer.capture_method
+@tracing.capture_method
 def record_handler(record: SQSRecord) -> None:
     event = outbox_event(record.body)
     failed = deliver(dependencies(), event, http_sender.post)
@@ -43,7 +43,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracing.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
