@@ -44,6 +44,8 @@ def test_in_lambda_the_first_call_builds_the_tracer_and_is_traced() -> None:
     environment = {
         "AWS_LAMBDA_FUNCTION_NAME": "billow-api",
         "LAMBDA_TASK_ROOT": "/var/task",
-        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "_X_AMZN_TRACE_ID": (
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        ),
     }
     assert _run(environment) == "False {'event': 1, 'xray_loaded': True}"
