@@ -12,6 +12,7 @@ from typing import Any
 
 from billow.adapters.listing import COUNTER_SHARDS
 from billow.composition import dependencies
+from tests.api.billing_helpers import create_plan
 from tests.api.test_payments import create_add_on, one_off
 from tests.conftest import ApiClient, Org, http_json
 
@@ -185,3 +186,91 @@ def test_a_page_reads_its_own_items_whatever_the_list_size(org: Org) -> None:
     assert items <= small["/customers?per_page=3"][0]
     assert 9 in queries  # the keys of pages 1 to 3
     assert max(queries) <= COUNTER_SHARDS
+
+
+def subscribe(org: Any, external_id: str, customer_id: str, plan: str, **fields: Any) -> None:
+    body = {"external_customer_id": customer_id, "plan_code": plan, "external_id": external_id}
+    status, answer = org.api.post("/subscriptions", json={"subscription": {**body, **fields}})
+    assert status == 200, answer
+
+
+def test_subscriptions_are_listed_by_status_customer_and_plan_from_keys_and_counters(
+    org: Org,
+) -> None:
+    """Lago lists active subscriptions unless asked, newest first; each filter and their
+    combinations are partitions with counts of their own, moved by status changes."""
+    create_plan(org, "basic")
+    create_plan(org, "pro")
+    for name in ("ann", "ben"):
+        customer(org, name)
+    for external_id, owner, plan in (
+        ("s1", "ann", "basic"),
+        ("s2", "ann", "pro"),
+        ("s3", "ben", "basic"),
+        ("s4", "ben", "pro"),
+        ("s5", "ben", "basic"),
+    ):
+        subscribe(org, external_id, owner, plan)
+    subscribe(org, "later", "ann", "basic", subscription_at="2099-01-01T00:00:00Z")
+    assert org.api.delete("/subscriptions/s3")[0] == 200
+
+    def found(path: str) -> tuple[set[str], dict[str, Any]]:
+        """The ids listed (creation times share a second here: the order within one is by
+        id, so the pages are checked as sets, and for their order by creation time)."""
+        status, body = org.api.get(path)
+        assert status == 200, body
+        created = [entry["created_at"] for entry in body["subscriptions"]]
+        assert created == sorted(created, reverse=True)
+        return {entry["external_id"] for entry in body["subscriptions"]}, body["meta"]
+
+    first, first_meta = found("/subscriptions?per_page=2")
+    second, second_meta = found("/subscriptions?per_page=2&page=2")
+    assert (first_meta, second_meta) == (meta(1, 4, 2), meta(2, 4, 2))
+    assert first | second == {"s1", "s2", "s4", "s5"} and not first & second
+    assert found("/subscriptions?external_customer_id=ben") == ({"s4", "s5"}, meta(1, 2, 20))
+    assert found("/customers/ann/subscriptions") == ({"s1", "s2"}, meta(1, 2, 20))
+    assert found("/subscriptions?plan_code=basic") == ({"s1", "s5"}, meta(1, 2, 20))
+    assert found("/subscriptions?external_customer_id=ben&plan_code=basic") == (
+        {"s5"},
+        meta(1, 1, 20),
+    )
+    assert found("/subscriptions?status[]=terminated") == ({"s3"}, meta(1, 1, 20))
+    assert found("/subscriptions?status[]=pending&status[]=active&plan_code=basic") == (
+        {"later", "s5", "s1"},
+        meta(1, 3, 20),
+    )
+    assert found("/subscriptions?external_customer_id=nobody") == (set(), meta(1, 0, 20))
+
+    # An upgrade ends one subscription and starts another of the same customer in one
+    # transaction: both move the customer's counts, merged into one write.
+    subscribe(org, "s1", "ann", "pro")
+    assert found("/subscriptions?plan_code=pro") == ({"s1", "s2", "s4"}, meta(1, 3, 20))
+    assert found("/subscriptions?status[]=terminated")[1] == meta(1, 2, 20)
+    assert found("/customers/ann/subscriptions") == ({"s1", "s2"}, meta(1, 2, 20))
+
+
+def test_a_subscription_page_reads_its_own_items_whatever_the_list_size(org: Org) -> None:
+    create_plan(org, "basic")
+
+    def reads(path: str) -> tuple[int, int]:
+        """Full items read, and the most entries one Query returned (keys or counters)."""
+        with items_read() as calls:
+            assert org.api.get(path)[0] == 200
+        items = sum(count for what, count in calls if what == "items")
+        return items, max([count for what, count in calls if what == "query"], default=0)
+
+    for n in range(3):
+        customer(org, f"c{n}")
+        subscribe(org, f"s{n}", f"c{n}", "basic")
+    small = reads("/subscriptions?per_page=2")
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda n: (customer(org, f"c{n}"), subscribe(org, f"s{n}", f"c{n}", "basic")),
+                range(3, 30),
+            )
+        )
+    items, most_entries = reads("/subscriptions?per_page=2")
+    assert items == small[0]
+    assert most_entries <= COUNTER_SHARDS < 30
+    assert listed(org, "/subscriptions?per_page=2")[1] == meta(1, 30, 2)

@@ -3,7 +3,14 @@
 Access patterns (``{org}`` is ``ORG#{id}``):
 
 - subscriptions of an external id: PK={org} SK begins_with SUBSCRIPTION#{external_id}#
-- all subscriptions of an organization: PK={org} SK begins_with SUBSCRIPTION#
+- all subscriptions of an organization (a plan's users): PK={org} SK begins_with SUBSCRIPTION#
+- subscription lists, newest first (keys only), sort key ``{created_at}#{lago_id}``, one
+  partition per status: GSI3PK={org}#SUBSCRIPTIONS#STATUS#{status}; a customer's:
+  GSI4PK={org}#SUBSCRIPTIONS#CUSTOMER#{external_id}#STATUS#{status}; a plan's:
+  GSI5PK={org}#SUBSCRIPTIONS#PLAN#{code}#STATUS#{status}; both:
+  GSI6PK={org}#SUBSCRIPTIONS#CUSTOMER#{external_id}#PLAN#{code}#STATUS#{status}
+- subscription counts by status: PK={org} SK begins_with COUNTER#SUBSCRIPTIONS#SHARD#, and
+  COUNTER#SUBSCRIPTIONS#{CUSTOMER#{id} | PLAN#{code} | CUSTOMER#{id}#PLAN#{code}}
 - one start per generation of an external id: PK={org} SK=SUBSCRIPTION_START#{external_id}#{n}
 - subscriptions due for billing (system sweep, sparse):
   GSI1PK=BILLING_DUE#{shard} GSI1SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
@@ -97,6 +104,65 @@ def invoice_listing(invoice: Invoice) -> Listing:
     )
 
 
+SUBSCRIPTIONS = "SUBSCRIPTIONS"
+
+
+def subscription_listing(subscription: Subscription) -> Listing:
+    """Lago lists subscriptions newest first, always by status (``active`` unless asked),
+    and by customer and plan: each combination is a partition and a count of its own.
+    A period's renewal moves none of them; only a status, plan or customer change does."""
+    customer = f"CUSTOMER#{subscription.external_customer_id}"
+    plan = f"PLAN#{subscription.plan_code}"
+    status = subscription.status
+    return Listing(
+        family=SUBSCRIPTIONS,
+        sort_key=f"{subscription.created_at}#{subscription.lago_id}",
+        partitions={
+            "GSI3": f"#STATUS#{status}",
+            "GSI4": f"#{customer}#STATUS#{status}",
+            "GSI5": f"#{plan}#STATUS#{status}",
+            "GSI6": f"#{customer}#{plan}#STATUS#{status}",
+        },
+        tallies=frozenset(
+            {
+                Tally("", status),
+                Tally(customer, status),
+                Tally(plan, status),
+                Tally(f"{customer}#{plan}", status),
+            }
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class SubscriptionSelection:
+    """Subscriptions the keys can pick: in some statuses, of a customer (external id),
+    of a plan (code); ``None``: any customer or plan."""
+
+    statuses: Sequence[str]
+    customer: str | None = None
+    plan: str | None = None
+
+    def lists(self, organization_id: str) -> tuple[str, list[str], str]:
+        """The list index, its partitions (one per status) and the counter scope."""
+        scope = "#".join(
+            part
+            for part in (
+                f"CUSTOMER#{self.customer}" if self.customer is not None else "",
+                f"PLAN#{self.plan}" if self.plan is not None else "",
+            )
+            if part
+        )
+        index = {
+            (False, False): "GSI3",
+            (True, False): "GSI4",
+            (False, True): "GSI5",
+            (True, True): "GSI6",
+        }[(self.customer is not None, self.plan is not None)]
+        prefix = f"{org_pk(organization_id)}#{SUBSCRIPTIONS}" + (f"#{scope}" if scope else "")
+        return index, [f"{prefix}#STATUS#{status}" for status in self.statuses], scope
+
+
 class BillingRecords(ListRecords):
     # -- subscriptions --------------------------------------------------------------------
 
@@ -113,6 +179,7 @@ class BillingRecords(ListRecords):
             "kind": "subscription",
             "data": packed(subscription),
             "version": subscription.version,
+            **list_attributes(subscription.organization_id, subscription_listing(subscription)),
         }
         if subscription.is_live and subscription.next_billing_at:
             item["GSI1PK"] = f"BILLING_DUE#{due_shard(subscription.lago_id)}"
@@ -126,10 +193,11 @@ class BillingRecords(ListRecords):
         return item
 
     def stage_subscription(
-        self, transaction: Transaction, subscription: Subscription, expected_version: int | None
+        self, transaction: Transaction, subscription: Subscription, before: Subscription | None
     ) -> None:
-        """Stage a write that only succeeds over the version the caller read."""
-        if expected_version is None:
+        """Stage a write that only succeeds over the subscription as the caller read it
+        (``before``; None: new). Its counts move with it, when its listed state changes."""
+        if before is None:
             transaction.put(
                 self.subscription_item(subscription), condition="attribute_not_exists(PK)"
             )
@@ -137,8 +205,15 @@ class BillingRecords(ListRecords):
             transaction.put(
                 self.subscription_item(subscription),
                 condition="version = :expected",
-                values={":expected": expected_version},
+                values={":expected": before.version},
             )
+        stage_counts(
+            transaction,
+            subscription.organization_id,
+            subscription.lago_id,
+            subscription_listing(before) if before else None,
+            subscription_listing(subscription),
+        )
 
     @staticmethod
     def stage_subscription_start(
@@ -171,8 +246,21 @@ class BillingRecords(ListRecords):
         return Subscription.model_validate(document(item)) if item else None
 
     def list_subscriptions(self, organization_id: str) -> Iterator[Subscription]:
+        """Every subscription: for the few uses that must visit each (a plan's users)."""
         for item in self._query_prefix(org_pk(organization_id), "SUBSCRIPTION#"):
             yield Subscription.model_validate(document(item))
+
+    def subscription_page(
+        self, organization_id: str, selection: SubscriptionSelection, skip: int, take: int
+    ) -> list[Subscription]:
+        """Subscriptions ``skip`` to ``skip + take`` of a selection, newest first."""
+        index, partitions, _ = selection.lists(organization_id)
+        keys = self.page_keys(index, partitions, skip, take)
+        return [Subscription.model_validate(document(item)) for item in self.get_items(keys)]
+
+    def subscription_count(self, organization_id: str, selection: SubscriptionSelection) -> int:
+        _, _, scope = selection.lists(organization_id)
+        return self.count(organization_id, SUBSCRIPTIONS, selection.statuses, scope)
 
     def _due(
         self, index_prefix: str, now: str, attributes: str, index: str = "GSI1"

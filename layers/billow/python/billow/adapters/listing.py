@@ -99,15 +99,8 @@ def stage_counts(
     for tally in new - old:
         deltas.setdefault(tally.scope, {})[tally.name] = 1
     for scope, moves in sorted(deltas.items()):
-        names = {f"#c{i}": name for i, name in enumerate(sorted(moves))}
-        values: Item = {f":d{i}": moves[name] for i, name in enumerate(sorted(moves))}
-        additions = ", ".join(f"#c{i} :d{i}" for i in range(len(moves)))
-        transaction.update(
-            counter_key(organization_id, reference.family, scope, shard_of(object_id)),
-            f"SET kind = :kind ADD {additions}",
-            values={**values, ":kind": "counter"},
-            names=names,
-        )
+        key = counter_key(organization_id, reference.family, scope, shard_of(object_id))
+        transaction.add_counts(key, moves)
 
 
 class ListRecords(TableBase):

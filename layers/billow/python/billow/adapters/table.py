@@ -74,6 +74,8 @@ class Transaction:
         self.actions: list[dict[str, Any]] = []
         self._outbox: dict[str, tuple[list[OutboxEvent], Item]] = {}
         """Per organization: the events published so far and the one outbox item holding them."""
+        self._counts: dict[tuple[str, str], tuple[dict[str, int], dict[str, Any]]] = {}
+        """Per counter item: the counts it moves and its one update action."""
 
     def put(
         self,
@@ -107,6 +109,28 @@ class Transaction:
         if names:
             action["ExpressionAttributeNames"] = names
         self.actions.append({"Update": action})
+
+    def add_counts(self, key: Item, moves: dict[str, int]) -> None:
+        """Stage ADDs to named counts of one counter item. A transaction may touch an item
+        once only, so moves of the same item (two subscriptions of one customer changing
+        together) are merged into its one update."""
+        counter = (str(key["PK"]), str(key["SK"]))
+        if counter not in self._counts:
+            action: dict[str, Any] = {"Key": key}
+            self._counts[counter] = ({}, action)
+            self.actions.append({"Update": action})
+        totals, action = self._counts[counter]
+        for name, delta in moves.items():
+            totals[name] = totals.get(name, 0) + delta
+        names = sorted(totals)
+        action["UpdateExpression"] = "SET kind = :kind ADD " + ", ".join(
+            f"#c{i} :d{i}" for i in range(len(names))
+        )
+        action["ExpressionAttributeNames"] = {f"#c{i}": name for i, name in enumerate(names)}
+        action["ExpressionAttributeValues"] = {
+            ":kind": "counter",
+            **{f":d{i}": totals[name] for i, name in enumerate(names)},
+        }
 
     def delete(self, key: Item, condition: str | None = None) -> None:
         action: dict[str, Any] = {"Key": key}

@@ -206,7 +206,8 @@ class Change:
 
     def __init__(self, deps: Dependencies) -> None:
         self.deps = deps
-        self.writes: list[tuple[Subscription, int | None]] = []
+        self.writes: list[tuple[Subscription, Subscription | None]] = []
+        """Each write and the subscription as it was read (None: a new one)."""
         self.events: list[OutboxEvent] = []
         self.drafts: list[FeeDraft] = []
         self.starts: list[tuple[str, str, int]] = []
@@ -214,12 +215,12 @@ class Change:
 
     def save(self, sub: Subscription, previous: Subscription | None) -> Subscription:
         saved = sub.model_copy(update={"version": (previous.version + 1) if previous else 0})
-        self.writes.append((saved, previous.version if previous else None))
+        self.writes.append((saved, previous))
         return saved
 
     def stage(self, transaction: Transaction) -> list[OutboxEvent]:
-        for sub, expected in self.writes:
-            self.deps.store.stage_subscription(transaction, sub, expected)
+        for sub, before in self.writes:
+            self.deps.store.stage_subscription(transaction, sub, before)
         for organization_id, external_id, generation in self.starts:
             self.deps.store.stage_subscription_start(
                 transaction, organization_id, external_id, generation

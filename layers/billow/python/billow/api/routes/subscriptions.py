@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, BeforeValidator
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.query import known
 from billow.domain.clock import utcnow
 from billow.services import subscriptions as service
@@ -41,20 +41,21 @@ def _listed(
     page: int,
     per_page: int,
 ) -> dict[str, Any]:
-    found = service.list_subscriptions(
+    shown, total = service.list_subscriptions(
         deps(),
         organization_id(router),
         external_customer_id=external_customer_id,
         plan_code=plan_code,
         statuses=list(statuses or []),
+        page=page,
+        per_page=per_page,
     )
-    shown, meta = paginate(found, page, per_page)
     now = utcnow()
     return {
         "subscriptions": [
             view.as_lago(now) for view in service.views(deps(), organization_id(router), shown)
         ],
-        "meta": meta,
+        "meta": page_meta(total, page, per_page),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from billow.adapters.billing_records import SubscriptionSelection
 from billow.composition import Dependencies
 from billow.domain.subscriptions import Subscription
 
@@ -13,15 +14,17 @@ def list_subscriptions(
     external_customer_id: str | None,
     plan_code: str | None,
     statuses: list[str],
-) -> list[Subscription]:
-    """Newest first; the caller builds views for the page it shows (see :func:`views`)."""
-    wanted = set(statuses or ["active"])
-    found = [
-        sub
-        for sub in deps.store.list_subscriptions(organization_id)
-        if sub.status in wanted
-        and (external_customer_id is None or sub.external_customer_id == external_customer_id)
-        and (plan_code is None or sub.plan_code == plan_code)
-    ]
-    found.sort(key=lambda sub: (sub.created_at, sub.lago_id), reverse=True)
-    return found
+    page: int,
+    per_page: int,
+) -> tuple[list[Subscription], int]:
+    """Page ``page`` of the subscriptions in ``statuses`` (Lago's default: active), newest
+    first, and how many there are; reads the list keys before the page and the page's
+    subscriptions only. The caller builds views for them (see :func:`views`)."""
+    selection = SubscriptionSelection(
+        statuses=sorted(set(statuses or ["active"])),
+        customer=external_customer_id,
+        plan=plan_code,
+    )
+    skip = (page - 1) * per_page
+    found = deps.store.subscription_page(organization_id, selection, skip, per_page)
+    return found, deps.store.subscription_count(organization_id, selection)
