@@ -12,8 +12,8 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 - subscription counts by status: PK={org} SK begins_with COUNTER#SUBSCRIPTIONS#SHARD#, and
   COUNTER#SUBSCRIPTIONS#{CUSTOMER#{id} | PLAN#{code} | CUSTOMER#{id}#PLAN#{code}}
 - one start per generation of an external id: PK={org} SK=SUBSCRIPTION_START#{external_id}#{n}
-- subscriptions due for billing (system sweep, sparse):
-  GSI1PK=BILLING_DUE#{shard} GSI1SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
+- subscriptions due for billing (system sweep, sparse, GSI2: ids only):
+  GSI2PK=BILLING_DUE#{shard} GSI2SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
 - invoice by id: PK={org} SK=INVOICE#{lago_id}
 - invoice lists, newest first (keys only, ``billow.adapters.listing``), sort key
   ``{issuing_date}#{created_at}#{sequential_id:012}`` (so issuing dates are key ranges):
@@ -182,13 +182,14 @@ class BillingRecords(ListRecords):
             **list_attributes(subscription.organization_id, subscription_listing(subscription)),
         }
         if subscription.is_live and subscription.next_billing_at:
-            item["GSI1PK"] = f"BILLING_DUE#{due_shard(subscription.lago_id)}"
-            item["GSI1SK"] = (
+            # GSI2 copies ids only: moving to the next period rewrites a one-unit entry,
+            # not the whole subscription.
+            item["GSI2PK"] = f"BILLING_DUE#{due_shard(subscription.lago_id)}"
+            item["GSI2SK"] = (
                 f"{subscription.next_billing_at}#{subscription.organization_id}"
                 f"#{subscription.lago_id}"
             )
             item["organization_id"] = subscription.organization_id
-            item["external_id"] = subscription.external_id
             item["lago_id"] = subscription.lago_id
         return item
 
@@ -278,8 +279,11 @@ class BillingRecords(ListRecords):
             )
 
     def due_subscriptions(self, now: str) -> Iterator[Item]:
-        """Live subscriptions whose next billing time is at or before ``now``."""
-        return self._due("BILLING_DUE", now, "organization_id, external_id, lago_id")
+        """Live subscriptions whose next billing time is at or before ``now``: each names
+        its organization, external id (from its key; ids never hold ``#``) and id."""
+        for item in self._due("BILLING_DUE", now, "organization_id, lago_id, SK", index="GSI2"):
+            external_id = str(item["SK"]).removeprefix("SUBSCRIPTION#").rsplit("#", 1)[0]
+            yield {**item, "external_id": external_id}
 
     # -- invoices ------------------------------------------------------------------------
 
