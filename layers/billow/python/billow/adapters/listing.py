@@ -75,6 +75,9 @@ def shard_of(object_id: str) -> int:
 
 
 def counter_key(organization_id: str, family: str, scope: str, shard: int) -> Item:
+    # A scope names up to two ids of 512 bytes each; DynamoDB's sort keys stop at 1024.
+    if len(scope.encode()) > 256:
+        scope = "SHA256#" + hashlib.sha256(scope.encode()).hexdigest()
     sk = f"COUNTER#{family}#SHARD#{shard:02d}" if not scope else f"COUNTER#{family}#{scope}"
     return {"PK": org_pk(organization_id), "SK": sk}
 
