@@ -198,16 +198,9 @@ class BillingRecords(ListRecords):
     ) -> None:
         """Stage a write that only succeeds over the subscription as the caller read it
         (``before``; None: new). Its counts move with it, when its listed state changes."""
-        if before is None:
-            transaction.put(
-                self.subscription_item(subscription), condition="attribute_not_exists(PK)"
-            )
-        else:
-            transaction.put(
-                self.subscription_item(subscription),
-                condition="version = :expected",
-                values={":expected": before.version},
-            )
+        transaction.put_versioned(
+            self.subscription_item(subscription), before.version if before else None
+        )
         stage_counts(
             transaction,
             subscription.organization_id,
@@ -319,14 +312,7 @@ class BillingRecords(ListRecords):
         changed one must still be as read (``before``). Its counts move with it: nothing
         when its state stays, one small ADD on its customer's counter and one on a shard
         of the organization's when it is created or its state changes."""
-        if before is None:
-            transaction.put(self.invoice_item(invoice), condition="attribute_not_exists(PK)")
-        else:
-            transaction.put(
-                self.invoice_item(invoice),
-                condition="version = :expected",
-                values={":expected": before.version},
-            )
+        transaction.put_versioned(self.invoice_item(invoice), before.version if before else None)
         stage_counts(
             transaction,
             invoice.organization_id,

@@ -38,16 +38,6 @@ def _load(model: type[M], item: Item) -> M:
     return model.model_validate({**document(item), **fields})
 
 
-def _put(transaction: Transaction, item: Item, expected_version: int | None) -> None:
-    """A new item must not exist yet; a replaced one must still be at the version read."""
-    if expected_version is None:
-        transaction.put(item, condition="attribute_not_exists(PK)")
-    else:
-        transaction.put(
-            item, condition="version = :expected", values={":expected": expected_version}
-        )
-
-
 def _delete(transaction: Transaction, key: Item, condition: str, values: Item) -> None:
     transaction.actions.append(
         {
@@ -132,9 +122,9 @@ class CatalogRecords(TableBase):
         item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax)
         if before is not None and before.code != tax.code:
             self.stage_tax_delete(transaction, before)
-            _put(transaction, item, None)
+            transaction.put_versioned(item, None)
         else:
-            _put(transaction, item, before.version if before else None)
+            transaction.put_versioned(item, before.version if before else None)
 
     def stage_tax_delete(self, transaction: Transaction, tax: Tax) -> None:
         _delete(
@@ -167,8 +157,7 @@ class CatalogRecords(TableBase):
     def stage_plan(self, transaction: Transaction, plan: Plan, before: Plan | None) -> None:
         """Stage a plan write and its code pointer: created with the plan, moved when the
         code changes, removed when the plan is deleted."""
-        _put(
-            transaction,
+        transaction.put_versioned(
             _item(plan.organization_id, f"PLAN#{plan.lago_id}", "plan", plan),
             before.version if before else None,
         )
@@ -195,9 +184,9 @@ class CatalogRecords(TableBase):
         item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on)
         if before is not None and before.code != add_on.code:
             self.stage_add_on_delete(transaction, before)
-            _put(transaction, item, None)
+            transaction.put_versioned(item, None)
         else:
-            _put(transaction, item, before.version if before else None)
+            transaction.put_versioned(item, before.version if before else None)
 
     def stage_add_on_delete(self, transaction: Transaction, add_on: AddOn) -> None:
         _delete(
@@ -308,8 +297,7 @@ class CatalogRecords(TableBase):
     ) -> None:
         """Stage a write that only succeeds over the version the caller read (``None``: a new
         one); ``applied_coupon.version`` is the new version, ``expected_version + 1``."""
-        _put(
-            transaction,
+        transaction.put_versioned(
             _item(
                 applied_coupon.organization_id,
                 f"APPLIED_COUPON#{applied_coupon.lago_customer_id}#{applied_coupon.lago_id}",

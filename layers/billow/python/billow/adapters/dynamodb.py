@@ -200,20 +200,14 @@ class Store(BillingRecords, CatalogRecords, TableBase):
     ) -> None:
         """Stage a customer write that only succeeds over the version the caller read; a new
         customer is counted in the same transaction."""
+        transaction.put_versioned(self.customer_item(customer), expected_version)
         if expected_version is None:
-            transaction.put(self.customer_item(customer), condition="attribute_not_exists(PK)")
             stage_counts(
                 transaction,
                 customer.organization_id,
                 customer.lago_id,
                 None,
                 customer_listing(customer),
-            )
-        else:
-            transaction.put(
-                self.customer_item(customer),
-                condition="version = :expected",
-                values={":expected": expected_version},
             )
 
     def get_customer(self, organization_id: str, external_id: str) -> Customer | None:

@@ -43,12 +43,15 @@ def packed(value: BaseModel | dict[str, Any], **dump: Any) -> bytes:
     about 5 KB of JSON with every key repeated, and compresses about fourfold, so each
     write of it costs a quarter. ``dump`` is passed to ``model_dump_json``."""
     text = value.model_dump_json(**dump) if isinstance(value, BaseModel) else json.dumps(value)
-    return zlib.compress(text.encode(), 6)
+    return _compressed(text)
 
 
 def packed_events(events: Sequence[OutboxEvent]) -> bytes:
     """The outbox item's events, as ``unpacked`` reads them back: a JSON list."""
-    text = "[" + ",".join(event.model_dump_json() for event in events) + "]"
+    return _compressed("[" + ",".join(event.model_dump_json() for event in events) + "]")
+
+
+def _compressed(text: str) -> bytes:
     return zlib.compress(text.encode(), 6)
 
 
@@ -109,6 +112,14 @@ class Transaction:
         if names:
             action["ExpressionAttributeNames"] = names
         self.actions.append({"Update": action})
+
+    def put_versioned(self, item: Item, expected_version: int | None) -> None:
+        """Optimistic locking: a new item (``None``) must not exist yet; a replaced one must
+        still be at the version the caller read."""
+        if expected_version is None:
+            self.put(item, condition="attribute_not_exists(PK)")
+        else:
+            self.put(item, condition="version = :expected", values={":expected": expected_version})
 
     def add_counts(self, key: Item, moves: dict[str, int]) -> None:
         """Stage ADDs to named counts of one counter item. A transaction may touch an item
