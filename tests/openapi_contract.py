@@ -56,7 +56,9 @@ class ResponseContract:
         response = operation["responses"].get(str(status))
         where = f"{method} {template} {status}"
         if response is None:
-            return [f"{where}: status not in the document (it lists {sorted(operation['responses'])})"]
+            return [
+                f"{where}: status not in the document (it lists {sorted(operation['responses'])})"
+            ]
         content = response.get("content", {})
         if "application/json" not in content:
             return []

@@ -156,6 +156,7 @@ ERRORS_OF_EVERY_CALL = {
 STATE_ERRORS = {
     "/api/v1/invoices/{lago_id}/void",
     "/api/v1/invoices/{lago_id}/retry_payment",
+    "/api/v1/invoices/{lago_id}/payment_url",
 }
 """Calls that also answer 405 when the invoice's state forbids the action (``NotAllowed``)."""
 
@@ -178,7 +179,7 @@ def _document_errors(document: dict[str, Any]) -> dict[str, Any]:
                 continue
             statuses = dict(ERRORS_OF_EVERY_CALL)
             if path in STATE_ERRORS:
-                statuses[405] = "The invoice's state forbids the action."
+                statuses[405] = "The invoice's state forbids the action, or a payment is in flight."
             for status, description in sorted(statuses.items()):
                 responses[str(status)] = {"description": description, "content": error}
     return document

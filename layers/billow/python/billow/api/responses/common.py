@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class LagoObject(BaseModel):
@@ -14,20 +14,7 @@ class LagoObject(BaseModel):
     Schemas are built on first use (``defer_build``), so importing the API does not pay
     for models a request never touches (cold starts)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True, use_attribute_docstrings=True)
-
-    # TEMPORARY ORDER CHECK
-    @model_validator(mode="before")
-    @classmethod
-    def _order(cls, data: Any) -> Any:
-        import os
-
-        if os.environ.get("BILLOW_ORDER_CHECK") and isinstance(data, dict):
-            fields = [f for f in cls.model_fields if f in data]
-            if list(data) != fields:
-                with open(os.environ["BILLOW_ORDER_CHECK"], "a") as log:
-                    log.write(f"{cls.__name__} {list(data)} {fields}\n")
-        return data
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -63,4 +50,3 @@ class ErrorBody(BaseModel):
     error_details: Annotated[dict[str, Any] | None, WithJsonSchema({"type": "object"})] = Field(
         default=None, exclude_if=lambda value: value is None
     )
-
