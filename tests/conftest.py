@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from local.runtime import LocalRuntime
+from tests.openapi_contract import check_response
 
 T = TypeVar("T")
 
@@ -52,8 +53,11 @@ class ApiClient:
         self.api_key = api_key
 
     def request(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        """One call; its response must be one ``docs/openapi.json`` describes."""
         url = f"{self.base_url}/{path.lstrip('/')}"
-        return http_json(method, url, json, {"Authorization": f"Bearer {self.api_key}"})
+        status, body = http_json(method, url, json, {"Authorization": f"Bearer {self.api_key}"})
+        check_response(method, url, status, body)
+        return status, body
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

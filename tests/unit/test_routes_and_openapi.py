@@ -46,3 +46,20 @@ def test_published_openapi_document_is_current() -> None:
     """``make openapi`` writes docs/openapi.json; a stale copy fails here."""
     published = (ROOT / "docs" / "openapi.json").read_text()
     assert json.loads(published) == json.loads(openapi_document()), "run `make openapi`"
+
+
+def test_every_json_success_body_has_a_closed_schema() -> None:
+    """Each 2xx JSON body is a named model that lists its fields and allows no others."""
+    document = json.loads(openapi_document())
+    schemas = document["components"]["schemas"]
+    open_bodies = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                body = response.get("content", {}).get("application/json")
+                if not status.startswith("2") or body is None:
+                    continue
+                name = body["schema"].get("$ref", "").rsplit("/", 1)[-1]
+                if schemas.get(name, {}).get("additionalProperties") is not False:
+                    open_bodies.append(f"{method.upper()} {path} {status}")
+    assert open_bodies == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -15,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.api.errors import error_response, validation_response
 from billow.api.json_nesting import nests_deeper_than
+from billow.api.responses.common import ErrorBody
 from billow.api.routes import (
     add_ons,
     applied_coupons,
@@ -77,7 +79,15 @@ for module in ROUTERS:
     app.include_router(module.router)
 
 
-@app.get("/checkout/completed")
+@app.get(
+    "/checkout/completed",
+    responses={
+        200: {
+            "description": "A page telling the customer the payment method is saved.",
+            "content": {content_types.TEXT_HTML: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def checkout_completed() -> Response[str]:
     """Where Stripe Checkout sends the customer back when no success URL was configured."""
     return Response(
@@ -132,15 +142,59 @@ def route_not_found(_: Exception) -> Response[str]:
     return error_response(404, "route_not_found")
 
 
+ERRORS_OF_EVERY_CALL = {
+    400: "The body is not JSON (or not UTF-8, or nested too deeply), or lacks its root object.",
+    401: "No API key, or one Billow does not know.",
+    404: "No such object for this organization, or no such route.",
+    413: "The body is larger than 1 MiB.",
+    415: "The body is not JSON.",
+    422: "Invalid input (``error_details`` names each field and why), or Stripe refused.",
+    503: "Stripe is unavailable, or the object changed meanwhile: retrying is safe.",
+}
+"""Lago-shaped errors any /api/v1 call may answer (see the handlers above and ``handle``)."""
+
+STATE_ERRORS = {
+    "/api/v1/invoices/{lago_id}/void",
+    "/api/v1/invoices/{lago_id}/retry_payment",
+    "/api/v1/invoices/{lago_id}/payment_url",
+}
+"""Calls that also answer 405 when the invoice's state forbids the action (``NotAllowed``)."""
+
+_POWERTOOLS_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _document_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """Describe Billow's error responses in Lago's shape. Powertools documents only a 422
+    in FastAPI's shape, which Billow never serves (``invalid_request`` answers instead)."""
+    schemas = document["components"]["schemas"]
+    for name in _POWERTOOLS_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            if not path.startswith("/api/v1/"):
+                continue
+            statuses = dict(ERRORS_OF_EVERY_CALL)
+            if path in STATE_ERRORS:
+                statuses[405] = "The invoice's state forbids the action, or a payment is in flight."
+            for status, description in sorted(statuses.items()):
+                responses[str(status)] = {"description": description, "content": error}
+    return document
+
+
 def openapi_document() -> str:
     """The API's OpenAPI document, generated from the routes and their pydantic models."""
-    return app.get_openapi_json_schema(
+    generated = app.get_openapi_json_schema(
         title="Billow",
         version="1.0.0",
         description="Lago-compatible billing API on AWS Lambda, billing with Stripe.",
         security_schemes={"bearerAuth": HTTPBearer()},
         security=[{"bearerAuth": []}],
     )
+    return json.dumps(_document_errors(json.loads(generated)), indent=2)
 
 
 def _bearer(event: APIGatewayProxyEventV2) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
 from billow.api.query import known
+from billow.api.responses.catalog import AppliedCouponResponse, AppliedCouponsPage
 from billow.services import applied_coupons as service
 from billow.services.lookups import get_customer
 
@@ -26,9 +27,9 @@ class AppliedCouponBody(BaseModel):
 
 
 @router.post("/api/v1/applied_coupons")
-def apply_coupon(body: Annotated[AppliedCouponBody, Body()]) -> dict[str, Any]:
+def apply_coupon(body: Annotated[AppliedCouponBody, Body()]) -> AppliedCouponResponse:
     pair = service.apply_coupon(deps(), organization_id(router), body.applied_coupon)
-    return {"applied_coupon": service.present([pair])[0]}
+    return AppliedCouponResponse.model_validate({"applied_coupon": service.present([pair])[0]})
 
 
 @router.get("/api/v1/applied_coupons")
@@ -38,12 +39,14 @@ def list_applied_coupons(
     status: StatusFilter = None,
     external_customer_id: Annotated[str | None, Query(max_length=255)] = None,
     coupon_codes: CouponCodes = None,
-) -> dict[str, Any]:
+) -> AppliedCouponsPage:
     found = service.list_applied(
         deps(), organization_id(router), external_customer_id, status, coupon_codes
     )
     shown, meta = paginate(found, page, per_page)
-    return {"applied_coupons": service.present(shown), "meta": meta}
+    return AppliedCouponsPage.model_validate(
+        {"applied_coupons": service.present(shown), "meta": meta}
+    )
 
 
 @router.get("/api/v1/customers/<external_customer_id>/applied_coupons")
@@ -53,17 +56,21 @@ def list_customer_applied_coupons(
     per_page: PerPage = DEFAULT_PER_PAGE,
     status: StatusFilter = None,
     coupon_codes: CouponCodes = None,
-) -> dict[str, Any]:
+) -> AppliedCouponsPage:
     organization = organization_id(router)
     get_customer(deps(), organization, external_customer_id)
     found = service.list_applied(deps(), organization, external_customer_id, status, coupon_codes)
     shown, meta = paginate(found, page, per_page)
-    return {"applied_coupons": service.present(shown), "meta": meta}
+    return AppliedCouponsPage.model_validate(
+        {"applied_coupons": service.present(shown), "meta": meta}
+    )
 
 
 @router.delete("/api/v1/customers/<external_customer_id>/applied_coupons/<applied_coupon_id>")
-def terminate_applied_coupon(external_customer_id: str, applied_coupon_id: str) -> dict[str, Any]:
+def terminate_applied_coupon(
+    external_customer_id: str, applied_coupon_id: str
+) -> AppliedCouponResponse:
     pair = service.terminate(
         deps(), organization_id(router), external_customer_id, applied_coupon_id
     )
-    return {"applied_coupon": service.present([pair])[0]}
+    return AppliedCouponResponse.model_validate({"applied_coupon": service.present([pair])[0]})

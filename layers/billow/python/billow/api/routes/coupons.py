@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.responses.catalog import CouponResponse, CouponsPage
 from billow.services import coupons as service
 
 router = Router()
@@ -24,30 +25,30 @@ class CouponUpdateBody(BaseModel):
 
 
 @router.post("/api/v1/coupons")
-def create_coupon(body: Annotated[CouponCreateBody, Body()]) -> dict[str, Any]:
+def create_coupon(body: Annotated[CouponCreateBody, Body()]) -> CouponResponse:
     coupon = service.create_coupon(deps(), organization_id(router), body.coupon)
-    return {"coupon": service.present([coupon])[0]}
+    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
 
 
 @router.get("/api/v1/coupons")
-def list_coupons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
+def list_coupons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> CouponsPage:
     shown, meta = paginate(service.list_coupons(deps(), organization_id(router)), page, per_page)
-    return {"coupons": service.present(shown), "meta": meta}
+    return CouponsPage.model_validate({"coupons": service.present(shown), "meta": meta})
 
 
 @router.get("/api/v1/coupons/<code>")
-def get_coupon(code: str) -> dict[str, Any]:
+def get_coupon(code: str) -> CouponResponse:
     coupon = service.get_coupon(deps(), organization_id(router), code)
-    return {"coupon": service.present([coupon])[0]}
+    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
 
 
 @router.put("/api/v1/coupons/<code>")
-def update_coupon(code: str, body: Annotated[CouponUpdateBody, Body()]) -> dict[str, Any]:
+def update_coupon(code: str, body: Annotated[CouponUpdateBody, Body()]) -> CouponResponse:
     coupon = service.update_coupon(deps(), organization_id(router), code, body.coupon)
-    return {"coupon": service.present([coupon])[0]}
+    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
 
 
 @router.delete("/api/v1/coupons/<code>")
-def delete_coupon(code: str) -> dict[str, Any]:
+def delete_coupon(code: str) -> CouponResponse:
     coupon = service.delete_coupon(deps(), organization_id(router), code)
-    return {"coupon": service.present([coupon])[0]}
+    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})

@@ -3,13 +3,14 @@ Billow offers it as an API resource shaped like Lago's."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
+from billow.api.responses.integrations import StripeIntegrationList, StripeIntegrationResponse
 from billow.services import stripe_connection
 
 router = Router()
@@ -20,18 +21,20 @@ class StripeIntegrationInput(BaseModel):
 
 
 @router.post("/api/v1/integrations/stripe")
-def connect_stripe(body: Annotated[StripeIntegrationInput, Body()]) -> dict[str, Any]:
+def connect_stripe(body: Annotated[StripeIntegrationInput, Body()]) -> StripeIntegrationResponse:
     connection = stripe_connection.connect(deps(), organization_id(router), body.integration)
-    return {"integration": connection.as_lago()}
+    return StripeIntegrationResponse.model_validate({"integration": connection.as_lago()})
 
 
 @router.get("/api/v1/integrations/stripe")
-def list_stripe_connections() -> dict[str, Any]:
+def list_stripe_connections() -> StripeIntegrationList:
     connections = stripe_connection.list_connections(deps(), organization_id(router))
-    return {"integrations": [connection.as_lago() for connection in connections]}
+    return StripeIntegrationList.model_validate(
+        {"integrations": [connection.as_lago() for connection in connections]}
+    )
 
 
 @router.delete("/api/v1/integrations/stripe/<code>")
-def disconnect_stripe(code: str) -> dict[str, Any]:
+def disconnect_stripe(code: str) -> StripeIntegrationResponse:
     connection = stripe_connection.disconnect(deps(), organization_id(router), code)
-    return {"integration": connection.as_lago()}
+    return StripeIntegrationResponse.model_validate({"integration": connection.as_lago()})

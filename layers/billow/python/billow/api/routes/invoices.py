@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.query import Cents, Day, Flag, known
+from billow.api.responses.invoices import InvoiceResponse, InvoicesPage, PaymentUrlResponse
 from billow.domain.clock import utcnow
 from billow.services import invoices as service
 from billow.services.lookups import get_customer
@@ -77,13 +78,13 @@ class InvoiceListQuery(BaseModel):
 
 
 @router.post("/api/v1/invoices")
-def create_one_off_invoice(body: Annotated[service.OneOffInvoiceBody, Body()]) -> dict[str, Any]:
-    return {
-        "invoice": service.create_one_off(deps(), organization_id(router), body.invoice, utcnow())
-    }
+def create_one_off_invoice(body: Annotated[service.OneOffInvoiceBody, Body()]) -> InvoiceResponse:
+    return InvoiceResponse.model_validate(
+        {"invoice": service.create_one_off(deps(), organization_id(router), body.invoice, utcnow())}
+    )
 
 
-def _listed(query: InvoiceListQuery, external_customer_id: str | None) -> dict[str, Any]:
+def _listed(query: InvoiceListQuery, external_customer_id: str | None) -> InvoicesPage:
     today = utcnow().date()
     shown, total = service.list_page(
         deps(),
@@ -93,49 +94,59 @@ def _listed(query: InvoiceListQuery, external_customer_id: str | None) -> dict[s
         query.page,
         query.per_page,
     )
-    return {
-        "invoices": service.present_all(deps(), shown, today),
-        "meta": page_meta(total, query.page, query.per_page),
-    }
+    return InvoicesPage.model_validate(
+        {
+            "invoices": service.present_all(deps(), shown, today),
+            "meta": page_meta(total, query.page, query.per_page),
+        }
+    )
 
 
 @router.get("/api/v1/invoices")
 def list_invoices(
     query: Annotated[InvoiceListQuery, Query()], external_customer_id: str | None = None
-) -> dict[str, Any]:
+) -> InvoicesPage:
     return _listed(query, external_customer_id)
 
 
 @router.get("/api/v1/customers/<external_customer_id>/invoices")
 def list_customer_invoices(
     external_customer_id: str, query: Annotated[InvoiceListQuery, Query()]
-) -> dict[str, Any]:
+) -> InvoicesPage:
     """Unlike ``/invoices?external_customer_id=``, an unknown customer here is a 404."""
     get_customer(deps(), organization_id(router), external_customer_id)
     return _listed(query, external_customer_id)
 
 
 @router.get("/api/v1/invoices/<lago_id>")
-def get_invoice(lago_id: str) -> dict[str, Any]:
-    return {"invoice": service.get(deps(), organization_id(router), lago_id, utcnow().date())}
+def get_invoice(lago_id: str) -> InvoiceResponse:
+    return InvoiceResponse.model_validate(
+        {"invoice": service.get(deps(), organization_id(router), lago_id, utcnow().date())}
+    )
 
 
 @router.post("/api/v1/invoices/<lago_id>/void")
-def void_invoice(lago_id: str) -> dict[str, Any]:
+def void_invoice(lago_id: str) -> InvoiceResponse:
     invoice = voiding.void(deps(), organization_id(router), lago_id)
-    return {"invoice": service.present(deps(), invoice, utcnow().date())}
+    return InvoiceResponse.model_validate(
+        {"invoice": service.present(deps(), invoice, utcnow().date())}
+    )
 
 
 @router.post("/api/v1/invoices/<lago_id>/retry_payment")
-def retry_payment(lago_id: str) -> dict[str, Any]:
+def retry_payment(lago_id: str) -> InvoiceResponse:
     invoice = attempts.request_attempt(deps(), organization_id(router), lago_id)
-    return {"invoice": service.present(deps(), invoice, utcnow().date())}
+    return InvoiceResponse.model_validate(
+        {"invoice": service.present(deps(), invoice, utcnow().date())}
+    )
 
 
 @router.post("/api/v1/invoices/<lago_id>/payment_url")
-def payment_url(lago_id: str) -> dict[str, Any]:
-    return {
-        "invoice_payment_details": payment_links.payment_url(
-            deps(), organization_id(router), lago_id
-        )
-    }
+def payment_url(lago_id: str) -> PaymentUrlResponse:
+    return PaymentUrlResponse.model_validate(
+        {
+            "invoice_payment_details": payment_links.payment_url(
+                deps(), organization_id(router), lago_id
+            )
+        }
+    )

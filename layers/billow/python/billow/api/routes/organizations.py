@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
+from billow.api.responses.organizations import OrganizationResponse
 from billow.services import organizations as service
 
 router = Router()
@@ -19,6 +20,6 @@ class OrganizationBody(BaseModel):
 
 
 @router.put("/api/v1/organizations")
-def update_organization(body: Annotated[OrganizationBody, Body()]) -> dict[str, Any]:
+def update_organization(body: Annotated[OrganizationBody, Body()]) -> OrganizationResponse:
     updated = service.update_organization(deps(), organization_id(router), body.organization)
-    return {"organization": service.present(deps(), updated)}
+    return OrganizationResponse.model_validate({"organization": service.present(deps(), updated)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.responses.catalog import PlanResponse, PlansPage
 from billow.services import plans as service
 
 router = Router()
@@ -24,35 +25,37 @@ class PlanUpdateBody(BaseModel):
 
 
 @router.post("/api/v1/plans")
-def create_plan(body: Annotated[PlanCreateBody, Body()]) -> dict[str, Any]:
+def create_plan(body: Annotated[PlanCreateBody, Body()]) -> PlanResponse:
     organization = organization_id(router)
     plan = service.create_plan(deps(), organization, body.plan)
-    return {"plan": service.present(deps(), organization, [plan])[0]}
+    return PlanResponse.model_validate({"plan": service.present(deps(), organization, [plan])[0]})
 
 
 @router.get("/api/v1/plans")
-def list_plans(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
+def list_plans(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> PlansPage:
     organization = organization_id(router)
     shown, meta = paginate(service.list_plans(deps(), organization), page, per_page)
-    return {"plans": service.present(deps(), organization, shown), "meta": meta}
+    return PlansPage.model_validate(
+        {"plans": service.present(deps(), organization, shown), "meta": meta}
+    )
 
 
 @router.get("/api/v1/plans/<code>")
-def get_plan(code: str) -> dict[str, Any]:
+def get_plan(code: str) -> PlanResponse:
     organization = organization_id(router)
     plan = service.get_plan(deps(), organization, code)
-    return {"plan": service.present(deps(), organization, [plan])[0]}
+    return PlanResponse.model_validate({"plan": service.present(deps(), organization, [plan])[0]})
 
 
 @router.put("/api/v1/plans/<code>")
-def update_plan(code: str, body: Annotated[PlanUpdateBody, Body()]) -> dict[str, Any]:
+def update_plan(code: str, body: Annotated[PlanUpdateBody, Body()]) -> PlanResponse:
     organization = organization_id(router)
     plan = service.update_plan(deps(), organization, code, body.plan)
-    return {"plan": service.present(deps(), organization, [plan])[0]}
+    return PlanResponse.model_validate({"plan": service.present(deps(), organization, [plan])[0]})
 
 
 @router.delete("/api/v1/plans/<code>")
-def delete_plan(code: str) -> dict[str, Any]:
+def delete_plan(code: str) -> PlanResponse:
     organization = organization_id(router)
     plan = service.delete_plan(deps(), organization, code)
-    return {"plan": service.present(deps(), organization, [plan])[0]}
+    return PlanResponse.model_validate({"plan": service.present(deps(), organization, [plan])[0]})

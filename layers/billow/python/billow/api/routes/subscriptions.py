@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.query import known
+from billow.api.responses.subscriptions import SubscriptionResponse, SubscriptionsPage
 from billow.domain.clock import utcnow
 from billow.services import subscriptions as service
 
@@ -28,10 +29,12 @@ class SubscriptionUpdateBody(BaseModel):
 
 
 @router.post("/api/v1/subscriptions")
-def create_subscription(body: Annotated[service.CreateSubscription, Body()]) -> dict[str, Any]:
+def create_subscription(
+    body: Annotated[service.CreateSubscription, Body()],
+) -> SubscriptionResponse:
     now = utcnow()
     created = service.create(deps(), organization_id(router), body, now)
-    return {"subscription": created.view.as_lago(now)}
+    return SubscriptionResponse.model_validate({"subscription": created.view.as_lago(now)})
 
 
 def _listed(
@@ -40,7 +43,7 @@ def _listed(
     statuses: list[Status] | None,
     page: int,
     per_page: int,
-) -> dict[str, Any]:
+) -> SubscriptionsPage:
     shown, total = service.list_subscriptions(
         deps(),
         organization_id(router),
@@ -51,12 +54,14 @@ def _listed(
         per_page=per_page,
     )
     now = utcnow()
-    return {
-        "subscriptions": [
-            view.as_lago(now) for view in service.views(deps(), organization_id(router), shown)
-        ],
-        "meta": page_meta(total, page, per_page),
-    }
+    return SubscriptionsPage.model_validate(
+        {
+            "subscriptions": [
+                view.as_lago(now) for view in service.views(deps(), organization_id(router), shown)
+            ],
+            "meta": page_meta(total, page, per_page),
+        }
+    )
 
 
 @router.get("/api/v1/subscriptions")
@@ -66,7 +71,7 @@ def list_subscriptions(
     status: StatusFilter = None,
     page: Page = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
-) -> dict[str, Any]:
+) -> SubscriptionsPage:
     return _listed(external_customer_id, plan_code, status, page, per_page)
 
 
@@ -77,23 +82,23 @@ def list_customer_subscriptions(
     status: StatusFilter = None,
     page: Page = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
-) -> dict[str, Any]:
+) -> SubscriptionsPage:
     return _listed(external_customer_id, plan_code, status, page, per_page)
 
 
 @router.get("/api/v1/subscriptions/<external_id>")
-def get_subscription(external_id: str) -> dict[str, Any]:
+def get_subscription(external_id: str) -> SubscriptionResponse:
     view = service.get(deps(), organization_id(router), external_id)
-    return {"subscription": view.as_lago(utcnow())}
+    return SubscriptionResponse.model_validate({"subscription": view.as_lago(utcnow())})
 
 
 @router.put("/api/v1/subscriptions/<external_id>")
 def update_subscription(
     external_id: str, body: Annotated[SubscriptionUpdateBody, Body()]
-) -> dict[str, Any]:
+) -> SubscriptionResponse:
     now = utcnow()
     view = service.update(deps(), organization_id(router), external_id, body.subscription, now)
-    return {"subscription": view.as_lago(now)}
+    return SubscriptionResponse.model_validate({"subscription": view.as_lago(now)})
 
 
 @router.delete("/api/v1/subscriptions/<external_id>")
@@ -102,7 +107,7 @@ def terminate_subscription(
     status: Literal["active", "pending"] | None = None,
     on_termination_invoice: Literal["generate", "skip"] = "generate",
     on_termination_credit_note: Literal["credit", "refund", "skip"] | None = None,
-) -> dict[str, Any]:
+) -> SubscriptionResponse:
     now = utcnow()
     view = service.terminate_subscription(
         deps(),
@@ -112,4 +117,4 @@ def terminate_subscription(
         generate_invoice=on_termination_invoice == "generate",
         now=now,
     )
-    return {"subscription": view.as_lago(now)}
+    return SubscriptionResponse.model_validate({"subscription": view.as_lago(now)})

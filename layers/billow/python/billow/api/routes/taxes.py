@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.responses.catalog import TaxesPage, TaxResponse
 from billow.services import taxes as service
 
 router = Router()
@@ -24,35 +25,37 @@ class TaxUpdateBody(BaseModel):
 
 
 @router.post("/api/v1/taxes")
-def create_tax(body: Annotated[TaxCreateBody, Body()]) -> dict[str, Any]:
+def create_tax(body: Annotated[TaxCreateBody, Body()]) -> TaxResponse:
     organization = organization_id(router)
     tax = service.create_tax(deps(), organization, body.tax)
-    return {"tax": service.present(deps(), organization, [tax])[0]}
+    return TaxResponse.model_validate({"tax": service.present(deps(), organization, [tax])[0]})
 
 
 @router.get("/api/v1/taxes")
-def list_taxes(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> dict[str, Any]:
+def list_taxes(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> TaxesPage:
     organization = organization_id(router)
     shown, meta = paginate(service.list_taxes(deps(), organization), page, per_page)
-    return {"taxes": service.present(deps(), organization, shown), "meta": meta}
+    return TaxesPage.model_validate(
+        {"taxes": service.present(deps(), organization, shown), "meta": meta}
+    )
 
 
 @router.get("/api/v1/taxes/<code>")
-def get_tax(code: str) -> dict[str, Any]:
+def get_tax(code: str) -> TaxResponse:
     organization = organization_id(router)
     tax = service.get_tax(deps(), organization, code)
-    return {"tax": service.present(deps(), organization, [tax])[0]}
+    return TaxResponse.model_validate({"tax": service.present(deps(), organization, [tax])[0]})
 
 
 @router.put("/api/v1/taxes/<code>")
-def update_tax(code: str, body: Annotated[TaxUpdateBody, Body()]) -> dict[str, Any]:
+def update_tax(code: str, body: Annotated[TaxUpdateBody, Body()]) -> TaxResponse:
     organization = organization_id(router)
     tax = service.update_tax(deps(), organization, code, body.tax)
-    return {"tax": service.present(deps(), organization, [tax])[0]}
+    return TaxResponse.model_validate({"tax": service.present(deps(), organization, [tax])[0]})
 
 
 @router.delete("/api/v1/taxes/<code>")
-def delete_tax(code: str) -> dict[str, Any]:
+def delete_tax(code: str) -> TaxResponse:
     organization = organization_id(router)
     tax = service.delete_tax(deps(), organization, code)
-    return {"tax": service.present(deps(), organization, [tax])[0]}
+    return TaxResponse.model_validate({"tax": service.present(deps(), organization, [tax])[0]})
