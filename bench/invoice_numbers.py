@@ -1,0 +1,228 @@
+"""Invoice numbers on a billing day: conflicts per invoice at the deployed concurrency.
+
+One organization, N monthly subscriptions billed in arrears (no payment provider, so no
+charge follows), all due at the same month boundary. The run is the invoice worker's
+work at the concurrency its queue is deployed with (``invoice-work``'s maximum
+concurrency in the topology, 20): that many threads each take the next due subscription
+and bill it through the same service the worker's handler calls. Every other function
+(the outbox publisher and what it feeds) runs in the local runtime as usual.
+
+A conflict is a conditional write that failed because another writer got there first
+(``ConcurrentUpdate``): the use case reads again and decides again. The bench prints them
+per invoice, checks through ``GET /api/v1/invoices`` that every subscription got exactly
+one invoice and that the numbers are 1..N without a gap or a repeat, and prints the run's
+wall time.
+
+DynamoDB answers in a few milliseconds; moto answers in less, which would make a
+read-decide-write window unrealistically short. ``--dynamodb-ms`` adds that much to
+every DynamoDB call made by Billow's code (5 ms by default).
+
+Usage: python bench/invoice_numbers.py [--subscriptions 5000] [--concurrency 20]
+       [--dynamodb-ms 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for entry in (ROOT / "layers" / "billow" / "python", ROOT):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+import boto3  # noqa: E402
+
+from bench.billing_run import BenchRuntime, http_json  # noqa: E402
+from billow.adapters.table import TableBase  # noqa: E402
+from billow.composition import dependencies  # noqa: E402
+from billow.domain.errors import ConcurrentUpdate  # noqa: E402
+from billow.services.billing_run import DueSubscription, work  # noqa: E402
+from billow.services.customers import CustomerInput, upsert_customer  # noqa: E402
+from billow.services.subscriptions import CreateSubscription  # noqa: E402
+from billow.services.subscriptions import create as create_subscription  # noqa: E402
+from billow.topology import TOPOLOGY  # noqa: E402
+
+PLAN_CODE = "numbers-monthly"
+STARTED = datetime(2026, 11, 1, tzinfo=UTC)
+BILLED = datetime(2026, 12, 1, 1, tzinfo=UTC)
+SETUP_THREADS = 8
+
+
+class Conflicts:
+    """Counts the conditional writes that lost a race, across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def install(self) -> Callable[[], None]:
+        original = TableBase.commit
+        conflicts = self
+
+        def counted(store: TableBase, transaction: Any) -> None:
+            try:
+                original(store, transaction)
+            except ConcurrentUpdate:
+                with conflicts._lock:
+                    conflicts.count += 1
+                raise
+
+        TableBase.commit = counted  # type: ignore[method-assign]
+        return lambda: setattr(TableBase, "commit", original)
+
+
+def slow_dynamodb(events: Any, delay_ms: float) -> None:
+    """Every DynamoDB call on this session takes ``delay_ms`` longer, as on the network."""
+
+    def wait(**_: Any) -> None:
+        time.sleep(delay_ms / 1000)
+
+    events.register("after-call.dynamodb", wait)
+
+
+def subscribe(organization_id: str, index: int) -> tuple[str, str]:
+    external_id = f"numbers-{index:06d}"
+    upsert_customer(
+        dependencies(),
+        organization_id,
+        CustomerInput.model_validate({"external_id": external_id, "currency": "EUR"}),
+    )
+    created = create_subscription(
+        dependencies(),
+        organization_id,
+        CreateSubscription.model_validate(
+            {
+                "subscription": {
+                    "external_customer_id": external_id,
+                    "plan_code": PLAN_CODE,
+                    "external_id": f"{external_id}-sub",
+                    "subscription_at": STARTED.isoformat(),
+                }
+            }
+        ),
+        STARTED,
+    )
+    return created.view.subscription.external_id, created.view.subscription.lago_id
+
+
+def invoice_numbers(api: str, api_key: str) -> list[int]:
+    """Every invoice's sequential id, read page by page as a Lago client would."""
+    numbers: list[int] = []
+    page: int | None = 1
+    while page is not None:
+        status, body = http_json("GET", f"{api}/invoices?per_page=100&page={page}", None, api_key)
+        assert status == 200, body
+        numbers += [invoice["sequential_id"] for invoice in body["invoices"]]
+        page = body["meta"]["next_page"]
+    return numbers
+
+
+def main() -> None:
+    deployed = next(q for q in TOPOLOGY.queues if q.name == "invoice-work").max_concurrency
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=deployed)
+    parser.add_argument("--dynamodb-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    runtime = BenchRuntime()
+    sink = io.StringIO()
+    conflicts = Conflicts()
+    with contextlib.redirect_stdout(sink):
+        runtime.start()
+    try:
+        boto3.DEFAULT_SESSION = None
+        dependencies.cache_clear()
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        api = f"{runtime.api_url}/api/v1"
+        organization = runtime.create_organization("Invoice numbers")
+        status, body = http_json(
+            "POST",
+            f"{api}/plans",
+            {
+                "plan": {
+                    "code": PLAN_CODE,
+                    "name": "Monthly",
+                    "interval": "monthly",
+                    "amount_cents": 1900,
+                    "amount_currency": "EUR",
+                    "pay_in_advance": False,
+                }
+            },
+            organization.api_key,
+        )
+        assert status == 200, body
+        started = time.perf_counter()
+        with ThreadPoolExecutor(SETUP_THREADS) as pool:
+            subscriptions = list(
+                pool.map(lambda i: subscribe(organization.id, i), range(args.subscriptions))
+            )
+        runtime.wait_idle(timeout=600)
+        print(
+            f"setup: {len(subscriptions):,} subscriptions in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+
+        slow_dynamodb(boto3.DEFAULT_SESSION.events, args.dynamodb_ms)
+        restore = conflicts.install()
+        started = time.perf_counter()
+        try:
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                outcomes = list(
+                    pool.map(
+                        lambda sub: work(
+                            dependencies(),
+                            DueSubscription(
+                                organization_id=organization.id,
+                                external_id=sub[0],
+                                lago_id=sub[1],
+                                now=BILLED.isoformat(),
+                            ),
+                        ),
+                        subscriptions,
+                    )
+                )
+            billed_s = time.perf_counter() - started
+            with contextlib.redirect_stdout(sink):
+                runtime.wait_idle(timeout=600)
+            settled_s = time.perf_counter() - started
+        finally:
+            restore()
+        numbers = invoice_numbers(api, organization.api_key)
+    finally:
+        with contextlib.redirect_stdout(sink):
+            runtime.stop()
+
+    invoices = len(numbers)
+    gap_free = sorted(numbers) == list(range(1, invoices + 1))
+    billed = sum(1 for outcome in outcomes if outcome)
+    out = sys.stdout
+    out.write(
+        f"Invoice numbers: {args.subscriptions:,} subscriptions of one organization billed by"
+        f" {args.concurrency} concurrent workers (DynamoDB +{args.dynamodb_ms:g} ms per call)\n\n"
+    )
+    out.write(f"  subscriptions billed          {billed:>10,}\n")
+    out.write(f"  invoices listed               {invoices:>10,}\n")
+    out.write(f"  numbers 1..N, no gap, no repeat {'yes' if gap_free else 'NO':>8}\n")
+    out.write(f"  conflicts                     {conflicts.count:>10,}\n")
+    out.write(f"  conflicts per invoice         {conflicts.count / max(invoices, 1):>10.3f}\n")
+    out.write(f"  billing wall time             {billed_s:>9.1f} s\n")
+    out.write(f"  until every invoice is listed {settled_s:>9.1f} s\n")
+    if invoices != args.subscriptions or not gap_free:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
