@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import logging
 import sys
@@ -78,7 +79,7 @@ class Conflicts:
                     conflicts.count += 1
                 raise
 
-        TableBase.commit = counted  # type: ignore[method-assign]
+        TableBase.commit = counted  # type: ignore[method-assign,assignment]
         return lambda: setattr(TableBase, "commit", original)
 
 
@@ -128,14 +129,73 @@ def invoice_numbers(api: str, api_key: str) -> list[int]:
     return numbers
 
 
-def main() -> None:
-    deployed = next(q for q in TOPOLOGY.queues if q.name == "invoice-work").max_concurrency
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscriptions", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=deployed)
-    parser.add_argument("--dynamodb-ms", type=float, default=5.0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+def create_plan(api: str, api_key: str) -> None:
+    status, body = http_json(
+        "POST",
+        f"{api}/plans",
+        {
+            "plan": {
+                "code": PLAN_CODE,
+                "name": "Monthly",
+                "interval": "monthly",
+                "amount_cents": 1900,
+                "amount_currency": "EUR",
+                "pay_in_advance": False,
+            }
+        },
+        api_key,
+    )
+    assert status == 200, body
+
+
+def bill_all(
+    organization_id: str, subscriptions: list[tuple[str, str]], concurrency: int
+) -> list[list[str]]:
+    """What the invoice worker does for each, ``concurrency`` at a time."""
+
+    def bill(subscription: tuple[str, str]) -> list[str]:
+        due = DueSubscription(
+            organization_id=organization_id,
+            external_id=subscription[0],
+            lago_id=subscription[1],
+            now=BILLED.isoformat(),
+        )
+        return work(dependencies(), due)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(bill, subscriptions))
+
+
+def report(args: argparse.Namespace, result: Result) -> None:
+    numbers = result.numbers
+    invoices = len(numbers)
+    gap_free = sorted(numbers) == list(range(1, invoices + 1))
+    out = sys.stdout
+    out.write(
+        f"Invoice numbers: {args.subscriptions:,} subscriptions of one organization billed by"
+        f" {args.concurrency} concurrent workers (DynamoDB +{args.dynamodb_ms:g} ms per call)\n\n"
+    )
+    out.write(f"  subscriptions billed            {result.billed:>10,}\n")
+    out.write(f"  invoices listed                 {invoices:>10,}\n")
+    out.write(f"  numbers 1..N, no gap, no repeat {'yes' if gap_free else 'NO':>10}\n")
+    out.write(f"  conflicts                       {result.conflicts:>10,}\n")
+    out.write(f"  conflicts per invoice           {result.conflicts / max(invoices, 1):>10.3f}\n")
+    out.write(f"  billing wall time               {result.billed_s:>9.1f} s\n")
+    out.write(f"  until every invoice is listed   {result.settled_s:>9.1f} s\n")
+    if invoices != args.subscriptions or not gap_free:
+        sys.exit(1)
+
+
+@dataclasses.dataclass
+class Result:
+    billed: int
+    numbers: list[int]
+    conflicts: int
+    billed_s: float
+    settled_s: float
+
+
+def run(args: argparse.Namespace) -> Result:
     runtime = BenchRuntime()
     sink = io.StringIO()
     conflicts = Conflicts()
@@ -148,54 +208,25 @@ def main() -> None:
         assert boto3.DEFAULT_SESSION is not None
         api = f"{runtime.api_url}/api/v1"
         organization = runtime.create_organization("Invoice numbers")
-        status, body = http_json(
-            "POST",
-            f"{api}/plans",
-            {
-                "plan": {
-                    "code": PLAN_CODE,
-                    "name": "Monthly",
-                    "interval": "monthly",
-                    "amount_cents": 1900,
-                    "amount_currency": "EUR",
-                    "pay_in_advance": False,
-                }
-            },
-            organization.api_key,
-        )
-        assert status == 200, body
+        create_plan(api, organization.api_key)
         started = time.perf_counter()
         with ThreadPoolExecutor(SETUP_THREADS) as pool:
             subscriptions = list(
                 pool.map(lambda i: subscribe(organization.id, i), range(args.subscriptions))
             )
-        runtime.wait_idle(timeout=600)
+        with contextlib.redirect_stdout(sink):
+            runtime.wait_idle(timeout=600)
         print(
             f"setup: {len(subscriptions):,} subscriptions in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
-
         slow_dynamodb(boto3.DEFAULT_SESSION.events, args.dynamodb_ms)
         restore = conflicts.install()
         started = time.perf_counter()
         try:
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                outcomes = list(
-                    pool.map(
-                        lambda sub: work(
-                            dependencies(),
-                            DueSubscription(
-                                organization_id=organization.id,
-                                external_id=sub[0],
-                                lago_id=sub[1],
-                                now=BILLED.isoformat(),
-                            ),
-                        ),
-                        subscriptions,
-                    )
-                )
-            billed_s = time.perf_counter() - started
             with contextlib.redirect_stdout(sink):
+                outcomes = bill_all(organization.id, subscriptions, args.concurrency)
+                billed_s = time.perf_counter() - started
                 runtime.wait_idle(timeout=600)
             settled_s = time.perf_counter() - started
         finally:
@@ -204,24 +235,25 @@ def main() -> None:
     finally:
         with contextlib.redirect_stdout(sink):
             runtime.stop()
-
-    invoices = len(numbers)
-    gap_free = sorted(numbers) == list(range(1, invoices + 1))
-    billed = sum(1 for outcome in outcomes if outcome)
-    out = sys.stdout
-    out.write(
-        f"Invoice numbers: {args.subscriptions:,} subscriptions of one organization billed by"
-        f" {args.concurrency} concurrent workers (DynamoDB +{args.dynamodb_ms:g} ms per call)\n\n"
+    return Result(
+        billed=sum(1 for outcome in outcomes if outcome),
+        numbers=numbers,
+        conflicts=conflicts.count,
+        billed_s=billed_s,
+        settled_s=settled_s,
     )
-    out.write(f"  subscriptions billed          {billed:>10,}\n")
-    out.write(f"  invoices listed               {invoices:>10,}\n")
-    out.write(f"  numbers 1..N, no gap, no repeat {'yes' if gap_free else 'NO':>8}\n")
-    out.write(f"  conflicts                     {conflicts.count:>10,}\n")
-    out.write(f"  conflicts per invoice         {conflicts.count / max(invoices, 1):>10.3f}\n")
-    out.write(f"  billing wall time             {billed_s:>9.1f} s\n")
-    out.write(f"  until every invoice is listed {settled_s:>9.1f} s\n")
-    if invoices != args.subscriptions or not gap_free:
-        sys.exit(1)
+
+
+def main() -> None:
+    deployed = next(q for q in TOPOLOGY.queues if q.name == "invoice-work").max_concurrency
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=deployed)
+    parser.add_argument("--dynamodb-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # more threads than pooled sockets
+    report(args, run(args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Subscriptions, invoices, the invoice sequence and payment retries in the table.
+"""Subscriptions, invoices and payment retries in the table (invoices waiting for their
+number, and the number sequence: ``billow.adapters.invoice_numbering``).
 
 Access patterns (``{org}`` is ``ORG#{id}``):
 
@@ -28,7 +29,6 @@ Access patterns (``{org}`` is ``ORG#{id}``):
 - charge attempts in flight, oldest first (system sweep, sparse, GSI2: it copies only
   organization_id and lago_id, so an invoice entering or leaving it costs one write unit):
   GSI2PK=PAYMENT_IN_FLIGHT#{shard} GSI2SK <= {cutoff}… (``{requested_at}#{org}#{lago_id}``)
-- invoice number sequence: PK={org} SK=INVOICE_SEQUENCE
 - payment retries (dunning) of an invoice: PK={org} SK=DUNNING#{invoice_id}
 - retries due (system sweep, sparse): GSI1PK=DUNNING_DUE#{shard} GSI1SK <= {now}…
 
@@ -378,25 +378,6 @@ class BillingRecords(ListRecords):
         still unknown (each item names its organization and invoice)."""
         return self._due(
             "PAYMENT_IN_FLIGHT", requested_before, "organization_id, lago_id", index="GSI2"
-        )
-
-    def invoice_sequence(self, organization_id: str) -> int:
-        item = self._get(org_pk(organization_id), "INVOICE_SEQUENCE")
-        return int(str(item["value"])) if item else 0
-
-    @staticmethod
-    def stage_invoice_sequence(transaction: Transaction, organization_id: str, read: int) -> None:
-        """Take number ``read + 1``; fails if another invoice took it first (no gaps, no twins)."""
-        transaction.put(
-            {
-                "PK": org_pk(organization_id),
-                "SK": "INVOICE_SEQUENCE",
-                "kind": "invoice_sequence",
-                "value": read + 1,
-            },
-            condition="attribute_not_exists(PK)" if read == 0 else "#value = :read",
-            values=None if read == 0 else {":read": read},
-            names=None if read == 0 else {"#value": "value"},
         )
 
     # -- payment retries -----------------------------------------------------------------

@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 
 from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import CatalogRecords
+from billow.adapters.invoice_numbering import NumberingRecords
 from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
 from billow.adapters.table import (
     MAX_SORT_KEY_BYTES,
@@ -81,7 +82,7 @@ def customer_listing(customer: Customer) -> Listing:
     )
 
 
-class Store(BillingRecords, CatalogRecords, TableBase):
+class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
     """Repository over the table. Methods take the organization id first: tenancy is explicit."""
 
     # -- organizations -------------------------------------------------------------------

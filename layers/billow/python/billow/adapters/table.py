@@ -143,11 +143,25 @@ class Transaction:
             **{f":d{i}": totals[name] for i, name in enumerate(names)},
         }
 
-    def delete(self, key: Item, condition: str | None = None) -> None:
+    def delete(
+        self,
+        key: Item,
+        condition: str | None = None,
+        values: Item | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
         action: dict[str, Any] = {"Key": key}
         if condition:
             action["ConditionExpression"] = condition
+        if values:
+            action["ExpressionAttributeValues"] = values
+        if names:
+            action["ExpressionAttributeNames"] = names
         self.actions.append({"Delete": action})
+
+    def condition_check(self, key: Item, condition: str) -> None:
+        """Fail the transaction unless ``condition`` holds for an item it does not write."""
+        self.actions.append({"ConditionCheck": {"Key": key, "ConditionExpression": condition}})
 
     def publish(self, events: Sequence[OutboxEvent]) -> None:
         """Stage the events in one outbox item per organization, however many there are.
@@ -197,6 +211,10 @@ class TableBase:
             elif len(items) == 1 and "Update" in items[0]:
                 self.table.update_item(
                     **{k: v for k, v in items[0]["Update"].items() if k != "TableName"}
+                )
+            elif len(items) == 1 and "Delete" in items[0]:
+                self.table.delete_item(
+                    **{k: v for k, v in items[0]["Delete"].items() if k != "TableName"}
                 )
             else:
                 self.table.meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]

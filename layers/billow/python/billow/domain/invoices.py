@@ -299,6 +299,11 @@ class Invoice(BaseModel):
         }
 
 
+def draft_number(prefix: str) -> str:
+    """Lago's number for an invoice that has none yet (``PREFIX-DRAFT``)."""
+    return f"{prefix}-DRAFT"
+
+
 def invoice_number(prefix: str, issuing_date: str, sequence: int) -> str:
     """Lago's per-organization numbering: ``PREFIX-YYYYMM-001``, never reset."""
     return f"{prefix}-{issuing_date[:7].replace('-', '')}-{sequence:03d}"

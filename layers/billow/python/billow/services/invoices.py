@@ -18,6 +18,7 @@ from billow.domain.identifiers import IdentifierList
 from billow.domain.invoices import FeeItem, Invoice, InvoiceStatus, PaymentStatus
 from billow.domain.money import Currency
 from billow.domain.subscriptions import PaymentMethodChoice
+from billow.services.invoice_numbering import await_number
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.lookups import check_payment_method, get_customer, require_taxes
 from billow.services.retries import retry_on_race
@@ -135,6 +136,8 @@ def create_one_off(
             refuse_uncollectable=True,
         )
     )
+    if not invoice.sequential_id:  # waiting: answer with its number, as Lago does
+        invoice = await_number(deps, organization_id, invoice.lago_id) or invoice
     return invoice.as_lago(customer.as_lago(), today=now.date())
 
 

@@ -1,9 +1,11 @@
-"""Issuing invoices: fees, coupons and taxes, a gap-free number, and the events they cause.
+"""Issuing invoices: fees, coupons and taxes, and the events they cause.
 
-An invoice, its number, the coupons it consumes and its events are one transaction, and
-an invoice's id is derived from what it bills (a subscription's period, an API request),
-so a repeated run, an overlapping run or a retried message finds the invoice already
-there instead of issuing a second one.
+An invoice, the coupons it consumes and the change that bills it (a subscription's
+renewal) are one transaction, and an invoice's id is derived from what it bills (a
+subscription's period, an API request), so a repeated run, an overlapping run or a
+retried message finds the invoice already there instead of issuing a second one. The
+invoice then waits for its gap-free number, its ``invoice.created`` webhook and its
+charge, which ``billow.services.invoice_numbering`` gives it right after.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from billow.domain.catalog import AppliedCoupon, Tax
 from billow.domain.clock import iso, stable_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
-from billow.domain.events import OutboxEvent, internal_event, webhook_event
+from billow.domain.events import OutboxEvent
 from billow.domain.invoice_math import CouponState, FeeLine, TaxRate, compute_invoice
 from billow.domain.invoices import (
     AppliedTax,
@@ -29,13 +31,13 @@ from billow.domain.invoices import (
     Invoice,
     InvoiceType,
     PaymentBlock,
-    invoice_number,
+    draft_number,
 )
 from billow.domain.money import stripe_can_charge
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
-from billow.topology import PAYMENT_REQUESTED
+from billow.services.invoice_numbering import number_waiting
 
 
 class FeeDraft(BaseModel):
@@ -90,19 +92,6 @@ def _applied_tax(tax: Tax, amount_cents: int, base_cents: int) -> AppliedTax:
         tax_rate=str(tax.rate),
         amount_cents=amount_cents,
         fees_amount_cents=base_cents,
-    )
-
-
-def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> OutboxEvent:
-    """The command the payments consumer acts on; one id per attempt, so a replay is one
-    charge. An attempt asked for again (``redriven_at``) is a new message for the same
-    attempt: the charge it makes carries the attempt's own idempotency key."""
-    parts = (invoice.lago_id, str(invoice.payment_attempts))
-    return internal_event(
-        invoice.organization_id,
-        PAYMENT_REQUESTED,
-        {"invoice_id": invoice.lago_id, "attempt": invoice.payment_attempts},
-        event_id=stable_id("payment-requested", *parts, *([redriven_at] if redriven_at else [])),
     )
 
 
@@ -203,7 +192,6 @@ def issue_invoice(
         for draft in drafts
     ]
     by_id = {coupon.lago_id: coupon for coupon in coupons}
-    sequence = deps.store.invoice_sequence(organization.id)
     issued_on = local_date(issued_at, customer.timezone or organization.timezone or "UTC")
     issuing_date = issued_on.isoformat()
     net_term = (
@@ -215,8 +203,8 @@ def issue_invoice(
     invoice = Invoice(
         lago_id=invoice_id,
         organization_id=organization.id,
-        sequential_id=sequence + 1,
-        number=invoice_number(organization.document_number_prefix, issuing_date, sequence + 1),
+        sequential_id=0,
+        number=draft_number(organization.document_number_prefix),
         invoice_type=invoice_type,
         currency=currency,
         issuing_date=issuing_date,
@@ -258,13 +246,10 @@ def issue_invoice(
     elif block is None:
         # Billing time may be the past or the future; how long the attempt has been in
         # flight is measured on the clock.
-        invoice = invoice.model_copy(
-            update={"payment_attempts": 1, "attempt_requested_at": iso(utcnow())}
-        )
+        invoice = invoice.model_copy(update={"payment_attempts": 1})
 
     transaction = Transaction()
-    deps.store.stage_invoice_sequence(transaction, organization.id, sequence)
-    deps.store.stage_invoice(transaction, invoice, before=None)
+    deps.store.stage_invoice_to_number(transaction, invoice, queued_at=iso(utcnow()))
     for credit in totals.coupon_credits:
         coupon = by_id[credit.lago_id]
         if credit.amount_cents == 0 and not credit.terminated:
@@ -282,19 +267,15 @@ def issue_invoice(
             ),
             expected_version=coupon.version,
         )
-    events = stage_more(transaction) if stage_more else []
-    webhook_type = "invoice.one_off_created" if invoice_type == "one_off" else "invoice.created"
-    events.append(
-        webhook_event(organization.id, webhook_type, "invoice", invoice.as_lago(customer.as_lago()))
-    )
-    if invoice.payment_attempts == 1:
-        events.append(payment_requested(invoice))
-    transaction.publish(events)
+    if stage_more:
+        transaction.publish(stage_more(transaction))
     try:
         deps.store.commit(transaction)
     except ConcurrentUpdate:
-        issued = deps.store.get_invoice(organization.id, invoice_id)
+        issued = deps.store.get_invoice(
+            organization.id, invoice_id
+        ) or deps.store.get_invoice_to_number(organization.id, invoice_id)
         if issued is None:
-            raise  # another invoice took the number: the caller reads again and retries
+            raise  # what it was decided on changed: the caller reads again and decides again
         return issued
-    return invoice
+    return number_waiting(deps, organization.id).get(invoice_id, invoice)

@@ -13,7 +13,7 @@ from billow.domain.customers import Customer
 from billow.domain.errors import NotAllowed
 from billow.domain.events import OutboxEvent
 from billow.domain.invoices import Invoice
-from billow.services.invoicing import payment_requested
+from billow.services.invoice_numbering import payment_requested
 from billow.services.payments.records import get_invoice, save_invoice
 from billow.services.payments.settlement import apply_looked_up
 from billow.services.retries import retry_on_race
