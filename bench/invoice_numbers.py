@@ -1,7 +1,8 @@
 """Invoice numbers on a billing day: conflicts per invoice at the deployed concurrency.
 
 One organization, N monthly subscriptions billed in arrears (no payment provider, so no
-charge follows), all due at the same month boundary. The run is the invoice worker's
+charge follows), all due at the same month boundary (one made by the services, the rest
+copies of its items with new ids). The run is the invoice worker's
 work at the concurrency its queue is deployed with (``invoice-work``'s maximum
 concurrency in the topology, 20): that many threads each take the next due subscription
 and bill it through the same service the worker's handler calls. Every other function
@@ -57,7 +58,6 @@ from billow.topology import TOPOLOGY  # noqa: E402
 PLAN_CODE = "numbers-monthly"
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
 BILLED = datetime(2026, 12, 1, 1, tzinfo=UTC)
-SETUP_THREADS = 8
 
 
 class Conflicts:
@@ -66,6 +66,7 @@ class Conflicts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
+        self.kinds: dict[str, int] = {}
 
     def install(self) -> Callable[[], None]:
         original = TableBase.commit
@@ -77,6 +78,10 @@ class Conflicts:
             except ConcurrentUpdate:
                 with conflicts._lock:
                     conflicts.count += 1
+                    first = next(iter(transaction.actions[0].values()))
+                    key = first.get("Item") or first.get("Key")
+                    kind = str(key["SK"]).split("#")[0]
+                    conflicts.kinds[kind] = conflicts.kinds.get(kind, 0) + 1
                 raise
 
         TableBase.commit = counted  # type: ignore[method-assign,assignment]
@@ -115,6 +120,41 @@ def subscribe(organization_id: str, index: int) -> tuple[str, str]:
         STARTED,
     )
     return created.view.subscription.external_id, created.view.subscription.lago_id
+
+
+def seed(organization_id: str, count: int) -> list[tuple[str, str]]:
+    """One customer and subscription made by the services, and ``count - 1`` copies of
+    them (new ids) written with BatchWriteItem: what billing reads of each is the same,
+    and making thousands one by one would take most of the run."""
+    store = dependencies().store
+    external_id, lago_id = subscribe(organization_id, 0)
+    subscription = store.get_subscription(organization_id, external_id, lago_id)
+    customer = store.get_customer(organization_id, "numbers-000000")
+    assert subscription is not None and customer is not None
+    made = [(external_id, lago_id)]
+    table = boto3.resource("dynamodb").Table(store.table_name)
+    with table.batch_writer() as writer:
+        for index in range(1, count):
+            copy = customer.model_copy(
+                update={
+                    "external_id": f"numbers-{index:06d}",
+                    "lago_id": f"{organization_id[:8]}-customer-{index:08d}",
+                    "sequential_id": index + 1,
+                    "slug": f"{customer.slug}-{index}",
+                }
+            )
+            sub = subscription.model_copy(
+                update={
+                    "external_id": f"numbers-{index:06d}-sub",
+                    "lago_id": f"{organization_id[:8]}-subscription-{index:08d}",
+                    "external_customer_id": copy.external_id,
+                    "lago_customer_id": copy.lago_id,
+                }
+            )
+            writer.put_item(Item=store.customer_item(copy))
+            writer.put_item(Item=store.subscription_item(sub))
+            made.append((sub.external_id, sub.lago_id))
+    return made
 
 
 def invoice_numbers(api: str, api_key: str) -> list[int]:
@@ -179,6 +219,8 @@ def report(args: argparse.Namespace, result: Result) -> None:
     out.write(f"  invoices listed                 {invoices:>10,}\n")
     out.write(f"  numbers 1..N, no gap, no repeat {'yes' if gap_free else 'NO':>10}\n")
     out.write(f"  conflicts                       {result.conflicts:>10,}\n")
+    for kind, count in sorted(result.kinds.items()):
+        out.write(f"    on {kind:<28}{count:>10,}\n")
     out.write(f"  conflicts per invoice           {result.conflicts / max(invoices, 1):>10.3f}\n")
     out.write(f"  billing wall time               {result.billed_s:>9.1f} s\n")
     out.write(f"  until every invoice is listed   {result.settled_s:>9.1f} s\n")
@@ -191,6 +233,7 @@ class Result:
     billed: int
     numbers: list[int]
     conflicts: int
+    kinds: dict[str, int]
     billed_s: float
     settled_s: float
 
@@ -210,10 +253,7 @@ def run(args: argparse.Namespace) -> Result:
         organization = runtime.create_organization("Invoice numbers")
         create_plan(api, organization.api_key)
         started = time.perf_counter()
-        with ThreadPoolExecutor(SETUP_THREADS) as pool:
-            subscriptions = list(
-                pool.map(lambda i: subscribe(organization.id, i), range(args.subscriptions))
-            )
+        subscriptions = seed(organization.id, args.subscriptions)
         with contextlib.redirect_stdout(sink):
             runtime.wait_idle(timeout=600)
         print(
@@ -239,6 +279,7 @@ def run(args: argparse.Namespace) -> Result:
         billed=sum(1 for outcome in outcomes if outcome),
         numbers=numbers,
         conflicts=conflicts.count,
+        kinds=conflicts.kinds,
         billed_s=billed_s,
         settled_s=settled_s,
     )

@@ -44,6 +44,11 @@ LEASE_MS = 60_000
 WORK_S = 40.0
 """How long one call numbers before it lets go (within ``LEASE_MS``); what still waits is
 numbered by the next issuer or the sweep."""
+LINGER_LOOKS = 3
+LINGER_S = 0.03
+"""A numberer that numbered others' invoices looks a few more times before it lets go: on a
+billing day more arrive every few milliseconds, and each hand-over of the lease is a moment
+where two issuers may both try to take it (a failed write each time)."""
 STRANDED_AFTER = timedelta(minutes=5)
 AWAIT_S = 10.0
 AWAIT_STEP_S = 0.05
@@ -77,11 +82,17 @@ def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoic
             break  # taken since the read: that numberer looks after it took the lease
         try:
             organization = deps.store.get_organization(organization_id)
+            idle = 0
             while organization is not None and time.monotonic() < deadline:
                 batch = retry_on_race(lambda: _number_next(deps, organization))  # noqa: B023
-                if not batch:
-                    break
                 numbered.update(batch)
+                if batch:
+                    idle = 0
+                elif len(numbered) > 1 and idle < LINGER_LOOKS:
+                    idle += 1  # others are issuing: keep the lease rather than hand it over
+                    time.sleep(LINGER_S)
+                else:
+                    break
         finally:
             deps.store.release_numbering_lease(organization_id, owner)
         if time.monotonic() >= deadline or not deps.store.invoices_to_number(organization_id, 1):
