@@ -212,3 +212,38 @@ def test_a_one_off_invoice_answers_with_its_number_even_while_another_numberer_w
     assert status == 200, body
     assert body["invoice"]["sequential_id"] == 1
     assert body["invoice"]["number"].endswith("-001")
+
+
+def test_two_numberers_at_once_still_give_each_number_once(
+    org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease only spares races; if two numberers overlap (one's lease ran out while
+    it worked), the sequence's condition makes one of them read again."""
+    due = _subscribe(org, 8)
+    store = dependencies().store
+    now = int(time.time() * 1000)
+    assert store.take_numbering_lease(org.id, "holds everyone off", now, now + 60_000)
+    for one in due:
+        work(dependencies(), one)
+    organization = store.get_organization(org.id)
+    assert organization is not None
+    start = threading.Barrier(2)
+
+    def numberer() -> dict[str, Any]:
+        numbered: dict[str, Any] = {}
+        start.wait()
+        while batch := invoice_numbering.retry_on_race(
+            lambda: invoice_numbering._number_next(dependencies(), organization)
+        ):
+            numbered.update(batch)
+        return numbered
+
+    monkeypatch.setattr(invoice_numbering, "BATCH", 3)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(lambda _: numberer(), range(2))
+    finally:
+        store.release_numbering_lease(org.id, "holds everyone off")
+    assert not set(first) & set(second)
+    assert sorted(i.sequential_id for i in [*first.values(), *second.values()]) == list(range(1, 9))
+    assert sorted(invoice["sequential_id"] for invoice in _all_invoices(org)) == list(range(1, 9))
