@@ -20,6 +20,7 @@ from billow.composition import dependencies
 from billow.domain.errors import ConcurrentUpdate
 from billow.services import invoice_numbering
 from billow.services.billing_run import DueSubscription, work
+from billow.services.retries import retry_on_race
 from tests.api.billing_helpers import create_plan, invoices_of, webhooks
 
 STARTED = datetime(2031, 3, 1, tzinfo=UTC)
@@ -232,7 +233,7 @@ def test_two_numberers_at_once_still_give_each_number_once(
     def numberer() -> dict[str, Any]:
         numbered: dict[str, Any] = {}
         start.wait()
-        while batch := invoice_numbering.retry_on_race(
+        while batch := retry_on_race(
             lambda: invoice_numbering._number_next(dependencies(), organization)
         ):
             numbered.update(batch)

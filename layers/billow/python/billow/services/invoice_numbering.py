@@ -101,7 +101,7 @@ def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoic
 
 
 def _number_next(deps: Dependencies, organization: Organization) -> dict[str, Invoice]:
-    """Number up to ``BATCH`` waiting invoices in one transaction, oldest id first."""
+    """Number up to ``BATCH`` waiting invoices in one transaction, in the order of their ids."""
     waiting = deps.store.invoices_to_number(organization.id, BATCH)
     if not waiting:
         return {}
