@@ -10,11 +10,18 @@ the lazily imported Stripe adapter; "first traced call" is what the first invoca
 pays to build the X-Ray tracer where tracing is on (``billow.tracing``).
 
 Each figure is also given as a ratio to a baseline measured in the same run, the same
-way: a fresh interpreter importing only boto3, Powertools' event handler and pydantic,
-which every function needs. The functions run as in Lambda (``AWS_LAMBDA_FUNCTION_NAME``
-is set), so tracing is on.
+way: a fresh interpreter importing only boto3, Powertools' event handler and pydantic's
+``BaseModel``, which every function needs. With ``--before REF`` the same run also
+measures the functions as they were at git revision REF (its ``functions/`` and layer,
+against the same dependencies and baseline), so before and after share one machine state.
 
-Usage: python bench/cold_start.py [--runs N]
+The functions run as in Lambda: ``AWS_LAMBDA_FUNCTION_NAME`` and ``LAMBDA_TASK_ROOT`` are
+set, so tracing is on and the X-Ray SDK takes its Lambda path (sampling is decided by
+Lambda, so the SDK builds no sampler clients, which it does everywhere else). Times are
+taken without ``-X importtime``, which inflates them; one extra run per function with it
+gives Billow's own share.
+
+Usage: python bench/cold_start.py [--runs N] [--before REF]
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,8 +67,9 @@ print(json.dumps({
 BASELINE = r"""
 import json, time
 start = time.perf_counter()
-import boto3, pydantic
+import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from pydantic import BaseModel
 print(json.dumps({"import_s": time.perf_counter() - start}))
 """
 
@@ -102,23 +112,29 @@ def ensure_dependencies() -> None:
     marker.write_text(wanted)
 
 
-def _environment(code: str) -> dict[str, str]:
+def _environment(tree: Path, code: str) -> dict[str, str]:
+    """What Lambda gives the function's process (``tree`` is a checkout of Billow)."""
+    function_root = tree / "functions" / code
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "functions" / code), str(BILLOW_LAYER), str(DEPS)]
+            [str(function_root), str(tree / "layers" / "billow" / "python"), str(DEPS)]
         ),
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_LAMBDA_FUNCTION_NAME": f"billow-{code}",
+        "LAMBDA_TASK_ROOT": str(function_root),
         "BILLOW_TABLE_NAME": "billow",
         "BILLOW_EVENT_BUS_NAME": "billow",
         "POWERTOOLS_SERVICE_NAME": "billow",
     }
 
 
-def _probe(env: dict[str, str], code: str, *args: str) -> tuple[dict[str, object], str]:
+def _probe(
+    env: dict[str, str], code: str, *args: str, importtime: bool = False
+) -> tuple[dict[str, object], str]:
+    flags = ["-X", "importtime"] if importtime else []
     result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", code, *args],
+        [sys.executable, "-S", *flags, "-c", code, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -127,21 +143,45 @@ def _probe(env: dict[str, str], code: str, *args: str) -> tuple[dict[str, object
     return dict(json.loads(result.stdout)), result.stderr
 
 
-def measure(function: Function) -> dict[str, object]:
+def measure(tree: Path, function: Function, runs: int) -> dict[str, object]:
+    """Medians of ``runs`` fresh imports, and Billow's own share from one traced import."""
     module, attribute = function.handler.rsplit(".", 1)
     stripe_flag = "1" if function.calls_stripe else "0"
-    figures, log = _probe(_environment(function.code), PROBE, module, attribute, stripe_flag)
-    figures["own_s"] = _own_import_us(log, module) / 1_000_000
-    return figures
+    env = _environment(tree, function.code)
+    samples = [_probe(env, PROBE, module, attribute, stripe_flag)[0] for _ in range(runs)]
+    _, log = _probe(env, PROBE, module, attribute, stripe_flag, importtime=True)
+    traced = [float(str(run["tracer_s"])) for run in samples if run["tracer_s"] is not None]
+    return {
+        "import_ms": _median_ms(samples, "import_s"),
+        "stripe_ms": _median_ms(samples, "stripe_s"),
+        "tracer_ms": statistics.median(traced) * 1000 if traced else None,
+        "own_ms": _own_import_us(log, module) / 1000,
+        "top_level": samples[0]["top_level"],
+    }
+
+
+def _median_ms(samples: list[dict[str, object]], key: str) -> float:
+    return statistics.median(float(str(sample[key])) for sample in samples) * 1000
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """The ``functions/`` and ``layers/`` folders of ``revision``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "functions", "layers"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    tar_path = into / "tree.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
 
 
 def baseline_ms(runs: int) -> float:
     """boto3 + Powertools' event handler + pydantic, imported alone, the same way."""
-    env = _environment("api")
-    return (
-        statistics.median(float(str(_probe(env, BASELINE)[0]["import_s"])) for _ in range(runs))
-        * 1000
-    )
+    env = _environment(ROOT, "api")
+    return _median_ms([_probe(env, BASELINE)[0] for _ in range(runs)], "import_s")
 
 
 def size_mb(paths: list[Path]) -> float:
@@ -170,57 +210,47 @@ def loaded_size_mb(top_level: list[str]) -> float:
     return size_mb(paths)
 
 
-BEFORE: dict[str, float] = {
-    "api": 3.01,
-    "stripe_webhook": 2.24,
-    "stripe_events": 2.35,
-    "stripe_events_sweep": 2.13,
-    "publisher": 1.99,
-    "webhook_delivery": 2.05,
-    "provider_sync": 2.19,
-    "billing_run": 2.03,
-    "invoice_worker": 2.15,
-    "payments": 2.25,
-    "dunning": 2.20,
-    "dunning_run": 2.01,
-    "finance_alerts": 2.08,
-}
-"""Each function's import+init as a ratio to the baseline, measured by this bench (5 runs)
-on the code before the X-Ray tracer was built lazily (commit 239b56e, see the README)."""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--before", metavar="REF", help="also measure the functions as of this git revision"
+    )
     args = parser.parse_args()
     ensure_dependencies()
     own_mb = size_mb([BILLOW_LAYER / "billow"])
     print(f"billow layer (own code): {own_mb:.2f} MB; medians of {args.runs} fresh processes")
-    print("(-X importtime adds overhead; compare functions with each other, not with AWS)")
-    baseline = baseline_ms(args.runs)
-    print(f"baseline (boto3 + Powertools event handler + pydantic): {baseline:.1f} ms\n")
-    header = (
-        f"{'function':<22}{'import+init ms':>15}{'× baseline':>11}{'before ×':>10}"
-        f"{'own code ms':>13}{'first Stripe use ms':>21}{'first traced call ms':>22}"
-        f"{'layer deps MB':>15}  stripe at import"
-    )
-    print(header)
-    print("-" * len(header))
-    for function in TOPOLOGY.functions:
-        runs = [measure(function) for _ in range(args.runs)]
-        import_ms = statistics.median(float(str(run["import_s"])) for run in runs) * 1000
-        own_ms = statistics.median(float(str(run["own_s"])) for run in runs) * 1000
-        stripe_ms = statistics.median(float(str(run["stripe_s"])) for run in runs) * 1000
-        traced = [float(str(run["tracer_s"])) for run in runs if run["tracer_s"] is not None]
-        tracer = f"{statistics.median(traced) * 1000:.1f}" if traced else "at import"
-        before = BEFORE.get(function.name)
-        top_level = [str(name) for name in runs[0]["top_level"]]  # type: ignore[attr-defined]
-        print(
-            f"{function.name:<22}{import_ms:>15.1f}{import_ms / baseline:>11.2f}"
-            f"{(f'{before:.2f}' if before else '-'):>10}{own_ms:>13.1f}"
-            f"{(f'{stripe_ms:.1f}' if function.calls_stripe else '-'):>21}{tracer:>22}"
-            f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
+    with tempfile.TemporaryDirectory() as scratch:
+        before_tree = checkout(args.before, Path(scratch)) if args.before else None
+        baseline = baseline_ms(args.runs)
+        print(f"baseline (boto3 + Powertools event handler + pydantic): {baseline:.1f} ms\n")
+        before_header = f"{'before ms':>11}{'before ×':>10}" if before_tree else ""
+        header = (
+            f"{'function':<22}{before_header}{'import+init ms':>15}{'× baseline':>11}"
+            f"{'own code ms':>13}{'first Stripe use ms':>21}{'first traced call ms':>22}"
+            f"{'layer deps MB':>15}  stripe at import"
         )
+        print(header)
+        print("-" * len(header))
+        for function in TOPOLOGY.functions:
+            before = ""
+            if before_tree and (before_tree / "functions" / function.code).exists():
+                then = measure(before_tree, function, args.runs)
+                then_ms = float(str(then["import_ms"]))
+                before = f"{then_ms:>11.1f}{then_ms / baseline:>10.2f}"
+            elif before_tree:
+                before = f"{'-':>11}{'-':>10}"
+            now = measure(ROOT, function, args.runs)
+            import_ms = float(str(now["import_ms"]))
+            tracer_ms = now["tracer_ms"]
+            tracer = "at import" if tracer_ms is None else f"{float(str(tracer_ms)):.1f}"
+            stripe = f"{float(str(now['stripe_ms'])):.1f}" if function.calls_stripe else "-"
+            top_level = [str(name) for name in now["top_level"]]  # type: ignore[attr-defined]
+            print(
+                f"{function.name:<22}{before}{import_ms:>15.1f}{import_ms / baseline:>11.2f}"
+                f"{float(str(now['own_ms'])):>13.1f}{stripe:>21}{tracer:>22}"
+                f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
+            )
 
 
 if __name__ == "__main__":
