@@ -1170,6 +1170,14 @@ class LocalRuntime:
         finally:
             self._wake_tailers()
 
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Invoke a function with ``event`` and return its JSON result, as ``aws lambda
+        invoke`` does (an event source's batch, made by hand, for instance)."""
+        try:
+            return self._invoke(function, event)
+        finally:
+            self._wake_tailers()
+
     def fire_schedule(self, name: str, time: datetime) -> Any:
         """Invoke a schedule's target with the event EventBridge Scheduler would send."""
         schedule = next((s for s in self._topology.schedules if s.name == name), None)
