@@ -68,7 +68,7 @@ from billow.services.customers import CustomerInput, upsert_customer  # noqa: E4
 from billow.services.subscriptions import CreateSubscription  # noqa: E402
 from billow.services.subscriptions import create as create_subscription  # noqa: E402
 from billow.topology import TOPOLOGY  # noqa: E402
-from local import runtime as local_runtime  # noqa: E402
+from local.lambda_invocation import Functions  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
 from tests.support import WebhookReceiver, bearer, http_json  # noqa: E402
 
@@ -1274,8 +1274,8 @@ def main() -> None:
     out = sys.stdout
     sink = _LogSink()
     meter = Meter(sink)
-    original_invoke = local_runtime._Functions.invoke
-    local_runtime._Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
+    original_invoke = Functions.invoke
+    Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
     runtime = BenchRuntime()
     try:
         with contextlib.redirect_stdout(sink):
@@ -1299,7 +1299,7 @@ def main() -> None:
     finally:
         with contextlib.redirect_stdout(sink):
             runtime.stop()
-        local_runtime._Functions.invoke = original_invoke  # type: ignore[method-assign]
+        Functions.invoke = original_invoke  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
