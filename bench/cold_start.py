@@ -9,11 +9,11 @@ For functions that call Stripe, "first Stripe use" adds what the first request p
 the lazily imported Stripe adapter; "first traced call" is what the first invocation
 pays to build the X-Ray tracer where tracing is on (``billow.tracing``).
 
-Each figure is also given as a ratio to a baseline measured in the same run, the same
+Each figure is also given as a ratio to a baseline measured in the same rounds, the same
 way: a fresh interpreter importing only boto3, Powertools' event handler and pydantic's
-``BaseModel``, which every function needs. With ``--before REF`` the same run also
-measures the functions as they were at git revision REF (its ``functions/`` and layer,
-against the same dependencies and baseline), so before and after share one machine state.
+``BaseModel``, which every function needs. With ``--before REF`` each round also imports
+the function as it was at git revision REF (its ``functions/`` and layer, against the same
+dependencies), so before, after and baseline share one machine state.
 
 The functions run as in Lambda: ``AWS_LAMBDA_FUNCTION_NAME`` and ``LAMBDA_TASK_ROOT`` are
 set, so tracing is on and the X-Ray SDK takes its Lambda path (sampling is decided by
@@ -143,25 +143,46 @@ def _probe(
     return dict(json.loads(result.stdout)), result.stderr
 
 
-def measure(tree: Path, function: Function, runs: int) -> dict[str, object]:
-    """Medians of ``runs`` fresh imports, and Billow's own share from one traced import."""
+def measure(function: Function, trees: list[Path], runs: int) -> list[dict[str, object]]:
+    """The function as it is in each of ``trees``, with the baseline, in ``runs`` rounds.
+
+    Each round imports the baseline and then the function from each tree, one fresh
+    process after the other, and takes each import's ratio to that round's baseline: a
+    machine busy with other work slows a whole round alike, so the ratios stay steady
+    where the milliseconds do not. Figures are the medians over the rounds; one more
+    import with ``-X importtime`` gives Billow's own share."""
     module, attribute = function.handler.rsplit(".", 1)
     stripe_flag = "1" if function.calls_stripe else "0"
-    env = _environment(tree, function.code)
-    samples = [_probe(env, PROBE, module, attribute, stripe_flag)[0] for _ in range(runs)]
-    _, log = _probe(env, PROBE, module, attribute, stripe_flag, importtime=True)
-    traced = [float(str(run["tracer_s"])) for run in samples if run["tracer_s"] is not None]
-    return {
-        "import_ms": _median_ms(samples, "import_s"),
-        "stripe_ms": _median_ms(samples, "stripe_s"),
-        "tracer_ms": statistics.median(traced) * 1000 if traced else None,
-        "own_ms": _own_import_us(log, module) / 1000,
-        "top_level": samples[0]["top_level"],
-    }
+    envs = [_environment(tree, function.code) for tree in trees]
+    baseline_env = _environment(trees[-1], function.code)
+    samples: list[list[dict[str, object]]] = [[] for _ in trees]
+    for _ in range(runs):
+        baseline_s = float(str(_probe(baseline_env, BASELINE)[0]["import_s"]))
+        for env, taken in zip(envs, samples, strict=True):
+            sample = _probe(env, PROBE, module, attribute, stripe_flag)[0]
+            sample["ratio"] = float(str(sample["import_s"])) / baseline_s
+            sample["baseline_s"] = baseline_s
+            taken.append(sample)
+    figures = []
+    for env, taken in zip(envs, samples, strict=True):
+        _, log = _probe(env, PROBE, module, attribute, stripe_flag, importtime=True)
+        traced = [float(str(run["tracer_s"])) for run in taken if run["tracer_s"] is not None]
+        figures.append(
+            {
+                "import_ms": _median(taken, "import_s") * 1000,
+                "baseline_ms": _median(taken, "baseline_s") * 1000,
+                "ratio": _median(taken, "ratio"),
+                "stripe_ms": _median(taken, "stripe_s") * 1000,
+                "tracer_ms": statistics.median(traced) * 1000 if traced else None,
+                "own_ms": _own_import_us(log, module) / 1000,
+                "top_level": taken[0]["top_level"],
+            }
+        )
+    return figures
 
 
-def _median_ms(samples: list[dict[str, object]], key: str) -> float:
-    return statistics.median(float(str(sample[key])) for sample in samples) * 1000
+def _median(samples: list[dict[str, object]], key: str) -> float:
+    return statistics.median(float(str(sample[key])) for sample in samples)
 
 
 def checkout(revision: str, into: Path) -> Path:
@@ -176,12 +197,6 @@ def checkout(revision: str, into: Path) -> Path:
     with tarfile.open(tar_path) as tar:
         tar.extractall(into / "tree", filter="data")
     return into / "tree"
-
-
-def baseline_ms(runs: int) -> float:
-    """boto3 + Powertools' event handler + pydantic, imported alone, the same way."""
-    env = _environment(ROOT, "api")
-    return _median_ms([_probe(env, BASELINE)[0] for _ in range(runs)], "import_s")
 
 
 def size_mb(paths: list[Path]) -> float:
@@ -219,35 +234,38 @@ def main() -> None:
     args = parser.parse_args()
     ensure_dependencies()
     own_mb = size_mb([BILLOW_LAYER / "billow"])
-    print(f"billow layer (own code): {own_mb:.2f} MB; medians of {args.runs} fresh processes")
+    print(f"billow layer (own code): {own_mb:.2f} MB; medians of {args.runs} rounds")
+    print("× baseline: import+init over the baseline's (boto3, Powertools' event handler,")
+    print("pydantic) in the same round; ms vary with the machine's load, ratios much less\n")
     with tempfile.TemporaryDirectory() as scratch:
         before_tree = checkout(args.before, Path(scratch)) if args.before else None
-        baseline = baseline_ms(args.runs)
-        print(f"baseline (boto3 + Powertools event handler + pydantic): {baseline:.1f} ms\n")
         before_header = f"{'before ms':>11}{'before ×':>10}" if before_tree else ""
         header = (
-            f"{'function':<22}{before_header}{'import+init ms':>15}{'× baseline':>11}"
-            f"{'own code ms':>13}{'first Stripe use ms':>21}{'first traced call ms':>22}"
-            f"{'layer deps MB':>15}  stripe at import"
+            f"{'function':<22}{'baseline ms':>12}{before_header}{'import+init ms':>15}"
+            f"{'× baseline':>11}{'own code ms':>13}{'first Stripe use ms':>21}"
+            f"{'first traced call ms':>22}{'layer deps MB':>15}  stripe at import"
         )
         print(header)
         print("-" * len(header))
         for function in TOPOLOGY.functions:
-            before = ""
+            trees = [ROOT]
             if before_tree and (before_tree / "functions" / function.code).exists():
-                then = measure(before_tree, function, args.runs)
-                then_ms = float(str(then["import_ms"]))
-                before = f"{then_ms:>11.1f}{then_ms / baseline:>10.2f}"
+                trees.insert(0, before_tree)
+            figures = measure(function, trees, args.runs)
+            now = figures[-1]
+            before = ""
+            if len(figures) == 2:
+                before = f"{float(str(figures[0]['import_ms'])):>11.1f}"
+                before += f"{float(str(figures[0]['ratio'])):>10.2f}"
             elif before_tree:
                 before = f"{'-':>11}{'-':>10}"
-            now = measure(ROOT, function, args.runs)
-            import_ms = float(str(now["import_ms"]))
             tracer_ms = now["tracer_ms"]
             tracer = "at import" if tracer_ms is None else f"{float(str(tracer_ms)):.1f}"
             stripe = f"{float(str(now['stripe_ms'])):.1f}" if function.calls_stripe else "-"
             top_level = [str(name) for name in now["top_level"]]  # type: ignore[attr-defined]
             print(
-                f"{function.name:<22}{before}{import_ms:>15.1f}{import_ms / baseline:>11.2f}"
+                f"{function.name:<22}{float(str(now['baseline_ms'])):>12.1f}{before}"
+                f"{float(str(now['import_ms'])):>15.1f}{float(str(now['ratio'])):>11.2f}"
                 f"{float(str(now['own_ms'])):>13.1f}{stripe:>21}{tracer:>22}"
                 f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
             )
