@@ -49,12 +49,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,8 +68,9 @@ from billow.services.customers import CustomerInput, upsert_customer  # noqa: E4
 from billow.services.subscriptions import CreateSubscription  # noqa: E402
 from billow.services.subscriptions import create as create_subscription  # noqa: E402
 from billow.topology import TOPOLOGY  # noqa: E402
-from local import runtime as local_runtime  # noqa: E402
+from local.lambda_invocation import Functions  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
+from tests.support import WebhookReceiver, bearer, http_json  # noqa: E402
 
 # -- list prices, us-east-1, on demand ---------------------------------------------------
 
@@ -620,60 +618,6 @@ def serve_moto() -> None:
     server.stop()
 
 
-# -- HTTP -----------------------------------------------------------------------------------
-
-
-def http_json(
-    method: str, url: str, payload: Any = None, api_key: str | None = None, timeout: float = 120
-) -> tuple[int, Any]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode("utf-8", "replace")
-
-
-class _Receiver:
-    """A webhook endpoint that answers 200 to everything and counts what it got."""
-
-    def __init__(self) -> None:
-        receiver = self
-        self.count = 0
-        self._lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                with receiver._lock:
-                    receiver.count += 1
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 # -- the benchmark --------------------------------------------------------------------------
 
 
@@ -754,11 +698,11 @@ class Bench:
         self.stripe_key = _stripe_key()
         self.api_key = ""
         self.organization_id = ""
-        self.receiver: _Receiver | None = None
+        self.receiver: WebhookReceiver | None = None
 
     def api(self, method: str, path: str, payload: Any = None) -> Any:
         status, body = http_json(
-            method, f"{self.runtime.api_url}/api/v1{path}", payload, self.api_key
+            method, f"{self.runtime.api_url}/api/v1{path}", payload, bearer(self.api_key), 120
         )
         if status != 200:
             raise RuntimeError(f"{method} {path} answered {status}: {body}")
@@ -836,7 +780,8 @@ class Bench:
         )
         if self.options.webhook_endpoint:
             # Registered last: setup's own webhooks (customer.created, ...) go nowhere.
-            self.receiver = _Receiver()
+            self.receiver = WebhookReceiver(path="/hooks", keep=False)
+            self.receiver.start()
             self.api(
                 "POST",
                 "/webhook_endpoints",
@@ -1329,8 +1274,8 @@ def main() -> None:
     out = sys.stdout
     sink = _LogSink()
     meter = Meter(sink)
-    original_invoke = local_runtime._Functions.invoke
-    local_runtime._Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
+    original_invoke = Functions.invoke
+    Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
     runtime = BenchRuntime()
     try:
         with contextlib.redirect_stdout(sink):
@@ -1354,7 +1299,7 @@ def main() -> None:
     finally:
         with contextlib.redirect_stdout(sink):
             runtime.stop()
-        local_runtime._Functions.invoke = original_invoke  # type: ignore[method-assign]
+        Functions.invoke = original_invoke  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
 
 import boto3  # noqa: E402
 
-from bench.billing_run import BenchRuntime, http_json, item_size  # noqa: E402
+from bench.billing_run import BenchRuntime, item_size  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.customers import Customer  # noqa: E402
 from billow.domain.invoices import Invoice  # noqa: E402
+from tests.support import bearer, http_json  # noqa: E402
 
 PER_PAGE = 20
 PAGES = (1, 50)
@@ -133,18 +134,21 @@ def seed(api: str, organization_id: str, api_key: str, count: int) -> None:
         "POST",
         f"{api}/add_ons",
         {"add_on": {"code": "fee", "name": "Fee", "amount_cents": 500, "amount_currency": "EUR"}},
-        api_key,
+        bearer(api_key),
     )
     assert status == 200, body
     status, body = http_json(
-        "POST", f"{api}/customers", {"customer": {"external_id": "c-0", "currency": "EUR"}}, api_key
+        "POST",
+        f"{api}/customers",
+        {"customer": {"external_id": "c-0", "currency": "EUR"}},
+        bearer(api_key),
     )
     assert status == 200, body
     status, body = http_json(
         "POST",
         f"{api}/invoices",
         {"invoice": {"external_customer_id": "c-0", "fees": [{"add_on_code": "fee"}]}},
-        api_key,
+        bearer(api_key),
     )
     assert status == 200, body
     customer_template = store.get_customer(organization_id, "c-0")
@@ -200,13 +204,13 @@ def measure(
     api: str, api_key: str, meter: ReadMeter, path: str, repeat: int
 ) -> tuple[Reads, float]:
     for _ in range(2):  # warm caches and code paths
-        http_json("GET", f"{api}{path}", None, api_key)
+        http_json("GET", f"{api}{path}", None, bearer(api_key))
     timings = []
     reads = Reads()
     for attempt in range(repeat):
         meter.current = Reads() if attempt == 0 else None
         started = time.perf_counter()
-        status, body = http_json("GET", f"{api}{path}", None, api_key)
+        status, body = http_json("GET", f"{api}{path}", None, bearer(api_key))
         timings.append(time.perf_counter() - started)
         assert status == 200, body
         if attempt == 0:
