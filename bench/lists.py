@@ -46,7 +46,7 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
 
 import boto3  # noqa: E402
 
-from bench.billing_run import BenchRuntime, item_size  # noqa: E402
+from bench.support import item_size, metered_runtime  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.customers import Customer  # noqa: E402
 from billow.domain.invoices import Invoice  # noqa: E402
@@ -227,38 +227,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    runtime = BenchRuntime()
     sink = io.StringIO()
     meter = ReadMeter()
     results: dict[tuple[str, int, int], tuple[Reads, float]] = {}
-    try:
-        with contextlib.redirect_stdout(sink):
-            runtime.start()
-            boto3.DEFAULT_SESSION = None
-            dependencies.cache_clear()
-            boto3.setup_default_session()
-            assert boto3.DEFAULT_SESSION is not None
-            meter.register(boto3.DEFAULT_SESSION.events)
-            api = f"{runtime.api_url}/api/v1"
-            sizes = (args.small, args.large)
-            organizations = {}
-            for size in sizes:
-                started = time.perf_counter()
-                organization = runtime.create_organization(f"Lists {size}")
-                seed(api, organization.id, organization.api_key, size)
-                runtime.wait_idle(timeout=60)
-                organizations[size] = organization
-                print(f"seeded {size} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            for size, organization in organizations.items():
-                for name in LISTS:
-                    for page in PAGES:
-                        path = f"/{name}?page={page}&per_page={PER_PAGE}"
-                        results[(name, page, size)] = measure(
-                            api, organization.api_key, meter, path, args.repeat
-                        )
-    finally:
-        with contextlib.redirect_stdout(sink):
-            runtime.stop()
+    with metered_runtime(sink, meter.register) as runtime:
+        api = f"{runtime.api_url}/api/v1"
+        sizes = (args.small, args.large)
+        organizations = {}
+        for size in sizes:
+            started = time.perf_counter()
+            organization = runtime.create_organization(f"Lists {size}")
+            seed(api, organization.id, organization.api_key, size)
+            runtime.wait_idle(timeout=60)
+            organizations[size] = organization
+            print(f"seeded {size} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        for size, organization in organizations.items():
+            for name in LISTS:
+                for page in PAGES:
+                    path = f"/{name}?page={page}&per_page={PER_PAGE}"
+                    results[(name, page, size)] = measure(
+                        api, organization.api_key, meter, path, args.repeat
+                    )
     small, large = args.small, args.large
     out = sys.stdout
     out.write(
