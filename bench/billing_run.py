@@ -35,7 +35,6 @@ Usage: python bench/billing_run.py [--subscriptions N] [--setup direct|api] [--w
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import io
@@ -45,16 +44,12 @@ import math
 import os
 import secrets
 import string
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -63,16 +58,17 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
 
-import boto3  # noqa: E402
 import stripe  # noqa: E402
 
+from bench.support import item_size, metered_runtime, value_size  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.services.customers import CustomerInput, upsert_customer  # noqa: E402
 from billow.services.subscriptions import CreateSubscription  # noqa: E402
 from billow.services.subscriptions import create as create_subscription  # noqa: E402
 from billow.topology import TOPOLOGY  # noqa: E402
-from local import runtime as local_runtime  # noqa: E402
+from local.lambda_invocation import Functions  # noqa: E402
 from local.runtime import LocalRuntime  # noqa: E402
+from tests.support import WebhookReceiver, bearer, http_json  # noqa: E402
 
 # -- list prices, us-east-1, on demand ---------------------------------------------------
 
@@ -102,31 +98,6 @@ PLAN_CODE = "bench-monthly"
 
 
 # -- DynamoDB request units ---------------------------------------------------------------
-
-
-def _value_size(value: dict[str, Any]) -> int:
-    """Size of one attribute value in DynamoDB's wire format, as DynamoDB counts it."""
-    ((kind, data),) = value.items()
-    if kind == "S":
-        return len(data.encode())
-    if kind == "N":
-        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
-        return (len(digits) + 1) // 2 + 1
-    if kind == "B":
-        return len(base64.b64decode(data))
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind in ("SS", "NS", "BS"):
-        return sum(_value_size({kind[0]: element}) for element in data)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in data.items())
-    if kind == "L":
-        return 3 + sum(_value_size(v) + 1 for v in data)
-    return len(json.dumps(data))
-
-
-def item_size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
 
 
 def _units(size: int, unit: int) -> int:
@@ -254,7 +225,7 @@ class Capacity:
             new_size, new_keys = item_size(body["Item"]), self._index_keys(body["Item"])
         elif kind == "Update":
             new_size = old_size or item_size(key_item) + sum(
-                _value_size(v) + 8 for v in body.get("ExpressionAttributeValues", {}).values()
+                value_size(v) + 8 for v in body.get("ExpressionAttributeValues", {}).values()
             )
             new_keys = tuple(
                 self._index_after_update(index, old, body)
@@ -566,114 +537,6 @@ def _event_chunks(entry: dict[str, Any]) -> int:
     return _units(size, PAYLOAD_CHUNK)
 
 
-class _MotoProcess:
-    """moto in a process of its own, so the AWS stand-in does not take the CPU (and the
-    GIL) the handlers are measured with; AWS's services do not run on Lambda's CPU."""
-
-    def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve-moto"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().split()
-        if len(line) != 2 or line[0] != "PORT":
-            self.stop()
-            raise RuntimeError(f"the moto process did not start: {line}")
-        self.url = f"http://127.0.0.1:{line[1]}"
-
-    def stop(self) -> None:
-        if self._process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._process.stdin.close()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
-class BenchRuntime(LocalRuntime):
-    """The local runtime with moto in its own process (everything else unchanged)."""
-
-    def _start_moto(self) -> None:
-        moto = _MotoProcess()
-        self._moto = moto  # type: ignore[assignment]
-        self._urls["aws"] = moto.url
-
-
-def serve_moto() -> None:
-    """``--serve-moto``: moto with local mode's patches, until stdin closes."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
-
-    from local import moto_patches, moto_speedups  # noqa: PLC0415
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto_speedups.speed_up_moto()
-    moto_patches.install()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    print("PORT", server.get_host_and_port()[1], flush=True)
-    sys.stdin.read()
-    server.stop()
-
-
-# -- HTTP -----------------------------------------------------------------------------------
-
-
-def http_json(
-    method: str, url: str, payload: Any = None, api_key: str | None = None, timeout: float = 120
-) -> tuple[int, Any]:
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode("utf-8", "replace")
-
-
-class _Receiver:
-    """A webhook endpoint that answers 200 to everything and counts what it got."""
-
-    def __init__(self) -> None:
-        receiver = self
-        self.count = 0
-        self._lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                with receiver._lock:
-                    receiver.count += 1
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 # -- the benchmark --------------------------------------------------------------------------
 
 
@@ -754,11 +617,11 @@ class Bench:
         self.stripe_key = _stripe_key()
         self.api_key = ""
         self.organization_id = ""
-        self.receiver: _Receiver | None = None
+        self.receiver: WebhookReceiver | None = None
 
     def api(self, method: str, path: str, payload: Any = None) -> Any:
         status, body = http_json(
-            method, f"{self.runtime.api_url}/api/v1{path}", payload, self.api_key
+            method, f"{self.runtime.api_url}/api/v1{path}", payload, bearer(self.api_key), 120
         )
         if status != 200:
             raise RuntimeError(f"{method} {path} answered {status}: {body}")
@@ -836,7 +699,8 @@ class Bench:
         )
         if self.options.webhook_endpoint:
             # Registered last: setup's own webhooks (customer.created, ...) go nowhere.
-            self.receiver = _Receiver()
+            self.receiver = WebhookReceiver(path="/hooks", keep=False)
+            self.receiver.start()
             self.api(
                 "POST",
                 "/webhook_endpoints",
@@ -1307,11 +1171,7 @@ def main() -> None:
     parser.add_argument("--sqs-ms", type=float, default=10.0)
     parser.add_argument("--events-ms", type=float, default=15.0)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per phase")
-    parser.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_moto:
-        serve_moto()
-        return
     if not 1 <= args.subscriptions <= 100_000:
         parser.error("--subscriptions must be between 1 and 100,000")
     options = Options(
@@ -1329,20 +1189,11 @@ def main() -> None:
     out = sys.stdout
     sink = _LogSink()
     meter = Meter(sink)
-    original_invoke = local_runtime._Functions.invoke
-    local_runtime._Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
-    runtime = BenchRuntime()
+    original_invoke = Functions.invoke
+    Functions.invoke = meter.wrap_invoke(original_invoke)  # type: ignore[method-assign]
     try:
-        with contextlib.redirect_stdout(sink):
-            runtime.start()
-            # Billow's adapters build their clients from boto3's default session on first
-            # use; counting is registered on it before any exists. The runtime's clients
-            # (pollers, tailer, wait_idle) come from a session of their own.
-            boto3.DEFAULT_SESSION = None
-            dependencies.cache_clear()
-            boto3.setup_default_session()
-            assert boto3.DEFAULT_SESSION is not None
-            meter.register(boto3.DEFAULT_SESSION.events)
+        with metered_runtime(sink, meter.register) as runtime:
+            # The runtime's own calls (pollers, tailer, wait_idle) are counted too, apart.
             for client in runtime._clients.values():
                 meter.register(client.meta.events)
             bench = Bench(options, runtime, meter, out)
@@ -1352,9 +1203,7 @@ def main() -> None:
         if meter.unknown_operations:
             out.write(f"(DynamoDB operations not costed: {sorted(meter.unknown_operations)})\n")
     finally:
-        with contextlib.redirect_stdout(sink):
-            runtime.stop()
-        local_runtime._Functions.invoke = original_invoke  # type: ignore[method-assign]
+        Functions.invoke = original_invoke  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -9,12 +9,20 @@ For functions that call Stripe, "first Stripe use" adds what the first request p
 the lazily imported Stripe adapter; "first traced call" is what the first invocation
 pays to build the X-Ray tracer where tracing is on (``billow.tracing``).
 
-Each figure is also given as a ratio to a baseline measured in the same run, the same
-way: a fresh interpreter importing only boto3, Powertools' event handler and pydantic,
-which every function needs. The functions run as in Lambda (``AWS_LAMBDA_FUNCTION_NAME``
-is set), so tracing is on.
+Each figure is also given as a ratio to a baseline measured in the same rounds, the same
+way: a fresh interpreter importing only boto3, Powertools' event handler and pydantic's
+``BaseModel``, which every function needs. Each round also imports the function as it
+was before (its ``functions/`` and layer at git revision ``BEFORE``, when the X-Ray tracer
+was still built at import, or at ``--before REF``; against the same dependencies), so
+before, after and baseline share one machine state.
 
-Usage: python bench/cold_start.py [--runs N]
+The functions run as in Lambda: ``AWS_LAMBDA_FUNCTION_NAME`` and ``LAMBDA_TASK_ROOT`` are
+set, so tracing is on and the X-Ray SDK takes its Lambda path (sampling is decided by
+Lambda, so the SDK builds no sampler clients, which it does everywhere else). Times are
+taken without ``-X importtime``, which inflates them; one extra run per function with it
+gives Billow's own share.
+
+Usage: python bench/cold_start.py [--runs N] [--before REF]
 """
 
 from __future__ import annotations
@@ -25,12 +33,18 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "billow" / "python"))
 
 from billow.topology import TOPOLOGY, Function  # noqa: E402
+
+BEFORE = "239b56ef17452caeeda5bf0050645b2eeaf8ddb9"
+"""The last revision whose functions built the X-Ray tracer at import, before
+``billow.tracing`` built it on the first traced call: "before" unless ``--before``."""
 
 DEPS = ROOT / ".build" / "bench-deps"
 BILLOW_LAYER = ROOT / "layers" / "billow" / "python"
@@ -58,8 +72,9 @@ print(json.dumps({
 BASELINE = r"""
 import json, time
 start = time.perf_counter()
-import boto3, pydantic
+import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from pydantic import BaseModel
 print(json.dumps({"import_s": time.perf_counter() - start}))
 """
 
@@ -102,23 +117,29 @@ def ensure_dependencies() -> None:
     marker.write_text(wanted)
 
 
-def _environment(code: str) -> dict[str, str]:
+def _environment(tree: Path, code: str) -> dict[str, str]:
+    """What Lambda gives the function's process (``tree`` is a checkout of Billow)."""
+    function_root = tree / "functions" / code
     return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "functions" / code), str(BILLOW_LAYER), str(DEPS)]
+            [str(function_root), str(tree / "layers" / "billow" / "python"), str(DEPS)]
         ),
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_LAMBDA_FUNCTION_NAME": f"billow-{code}",
+        "LAMBDA_TASK_ROOT": str(function_root),
         "BILLOW_TABLE_NAME": "billow",
         "BILLOW_EVENT_BUS_NAME": "billow",
         "POWERTOOLS_SERVICE_NAME": "billow",
     }
 
 
-def _probe(env: dict[str, str], code: str, *args: str) -> tuple[dict[str, object], str]:
+def _probe(
+    env: dict[str, str], code: str, *args: str, importtime: bool = False
+) -> tuple[dict[str, object], str]:
+    flags = ["-X", "importtime"] if importtime else []
     result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", code, *args],
+        [sys.executable, "-S", *flags, "-c", code, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -127,21 +148,60 @@ def _probe(env: dict[str, str], code: str, *args: str) -> tuple[dict[str, object
     return dict(json.loads(result.stdout)), result.stderr
 
 
-def measure(function: Function) -> dict[str, object]:
+def measure(function: Function, trees: list[Path], runs: int) -> list[dict[str, object]]:
+    """The function as it is in each of ``trees``, with the baseline, in ``runs`` rounds.
+
+    Each round imports the baseline and then the function from each tree, one fresh
+    process after the other, and takes each import's ratio to that round's baseline: a
+    machine busy with other work slows a whole round alike, so the ratios stay steady
+    where the milliseconds do not. Figures are the medians over the rounds; one more
+    import with ``-X importtime`` gives Billow's own share."""
     module, attribute = function.handler.rsplit(".", 1)
     stripe_flag = "1" if function.calls_stripe else "0"
-    figures, log = _probe(_environment(function.code), PROBE, module, attribute, stripe_flag)
-    figures["own_s"] = _own_import_us(log, module) / 1_000_000
+    envs = [_environment(tree, function.code) for tree in trees]
+    baseline_env = _environment(trees[-1], function.code)
+    samples: list[list[dict[str, object]]] = [[] for _ in trees]
+    for _ in range(runs):
+        baseline_s = float(str(_probe(baseline_env, BASELINE)[0]["import_s"]))
+        for env, taken in zip(envs, samples, strict=True):
+            sample = _probe(env, PROBE, module, attribute, stripe_flag)[0]
+            sample["ratio"] = float(str(sample["import_s"])) / baseline_s
+            sample["baseline_s"] = baseline_s
+            taken.append(sample)
+    figures = []
+    for env, taken in zip(envs, samples, strict=True):
+        _, log = _probe(env, PROBE, module, attribute, stripe_flag, importtime=True)
+        traced = [float(str(run["tracer_s"])) for run in taken if run["tracer_s"] is not None]
+        figures.append(
+            {
+                "import_ms": _median(taken, "import_s") * 1000,
+                "baseline_ms": _median(taken, "baseline_s") * 1000,
+                "ratio": _median(taken, "ratio"),
+                "stripe_ms": _median(taken, "stripe_s") * 1000,
+                "tracer_ms": statistics.median(traced) * 1000 if traced else None,
+                "own_ms": _own_import_us(log, module) / 1000,
+                "top_level": taken[0]["top_level"],
+            }
+        )
     return figures
 
 
-def baseline_ms(runs: int) -> float:
-    """boto3 + Powertools' event handler + pydantic, imported alone, the same way."""
-    env = _environment("api")
-    return (
-        statistics.median(float(str(_probe(env, BASELINE)[0]["import_s"])) for _ in range(runs))
-        * 1000
-    )
+def _median(samples: list[dict[str, object]], key: str) -> float:
+    return statistics.median(float(str(sample[key])) for sample in samples)
+
+
+def checkout(revision: str, into: Path) -> Path:
+    """The ``functions/`` and ``layers/`` folders of ``revision``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "functions", "layers"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    tar_path = into / "tree.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
 
 
 def size_mb(paths: list[Path]) -> float:
@@ -170,57 +230,50 @@ def loaded_size_mb(top_level: list[str]) -> float:
     return size_mb(paths)
 
 
-BEFORE: dict[str, float] = {
-    "api": 3.01,
-    "stripe_webhook": 2.24,
-    "stripe_events": 2.35,
-    "stripe_events_sweep": 2.13,
-    "publisher": 1.99,
-    "webhook_delivery": 2.05,
-    "provider_sync": 2.19,
-    "billing_run": 2.03,
-    "invoice_worker": 2.15,
-    "payments": 2.25,
-    "dunning": 2.20,
-    "dunning_run": 2.01,
-    "finance_alerts": 2.08,
-}
-"""Each function's import+init as a ratio to the baseline, measured by this bench (5 runs)
-on the code before the X-Ray tracer was built lazily (commit 239b56e, see the README)."""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        default=BEFORE,
+        help=f"the git revision measured as before (default {BEFORE[:7]}, the tracer at import)",
+    )
     args = parser.parse_args()
     ensure_dependencies()
     own_mb = size_mb([BILLOW_LAYER / "billow"])
-    print(f"billow layer (own code): {own_mb:.2f} MB; medians of {args.runs} fresh processes")
-    print("(-X importtime adds overhead; compare functions with each other, not with AWS)")
-    baseline = baseline_ms(args.runs)
-    print(f"baseline (boto3 + Powertools event handler + pydantic): {baseline:.1f} ms\n")
-    header = (
-        f"{'function':<22}{'import+init ms':>15}{'× baseline':>11}{'before ×':>10}"
-        f"{'own code ms':>13}{'first Stripe use ms':>21}{'first traced call ms':>22}"
-        f"{'layer deps MB':>15}  stripe at import"
-    )
-    print(header)
-    print("-" * len(header))
-    for function in TOPOLOGY.functions:
-        runs = [measure(function) for _ in range(args.runs)]
-        import_ms = statistics.median(float(str(run["import_s"])) for run in runs) * 1000
-        own_ms = statistics.median(float(str(run["own_s"])) for run in runs) * 1000
-        stripe_ms = statistics.median(float(str(run["stripe_s"])) for run in runs) * 1000
-        traced = [float(str(run["tracer_s"])) for run in runs if run["tracer_s"] is not None]
-        tracer = f"{statistics.median(traced) * 1000:.1f}" if traced else "at import"
-        before = BEFORE.get(function.name)
-        top_level = [str(name) for name in runs[0]["top_level"]]  # type: ignore[attr-defined]
-        print(
-            f"{function.name:<22}{import_ms:>15.1f}{import_ms / baseline:>11.2f}"
-            f"{(f'{before:.2f}' if before else '-'):>10}{own_ms:>13.1f}"
-            f"{(f'{stripe_ms:.1f}' if function.calls_stripe else '-'):>21}{tracer:>22}"
-            f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
+    print(f"billow layer (own code): {own_mb:.2f} MB; medians of {args.runs} rounds")
+    print("× baseline: import+init over the baseline's (boto3, Powertools' event handler,")
+    print("pydantic) in the same round; ms vary with the machine's load, ratios much less")
+    print(f"before: the functions at {args.before}\n")
+    with tempfile.TemporaryDirectory() as scratch:
+        before_tree = checkout(args.before, Path(scratch))
+        header = (
+            f"{'function':<22}{'baseline ms':>12}{'before ms':>11}{'before ×':>10}"
+            f"{'import+init ms':>15}{'× baseline':>11}{'own code ms':>13}"
+            f"{'first Stripe use ms':>21}{'first traced call ms':>22}{'layer deps MB':>15}"
+            "  stripe at import"
         )
+        print(header)
+        print("-" * len(header))
+        for function in TOPOLOGY.functions:
+            existed = (before_tree / "functions" / function.code).exists()
+            figures = measure(function, [before_tree, ROOT] if existed else [ROOT], args.runs)
+            now = figures[-1]
+            before = f"{'-':>11}{'-':>10}"
+            if existed:
+                before = f"{float(str(figures[0]['import_ms'])):>11.1f}"
+                before += f"{float(str(figures[0]['ratio'])):>10.2f}"
+            tracer_ms = now["tracer_ms"]
+            tracer = "at import" if tracer_ms is None else f"{float(str(tracer_ms)):.1f}"
+            stripe = f"{float(str(now['stripe_ms'])):.1f}" if function.calls_stripe else "-"
+            top_level = [str(name) for name in now["top_level"]]  # type: ignore[attr-defined]
+            print(
+                f"{function.name:<22}{float(str(now['baseline_ms'])):>12.1f}{before}"
+                f"{float(str(now['import_ms'])):>15.1f}{float(str(now['ratio'])):>11.2f}"
+                f"{float(str(now['own_ms'])):>13.1f}{stripe:>21}{tracer:>22}"
+                f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
+            )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
 
 import boto3  # noqa: E402
 
-from bench.billing_run import BenchRuntime, http_json, item_size  # noqa: E402
+from bench.support import item_size, metered_runtime  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.customers import Customer  # noqa: E402
 from billow.domain.invoices import Invoice  # noqa: E402
+from tests.support import bearer, http_json  # noqa: E402
 
 PER_PAGE = 20
 PAGES = (1, 50)
@@ -133,18 +134,21 @@ def seed(api: str, organization_id: str, api_key: str, count: int) -> None:
         "POST",
         f"{api}/add_ons",
         {"add_on": {"code": "fee", "name": "Fee", "amount_cents": 500, "amount_currency": "EUR"}},
-        api_key,
+        bearer(api_key),
     )
     assert status == 200, body
     status, body = http_json(
-        "POST", f"{api}/customers", {"customer": {"external_id": "c-0", "currency": "EUR"}}, api_key
+        "POST",
+        f"{api}/customers",
+        {"customer": {"external_id": "c-0", "currency": "EUR"}},
+        bearer(api_key),
     )
     assert status == 200, body
     status, body = http_json(
         "POST",
         f"{api}/invoices",
         {"invoice": {"external_customer_id": "c-0", "fees": [{"add_on_code": "fee"}]}},
-        api_key,
+        bearer(api_key),
     )
     assert status == 200, body
     customer_template = store.get_customer(organization_id, "c-0")
@@ -200,13 +204,13 @@ def measure(
     api: str, api_key: str, meter: ReadMeter, path: str, repeat: int
 ) -> tuple[Reads, float]:
     for _ in range(2):  # warm caches and code paths
-        http_json("GET", f"{api}{path}", None, api_key)
+        http_json("GET", f"{api}{path}", None, bearer(api_key))
     timings = []
     reads = Reads()
     for attempt in range(repeat):
         meter.current = Reads() if attempt == 0 else None
         started = time.perf_counter()
-        status, body = http_json("GET", f"{api}{path}", None, api_key)
+        status, body = http_json("GET", f"{api}{path}", None, bearer(api_key))
         timings.append(time.perf_counter() - started)
         assert status == 200, body
         if attempt == 0:
@@ -223,38 +227,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    runtime = BenchRuntime()
     sink = io.StringIO()
     meter = ReadMeter()
     results: dict[tuple[str, int, int], tuple[Reads, float]] = {}
-    try:
-        with contextlib.redirect_stdout(sink):
-            runtime.start()
-            boto3.DEFAULT_SESSION = None
-            dependencies.cache_clear()
-            boto3.setup_default_session()
-            assert boto3.DEFAULT_SESSION is not None
-            meter.register(boto3.DEFAULT_SESSION.events)
-            api = f"{runtime.api_url}/api/v1"
-            sizes = (args.small, args.large)
-            organizations = {}
-            for size in sizes:
-                started = time.perf_counter()
-                organization = runtime.create_organization(f"Lists {size}")
-                seed(api, organization.id, organization.api_key, size)
-                runtime.wait_idle(timeout=60)
-                organizations[size] = organization
-                print(f"seeded {size} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            for size, organization in organizations.items():
-                for name in LISTS:
-                    for page in PAGES:
-                        path = f"/{name}?page={page}&per_page={PER_PAGE}"
-                        results[(name, page, size)] = measure(
-                            api, organization.api_key, meter, path, args.repeat
-                        )
-    finally:
-        with contextlib.redirect_stdout(sink):
-            runtime.stop()
+    with metered_runtime(sink, meter.register) as runtime:
+        api = f"{runtime.api_url}/api/v1"
+        sizes = (args.small, args.large)
+        organizations = {}
+        for size in sizes:
+            started = time.perf_counter()
+            organization = runtime.create_organization(f"Lists {size}")
+            seed(api, organization.id, organization.api_key, size)
+            runtime.wait_idle(timeout=60)
+            organizations[size] = organization
+            print(f"seeded {size} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        for size, organization in organizations.items():
+            for name in LISTS:
+                for page in PAGES:
+                    path = f"/{name}?page={page}&per_page={PER_PAGE}"
+                    results[(name, page, size)] = measure(
+                        api, organization.api_key, meter, path, args.repeat
+                    )
     small, large = args.small, args.large
     out = sys.stdout
     out.write(

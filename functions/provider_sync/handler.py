@@ -1,34 +1,18 @@
 """Lambda entry point: keeps customers in step with Stripe (SQS, partial batch failures)."""
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billow import tracing
 from billow.composition import dependencies
-from billow.messages import outbox_event
+from billow.consumers import BusRecord, sqs_consumer
+from billow.messages import Command, ProviderSyncRequested
 from billow.services.provider_sync import sync_once
 
 logger = Logger(service="billow")
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@tracing.capture_method
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    sync_once(dependencies(), outbox_event(record.body), lambda_context)
+def sync(record: BusRecord[Command[ProviderSyncRequested]], context: LambdaContext) -> None:
+    sync_once(dependencies(), record.body.detail, context)
 
 
-@logger.inject_lambda_context
-@tracing.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+lambda_handler = sqs_consumer(BusRecord[Command[ProviderSyncRequested]], sync, logger=logger)

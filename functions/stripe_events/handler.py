@@ -1,36 +1,23 @@
 """Lambda entry point: processes stored Stripe events (SQS, partial batch failures)."""
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billow import tracing
 from billow.composition import dependencies
-from billow.messages import outbox_event
+from billow.consumers import BusRecord, sqs_consumer
+from billow.messages import Command, StripeEventReceived
 from billow.services.stripe_events import process
 
 logger = Logger(service="billow")
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@tracing.capture_method
-def record_handler(record: SQSRecord) -> None:
-    event = outbox_event(record.body)
-    outcome = process(dependencies(), event.organization_id, str(event.payload["stripe_event_id"]))
-    logger.info("Stripe event processed", extra={"outcome": outcome, **event.payload})
-
-
-@logger.inject_lambda_context
-@tracing.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+def apply(record: BusRecord[Command[StripeEventReceived]], context: LambdaContext) -> None:
+    command = record.body.detail
+    stripe_event_id = command.payload.stripe_event_id
+    outcome = process(dependencies(), command.organization_id, stripe_event_id)
+    logger.info(
+        "Stripe event processed", extra={"outcome": outcome, "stripe_event_id": stripe_event_id}
     )
+
+
+lambda_handler = sqs_consumer(BusRecord[Command[StripeEventReceived]], apply, logger=logger)

@@ -33,17 +33,12 @@ from billow.topology import (
     Topic,
     Topology,
 )
-from local.runtime import (
-    MAX_PAYLOAD_BYTES,
-    LocalRuntime,
-    RouteTable,
-    ScheduleTimeOutOfRangeError,
-    UnknownScheduleError,
-    UnknownTopicError,
-    _Activity,
-    _StreamTailer,
-    check_declaration,
-)
+from local.api_gateway import MAX_PAYLOAD_BYTES, RouteTable
+from local.lambda_invocation import Activity
+from local.resources import UnknownTopicError
+from local.runtime import LocalRuntime, check_declaration
+from local.scheduling import ScheduleTimeOutOfRangeError, UnknownScheduleError
+from local.stream_tailing import StreamTailer
 from tests.conftest import http_json
 
 FIXTURES = Path(__file__).parent / "fixture_functions"
@@ -334,7 +329,7 @@ def test_default_route_and_inferred_responses(runtime: LocalRuntime, probe: Modu
 def test_a_raising_handler_is_a_500(
     runtime: LocalRuntime, probe: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="local.runtime"):
+    with caplog.at_level(logging.ERROR, logger="local"):
         status, body = http_json("GET", f"{runtime.api_url}/boom")
 
     assert (status, body) == (500, {"message": "Internal Server Error"})
@@ -507,12 +502,12 @@ def test_records_the_stream_hands_out_twice_are_delivered_once() -> None:
     stream = _RepeatingStream(records)
     batches: list[list[str]] = []
     stopping = threading.Event()
-    tailer = _StreamTailer(
+    tailer = StreamTailer(
         PROBE.stream_consumers[0],
         "arn:stream",
         stream,
         lambda _, event: batches.append([r["eventID"] for r in event["Records"]]),
-        _Activity(),
+        Activity(),
         stopping,
     )
     tailer.thread.start()

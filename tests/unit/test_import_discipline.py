@@ -22,13 +22,15 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 
 
 @pytest.mark.parametrize("function", TOPOLOGY.functions, ids=lambda function: function.name)
-def test_handler_imports_never_load_stripe_or_dev_packages(function: Function) -> None:
-    """``stripe`` is loaded lazily, by the first Stripe call, and only where one happens."""
+def test_handler_imports_never_load_stripe_xray_or_dev_packages(function: Function) -> None:
+    """``stripe`` is loaded lazily, by the first Stripe call, and only where one happens;
+    the X-Ray SDK only by the first traced call (``billow.tracing``), even in Lambda."""
     layer = ROOT / "layers" / "billow" / "python"
     environment = {
         "PYTHONPATH": f"{ROOT / 'functions' / function.code}:{layer}",
         "PATH": "/usr/bin:/bin",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": f"billow-{function.code}",
     }
     result = subprocess.run(
         [sys.executable, "-c", PROBE, function.handler],
@@ -39,6 +41,7 @@ def test_handler_imports_never_load_stripe_or_dev_packages(function: Function) -
     )
     loaded = set(json.loads(result.stdout))
     assert "stripe" not in loaded
+    assert "aws_xray_sdk" not in loaded
     assert "moto" not in loaded and "localstripe" not in loaded and "aiohttp" not in loaded
 
 

@@ -1,15 +1,48 @@
-"""Reading Billow's own events back from the queues EventBridge feeds."""
+"""The commands Billow's queues carry, one model each.
+
+Internal commands travel as outbox events (``billow.domain.events.OutboxEvent`` with
+``webhook`` false) through the bus to their queue; ``Command[ChargeRequested]`` is such an
+event with its payload typed. The events that fan out to webhooks, dunning and finance
+alerts carry Lago webhook bodies and are read as the recorded ``OutboxEvent``; the
+invoice-work queue carries ``billow.services.billing_run.DueSubscription`` as it is.
+``billow.consumers`` reads each from an SQS record.
+"""
 
 from __future__ import annotations
 
-import json
+from typing import Generic, Literal, TypeVar
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel
 
-from billow.domain.events import OutboxEvent
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 
-def outbox_event(sqs_body: str) -> OutboxEvent:
-    """An SQS message body is the EventBridge event; its ``detail`` is our OutboxEvent."""
-    envelope = EventBridgeModel.model_validate(json.loads(sqs_body))
-    return OutboxEvent.model_validate(envelope.detail)
+class ChargeRequested(BaseModel):
+    """``invoice.payment_requested``: charge this attempt of the invoice (payments)."""
+
+    invoice_id: str
+    attempt: int
+
+
+class StripeEventReceived(BaseModel):
+    """``stripe.event_received``: apply the stored Stripe event (stripe-events)."""
+
+    stripe_event_id: str
+
+
+class ProviderSyncRequested(BaseModel):
+    """``customer.provider_sync_requested``: do this to the customer in Stripe."""
+
+    external_customer_id: str
+    action: Literal["create", "link", "update"]
+
+
+class Command(BaseModel, Generic[PayloadT]):
+    """An internal outbox event (``OutboxEvent`` with ``webhook`` false), payload typed."""
+
+    event_id: str
+    organization_id: str
+    event_type: str
+    webhook: Literal[False]
+    occurred_at: str
+    payload: PayloadT

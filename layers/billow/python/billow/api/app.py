@@ -10,7 +10,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -186,7 +185,12 @@ def _document_errors(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def openapi_document() -> str:
-    """The API's OpenAPI document, generated from the routes and their pydantic models."""
+    """The API's OpenAPI document, generated from the routes and their pydantic models.
+
+    Powertools' OpenAPI models are imported here, not at the top: building their hundred
+    pydantic classes is about 100 ms that no request needs, only the document."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer  # noqa: PLC0415
+
     generated = app.get_openapi_json_schema(
         title="Billow",
         version="1.0.0",

@@ -21,6 +21,7 @@ from billow.domain.customers import Customer, ErrorDetail
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
+from billow.messages import Command, ProviderSyncRequested
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import import_stripe_default
 from billow.services.stripe_connection import provider_error_event
@@ -226,7 +227,11 @@ def checkout_url_event(customer: Customer, connection: StripeConnection, url: st
     )
 
 
-def sync_once(deps: Dependencies, request: OutboxEvent, lambda_context: LambdaContext) -> None:
+def sync_once(
+    deps: Dependencies,
+    request: Command[ProviderSyncRequested],
+    lambda_context: LambdaContext,
+) -> None:
     """Run one queued sync request at most once.
 
     The queue delivers at least once; the idempotency record makes a duplicated request a
