@@ -25,7 +25,6 @@ Usage: python bench/invoice_numbers.py [--subscriptions 5000] [--concurrency 20]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import io
 import logging
@@ -45,7 +44,7 @@ for entry in (ROOT / "layers" / "billow" / "python", ROOT):
 
 import boto3  # noqa: E402
 
-from bench.billing_run import BenchRuntime, http_json  # noqa: E402
+from bench.support import metered_runtime  # noqa: E402
 from billow.adapters.table import TableBase  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.errors import ConcurrentUpdate  # noqa: E402
@@ -54,6 +53,7 @@ from billow.services.customers import CustomerInput, upsert_customer  # noqa: E4
 from billow.services.subscriptions import CreateSubscription  # noqa: E402
 from billow.services.subscriptions import create as create_subscription  # noqa: E402
 from billow.topology import TOPOLOGY  # noqa: E402
+from tests.support import bearer, http_json  # noqa: E402
 
 PLAN_CODE = "numbers-monthly"
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
@@ -88,13 +88,20 @@ class Conflicts:
         return lambda: setattr(TableBase, "commit", original)
 
 
-def slow_dynamodb(events: Any, delay_ms: float) -> None:
-    """Every DynamoDB call on this session takes ``delay_ms`` longer, as on the network."""
+class SlowDynamoDB:
+    """Once ``on``, every DynamoDB call on the session takes ``delay_ms`` longer, as on the
+    network (setup runs at moto's speed)."""
 
-    def wait(**_: Any) -> None:
-        time.sleep(delay_ms / 1000)
+    def __init__(self, delay_ms: float) -> None:
+        self.delay_s = delay_ms / 1000
+        self.on = False
 
-    events.register("after-call.dynamodb", wait)
+    def register(self, events: Any) -> None:
+        events.register("after-call.dynamodb", self._wait)
+
+    def _wait(self, **_: Any) -> None:
+        if self.on:
+            time.sleep(self.delay_s)
 
 
 def subscribe(organization_id: str, index: int) -> tuple[str, str]:
@@ -162,7 +169,9 @@ def invoice_numbers(api: str, api_key: str) -> list[int]:
     numbers: list[int] = []
     page: int | None = 1
     while page is not None:
-        status, body = http_json("GET", f"{api}/invoices?per_page=100&page={page}", None, api_key)
+        status, body = http_json(
+            "GET", f"{api}/invoices?per_page=100&page={page}", None, bearer(api_key)
+        )
         assert status == 200, body
         numbers += [invoice["sequential_id"] for invoice in body["invoices"]]
         page = body["meta"]["next_page"]
@@ -183,7 +192,7 @@ def create_plan(api: str, api_key: str) -> None:
                 "pay_in_advance": False,
             }
         },
-        api_key,
+        bearer(api_key),
     )
     assert status == 200, body
 
@@ -239,42 +248,32 @@ class Result:
 
 
 def run(args: argparse.Namespace) -> Result:
-    runtime = BenchRuntime()
     sink = io.StringIO()
     conflicts = Conflicts()
-    with contextlib.redirect_stdout(sink):
-        runtime.start()
-    try:
-        boto3.DEFAULT_SESSION = None
-        dependencies.cache_clear()
-        boto3.setup_default_session()
-        assert boto3.DEFAULT_SESSION is not None
+    slow = SlowDynamoDB(args.dynamodb_ms)
+    with metered_runtime(sink, slow.register) as runtime:
         api = f"{runtime.api_url}/api/v1"
         organization = runtime.create_organization("Invoice numbers")
         create_plan(api, organization.api_key)
         started = time.perf_counter()
         subscriptions = seed(organization.id, args.subscriptions)
-        with contextlib.redirect_stdout(sink):
-            runtime.wait_idle(timeout=600)
+        runtime.wait_idle(timeout=600)
         print(
             f"setup: {len(subscriptions):,} subscriptions in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
-        slow_dynamodb(boto3.DEFAULT_SESSION.events, args.dynamodb_ms)
+        slow.on = True
         restore = conflicts.install()
         started = time.perf_counter()
         try:
-            with contextlib.redirect_stdout(sink):
-                outcomes = bill_all(organization.id, subscriptions, args.concurrency)
-                billed_s = time.perf_counter() - started
-                runtime.wait_idle(timeout=600)
+            outcomes = bill_all(organization.id, subscriptions, args.concurrency)
+            billed_s = time.perf_counter() - started
+            runtime.wait_idle(timeout=600)
             settled_s = time.perf_counter() - started
         finally:
             restore()
+            slow.on = False
         numbers = invoice_numbers(api, organization.api_key)
-    finally:
-        with contextlib.redirect_stdout(sink):
-            runtime.stop()
     return Result(
         billed=sum(1 for outcome in outcomes if outcome),
         numbers=numbers,
