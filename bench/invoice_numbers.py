@@ -199,8 +199,11 @@ def create_plan(api: str, api_key: str) -> None:
 
 def bill_all(
     organization_id: str, subscriptions: list[tuple[str, str]], concurrency: int
-) -> list[list[str]]:
-    """What the invoice worker does for each, ``concurrency`` at a time."""
+) -> tuple[list[list[str]], int]:
+    """What the invoice worker does for each, ``concurrency`` at a time. A worker that lost
+    every one of its races gives the message back (SQS shows it again after the visibility
+    timeout); here it is taken again at once. Returns the outcomes and how many gave up."""
+    gave_up: list[str] = []
 
     def bill(subscription: tuple[str, str]) -> list[str]:
         due = DueSubscription(
@@ -209,10 +212,14 @@ def bill_all(
             lago_id=subscription[1],
             now=BILLED.isoformat(),
         )
-        return work(dependencies(), due)
+        while True:
+            try:
+                return work(dependencies(), due)
+            except ConcurrentUpdate:
+                gave_up.append(subscription[1])
 
     with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(bill, subscriptions))
+        return list(pool.map(bill, subscriptions)), len(gave_up)
 
 
 def report(args: argparse.Namespace, result: Result) -> None:
@@ -231,6 +238,7 @@ def report(args: argparse.Namespace, result: Result) -> None:
     for kind, count in sorted(result.kinds.items()):
         out.write(f"    on {kind:<28}{count:>10,}\n")
     out.write(f"  conflicts per invoice           {result.conflicts / max(invoices, 1):>10.3f}\n")
+    out.write(f"  workers that lost every race    {result.gave_up:>10,}\n")
     out.write(f"  billing wall time               {result.billed_s:>9.1f} s\n")
     out.write(f"  until every invoice is listed   {result.settled_s:>9.1f} s\n")
     if invoices != args.subscriptions or not gap_free:
@@ -243,6 +251,7 @@ class Result:
     numbers: list[int]
     conflicts: int
     kinds: dict[str, int]
+    gave_up: int
     billed_s: float
     settled_s: float
 
@@ -266,7 +275,7 @@ def run(args: argparse.Namespace) -> Result:
         restore = conflicts.install()
         started = time.perf_counter()
         try:
-            outcomes = bill_all(organization.id, subscriptions, args.concurrency)
+            outcomes, gave_up = bill_all(organization.id, subscriptions, args.concurrency)
             billed_s = time.perf_counter() - started
             runtime.wait_idle(timeout=600)
             settled_s = time.perf_counter() - started
@@ -279,6 +288,7 @@ def run(args: argparse.Namespace) -> Result:
         numbers=numbers,
         conflicts=conflicts.count,
         kinds=conflicts.kinds,
+        gave_up=gave_up,
         billed_s=billed_s,
         settled_s=settled_s,
     )

@@ -82,6 +82,14 @@ class NumberingRecords(TableBase):
                 yield str(item["organization_id"])
 
     @staticmethod
+    def stage_not_waiting(transaction: Transaction, invoice: Invoice) -> None:
+        """An invoice numbered as it is issued must not be waiting already (a replayed
+        request whose first try was set aside)."""
+        transaction.condition_check(
+            _waiting_key(invoice.organization_id, invoice.lago_id), "attribute_not_exists(PK)"
+        )
+
+    @staticmethod
     def stage_numbered(transaction: Transaction, invoice: Invoice) -> None:
         """The waiting copy goes as the numbered invoice is written (by the caller)."""
         transaction.delete(

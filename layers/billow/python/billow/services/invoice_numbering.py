@@ -1,22 +1,24 @@
-"""Numbering issued invoices: one numberer per organization at a time, in batches.
+"""Numbering issued invoices: one numberer per organization at a time.
 
 Lago numbers an organization's invoices 1, 2, 3… without a gap or a twin. Taking the next
-number inside the issuing transaction made every concurrent issuer of an organization
-race for one item: at the invoice worker's deployed concurrency (20) that was 2.2 failed
+number in every issuing transaction made concurrent issuers of one organization race for
+one item: at the invoice worker's deployed concurrency (20) that was 2.2 failed
 transactions per invoice (``bench/invoice_numbers.py``), each decided again from fresh
-reads. Instead:
+reads. Now an issuer first reads the organization's numbering lease:
 
-1. An issuer commits its invoice aside, unnumbered, with everything else its decision
-   writes (``stage_invoice_to_number``). Issuers share no item, so they never collide.
-2. It then numbers what waits, unless another numberer holds the organization's lease. The
-   holder numbers until nothing waits, ``BATCH`` invoices per transaction with one write of
-   the sequence for all of them, releases the lease and looks once more.
+- Free (the usual case: one issuer at a time): it takes the lease and commits its invoice
+  numbered, in the transaction that issues it.
+- Held: it commits its invoice aside, unnumbered (``stage_invoice_to_number``), with
+  everything else its decision writes. Such issuers share no item, so they never collide.
+
+Whoever holds the lease then numbers what waits, ``BATCH`` invoices per transaction with
+one write of the sequence for all of them, releases the lease and looks once more.
 
 Why no invoice is left waiting: an issuer reads the lease only after its invoice is
-committed. If the lease is held then, the holder's last look comes after its release, so
-after that read, and sees the invoice (the look is strongly consistent). A numberer that
-dies keeps the lease until ``LEASE_MS`` passes; the next issuer of the organization, or
-the hourly run's sweep (``number_stranded``), numbers what it left.
+committed aside. If the lease is held then, the holder's last look comes after its
+release, so after that read, and sees the invoice (the look is strongly consistent). A
+numberer that dies keeps the lease until ``LEASE_MS`` passes; the next issuer of the
+organization, or the hourly run's sweep (``number_stranded``), numbers what it left.
 
 The write of the sequence stays conditional on the number read: the lease spares the
 races, the condition makes one harmless (a numberer whose lease expired while it worked
@@ -26,6 +28,7 @@ loses its batch and reads again).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from billow.adapters.table import Transaction
@@ -46,9 +49,9 @@ WORK_S = 40.0
 numbered by the next issuer or the sweep."""
 LINGER_LOOKS = 3
 LINGER_S = 0.03
-"""A numberer that numbered others' invoices looks a few more times before it lets go: on a
-billing day more arrive every few milliseconds, and each hand-over of the lease is a moment
-where two issuers may both try to take it (a failed write each time)."""
+"""A numberer that numbered waiting invoices looks a few more times before it lets go: on
+a billing day more arrive every few milliseconds, and each hand-over of the lease is a
+moment where two issuers may both try to take it (a failed write each time)."""
 STRANDED_AFTER = timedelta(minutes=5)
 AWAIT_S = 10.0
 AWAIT_STEP_S = 0.05
@@ -71,33 +74,115 @@ def _now_ms() -> int:
     return int(utcnow().timestamp() * 1000)
 
 
+def _take_lease(deps: Dependencies, organization_id: str) -> str | None:
+    """The lease's owner id if this caller now holds it; None if a numberer is at work.
+    Read first: a held lease is seen without a write, so busy issuers do not collide."""
+    now = _now_ms()
+    if deps.store.numbering_lease_held(organization_id, now):
+        return None
+    owner = new_id()
+    if deps.store.take_numbering_lease(organization_id, owner, now, now + LEASE_MS):
+        return owner
+    return None  # taken since the read: that numberer looks after it took the lease
+
+
+def commit_issued(
+    deps: Dependencies,
+    organization: Organization,
+    invoice: Invoice,
+    customer: dict[str, object],
+    stage_rest: Callable[[Transaction], list[OutboxEvent]],
+) -> Invoice:
+    """Commit a newly issued invoice with the writes its decision makes (``stage_rest``
+    stages them and returns their events) and give it its number: in the same transaction
+    when no numberer is at work, else it waits for the numberer at work. Returns the
+    invoice, numbered unless it waits."""
+    owner = _take_lease(deps, organization.id)
+    if owner is None:
+        transaction = Transaction()
+        deps.store.stage_invoice_to_number(transaction, invoice, queued_at=iso(utcnow()))
+        transaction.publish(stage_rest(transaction))
+        deps.store.commit(transaction)
+        return number_waiting(deps, organization.id).get(invoice.lago_id, invoice)
+    try:
+        read = deps.store.invoice_sequence(organization.id)
+        final = _numbered(organization, invoice, read + 1, iso(utcnow()))
+        transaction = Transaction()
+        deps.store.stage_invoice_sequence(transaction, organization.id, read, 1)
+        deps.store.stage_invoice(transaction, final, before=None)
+        deps.store.stage_not_waiting(transaction, final)
+        transaction.publish([*stage_rest(transaction), *_announced(final, customer)])
+        deps.store.commit(transaction)
+        _number_all(deps, organization, time.monotonic() + WORK_S)
+    finally:
+        deps.store.release_numbering_lease(organization.id, owner)
+        # The last look, also when this invoice lost its race (a normal outcome): issuers
+        # that saw the lease held meanwhile count on it.
+        number_waiting(deps, organization.id)
+    return final
+
+
 def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoice]:
     """Number every invoice the organization has waiting, unless a numberer is at work (it
     will number them). Returns the invoices this call numbered, by id."""
     numbered: dict[str, Invoice] = {}
     deadline = time.monotonic() + WORK_S
-    while not deps.store.numbering_lease_held(organization_id, _now_ms()):
-        owner, now = new_id(), _now_ms()
-        if not deps.store.take_numbering_lease(organization_id, owner, now, now + LEASE_MS):
-            break  # taken since the read: that numberer looks after it took the lease
+    while deps.store.invoices_to_number(organization_id, 1):
+        owner = _take_lease(deps, organization_id)
+        if owner is None:
+            break
         try:
             organization = deps.store.get_organization(organization_id)
-            idle = 0
-            while organization is not None and time.monotonic() < deadline:
-                batch = retry_on_race(lambda: _number_next(deps, organization))  # noqa: B023
-                numbered.update(batch)
-                if batch:
-                    idle = 0
-                elif len(numbered) > 1 and idle < LINGER_LOOKS:
-                    idle += 1  # others are issuing: keep the lease rather than hand it over
-                    time.sleep(LINGER_S)
-                else:
-                    break
+            if organization is not None:
+                numbered.update(_number_all(deps, organization, deadline))
         finally:
             deps.store.release_numbering_lease(organization_id, owner)
-        if time.monotonic() >= deadline or not deps.store.invoices_to_number(organization_id, 1):
+        if time.monotonic() >= deadline:
             break
     return numbered
+
+
+def _number_all(
+    deps: Dependencies, organization: Organization, deadline: float
+) -> dict[str, Invoice]:
+    """As the lease's holder: number batches until nothing waits (or ``deadline``)."""
+    numbered: dict[str, Invoice] = {}
+    idle = 0
+    while time.monotonic() < deadline:
+        batch = retry_on_race(lambda: _number_next(deps, organization))
+        numbered.update(batch)
+        if batch:
+            idle = 0
+        elif numbered and idle < LINGER_LOOKS:
+            idle += 1  # others are issuing: keep the lease rather than hand it over
+            time.sleep(LINGER_S)
+        else:
+            break
+    return numbered
+
+
+def _numbered(
+    organization: Organization, invoice: Invoice, sequence: int, requested_at: str
+) -> Invoice:
+    return invoice.model_copy(
+        update={
+            "sequential_id": sequence,
+            "number": invoice_number(
+                organization.document_number_prefix, invoice.issuing_date, sequence
+            ),
+            # In flight from now: the recovery of stuck attempts measures from here.
+            **({"attempt_requested_at": requested_at} if invoice.payment_attempts else {}),
+        }
+    )
+
+
+def _announced(invoice: Invoice, customer: dict[str, object] | None) -> list[OutboxEvent]:
+    """A numbered invoice's webhook, and its charge when one is due."""
+    kind = "invoice.one_off_created" if invoice.invoice_type == "one_off" else "invoice.created"
+    events = [webhook_event(invoice.organization_id, kind, "invoice", invoice.as_lago(customer))]
+    if invoice.payment_attempts == 1:
+        events.append(payment_requested(invoice))
+    return events
 
 
 def _number_next(deps: Dependencies, organization: Organization) -> dict[str, Invoice]:
@@ -118,30 +203,10 @@ def _number_next(deps: Dependencies, organization: Organization) -> dict[str, In
     events: list[OutboxEvent] = []
     numbered: dict[str, Invoice] = {}
     for offset, invoice in enumerate(waiting, start=1):
-        sequence = read + offset
-        final = invoice.model_copy(
-            update={
-                "sequential_id": sequence,
-                "number": invoice_number(
-                    organization.document_number_prefix, invoice.issuing_date, sequence
-                ),
-                # In flight from now: the recovery of stuck attempts measures from here.
-                **({"attempt_requested_at": requested_at} if invoice.payment_attempts else {}),
-            }
-        )
+        final = _numbered(organization, invoice, read + offset, requested_at)
         deps.store.stage_invoice(transaction, final, before=None)
         deps.store.stage_numbered(transaction, final)
-        kind = "invoice.one_off_created" if final.invoice_type == "one_off" else "invoice.created"
-        events.append(
-            webhook_event(
-                organization.id,
-                kind,
-                "invoice",
-                final.as_lago(customers.get(final.external_customer_id)),
-            )
-        )
-        if final.payment_attempts == 1:
-            events.append(payment_requested(final))
+        events += _announced(final, customers.get(final.external_customer_id))
         numbered[final.lago_id] = final
     transaction.publish(events)
     deps.store.commit(transaction)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
-from billow.domain.clock import iso, stable_id, utcnow
+from billow.domain.clock import iso, stable_id
 from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
 from billow.domain.events import OutboxEvent
@@ -37,7 +37,7 @@ from billow.domain.money import stripe_can_charge
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
-from billow.services.invoice_numbering import number_waiting
+from billow.services.invoice_numbering import commit_issued
 
 
 class FeeDraft(BaseModel):
@@ -244,33 +244,30 @@ def issue_invoice(
     if invoice.total_amount_cents == 0:
         invoice = invoice.model_copy(update={"payment_status": "succeeded", "payment_block": None})
     elif block is None:
-        # Billing time may be the past or the future; how long the attempt has been in
-        # flight is measured on the clock.
         invoice = invoice.model_copy(update={"payment_attempts": 1})
 
-    transaction = Transaction()
-    deps.store.stage_invoice_to_number(transaction, invoice, queued_at=iso(utcnow()))
-    for credit in totals.coupon_credits:
-        coupon = by_id[credit.lago_id]
-        if credit.amount_cents == 0 and not credit.terminated:
-            continue
-        deps.store.stage_applied_coupon(
-            transaction,
-            coupon.model_copy(
-                update={
-                    "frequency_duration_remaining": credit.after.frequency_duration_remaining,
-                    "amount_cents_remaining": credit.after.amount_cents_remaining,
-                    "status": "terminated" if credit.terminated else coupon.status,
-                    "terminated_at": iso(issued_at) if credit.terminated else None,
-                    "version": coupon.version + 1,
-                }
-            ),
-            expected_version=coupon.version,
-        )
-    if stage_more:
-        transaction.publish(stage_more(transaction))
+    def stage_rest(transaction: Transaction) -> list[OutboxEvent]:
+        for credit in totals.coupon_credits:
+            coupon = by_id[credit.lago_id]
+            if credit.amount_cents == 0 and not credit.terminated:
+                continue
+            deps.store.stage_applied_coupon(
+                transaction,
+                coupon.model_copy(
+                    update={
+                        "frequency_duration_remaining": credit.after.frequency_duration_remaining,
+                        "amount_cents_remaining": credit.after.amount_cents_remaining,
+                        "status": "terminated" if credit.terminated else coupon.status,
+                        "terminated_at": iso(issued_at) if credit.terminated else None,
+                        "version": coupon.version + 1,
+                    }
+                ),
+                expected_version=coupon.version,
+            )
+        return stage_more(transaction) if stage_more else []
+
     try:
-        deps.store.commit(transaction)
+        return commit_issued(deps, organization, invoice, customer.as_lago(), stage_rest)
     except ConcurrentUpdate:
         issued = deps.store.get_invoice(
             organization.id, invoice_id
@@ -278,4 +275,3 @@ def issue_invoice(
         if issued is None:
             raise  # what it was decided on changed: the caller reads again and decides again
         return issued
-    return number_waiting(deps, organization.id).get(invoice_id, invoice)
