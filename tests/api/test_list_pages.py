@@ -12,6 +12,7 @@ from typing import Any
 
 from billow.adapters.listing import COUNTER_SHARDS
 from billow.composition import dependencies
+from local.runtime import LocalRuntime
 from tests.api.billing_helpers import create_plan
 from tests.api.test_payments import create_add_on, one_off
 from tests.conftest import ApiClient, Org, http_json
@@ -160,9 +161,13 @@ def items_read() -> Iterator[list[tuple[str, int]]]:
         events.unregister("after-call.dynamodb", unique_id="test-items-read")
 
 
-def test_a_page_reads_its_own_items_whatever_the_list_size(org: Org) -> None:
+def test_a_page_reads_its_own_items_whatever_the_list_size(
+    org: Org, local_billow: LocalRuntime
+) -> None:
     """Page 1 reads the same at 4 and at 40 customers; page 3 reads the keys before it and
-    its own items only (each customer here is one full item; index entries are keys)."""
+    its own items only (each customer here is one full item; index entries are keys). The
+    reads are counted on the process's client, so the functions behind the queues (which
+    share it here) must be idle first."""
     create_add_on(org, "fee", 500)
 
     def reads(path: str) -> tuple[int, list[int]]:
@@ -175,9 +180,11 @@ def test_a_page_reads_its_own_items_whatever_the_list_size(org: Org) -> None:
     for n in range(4):
         customer(org, f"c{n}")
         one_off(org, f"c{n}")
+    local_billow.wait_idle()
     small = {path: reads(path) for path in ("/customers?per_page=3", "/invoices?per_page=3")}
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda n: (customer(org, f"c{n}"), one_off(org, f"c{n}")), range(4, 40)))
+    local_billow.wait_idle()
     for path, (items, _) in small.items():
         assert reads(path)[0] == items
         assert 3 in reads(path)[1]  # the page's keys
@@ -274,3 +281,197 @@ def test_a_subscription_page_reads_its_own_items_whatever_the_list_size(org: Org
     assert items == small[0]
     assert most_entries <= COUNTER_SHARDS < 30
     assert listed(org, "/subscriptions?per_page=2")[1] == meta(1, 30, 2)
+
+
+CATALOG = {
+    "plans": lambda org, code: create_plan(org, code, 1000),
+    "add_ons": lambda org, code: create_add_on(org, code, 500),
+    "coupons": lambda org, code: _coupon(org, code),  # noqa: PLW0108 (defined below)
+    "taxes": lambda org, code: _tax(org, code),  # noqa: PLW0108
+}
+
+
+def _coupon(org: Any, code: str) -> dict[str, Any]:
+    status, body = org.api.post(
+        "/coupons",
+        json={
+            "coupon": {
+                "name": code,
+                "code": code,
+                "coupon_type": "fixed_amount",
+                "amount_cents": 100,
+                "amount_currency": "EUR",
+                "frequency": "once",
+                "expiration": "no_expiration",
+            }
+        },
+    )
+    assert status == 200, body
+    return body["coupon"]  # type: ignore[no-any-return]
+
+
+def _tax(org: Any, code: str) -> dict[str, Any]:
+    status, body = org.api.post("/taxes", json={"tax": {"name": code, "code": code, "rate": "5"}})
+    assert status == 200, body
+    return body["tax"]  # type: ignore[no-any-return]
+
+
+def _codes(api: ApiClient, path: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(created_at, code) of each entry, and the meta."""
+    status, body = api.get(path)
+    assert status == 200, (path, body)
+    entries = body[path.split("?", maxsplit=1)[0].strip("/")]
+    return [(entry["created_at"], entry["code"]) for entry in entries], body["meta"]
+
+
+def test_catalog_lists_read_their_page_newest_first_and_count_deletions(
+    org: Org, local_billow: LocalRuntime
+) -> None:
+    for family, create in CATALOG.items():
+        for n in range(5):
+            create(org, f"{family}-{n}")
+        pages = []
+        for page in (1, 2, 3, 4):
+            found, shown = _codes(org.api, f"/{family}?page={page}&per_page=2")
+            pages += found
+            assert shown == meta(page, 5, 2)
+        # Every object once, newest first (objects made in the same second: by id).
+        assert sorted(code for _, code in pages) == [f"{family}-{n}" for n in range(5)]
+        assert [made for made, _ in pages] == sorted((made for made, _ in pages), reverse=True)
+        status, body = org.api.delete(f"/{family}/{family}-3")
+        assert status == 200, body
+        found, shown = _codes(org.api, f"/{family}?per_page=10")
+        assert [code for _, code in found] == [code for _, code in pages if code != f"{family}-3"]
+        assert shown["total_count"] == 4
+        # At 4 + 25 objects, page 1 reads its two keys, its two items and the count's
+        # shards: no Query returns more than the shards, however long the list.
+        for n in range(5, 30):
+            create(org, f"{family}-{n}")
+        with items_read() as calls:
+            found, shown = _codes(org.api, f"/{family}?per_page=2")
+        assert len(found) == 2 and shown["total_count"] == 29
+        assert max(count for what, count in calls if what == "query") <= COUNTER_SHARDS
+    status, body = http_json(
+        "POST", f"{local_billow.api_url}/_local/organizations", {"name": "Other"}
+    )
+    assert status == 200, body
+    other = ApiClient(local_billow.api_url, body["organization"]["api_key"])
+    for family in CATALOG:
+        assert _codes(other, f"/{family}")[1]["total_count"] == 0
+
+
+def test_a_tax_counts_its_customers_plans_and_add_ons_from_counters(org: Org) -> None:
+    _tax(org, "vat")
+    _tax(org, "eco")
+    status, body = org.api.post(
+        "/customers",
+        json={"customer": {"external_id": "taxed", "currency": "EUR", "tax_codes": ["vat"]}},
+    )
+    assert status == 200, body
+    create_plan(org, "taxed-plan", 1000, tax_codes=["vat", "eco"])
+    create_add_on(org, "taxed-add-on", 500, tax_codes=["eco"])
+
+    def users(code: str) -> tuple[int, int, int]:
+        status, body = org.api.get(f"/taxes/{code}")
+        assert status == 200, body
+        tax = body["tax"]
+        return tax["customers_count"], tax["plans_count"], tax["add_ons_count"]
+
+    def listed_users() -> dict[str, tuple[int, int, int]]:
+        status, body = org.api.get("/taxes")
+        assert status == 200, body
+        return {
+            tax["code"]: (tax["customers_count"], tax["plans_count"], tax["add_ons_count"])
+            for tax in body["taxes"]
+        }
+
+    assert listed_users() == {"vat": (1, 1, 0), "eco": (0, 1, 1)}
+    status, body = org.api.post(
+        "/customers",
+        json={"customer": {"external_id": "taxed", "currency": "EUR", "tax_codes": ["eco"]}},
+    )
+    assert status == 200, body
+    status, body = org.api.delete("/plans/taxed-plan")
+    assert status == 200, body
+    assert listed_users() == {"vat": (0, 0, 0), "eco": (1, 0, 1)}
+    assert users("eco") == (1, 0, 1)
+
+
+def test_a_plan_shows_its_active_subscriptions_from_counters(org: Org) -> None:
+    create_plan(org, "counted", 1000)
+    for n in range(3):
+        customer(org, f"s{n}")
+        status, body = org.api.post(
+            "/subscriptions",
+            json={
+                "subscription": {
+                    "external_customer_id": f"s{n}",
+                    "plan_code": "counted",
+                    "external_id": f"s{n}-sub",
+                }
+            },
+        )
+        assert status == 200, body
+    status, body = org.api.delete("/subscriptions/s1-sub")
+    assert status == 200, body
+    status, body = org.api.get("/plans")
+    assert status == 200, body
+    (plan,) = body["plans"]
+    assert plan["active_subscriptions_count"] == 2
+
+
+def _apply(org: Any, customer_id: str, code: str) -> dict[str, Any]:
+    status, body = org.api.post(
+        "/applied_coupons",
+        json={"applied_coupon": {"external_customer_id": customer_id, "coupon_code": code}},
+    )
+    assert status == 200, body
+    return body["applied_coupon"]  # type: ignore[no-any-return]
+
+
+def test_applied_coupons_are_listed_by_status_customer_and_code_from_keys(org: Org) -> None:
+    for name in ("c1", "c2"):
+        customer(org, name)
+    _coupon(org, "ten-off")
+    _coupon(org, "five-off")
+    _apply(org, "c1", "ten-off")
+    ended = _apply(org, "c2", "ten-off")
+    _apply(org, "c1", "five-off")
+    status, body = org.api.delete(f"/customers/c2/applied_coupons/{ended['lago_id']}")
+    assert status == 200, body
+
+    def shown(path: str) -> tuple[list[tuple[str, str, str]], int]:
+        status, body = org.api.get(path)
+        assert status == 200, (path, body)
+        found = [
+            (entry["external_customer_id"], entry["coupon_code"], entry["status"])
+            for entry in body["applied_coupons"]
+        ]
+        return found, body["meta"]["total_count"]
+
+    everything = [("c1", "five-off", "active"), ("c2", "ten-off", "terminated")]
+    everything.append(("c1", "ten-off", "active"))
+    assert shown("/applied_coupons") == (everything, 3)
+    assert shown("/applied_coupons?status=active") == ([everything[0], everything[2]], 2)
+    assert shown("/applied_coupons?status=terminated") == ([everything[1]], 1)
+    assert shown("/applied_coupons?external_customer_id=c1") == (
+        [everything[0], everything[2]],
+        2,
+    )
+    assert shown("/applied_coupons?external_customer_id=nobody") == ([], 0)
+    assert shown("/customers/c1/applied_coupons?coupon_code[]=ten-off") == ([everything[2]], 1)
+    assert shown("/applied_coupons?coupon_code[]=ten-off&coupon_code[]=five-off") == (
+        everything,
+        3,
+    )
+    assert shown("/applied_coupons?coupon_code[]=ten-off&status=active") == ([everything[2]], 1)
+    assert shown("/applied_coupons?per_page=1&page=2") == ([everything[1]], 3)
+
+    # At 28 applied coupons, page 1 reads its keys, items and counters, never the list.
+    for n in range(25):
+        customer(org, f"many-{n}")
+        _apply(org, f"many-{n}", "ten-off")
+    with items_read() as calls:
+        found, total = shown("/applied_coupons?per_page=2")
+    assert len(found) == 2 and total == 28
+    assert max(count for what, count in calls if what == "query") <= COUNTER_SHARDS

@@ -129,9 +129,16 @@ def subscription_listing(subscription: Subscription) -> Listing:
                 Tally(customer, status),
                 Tally(plan, status),
                 Tally(f"{customer}#{plan}", status),
+                # By the plan's id too: a plan shows its active subscriptions, and its code
+                # can change under them.
+                Tally(plan_id_scope(subscription.plan_lago_id), status),
             }
         ),
     )
+
+
+def plan_id_scope(plan_lago_id: str) -> str:
+    return f"PLAN_ID#{plan_lago_id}"
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,17 @@ class BillingRecords(ListRecords):
                 },
                 ProjectionExpression=attributes,
             )
+
+    def active_subscription_counts(
+        self, organization_id: str, plan_lago_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Active subscriptions of each plan, from their counters (one BatchGetItem)."""
+        counts = self.scoped_counts(
+            organization_id,
+            [(SUBSCRIPTIONS, plan_id_scope(plan_id)) for plan_id in plan_lago_ids],
+            "active",
+        )
+        return {scope.removeprefix("PLAN_ID#"): n for (_, scope), n in counts.items()}
 
     def due_subscriptions(self, now: str) -> Iterator[Item]:
         """Live subscriptions whose next billing time is at or before ``now``: each names

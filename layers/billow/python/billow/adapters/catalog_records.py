@@ -5,32 +5,119 @@ coupon's ``applied_count``) beside it as plain attributes, so a grant can bump t
 without rewriting the document. Codes are unique per organization through conditional
 writes: taxes and add-ons are keyed by code; plans and coupons by id, with a code
 pointer that a delete removes so the code can be reused while the object stays readable.
+
+Lists (``GET /plans``, ``/add_ons``, ``/coupons``, ``/taxes``) read only their page: each
+live object has an entry in the keys-only list index GSI3, partition
+``{org}#{PLANS|ADD_ONS|COUPONS|TAXES}``, sort key ``{created_at}#{lago_id}``, and its
+family's count is kept in counters written with it (``billow.adapters.listing``). A
+deleted plan or coupon stays readable by id but leaves its list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from billow.adapters.table import Item, TableBase, Transaction, document, org_pk, packed
+from billow.adapters.listing import (
+    ALL,
+    Listing,
+    ListRecords,
+    Tally,
+    list_attributes,
+    list_partition,
+    stage_counts,
+)
+from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, application_order
 
 M = TypeVar("M", bound=BaseModel)
 
+PLANS, ADD_ONS, COUPONS, TAXES = "PLANS", "ADD_ONS", "COUPONS", "TAXES"
+APPLIED_COUPONS = "APPLIED_COUPONS"
+APPLIED_COUPON_STATUSES = ("active", "terminated")
+
+
+def applied_coupon_listing(applied: AppliedCoupon) -> Listing:
+    """Lago lists applied coupons newest first, by status, customer and coupon code (a
+    granted coupon keeps its code): each combination is a partition and a count."""
+    customer = f"CUSTOMER#{applied.lago_customer_id}"
+    code = f"CODE#{applied.coupon_code}"
+    status = applied.status
+    return Listing(
+        family=APPLIED_COUPONS,
+        sort_key=f"{applied.applied_at or applied.created_at}#{applied.lago_id}",
+        partitions={
+            "GSI3": f"#STATUS#{status}",
+            "GSI4": f"#{customer}#STATUS#{status}",
+            "GSI5": f"#{code}#STATUS#{status}",
+            "GSI6": f"#{customer}#{code}#STATUS#{status}",
+        },
+        tallies=frozenset(
+            {
+                Tally("", status),
+                Tally(customer, status),
+                Tally(code, status),
+                Tally(f"{customer}#{code}", status),
+            }
+        ),
+    )
+
+
 _OUTSIDE_DOCUMENT = frozenset({"version", "applied_count"})
 
 
-def _item(organization_id: str, sk: str, kind: str, obj: Any, **extra: Any) -> Item:
+def catalog_listing(family: str, obj: Any) -> Listing | None:
+    """Where a catalog object is listed: nowhere once deleted. Plans and add-ons also
+    count in their taxes' counters (``TAX#{code}``), which a tax shows as its users."""
+    if getattr(obj, "deleted_at", None) is not None:
+        return None
+    return Listing(
+        family=family,
+        sort_key=f"{obj.created_at}#{obj.lago_id}",
+        partitions={"GSI3": ""},
+        tallies=frozenset(
+            {Tally("", ALL), *(Tally(tax_scope(code), ALL) for code in _tax_codes(obj))}
+        ),
+    )
+
+
+def tax_scope(code: str) -> str:
+    return f"TAX#{code}"
+
+
+def _tax_codes(obj: Any) -> set[str]:
+    return set(getattr(obj, "tax_codes", None) or ()) if isinstance(obj, Plan | AddOn) else set()
+
+
+def _item(
+    organization_id: str, sk: str, kind: str, obj: Any, family: str | None, **extra: Any
+) -> Item:
+    """The stored item; ``family`` names the list it appears in (None: not listed)."""
+    listing = catalog_listing(family, obj) if family else None
     return {
         "PK": org_pk(organization_id),
         "SK": sk,
         "kind": kind,
         "data": packed(obj, exclude=set(_OUTSIDE_DOCUMENT)),
         "version": obj.version,
+        **(list_attributes(organization_id, listing) if listing else {}),
         **extra,
     }
+
+
+def _stage_listed(
+    transaction: Transaction, family: str, obj: Any, before: Any | None, after: Any | None
+) -> None:
+    """Move the family's count with one object's change (None: absent)."""
+    stage_counts(
+        transaction,
+        obj.organization_id,
+        obj.lago_id,
+        catalog_listing(family, before) if before is not None else None,
+        catalog_listing(family, after) if after is not None else None,
+    )
 
 
 def _load(model: type[M], item: Item) -> M:
@@ -80,8 +167,17 @@ def _stage_pointer(
         )
 
 
-class CatalogRecords(TableBase):
+class CatalogRecords(ListRecords):
     """Taxes, plans, add-ons, coupons and applied coupons of an organization."""
+
+    def catalog_page(
+        self, organization_id: str, family: str, model: type[M], skip: int, take: int
+    ) -> tuple[list[M], int]:
+        """Objects ``skip`` to ``skip + take`` of a family's list, newest first, and how
+        many it holds."""
+        keys = self.page_keys("GSI3", [list_partition(organization_id, family, "")], skip, take)
+        page = [_load(model, item) for item in self.get_items(keys)]
+        return page, self.count(organization_id, family, [ALL])
 
     def _catalog(self, organization_id: str, prefix: str) -> Iterator[Item]:
         """Consistent, so an object is usable the moment its creation was answered."""
@@ -93,6 +189,18 @@ class CatalogRecords(TableBase):
 
     def _find(self, organization_id: str, sk: str) -> Item | None:
         return self._get(org_pk(organization_id), sk)
+
+    def tax_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Tax], int]:
+        return self.catalog_page(organization_id, TAXES, Tax, skip, take)
+
+    def plan_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Plan], int]:
+        return self.catalog_page(organization_id, PLANS, Plan, skip, take)
+
+    def add_on_page(self, organization_id: str, skip: int, take: int) -> tuple[list[AddOn], int]:
+        return self.catalog_page(organization_id, ADD_ONS, AddOn, skip, take)
+
+    def coupon_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Coupon], int]:
+        return self.catalog_page(organization_id, COUPONS, Coupon, skip, take)
 
     # -- taxes ---------------------------------------------------------------------------
 
@@ -119,14 +227,20 @@ class CatalogRecords(TableBase):
 
     def stage_tax(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
         """Create, replace or rename (the code is the key) a tax."""
-        item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax)
+        item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax, TAXES)
         if before is not None and before.code != tax.code:
-            self.stage_tax_delete(transaction, before)
+            self._delete_tax_item(transaction, before)
             transaction.put_versioned(item, None)
         else:
             transaction.put_versioned(item, before.version if before else None)
+        _stage_listed(transaction, TAXES, tax, before, tax)
 
     def stage_tax_delete(self, transaction: Transaction, tax: Tax) -> None:
+        self._delete_tax_item(transaction, tax)
+        _stage_listed(transaction, TAXES, tax, tax, None)
+
+    @staticmethod
+    def _delete_tax_item(transaction: Transaction, tax: Tax) -> None:
         _delete(
             transaction,
             {"PK": org_pk(tax.organization_id), "SK": f"TAX#{tax.code}"},
@@ -158,9 +272,10 @@ class CatalogRecords(TableBase):
         """Stage a plan write and its code pointer: created with the plan, moved when the
         code changes, removed when the plan is deleted."""
         transaction.put_versioned(
-            _item(plan.organization_id, f"PLAN#{plan.lago_id}", "plan", plan),
+            _item(plan.organization_id, f"PLAN#{plan.lago_id}", "plan", plan, PLANS),
             before.version if before else None,
         )
+        _stage_listed(transaction, PLANS, plan, before, plan)
         _stage_pointer(
             transaction,
             plan.organization_id,
@@ -181,14 +296,20 @@ class CatalogRecords(TableBase):
 
     def stage_add_on(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
         """Create, replace or rename (the code is the key) an add-on."""
-        item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on)
+        item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on, ADD_ONS)
         if before is not None and before.code != add_on.code:
-            self.stage_add_on_delete(transaction, before)
+            self._delete_add_on_item(transaction, before)
             transaction.put_versioned(item, None)
         else:
             transaction.put_versioned(item, before.version if before else None)
+        _stage_listed(transaction, ADD_ONS, add_on, before, add_on)
 
     def stage_add_on_delete(self, transaction: Transaction, add_on: AddOn) -> None:
+        self._delete_add_on_item(transaction, add_on)
+        _stage_listed(transaction, ADD_ONS, add_on, add_on, None)
+
+    @staticmethod
+    def _delete_add_on_item(transaction: Transaction, add_on: AddOn) -> None:
         _delete(
             transaction,
             {"PK": org_pk(add_on.organization_id), "SK": f"ADD_ON#{add_on.code}"},
@@ -222,8 +343,10 @@ class CatalogRecords(TableBase):
             f"COUPON#{coupon.lago_id}",
             "coupon",
             coupon,
+            COUPONS,
             applied_count=coupon.applied_count,
         )
+        _stage_listed(transaction, COUPONS, coupon, before, coupon)
         if before is None:
             transaction.put(item, condition="attribute_not_exists(PK)")
         else:
@@ -279,6 +402,43 @@ class CatalogRecords(TableBase):
         ]
         return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
 
+    def applied_coupon_page(
+        self,
+        organization_id: str,
+        customer_lago_id: str | None,
+        statuses: Sequence[str],
+        coupon_codes: Sequence[str],
+        skip: int,
+        take: int,
+    ) -> tuple[list[AppliedCoupon], int]:
+        """Applied coupons ``skip`` to ``skip + take`` of a selection, newest first, and
+        how many it holds: from the partitions and counters of its customer (if any), its
+        statuses and its coupon codes (if any)."""
+        customer = f"#CUSTOMER#{customer_lago_id}" if customer_lago_id is not None else ""
+        codes = [f"#CODE#{code}" for code in dict.fromkeys(coupon_codes)] or [""]
+        index = {(False, False): "GSI3", (True, False): "GSI4", (False, True): "GSI5"}.get(
+            (bool(customer), bool(codes[0])), "GSI6"
+        )
+        partitions = [
+            list_partition(organization_id, APPLIED_COUPONS, f"{customer}{code}#STATUS#{status}")
+            for code in codes
+            for status in statuses
+        ]
+        keys = self.page_keys(index, partitions, skip, take)
+        page = [_load(AppliedCoupon, item) for item in self.get_items(keys)]
+        total = sum(
+            self.count(organization_id, APPLIED_COUPONS, statuses, scope=f"{customer}{code}"[1:])
+            for code in codes
+        )
+        return page, total
+
+    def get_coupons_by_ids(self, organization_id: str, lago_ids: Iterable[str]) -> list[Coupon]:
+        keys = [
+            {"PK": org_pk(organization_id), "SK": f"COUPON#{lago_id}"}
+            for lago_id in dict.fromkeys(lago_ids)
+        ]
+        return [_load(Coupon, item) for item in self.get_items(keys)]
+
     def active_applied_coupons(
         self, organization_id: str, customer_lago_id: str
     ) -> list[AppliedCoupon]:
@@ -293,16 +453,27 @@ class CatalogRecords(TableBase):
         self,
         transaction: Transaction,
         applied_coupon: AppliedCoupon,
-        expected_version: int | None,
+        before: AppliedCoupon | None,
     ) -> None:
-        """Stage a write that only succeeds over the version the caller read (``None``: a new
-        one); ``applied_coupon.version`` is the new version, ``expected_version + 1``."""
+        """Stage a write that only succeeds over the version the caller read (``before``;
+        ``None``: a new one), with the counts a new one or a status change moves."""
+        listing = applied_coupon_listing(applied_coupon)
         transaction.put_versioned(
             _item(
                 applied_coupon.organization_id,
                 f"APPLIED_COUPON#{applied_coupon.lago_customer_id}#{applied_coupon.lago_id}",
                 "applied_coupon",
                 applied_coupon,
+                family=None,
+                **list_attributes(applied_coupon.organization_id, listing),
             ),
-            expected_version,
+            before.version if before else None,
         )
+        if before is None or before.status != applied_coupon.status:
+            stage_counts(
+                transaction,
+                applied_coupon.organization_id,
+                applied_coupon.lago_id,
+                applied_coupon_listing(before) if before else None,
+                listing,
+            )

@@ -47,7 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billow.adapters.billing_records import BillingRecords
-from billow.adapters.catalog_records import CatalogRecords
+from billow.adapters.catalog_records import ADD_ONS, PLANS, CatalogRecords, tax_scope
 from billow.adapters.invoice_numbering import NumberingRecords
 from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
 from billow.adapters.table import (
@@ -74,11 +74,14 @@ __all__ = ["Store", "Transaction", "org_pk"]
 
 
 def customer_listing(customer: Customer) -> Listing:
+    """Newest first; a customer also counts in its taxes' counters (``TAX#{code}``)."""
     return Listing(
         family=CUSTOMERS,
         sort_key=f"{customer.created_at}#{customer.sequential_id:012d}",
         partitions={"GSI3": ""},
-        tallies=frozenset({Tally("", ALL)}),
+        tallies=frozenset(
+            {Tally("", ALL), *(Tally(tax_scope(code), ALL) for code in set(customer.tax_codes))}
+        ),
     )
 
 
@@ -197,19 +200,19 @@ class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
         return item
 
     def save_customer(
-        self, transaction: Transaction, customer: Customer, expected_version: int | None
+        self, transaction: Transaction, customer: Customer, before: Customer | None
     ) -> None:
-        """Stage a customer write that only succeeds over the version the caller read; a new
-        customer is counted in the same transaction."""
-        transaction.put_versioned(self.customer_item(customer), expected_version)
-        if expected_version is None:
-            stage_counts(
-                transaction,
-                customer.organization_id,
-                customer.lago_id,
-                None,
-                customer_listing(customer),
-            )
+        """Stage a customer write that only succeeds over the version the caller read
+        (``before``; None: a new customer), with the counts it moves in the same
+        transaction (a new customer; tax codes added or removed)."""
+        transaction.put_versioned(self.customer_item(customer), before.version if before else None)
+        stage_counts(
+            transaction,
+            customer.organization_id,
+            customer.lago_id,
+            customer_listing(before) if before else None,
+            customer_listing(customer),
+        )
 
     def get_customer(self, organization_id: str, external_id: str) -> Customer | None:
         item = self._get(org_pk(organization_id), f"CUSTOMER#{external_id}")
@@ -237,6 +240,20 @@ class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
 
     def customer_count(self, organization_id: str) -> int:
         return self.count(organization_id, CUSTOMERS, [ALL])
+
+    def tax_users(self, organization_id: str, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many customers, plans and add-ons carry each tax, from the counters their
+        writes keep (one BatchGetItem)."""
+        families = {"customers_count": CUSTOMERS, "plans_count": PLANS, "add_ons_count": ADD_ONS}
+        counts = self.scoped_counts(
+            organization_id,
+            [(family, tax_scope(code)) for code in codes for family in families.values()],
+            ALL,
+        )
+        return {
+            code: {field: counts[(family, tax_scope(code))] for field, family in families.items()}
+            for code in codes
+        }
 
     def customer_by_stripe_id(
         self, organization_id: str, stripe_customer_id: str

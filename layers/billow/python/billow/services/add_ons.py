@@ -54,9 +54,11 @@ def get_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
     return add_on
 
 
-def list_add_ons(deps: Dependencies, organization_id: str) -> list[AddOn]:
-    add_ons = deps.store.list_add_ons(organization_id)
-    return sorted(add_ons, key=lambda add_on: (add_on.created_at, add_on.lago_id), reverse=True)
+def list_page(
+    deps: Dependencies, organization_id: str, page: int, per_page: int
+) -> tuple[list[AddOn], int]:
+    """Page ``page`` of the add-ons, newest first, and how many there are."""
+    return deps.store.add_on_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import Field
 
@@ -125,32 +125,39 @@ def apply_coupon(
     raise ConcurrentUpdate(f"coupon {given.coupon_code} kept changing")
 
 
-def list_applied(
+def list_page(
     deps: Dependencies,
     organization_id: str,
     external_customer_id: str | None,
     status: Status | None,
     coupon_codes: Sequence[str] | None,
-) -> list[tuple[AppliedCoupon, Coupon]]:
-    """Newest first, with the coupon each came from (codes filter on the coupon's code)."""
-    if external_customer_id is None:
-        found = deps.store.all_applied_coupons(organization_id)
-    else:
+    page: int,
+    per_page: int,
+) -> tuple[list[tuple[AppliedCoupon, Coupon]], int]:
+    """Page ``page`` of a selection, newest first, with the coupon each came from, and how
+    many the selection holds (codes filter on the coupon's code, which a grant keeps)."""
+    customer_lago_id = None
+    if external_customer_id is not None:
         customer = deps.store.get_customer(organization_id, external_customer_id)
-        found = (
-            deps.store.customer_applied_coupons(organization_id, customer.lago_id)
-            if customer
-            else []
+        if customer is None:
+            return [], 0
+        customer_lago_id = customer.lago_id
+    found, total = deps.store.applied_coupon_page(
+        organization_id,
+        customer_lago_id,
+        [status] if status else list(get_args(Status)),
+        coupon_codes or [],
+        (page - 1) * per_page,
+        per_page,
+    )
+    coupons = {
+        coupon.lago_id: coupon
+        for coupon in deps.store.get_coupons_by_ids(
+            organization_id, (applied.lago_coupon_id for applied in found)
         )
-    coupons = {coupon.lago_id: coupon for coupon in deps.store.all_coupons(organization_id)}
-    pairs = [
-        (applied, coupons[applied.lago_coupon_id])
-        for applied in reversed(found)
-        if applied.lago_coupon_id in coupons
-        and (status is None or applied.status == status)
-        and (not coupon_codes or coupons[applied.lago_coupon_id].code in coupon_codes)
-    ]
-    return pairs
+    }
+    pairs = [(applied, coupons[applied.lago_coupon_id]) for applied in found]
+    return pairs, total
 
 
 def present(pairs: Sequence[tuple[AppliedCoupon, Coupon]]) -> list[dict[str, object]]:
@@ -179,6 +186,6 @@ def terminate(
         }
     )
     transaction = Transaction()
-    deps.store.stage_applied_coupon(transaction, after, before.version)
+    deps.store.stage_applied_coupon(transaction, after, before)
     deps.store.commit(transaction)
     return after, coupon

@@ -126,11 +126,11 @@ def get_coupon(deps: Dependencies, organization_id: str, code: str) -> Coupon:
     return coupon
 
 
-def list_coupons(deps: Dependencies, organization_id: str) -> list[Coupon]:
-    coupons = [
-        coupon for coupon in deps.store.all_coupons(organization_id) if not coupon.deleted_at
-    ]
-    return sorted(coupons, key=lambda coupon: (coupon.created_at, coupon.lago_id), reverse=True)
+def list_page(
+    deps: Dependencies, organization_id: str, page: int, per_page: int
+) -> tuple[list[Coupon], int]:
+    """Page ``page`` of the coupons not deleted, newest first, and how many there are."""
+    return deps.store.coupon_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(coupons: Sequence[Coupon]) -> list[dict[str, object]]:

@@ -293,7 +293,7 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
         if work and not work.inline:
             events.append(provider_sync.sync_request(after, work.action))
         transaction = Transaction()
-        deps.store.save_customer(transaction, after, before.version if before else None)
+        deps.store.save_customer(transaction, after, before)
         transaction.publish(events)
         try:
             deps.store.commit(transaction)

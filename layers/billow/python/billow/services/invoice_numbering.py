@@ -113,7 +113,6 @@ def commit_issued(
         deps.store.stage_not_waiting(transaction, final)
         transaction.publish([*stage_rest(transaction), *_announced(final, customer)])
         deps.store.commit(transaction)
-        _number_all(deps, organization, time.monotonic() + WORK_S)
     finally:
         deps.store.release_numbering_lease(organization.id, owner)
         # The last look, also when this invoice lost its race (a normal outcome): issuers

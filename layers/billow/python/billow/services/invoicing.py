@@ -262,7 +262,7 @@ def issue_invoice(
                         "version": coupon.version + 1,
                     }
                 ),
-                expected_version=coupon.version,
+                before=coupon,
             )
         return stage_more(transaction) if stage_more else []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any
@@ -80,18 +79,11 @@ def _refuse_usage_billing(given: PlanInput) -> None:
         raise ValidationFailed(unsupported)
 
 
-def list_plans(deps: Dependencies, organization_id: str) -> list[Plan]:
-    plans = deps.store.list_plans(organization_id)
-    return sorted(plans, key=lambda plan: (plan.created_at, plan.lago_id), reverse=True)
-
-
-def _subscription_counts(deps: Dependencies, organization_id: str) -> Counter[str]:
-    """Active subscriptions per plan id: one Query over the organization's subscriptions."""
-    return Counter(
-        subscription.plan_lago_id
-        for subscription in deps.store.list_subscriptions(organization_id)
-        if subscription.status == "active"
-    )
+def list_page(
+    deps: Dependencies, organization_id: str, page: int, per_page: int
+) -> tuple[list[Plan], int]:
+    """Page ``page`` of the live plans, newest first, and how many there are."""
+    return deps.store.plan_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def _body(plan: Plan, taxes: Sequence[Tax], active_subscriptions: int) -> dict[str, object]:
@@ -105,7 +97,9 @@ def present(
     deps: Dependencies, organization_id: str, plans: Sequence[Plan]
 ) -> list[dict[str, object]]:
     taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
-    active = _subscription_counts(deps, organization_id)
+    active = deps.store.active_subscription_counts(
+        organization_id, [plan.lago_id for plan in plans]
+    )
     return [
         _body(
             plan,
@@ -199,7 +193,7 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     transaction = Transaction()
     deps.store.stage_plan(transaction, after, before)
     taxes = deps.store.get_taxes(organization_id, after.tax_codes)
-    active = _subscription_counts(deps, organization_id)[after.lago_id]
+    active = deps.store.active_subscription_counts(organization_id, [after.lago_id])[after.lago_id]
     transaction.publish([_announce("plan.deleted", after, taxes, active)])
     deps.store.commit(transaction)
     now = utcnow()
@@ -242,6 +236,6 @@ def _rename_in_coupons(deps: Dependencies, organization_id: str, old: str, new: 
                 applied.model_copy(
                     update={"plan_codes": swap(applied.plan_codes), "version": applied.version + 1}
                 ),
-                applied.version,
+                applied,
             )
             deps.store.commit(transaction)

@@ -175,7 +175,7 @@ def _update_customer(deps: Dependencies, customer: Customer, change: CustomerCha
             return current
         changed = changed.model_copy(update={"version": current.version + 1})
         transaction = Transaction()
-        deps.store.save_customer(transaction, changed, current.version)
+        deps.store.save_customer(transaction, changed, current)
         transaction.publish(events)
         try:
             deps.store.commit(transaction)

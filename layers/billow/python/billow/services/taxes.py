@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from billow.adapters.table import Transaction
@@ -44,40 +43,18 @@ def get_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:
     return tax
 
 
-def list_taxes(deps: Dependencies, organization_id: str) -> list[Tax]:
-    taxes = deps.store.list_taxes(organization_id)
-    return sorted(taxes, key=lambda tax: (tax.created_at, tax.lago_id), reverse=True)
-
-
-def tax_counts(deps: Dependencies, organization_id: str) -> dict[str, TaxCounts]:
-    """Who carries each tax. Billow keeps no counters (customer deletion would have to
-    maintain them), so this reads the organization's customers, plans and add-ons."""
-    customers = Counter(
-        code
-        for customer in deps.store.list_customers(organization_id)
-        for code in set(customer.tax_codes)
-    )
-    plans = Counter(
-        code for plan in deps.store.list_plans(organization_id) for code in set(plan.tax_codes)
-    )
-    add_ons = Counter(
-        code
-        for add_on in deps.store.list_add_ons(organization_id)
-        for code in set(add_on.tax_codes)
-    )
-    return {
-        code: TaxCounts(
-            add_ons_count=add_ons[code], customers_count=customers[code], plans_count=plans[code]
-        )
-        for code in customers | plans | add_ons
-    }
+def list_page(
+    deps: Dependencies, organization_id: str, page: int, per_page: int
+) -> tuple[list[Tax], int]:
+    """Page ``page`` of the taxes, newest first, and how many there are."""
+    return deps.store.tax_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(
     deps: Dependencies, organization_id: str, taxes: Sequence[Tax]
 ) -> list[dict[str, object]]:
-    counts = tax_counts(deps, organization_id)
-    return [tax.as_lago(counts.get(tax.code, TaxCounts())) for tax in taxes]
+    users = deps.store.tax_users(organization_id, [tax.code for tax in taxes])
+    return [tax.as_lago(TaxCounts.model_validate(users[tax.code])) for tax in taxes]
 
 
 def create_tax(deps: Dependencies, organization_id: str, given: TaxCreateInput) -> Tax:
@@ -148,7 +125,7 @@ def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | Non
                     "version": customer.version + 1,
                 }
             )
-            deps.store.save_customer(transaction, changed, customer.version)
+            deps.store.save_customer(transaction, changed, customer)
             deps.store.commit(transaction)
     for plan in deps.store.all_plans(organization_id):
         if old in plan.tax_codes:

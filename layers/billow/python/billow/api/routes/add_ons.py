@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.responses.catalog import AddOnResponse, AddOnsPage
 from billow.services import add_ons as service
 
@@ -36,7 +36,8 @@ def create_add_on(body: Annotated[AddOnCreateBody, Body()]) -> AddOnResponse:
 @router.get("/api/v1/add_ons")
 def list_add_ons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> AddOnsPage:
     organization = organization_id(router)
-    shown, meta = paginate(service.list_add_ons(deps(), organization), page, per_page)
+    shown, total = service.list_page(deps(), organization, page, per_page)
+    meta = page_meta(total, page, per_page)
     return AddOnsPage.model_validate(
         {"add_ons": service.present(deps(), organization, shown), "meta": meta}
     )

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, BeforeValidator
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.query import known
 from billow.api.responses.catalog import AppliedCouponResponse, AppliedCouponsPage
 from billow.services import applied_coupons as service
@@ -40,12 +40,11 @@ def list_applied_coupons(
     external_customer_id: Annotated[str | None, Query(max_length=255)] = None,
     coupon_codes: CouponCodes = None,
 ) -> AppliedCouponsPage:
-    found = service.list_applied(
-        deps(), organization_id(router), external_customer_id, status, coupon_codes
+    shown, total = service.list_page(
+        deps(), organization_id(router), external_customer_id, status, coupon_codes, page, per_page
     )
-    shown, meta = paginate(found, page, per_page)
     return AppliedCouponsPage.model_validate(
-        {"applied_coupons": service.present(shown), "meta": meta}
+        {"applied_coupons": service.present(shown), "meta": page_meta(total, page, per_page)}
     )
 
 
@@ -59,10 +58,11 @@ def list_customer_applied_coupons(
 ) -> AppliedCouponsPage:
     organization = organization_id(router)
     get_customer(deps(), organization, external_customer_id)
-    found = service.list_applied(deps(), organization, external_customer_id, status, coupon_codes)
-    shown, meta = paginate(found, page, per_page)
+    shown, total = service.list_page(
+        deps(), organization, external_customer_id, status, coupon_codes, page, per_page
+    )
     return AppliedCouponsPage.model_validate(
-        {"applied_coupons": service.present(shown), "meta": meta}
+        {"applied_coupons": service.present(shown), "meta": page_meta(total, page, per_page)}
     )
 
 

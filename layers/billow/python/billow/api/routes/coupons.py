@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.responses.catalog import CouponResponse, CouponsPage
 from billow.services import coupons as service
 
@@ -32,7 +32,8 @@ def create_coupon(body: Annotated[CouponCreateBody, Body()]) -> CouponResponse:
 
 @router.get("/api/v1/coupons")
 def list_coupons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> CouponsPage:
-    shown, meta = paginate(service.list_coupons(deps(), organization_id(router)), page, per_page)
+    shown, total = service.list_page(deps(), organization_id(router), page, per_page)
+    meta = page_meta(total, page, per_page)
     return CouponsPage.model_validate({"coupons": service.present(shown), "meta": meta})
 
 

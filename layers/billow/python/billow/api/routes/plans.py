@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, paginate
+from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
 from billow.api.responses.catalog import PlanResponse, PlansPage
 from billow.services import plans as service
 
@@ -34,7 +34,8 @@ def create_plan(body: Annotated[PlanCreateBody, Body()]) -> PlanResponse:
 @router.get("/api/v1/plans")
 def list_plans(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> PlansPage:
     organization = organization_id(router)
-    shown, meta = paginate(service.list_plans(deps(), organization), page, per_page)
+    shown, total = service.list_page(deps(), organization, page, per_page)
+    meta = page_meta(total, page, per_page)
     return PlansPage.model_validate(
         {"plans": service.present(deps(), organization, shown), "meta": meta}
     )
