@@ -137,9 +137,8 @@ def issue_invoice(
     payment link would take the invoice to Stripe all the same. Invoices the billing run
     issues cannot be refused; one too large for Stripe fails its charge like any other.
     """
-    existing = deps.store.get_invoice(organization.id, invoice_id)
-    if existing is not None:
-        return existing
+    # No read of ``invoice_id`` first: its write is conditional on the id being new, and a
+    # repeat (a replayed request, a second worker) finds the first one when that fails.
     coupons = (
         deps.store.active_applied_coupons(organization.id, customer.lago_id)
         if apply_coupons
