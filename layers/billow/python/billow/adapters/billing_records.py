@@ -44,7 +44,15 @@ from dataclasses import dataclass
 from itertools import product
 from typing import get_args
 
-from billow.adapters.listing import ALL, Listing, ListRecords, Tally, list_attributes, stage_counts
+from billow.adapters.listing import (
+    ALL,
+    Listing,
+    ListRecords,
+    Tally,
+    list_attributes,
+    listing_by_status,
+    stage_counts,
+)
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.invoices import Invoice, InvoiceStatus, PaymentStatus
 from billow.domain.subscriptions import DUE_INDEX_SHARDS, Subscription, due_shard
@@ -111,29 +119,15 @@ def subscription_listing(subscription: Subscription) -> Listing:
     """Lago lists subscriptions newest first, always by status (``active`` unless asked),
     and by customer and plan: each combination is a partition and a count of its own.
     A period's renewal moves none of them; only a status, plan or customer change does."""
-    customer = f"CUSTOMER#{subscription.external_customer_id}"
-    plan = f"PLAN#{subscription.plan_code}"
-    status = subscription.status
-    return Listing(
-        family=SUBSCRIPTIONS,
-        sort_key=f"{subscription.created_at}#{subscription.lago_id}",
-        partitions={
-            "GSI3": f"#STATUS#{status}",
-            "GSI4": f"#{customer}#STATUS#{status}",
-            "GSI5": f"#{plan}#STATUS#{status}",
-            "GSI6": f"#{customer}#{plan}#STATUS#{status}",
-        },
-        tallies=frozenset(
-            {
-                Tally("", status),
-                Tally(customer, status),
-                Tally(plan, status),
-                Tally(f"{customer}#{plan}", status),
-                # By the plan's id too: a plan shows its active subscriptions, and its code
-                # can change under them.
-                Tally(plan_id_scope(subscription.plan_lago_id), status),
-            }
-        ),
+    return listing_by_status(
+        SUBSCRIPTIONS,
+        f"{subscription.created_at}#{subscription.lago_id}",
+        f"CUSTOMER#{subscription.external_customer_id}",
+        f"PLAN#{subscription.plan_code}",
+        subscription.status,
+        # By the plan's id too: a plan shows its active subscriptions, and its code can
+        # change under them.
+        Tally(plan_id_scope(subscription.plan_lago_id), subscription.status),
     )
 
 

@@ -27,6 +27,7 @@ from billow.adapters.listing import (
     Tally,
     list_attributes,
     list_partition,
+    listing_by_status,
     stage_counts,
 )
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
@@ -36,32 +37,17 @@ M = TypeVar("M", bound=BaseModel)
 
 PLANS, ADD_ONS, COUPONS, TAXES = "PLANS", "ADD_ONS", "COUPONS", "TAXES"
 APPLIED_COUPONS = "APPLIED_COUPONS"
-APPLIED_COUPON_STATUSES = ("active", "terminated")
 
 
 def applied_coupon_listing(applied: AppliedCoupon) -> Listing:
     """Lago lists applied coupons newest first, by status, customer and coupon code (a
     granted coupon keeps its code): each combination is a partition and a count."""
-    customer = f"CUSTOMER#{applied.lago_customer_id}"
-    code = f"CODE#{applied.coupon_code}"
-    status = applied.status
-    return Listing(
-        family=APPLIED_COUPONS,
-        sort_key=f"{applied.applied_at or applied.created_at}#{applied.lago_id}",
-        partitions={
-            "GSI3": f"#STATUS#{status}",
-            "GSI4": f"#{customer}#STATUS#{status}",
-            "GSI5": f"#{code}#STATUS#{status}",
-            "GSI6": f"#{customer}#{code}#STATUS#{status}",
-        },
-        tallies=frozenset(
-            {
-                Tally("", status),
-                Tally(customer, status),
-                Tally(code, status),
-                Tally(f"{customer}#{code}", status),
-            }
-        ),
+    return listing_by_status(
+        APPLIED_COUPONS,
+        f"{applied.applied_at or applied.created_at}#{applied.lago_id}",
+        f"CUSTOMER#{applied.lago_customer_id}",
+        f"CODE#{applied.coupon_code}",
+        applied.status,
     )
 
 

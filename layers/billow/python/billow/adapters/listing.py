@@ -57,6 +57,33 @@ class Listing:
     tallies: frozenset[Tally] = frozenset()
 
 
+def listing_by_status(
+    family: str, sort_key: str, first: str, second: str, status: str, *extra: Tally
+) -> Listing:
+    """A list kept by status, as Lago filters it, and by two owners (``CUSTOMER#…`` and a
+    plan or coupon code): one partition and one count for each combination, in GSI3 (status
+    only) to GSI6 (both owners). ``extra`` counts add to the status's."""
+    return Listing(
+        family=family,
+        sort_key=sort_key,
+        partitions={
+            "GSI3": f"#STATUS#{status}",
+            "GSI4": f"#{first}#STATUS#{status}",
+            "GSI5": f"#{second}#STATUS#{status}",
+            "GSI6": f"#{first}#{second}#STATUS#{status}",
+        },
+        tallies=frozenset(
+            {
+                Tally("", status),
+                Tally(first, status),
+                Tally(second, status),
+                Tally(f"{first}#{second}", status),
+                *extra,
+            }
+        ),
+    )
+
+
 def list_partition(organization_id: str, family: str, suffix: str) -> str:
     return f"{org_pk(organization_id)}#{family}{suffix}"
 
