@@ -401,17 +401,7 @@ def test_a_plan_shows_its_active_subscriptions_from_counters(org: Org) -> None:
     create_plan(org, "counted", 1000)
     for n in range(3):
         customer(org, f"s{n}")
-        status, body = org.api.post(
-            "/subscriptions",
-            json={
-                "subscription": {
-                    "external_customer_id": f"s{n}",
-                    "plan_code": "counted",
-                    "external_id": f"s{n}-sub",
-                }
-            },
-        )
-        assert status == 200, body
+        subscribe(org, f"s{n}-sub", f"s{n}", "counted")
     status, body = org.api.delete("/subscriptions/s1-sub")
     assert status == 200, body
     status, body = org.api.get("/plans")
