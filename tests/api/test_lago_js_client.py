@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_lago_contract import check
+from tests.api.test_lago_contract import CONTRACT, check
 from tests.conftest import Org
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,10 @@ def test_lagos_javascript_client_drives_customers_catalog_invoices_and_settings(
     assert seen["unknown_plan"]["body"]["code"] == "plans_not_found"
 
     organization = seen["organization"]
-    check({"organization": organization}, "Organization")
+    # Lago's contract lives beside the project (../shared); the contract tests skip without
+    # it, and so does this one check. The rest of the flow is checked regardless.
+    if CONTRACT.exists():
+        check({"organization": organization}, "Organization")
     assert (organization["email"], organization["country"]) == ("billing@js.test", "DE")
     assert (organization["net_payment_term"], organization["email_settings"]) == (
         14,
