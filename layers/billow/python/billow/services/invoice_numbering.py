@@ -136,7 +136,7 @@ def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoic
                 numbered.update(_number_all(deps, organization, deadline))
         finally:
             deps.store.release_numbering_lease(organization_id, owner)
-        if time.monotonic() >= deadline:
+        if organization is None or time.monotonic() >= deadline:
             break
     return numbered
 
