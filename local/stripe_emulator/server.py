@@ -23,6 +23,7 @@ from localstripe.errors import UserError
 from localstripe.resources import random_id
 
 from . import (
+    catalog,
     checkout,
     checkout_page,
     controls,
@@ -203,6 +204,7 @@ def _build_app(state: _State) -> web.Application:
         *checkout.ROUTES,
         *webhook_endpoints.ROUTES,
         *refunds.ROUTES,
+        *catalog.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]

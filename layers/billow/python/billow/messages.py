@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -37,6 +37,21 @@ class ProviderSyncRequested(BaseModel):
     action: Literal["create", "link", "update"]
 
 
+class StripeSyncRequested(BaseModel):
+    """``stripe.sync_requested``: bring this catalog object's mirror in Stripe up to date
+    (stripe-sync). It names the object, not a version: the sync reads the latest."""
+
+    object_type: Literal["plan", "add_on", "coupon"]
+    lago_id: str
+
+
+class CatalogSyncStarted(BaseModel):
+    """``stripe.catalog_sync_started``: a connection began mirroring the catalog; ask for
+    a sync of everything that exists (stripe-sync)."""
+
+    connection_code: str
+
+
 class Command(BaseModel, Generic[PayloadT]):
     """An internal outbox event (``OutboxEvent`` with ``webhook`` false), payload typed."""
 
@@ -46,3 +61,8 @@ class Command(BaseModel, Generic[PayloadT]):
     webhook: Literal[False]
     occurred_at: str
     payload: PayloadT
+
+
+class StripeSyncMessage(RootModel[Command[StripeSyncRequested] | Command[CatalogSyncStarted]]):
+    """What the stripe-sync queue carries: one object to sync, or a whole catalog to ask
+    for (their payloads tell them apart)."""

@@ -147,3 +147,34 @@ class PaymentProvider(Protocol):
     def events_since(self, created_gte: int, types: Sequence[str]) -> Iterator[dict[str, Any]]: ...
 
     def refund(self, payment_intent_id: str, idempotency_key: str) -> str: ...
+
+    def create_product(self, name: str, metadata: dict[str, str], idempotency_key: str) -> str: ...
+
+    def update_product(
+        self, product_id: str, name: str, active: bool, idempotency_key: str
+    ) -> None: ...
+
+    def create_price(
+        self,
+        *,
+        product_id: str,
+        amount: int,
+        currency: str,
+        recurring: tuple[str, int] | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str: ...
+
+    def archive_price(self, price_id: str, idempotency_key: str) -> None: ...
+
+    def create_coupon(
+        self,
+        terms: dict[str, object],
+        name: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str: ...
+
+    def rename_coupon(self, coupon_id: str, name: str, idempotency_key: str) -> None: ...
+
+    def delete_coupon(self, coupon_id: str) -> None: ...

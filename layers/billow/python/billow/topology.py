@@ -24,6 +24,8 @@ RECONCILIATION_REPAIRS = "ReconciliationRepairs"
 STRIPE_EVENT_RECEIVED = "stripe.event_received"
 PROVIDER_SYNC_REQUESTED = "customer.provider_sync_requested"
 PAYMENT_REQUESTED = "invoice.payment_requested"
+STRIPE_SYNC_REQUESTED = "stripe.sync_requested"
+CATALOG_SYNC_STARTED = "stripe.catalog_sync_started"
 PAYMENT_FAILURE = "invoice.payment_failure"
 PAYMENT_UNMATCHED = "payment.unmatched"
 """A PaymentIntent in Stripe that names an invoice it does not pay (for the finance team)."""
@@ -170,6 +172,7 @@ API_ROUTES: tuple[tuple[Literal["GET", "POST", "PUT", "DELETE"], str], ...] = (
     ("POST", "/api/v1/integrations/stripe"),
     ("GET", "/api/v1/integrations/stripe"),
     ("DELETE", "/api/v1/integrations/stripe/{code}"),
+    ("POST", "/api/v1/integrations/stripe/{code}/resync"),
     ("POST", "/api/v1/customers"),
     ("GET", "/api/v1/customers"),
     ("GET", "/api/v1/customers/{external_customer_id}"),
@@ -312,6 +315,15 @@ TOPOLOGY = Topology(
             timeout_s=60,
         ),
         Function(
+            name="stripe_sync",
+            code="stripe_sync",
+            handler="handler.lambda_handler",
+            description="Mirrors plans, add-ons and coupons in Stripe Billing",
+            calls_stripe=True,
+            secrets="read",
+            timeout_s=120,
+        ),
+        Function(
             name="billing_run",
             code="billing_run",
             handler="handler.lambda_handler",
@@ -386,6 +398,15 @@ TOPOLOGY = Topology(
             max_concurrency=10,
         ),
         Queue(
+            # Stripe allows about 100 requests a second per account in live mode; five
+            # syncs at a time stay well under it whatever the size of the catalog.
+            name="stripe-sync",
+            consumer="stripe_sync",
+            visibility_timeout_s=720,
+            max_receive_count=8,
+            max_concurrency=5,
+        ),
+        Queue(
             name="invoice-work",
             consumer="invoice_worker",
             visibility_timeout_s=360,
@@ -419,6 +440,15 @@ TOPOLOGY = Topology(
             description="Customers that need creating or updating in Stripe",
             event_pattern={"source": [EVENT_SOURCE], "detail-type": [PROVIDER_SYNC_REQUESTED]},
             queue="provider-sync",
+        ),
+        Rule(
+            name="stripe-sync",
+            description="Catalog objects to mirror in Stripe Billing, and whole catalogs",
+            event_pattern={
+                "source": [EVENT_SOURCE],
+                "detail-type": [STRIPE_SYNC_REQUESTED, CATALOG_SYNC_STARTED],
+            },
+            queue="stripe-sync",
         ),
         Rule(
             name="payments",

@@ -11,6 +11,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - organization by API key (auth): PK=API_KEY#{sha256(key)} SK=API_KEY
 - all organizations (system sweeps): GSI1PK=ORGANIZATIONS
 - Stripe connection by code / all: PK={org} SK=INTEGRATION#stripe#{code} / begins_with
+- the catalog's sync state in Stripe: ``billow.adapters.stripe_sync_records``
 - customer by external id / all (sweeps that visit each): PK={org} SK=CUSTOMER#{external_id}
   / begins_with
 - customer list, newest first (keys only): GSI3PK={org}#CUSTOMERS
@@ -41,6 +42,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -50,6 +52,7 @@ from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import ADD_ONS, PLANS, CatalogRecords, tax_scope
 from billow.adapters.invoice_numbering import NumberingRecords
 from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
+from billow.adapters.stripe_sync_records import StripeSyncRecords
 from billow.adapters.table import (
     MAX_SORT_KEY_BYTES,
     Item,
@@ -61,6 +64,7 @@ from billow.adapters.table import (
     packed,
 )
 from billow.domain.customers import Customer, DefaultPaymentMethodState, PaymentMethod
+from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
 from billow.domain.organizations import Organization
 from billow.domain.webhooks import WebhookEndpoint
@@ -87,6 +91,11 @@ def customer_listing(customer: Customer) -> Listing:
 
 class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
     """Repository over the table. Methods take the organization id first: tenancy is explicit."""
+
+    @functools.cached_property
+    def stripe_sync(self) -> StripeSyncRecords:
+        """Sync states of the catalog mirrored in Stripe (a repository composed, not mixed in)."""
+        return StripeSyncRecords(self)
 
     # -- organizations -------------------------------------------------------------------
 
@@ -152,15 +161,21 @@ class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
 
     # -- Stripe connections --------------------------------------------------------------
 
-    def save_connection(self, connection: StripeConnection) -> None:
-        self.table.put_item(
-            Item={
+    def save_connection(
+        self, connection: StripeConnection, events: Sequence[OutboxEvent] = ()
+    ) -> None:
+        """Store the connection, with the commands its change causes (sync started)."""
+        transaction = Transaction()
+        transaction.put(
+            {
                 "PK": org_pk(connection.organization_id),
                 "SK": f"INTEGRATION#stripe#{connection.code}",
                 "kind": "stripe_connection",
                 "data": packed(connection),
             }
         )
+        transaction.publish(events)
+        self.commit(transaction)
 
     def get_connection(self, organization_id: str, code: str) -> StripeConnection | None:
         item = self._get(org_pk(organization_id), f"INTEGRATION#stripe#{code}")

@@ -397,3 +397,84 @@ class StripeGateway:
             )
         )
         return refund.id
+
+    # -- the catalog mirrored in Stripe Billing --------------------------------------------
+
+    def create_product(self, name: str, metadata: dict[str, str], idempotency_key: str) -> str:
+        product = self._call(
+            lambda: self.client.v1.products.create(
+                params={"name": name, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return product.id
+
+    def update_product(
+        self, product_id: str, name: str, active: bool, idempotency_key: str
+    ) -> None:
+        self._call(
+            lambda: self.client.v1.products.update(
+                product_id,
+                params={"name": name, "active": active},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+
+    def create_price(
+        self,
+        *,
+        product_id: str,
+        amount: int,
+        currency: str,
+        recurring: tuple[str, int] | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        params = _params(
+            product=product_id, unit_amount=amount, currency=currency, metadata=metadata
+        )
+        if recurring is not None:
+            params["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+        price = self._call(
+            lambda: self.client.v1.prices.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        )
+        return price.id
+
+    def archive_price(self, price_id: str, idempotency_key: str) -> None:
+        self._call(
+            lambda: self.client.v1.prices.update(
+                price_id, params={"active": False}, options={"idempotency_key": idempotency_key}
+            )
+        )
+
+    def create_coupon(
+        self,
+        terms: dict[str, object],
+        name: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        coupon = self._call(
+            lambda: self.client.v1.coupons.create(
+                params=_params(**terms, name=name, metadata=metadata),
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return coupon.id
+
+    def rename_coupon(self, coupon_id: str, name: str, idempotency_key: str) -> None:
+        self._call(
+            lambda: self.client.v1.coupons.update(
+                coupon_id, params={"name": name}, options={"idempotency_key": idempotency_key}
+            )
+        )
+
+    def delete_coupon(self, coupon_id: str) -> None:
+        """Customers keep the discounts they already have; deleting twice is done."""
+        try:
+            self._call(lambda: self.client.v1.coupons.delete(coupon_id))
+        except ProviderError as error:
+            if error.http_status != 404:
+                raise

@@ -46,6 +46,12 @@ class StripeConnection(BaseModel):
     secret_version: str
     created_at: str
     updated_at: str
+    sync_catalog: bool = False
+    """Mirror plans, add-ons and coupons to this account's Stripe Billing catalog."""
+    sync_subscriptions: bool = False
+    """Let Stripe Billing invoice subscriptions to synced plans (needs ``sync_catalog``)."""
+    livemode: bool = False
+    """A live key: dashboard links to its objects leave out Stripe's ``/test`` path."""
 
     def as_lago(self) -> dict[str, object]:
         return {
@@ -56,6 +62,8 @@ class StripeConnection(BaseModel):
             "create_customers": self.create_customers,
             "success_redirect_url": self.success_redirect_url,
             "webhook_endpoint_id": self.webhook_endpoint_id,
+            "sync_catalog": self.sync_catalog,
+            "sync_subscriptions": self.sync_subscriptions,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -21,6 +21,7 @@ from billow.services.catalog_writes import (
     updates_from,
 )
 from billow.services.lookups import require_taxes
+from billow.services.stripe_sync.requests import stage_sync, sync_views
 
 
 class AddOnInput(CatalogInput):
@@ -65,8 +66,12 @@ def present(
     deps: Dependencies, organization_id: str, add_ons: Sequence[AddOn]
 ) -> list[dict[str, object]]:
     taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
+    mirrored = sync_views(deps, organization_id, "add_on", [add_on.lago_id for add_on in add_ons])
     return [
-        add_on.as_lago([taxes[code] for code in add_on.tax_codes if code in taxes])
+        {
+            **add_on.as_lago([taxes[code] for code in add_on.tax_codes if code in taxes]),
+            "stripe_sync": mirrored[add_on.lago_id],
+        }
         for add_on in add_ons
     ]
 
@@ -89,6 +94,9 @@ def create_add_on(deps: Dependencies, organization_id: str, given: AddOnCreateIn
     )
     transaction = Transaction()
     deps.store.stage_add_on(transaction, add_on, None)
+    stage_sync(
+        deps, transaction, organization_id, "add_on", add_on.lago_id, add_on.code, add_on.version
+    )
     commit_claiming_code(deps, transaction, lambda: True)
     return add_on
 
@@ -106,6 +114,9 @@ def update_add_on(deps: Dependencies, organization_id: str, code: str, given: Ad
         raise code_taken()
     transaction = Transaction()
     deps.store.stage_add_on(transaction, after, before)
+    stage_sync(
+        deps, transaction, organization_id, "add_on", after.lago_id, after.code, after.version
+    )
     commit_claiming_code(
         deps,
         transaction,
@@ -121,5 +132,14 @@ def delete_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
     add_on = get_add_on(deps, organization_id, code)
     transaction = Transaction()
     deps.store.stage_add_on_delete(transaction, add_on)
+    stage_sync(
+        deps,
+        transaction,
+        organization_id,
+        "add_on",
+        add_on.lago_id,
+        add_on.code,
+        add_on.version + 1,
+    )
     deps.store.commit(transaction)
     return add_on

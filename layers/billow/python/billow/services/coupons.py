@@ -31,6 +31,7 @@ from billow.services.catalog_writes import (
     commit_claiming_code,
     updates_from,
 )
+from billow.services.stripe_sync.requests import stage_sync, sync_views
 
 Moment = Annotated[str, Field(max_length=64), AfterValidator(parse_moment)]
 
@@ -133,9 +134,12 @@ def list_page(
     return deps.store.coupon_page(organization_id, (page - 1) * per_page, per_page)
 
 
-def present(coupons: Sequence[Coupon]) -> list[dict[str, object]]:
+def present(
+    deps: Dependencies, organization_id: str, coupons: Sequence[Coupon]
+) -> list[dict[str, object]]:
     now = iso(utcnow())
-    return [coupon.as_lago(now) for coupon in coupons]
+    mirrored = sync_views(deps, organization_id, "coupon", [coupon.lago_id for coupon in coupons])
+    return [{**coupon.as_lago(now), "stripe_sync": mirrored[coupon.lago_id]} for coupon in coupons]
 
 
 def create_coupon(deps: Dependencies, organization_id: str, given: CouponCreateInput) -> Coupon:
@@ -164,6 +168,9 @@ def create_coupon(deps: Dependencies, organization_id: str, given: CouponCreateI
         raise code_taken()
     transaction = Transaction()
     deps.store.stage_coupon(transaction, coupon, None)
+    stage_sync(
+        deps, transaction, organization_id, "coupon", coupon.lago_id, coupon.code, coupon.version
+    )
     commit_claiming_code(deps, transaction, lambda: True)
     return coupon
 
@@ -192,6 +199,9 @@ def update_coupon(
         raise code_taken()
     transaction = Transaction()
     deps.store.stage_coupon(transaction, after, before)
+    stage_sync(
+        deps, transaction, organization_id, "coupon", after.lago_id, after.code, after.version
+    )
     commit_claiming_code(
         deps,
         transaction,
@@ -215,5 +225,8 @@ def delete_coupon(deps: Dependencies, organization_id: str, code: str) -> Coupon
     )
     transaction = Transaction()
     deps.store.stage_coupon(transaction, after, before)
+    stage_sync(
+        deps, transaction, organization_id, "coupon", after.lago_id, after.code, after.version
+    )
     deps.store.commit(transaction)
     return after

@@ -23,6 +23,7 @@ from billow.services.catalog_writes import (
     updates_from,
 )
 from billow.services.lookups import get_plan, require_taxes
+from billow.services.stripe_sync.requests import stage_sync, sync_views
 from billow.services.subscriptions.terminate import terminate_subscription
 
 
@@ -100,12 +101,16 @@ def present(
     active = deps.store.active_subscription_counts(
         organization_id, [plan.lago_id for plan in plans]
     )
+    mirrored = sync_views(deps, organization_id, "plan", [plan.lago_id for plan in plans])
     return [
-        _body(
-            plan,
-            [taxes[code] for code in plan.tax_codes if code in taxes],
-            active[plan.lago_id],
-        )
+        {
+            **_body(
+                plan,
+                [taxes[code] for code in plan.tax_codes if code in taxes],
+                active[plan.lago_id],
+            ),
+            "stripe_sync": mirrored[plan.lago_id],
+        }
         for plan in plans
     ]
 
@@ -140,6 +145,7 @@ def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput
     )
     transaction = Transaction()
     deps.store.stage_plan(transaction, plan, None)
+    stage_sync(deps, transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version)
     transaction.publish([_announce("plan.created", plan, taxes, 0)])
     commit_claiming_code(deps, transaction, lambda: True)
     return plan
@@ -173,6 +179,7 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         _rename_in_coupons(deps, organization_id, before.code, after.code)
     transaction = Transaction()
     deps.store.stage_plan(transaction, after, before)
+    stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
     active = sum(1 for subscription in subscriptions if subscription.status == "active")
     taxes = deps.store.get_taxes(organization_id, after.tax_codes)
     transaction.publish([_announce("plan.updated", after, taxes, active)])
@@ -192,6 +199,7 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
     transaction = Transaction()
     deps.store.stage_plan(transaction, after, before)
+    stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
     taxes = deps.store.get_taxes(organization_id, after.tax_codes)
     active = deps.store.active_subscription_counts(organization_id, [after.lago_id])[after.lago_id]
     transaction.publish([_announce("plan.deleted", after, taxes, active)])

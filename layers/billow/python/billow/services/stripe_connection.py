@@ -11,7 +11,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound, ProviderError, ValidationFailed
-from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import (
     STRIPE_WEBHOOK_EVENTS,
     StripeConnection,
@@ -19,6 +19,7 @@ from billow.domain.integrations import (
     secret_key_problem,
 )
 from billow.ports import PaymentProvider
+from billow.topology import CATALOG_SYNC_STARTED
 
 
 class ConnectStripe(BaseModel):
@@ -34,6 +35,10 @@ class ConnectStripe(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=255)] = "Stripe"
     create_customers: bool = False
     success_redirect_url: Annotated[HttpUrl, Field(max_length=1024)] | None = None
+    sync_catalog: bool = False
+    """Mirror plans, add-ons and coupons in this account's Stripe Billing (seed 004)."""
+    sync_subscriptions: bool = False
+    """Stripe Billing invoices subscriptions to synced plans; needs ``sync_catalog``."""
 
 
 def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
@@ -65,10 +70,23 @@ def provider_error_event(connection: StripeConnection, error: ProviderError) -> 
     )
 
 
+def _check_sync(deps: Dependencies, organization_id: str, request: ConnectStripe) -> None:
+    """Subscriptions can only be invoiced by Stripe on Prices Billow mirrors; and one
+    catalog is mirrored to one Stripe account."""
+    if request.sync_subscriptions and not request.sync_catalog:
+        raise ValidationFailed({"sync_subscriptions": ["requires_sync_catalog"]})
+    if request.sync_catalog and any(
+        connection.sync_catalog and connection.code != request.code
+        for connection in deps.store.list_connections(organization_id)
+    ):
+        raise ValidationFailed({"sync_catalog": ["already_enabled_on_another_connection"]})
+
+
 def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) -> StripeConnection:
     problem = secret_key_problem(request.secret_key)
     if problem:
         raise ValidationFailed({"secret_key": [problem]})
+    _check_sync(deps, organization_id, request)
     existing = deps.store.get_connection(organization_id, request.code)
     previous = deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
     now = iso(utcnow())
@@ -91,8 +109,21 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         secret_version=version,
         created_at=existing.created_at if existing else now,
         updated_at=now,
+        sync_catalog=request.sync_catalog,
+        sync_subscriptions=request.sync_subscriptions,
+        livemode="_live_" in request.secret_key,
     )
-    deps.store.save_connection(connection)
+    started = request.sync_catalog and not (existing and existing.sync_catalog)
+    deps.store.save_connection(
+        connection,
+        [
+            internal_event(
+                organization_id, CATALOG_SYNC_STARTED, {"connection_code": connection.code}
+            )
+        ]
+        if started
+        else [],
+    )
     # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but its
     # successor reaches the same account and can.
     if (

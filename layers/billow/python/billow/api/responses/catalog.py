@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from billow.api.responses.common import LagoObject, NoItems, PaginationMeta, Timestamp
+from billow.api.responses.common import (
+    LagoObject,
+    NoItems,
+    PaginationMeta,
+    StripeSyncObject,
+    Timestamp,
+)
 from billow.domain.catalog import CouponType, Expiration, Frequency, Interval
 
 
@@ -55,6 +61,7 @@ class PlanObject(LagoObject):
     fixed_charges: NoItems
     usage_thresholds: NoItems
     taxes: list[TaxObject]
+    stripe_sync: StripeSyncObject
 
 
 class AddOnObject(LagoObject):
@@ -67,6 +74,7 @@ class AddOnObject(LagoObject):
     description: str | None
     created_at: Timestamp
     taxes: list[TaxObject]
+    stripe_sync: StripeSyncObject
 
 
 class CouponObject(LagoObject):
@@ -91,6 +99,7 @@ class CouponObject(LagoObject):
     created_at: Timestamp
     terminated_at: Timestamp | None
     """When it was terminated or expired."""
+    stripe_sync: StripeSyncObject
 
 
 class AppliedCouponObject(LagoObject):

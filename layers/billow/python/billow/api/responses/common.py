@@ -3,7 +3,7 @@ pagination and the error body."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -26,6 +26,26 @@ Day = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
 NoItems = Annotated[list[Any], Field(max_length=0)]
 """A list Lago fills for features Billow does not have (usage charges, custom sections,
 integrations…): always served, always empty."""
+
+
+class StripeSyncErrorObject(LagoObject):
+    code: str
+    """Stripe's error code (``resource_missing``, ``parameter_invalid_integer``…)."""
+    message: str
+
+
+class StripeSyncObject(LagoObject):
+    """Billow's own addition: where the object stands in Stripe Billing."""
+
+    status: Literal["pending", "succeeded", "failed", "not_required"]
+    stripe_id: str | None
+    stripe_url: str | None
+    """The object in Stripe's dashboard."""
+    reason: str | None
+    """Why the object is not synced (``not_required``), e.g. ``catalog_sync_disabled``."""
+    error: StripeSyncErrorObject | None
+    """Stripe's answer when the sync ``failed``."""
+    synced_at: Timestamp | None
 
 
 class PaginationMeta(LagoObject):

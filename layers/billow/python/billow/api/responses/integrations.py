@@ -18,6 +18,10 @@ class StripeIntegrationObject(LagoObject):
     success_redirect_url: str | None
     webhook_endpoint_id: str
     """The endpoint Billow registered in that Stripe account for its events."""
+    sync_catalog: bool
+    """Plans, add-ons and coupons are mirrored in this account's Stripe Billing."""
+    sync_subscriptions: bool
+    """Subscriptions to synced plans are invoiced by Stripe Billing."""
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -35,6 +39,15 @@ class WebhookEndpointObject(LagoObject):
 
 class StripeIntegrationResponse(LagoObject):
     integration: StripeIntegrationObject
+
+
+class StripeResync(LagoObject):
+    requested_count: int
+    """Catalog objects whose failed sync was asked for again."""
+
+
+class StripeResyncResponse(LagoObject):
+    resync: StripeResync
 
 
 class StripeIntegrationList(LagoObject):

@@ -26,30 +26,45 @@ class CouponUpdateBody(BaseModel):
 
 @router.post("/api/v1/coupons")
 def create_coupon(body: Annotated[CouponCreateBody, Body()]) -> CouponResponse:
-    coupon = service.create_coupon(deps(), organization_id(router), body.coupon)
-    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
+    organization = organization_id(router)
+    coupon = service.create_coupon(deps(), organization, body.coupon)
+    return CouponResponse.model_validate(
+        {"coupon": service.present(deps(), organization, [coupon])[0]}
+    )
 
 
 @router.get("/api/v1/coupons")
 def list_coupons(page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> CouponsPage:
-    shown, total = service.list_page(deps(), organization_id(router), page, per_page)
+    organization = organization_id(router)
+    shown, total = service.list_page(deps(), organization, page, per_page)
     meta = page_meta(total, page, per_page)
-    return CouponsPage.model_validate({"coupons": service.present(shown), "meta": meta})
+    return CouponsPage.model_validate(
+        {"coupons": service.present(deps(), organization, shown), "meta": meta}
+    )
 
 
 @router.get("/api/v1/coupons/<code>")
 def get_coupon(code: str) -> CouponResponse:
-    coupon = service.get_coupon(deps(), organization_id(router), code)
-    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
+    organization = organization_id(router)
+    coupon = service.get_coupon(deps(), organization, code)
+    return CouponResponse.model_validate(
+        {"coupon": service.present(deps(), organization, [coupon])[0]}
+    )
 
 
 @router.put("/api/v1/coupons/<code>")
 def update_coupon(code: str, body: Annotated[CouponUpdateBody, Body()]) -> CouponResponse:
-    coupon = service.update_coupon(deps(), organization_id(router), code, body.coupon)
-    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
+    organization = organization_id(router)
+    coupon = service.update_coupon(deps(), organization, code, body.coupon)
+    return CouponResponse.model_validate(
+        {"coupon": service.present(deps(), organization, [coupon])[0]}
+    )
 
 
 @router.delete("/api/v1/coupons/<code>")
 def delete_coupon(code: str) -> CouponResponse:
-    coupon = service.delete_coupon(deps(), organization_id(router), code)
-    return CouponResponse.model_validate({"coupon": service.present([coupon])[0]})
+    organization = organization_id(router)
+    coupon = service.delete_coupon(deps(), organization, code)
+    return CouponResponse.model_validate(
+        {"coupon": service.present(deps(), organization, [coupon])[0]}
+    )

@@ -10,8 +10,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
-from billow.api.responses.integrations import StripeIntegrationList, StripeIntegrationResponse
+from billow.api.responses.integrations import (
+    StripeIntegrationList,
+    StripeIntegrationResponse,
+    StripeResyncResponse,
+)
 from billow.services import stripe_connection
+from billow.services.stripe_sync import resync
 
 router = Router()
 
@@ -38,3 +43,10 @@ def list_stripe_connections() -> StripeIntegrationList:
 def disconnect_stripe(code: str) -> StripeIntegrationResponse:
     connection = stripe_connection.disconnect(deps(), organization_id(router), code)
     return StripeIntegrationResponse.model_validate({"integration": connection.as_lago()})
+
+
+@router.post("/api/v1/integrations/stripe/<code>/resync")
+def resync_stripe(code: str) -> StripeResyncResponse:
+    """Billow's own route: ask again for every catalog object whose sync failed."""
+    count = resync.resync_failed(deps(), organization_id(router), code)
+    return StripeResyncResponse.model_validate({"resync": {"requested_count": count}})

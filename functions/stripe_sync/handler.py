@@ -1,0 +1,46 @@
+"""Lambda entry point: mirrors the catalog in Stripe Billing (SQS, partial batch failures,
+backoff on Stripe errors worth retrying)."""
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billow.composition import dependencies
+from billow.consumers import BusRecord, sqs_consumer
+from billow.domain.errors import ProviderError
+from billow.domain.webhooks import retry_delay_s
+from billow.messages import CatalogSyncStarted, StripeSyncMessage
+from billow.services.stripe_sync.backfill import request_whole_catalog
+from billow.services.stripe_sync.catalog import sync_catalog_object
+from billow.topology import TOPOLOGY
+
+logger = Logger(service="billow")
+metrics = Metrics(namespace="Billow", service="billow")
+RECEIVES = TOPOLOGY.queue("stripe-sync").max_receive_count
+
+
+def sync(record: BusRecord[StripeSyncMessage], context: LambdaContext) -> None:
+    command = record.body.detail.root
+    payload = command.payload
+    if isinstance(payload, CatalogSyncStarted):
+        asked = request_whole_catalog(dependencies(), command.organization_id)
+        metrics.add_metric(name="StripeSyncRequested", unit=MetricUnit.Count, value=asked)
+        return
+    receives = int(record.attributes.ApproximateReceiveCount)
+    try:
+        outcome = sync_catalog_object(
+            dependencies(),
+            command.organization_id,
+            payload.object_type,
+            payload.lago_id,
+            last_attempt=receives >= RECEIVES,
+        )
+    except ProviderError:
+        # Stripe is busy or down: come back later rather than at once.
+        delay = retry_delay_s(receives, dependencies().settings.webhook_retry_base_s)
+        dependencies().queues.retry_after(record.eventSourceARN, record.receiptHandle, delay)
+        raise
+    metrics.add_metric(name=f"StripeSync_{outcome}", unit=MetricUnit.Count, value=1)
+
+
+lambda_handler = sqs_consumer(BusRecord[StripeSyncMessage], sync, logger=logger, metrics=metrics)

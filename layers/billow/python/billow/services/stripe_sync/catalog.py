@@ -1,0 +1,233 @@
+"""Bringing one catalog object's mirror in Stripe up to date.
+
+The sync reads the object as it is now, not as it was when the sync was asked for, so
+duplicated or reordered requests converge on the latest version and an old request
+never undoes a newer one. It records what it did only if no edit came in meanwhile
+(the state's ``revision``); otherwise it starts again on fresh reads.
+
+Every Stripe write carries a key made of the object's id and version: a retried or
+duplicated sync of one version makes no second Product, Price or Coupon. Stripe keeps
+keys for a day, and after the first success the state holds the ids, so later syncs
+update instead of creating.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from billow.composition import Dependencies
+from billow.domain.catalog import AddOn, Plan
+from billow.domain.clock import iso, utcnow
+from billow.domain.errors import ProviderError
+from billow.domain.events import webhook_event
+from billow.domain.integrations import StripeConnection
+from billow.domain.stripe_sync import (
+    StripeSyncState,
+    SyncedType,
+    SyncError,
+    coupon_params,
+    coupon_terms,
+    dashboard_url,
+    price_terms,
+    product_name,
+    recurring,
+)
+from billow.ports import PaymentProvider
+from billow.services.retries import retry_on_race
+from billow.services.stripe_sync.requests import catalog_connection
+
+SyncOutcome = Literal["synced", "failed", "sync_off", "never_requested"]
+
+_ROUTES: dict[SyncedType, str] = {"plan": "plans", "add_on": "add_ons", "coupon": "coupons"}
+
+
+def sync_catalog_object(
+    deps: Dependencies,
+    organization_id: str,
+    object_type: SyncedType,
+    lago_id: str,
+    *,
+    last_attempt: bool = False,
+) -> SyncOutcome:
+    """Sync one object. A Stripe error worth retrying is raised (the queue tries again
+    with backoff) until ``last_attempt``; any other is recorded as ``failed`` and
+    announced once."""
+    connection = catalog_connection(deps, organization_id)
+    if connection is None:
+        return "sync_off"  # the connection was removed or stopped syncing: leave Stripe be
+    return retry_on_race(
+        lambda: _sync(deps, connection, organization_id, object_type, lago_id, last_attempt)
+    )
+
+
+def _sync(
+    deps: Dependencies,
+    connection: StripeConnection,
+    organization_id: str,
+    object_type: SyncedType,
+    lago_id: str,
+    last_attempt: bool,
+) -> SyncOutcome:
+    state = deps.store.stripe_sync.get(organization_id, object_type, lago_id)
+    if state is None:
+        return "never_requested"
+    mirror = _Mirror(deps, connection, state)
+    try:
+        synced = mirror.run()
+    except ProviderError as error:
+        if error.retryable and not last_attempt:
+            raise
+        _record_failure(deps, state, error)
+        return "failed"
+    deps.store.stripe_sync.record(synced)
+    return "synced"
+
+
+def _record_failure(deps: Dependencies, state: StripeSyncState, error: ProviderError) -> None:
+    """``failed`` with Stripe's words. The webhook goes out when the state turns failed,
+    not again for a duplicated request that fails the same way; asking again (an edit,
+    the resync route) makes the state pending, so a new failure is announced."""
+    detail = SyncError(code=error.code or error.kind, message=error.message)
+    announce = state.status != "failed"
+    events = (
+        [
+            webhook_event(
+                state.organization_id,
+                "stripe_sync.failed",
+                "stripe_sync_error",
+                {
+                    "object_type": state.object_type,
+                    "lago_id": state.lago_id,
+                    "code": state.code,
+                    "stripe_error": detail.model_dump(),
+                },
+            )
+        ]
+        if announce
+        else []
+    )
+    failed = state.model_copy(update={"status": "failed", "error": detail})
+    deps.store.stripe_sync.record(failed, events)
+
+
+class _Mirror:
+    """One sync of one object: the Stripe calls it needs and the state they lead to."""
+
+    def __init__(
+        self, deps: Dependencies, connection: StripeConnection, state: StripeSyncState
+    ) -> None:
+        self.deps = deps
+        self.connection = connection
+        self.state = state
+        self.gateway: PaymentProvider = deps.stripe_for(connection)
+
+    def run(self) -> StripeSyncState:
+        state = self.state
+        if state.object_type == "plan":
+            plan = self.deps.store.get_plan_by_id(state.organization_id, state.lago_id)
+            if plan is None:
+                return self._done(state.requested_version)
+            if plan.deleted_at is not None:
+                return self._retire_product(plan.version)
+            return self._product_and_price(plan)
+        if state.object_type == "add_on":
+            add_on = self.deps.store.get_add_on(state.organization_id, state.code)
+            if add_on is None or add_on.lago_id != state.lago_id:
+                return self._retire_product(state.requested_version)  # deleted in Billow
+            return self._product_and_price(add_on)
+        return self._coupon()
+
+    def _metadata(self, code: str) -> dict[str, str]:
+        """Links back from Stripe's dashboard to the object in Billow."""
+        route = _ROUTES[self.state.object_type]
+        return {
+            "billow_id": self.state.lago_id,
+            "billow_organization_id": self.state.organization_id,
+            "billow_url": f"{self.deps.settings.public_api_url}/api/v1/{route}/{code}",
+        }
+
+    def _done(self, version: int, **changes: object) -> StripeSyncState:
+        stripe_id = changes.get("stripe_id", self.state.stripe_id)
+        url = (
+            dashboard_url(self.state.object_type, str(stripe_id), self.connection.livemode)
+            if stripe_id
+            else None
+        )
+        return self.state.model_copy(
+            update={
+                "status": "succeeded",
+                "synced_version": version,
+                "error": None,
+                "stripe_url": url,
+                "synced_at": iso(utcnow()),
+                **changes,
+            }
+        )
+
+    def _product_and_price(self, item: Plan | AddOn) -> StripeSyncState:
+        state, key = self.state, f"billow-{self.state.object_type}-{item.lago_id}"
+        name, metadata = product_name(item), self._metadata(item.code)
+        product_id = state.stripe_id
+        if product_id is None:
+            product_id = self.gateway.create_product(name, metadata, f"{key}-product")
+        elif state.stripe_name != name:
+            self.gateway.update_product(product_id, name, True, f"{key}-product-v{item.version}")
+        terms, price_id = price_terms(item), state.price_id
+        if price_id is None or state.price_terms != terms:
+            price_id = self.gateway.create_price(
+                product_id=product_id,
+                amount=item.amount_cents,
+                currency=item.amount_currency.lower(),
+                recurring=recurring(item) if isinstance(item, Plan) else None,
+                metadata=metadata,
+                idempotency_key=f"{key}-price-v{item.version}",
+            )
+            if state.price_id is not None:
+                # Running Stripe subscriptions keep the old Price until they move off it.
+                self.gateway.archive_price(state.price_id, f"{key}-archive-{state.price_id}")
+        return self._done(
+            item.version,
+            stripe_id=product_id,
+            stripe_name=name,
+            price_id=price_id,
+            price_terms=terms,
+        )
+
+    def _retire_product(self, version: int) -> StripeSyncState:
+        """Deleted in Billow: the Product and its Price are archived, never deleted
+        (Stripe keeps the invoices that name them)."""
+        state, key = self.state, f"billow-{self.state.object_type}-{self.state.lago_id}"
+        if state.stripe_id is not None and not state.retired:
+            if state.price_id is not None:
+                self.gateway.archive_price(state.price_id, f"{key}-archive-{state.price_id}")
+            self.gateway.update_product(
+                state.stripe_id, state.stripe_name or "", False, f"{key}-product-retired"
+            )
+        return self._done(version, retired=True)
+
+    def _coupon(self) -> StripeSyncState:
+        state = self.state
+        coupon = self.deps.store.get_coupon_by_id(state.organization_id, state.lago_id)
+        if coupon is None:
+            return self._done(state.requested_version)
+        if coupon.deleted_at is not None or coupon.ended_at(iso(utcnow())) is not None:
+            # Terminated in Billow: deleted in Stripe; discounts already applied stay.
+            if state.stripe_id is not None and not state.retired:
+                self.gateway.delete_coupon(state.stripe_id)
+            return self._done(coupon.version, retired=True)
+        key = f"billow-coupon-{coupon.lago_id}-v{coupon.version}"
+        terms, coupon_id = coupon_terms(coupon), state.stripe_id
+        if coupon_id is None or state.coupon_terms != terms:
+            coupon_id = self.gateway.create_coupon(
+                coupon_params(coupon), coupon.name, self._metadata(coupon.code), key
+            )
+            if state.stripe_id is not None:
+                self.gateway.delete_coupon(state.stripe_id)  # its terms were replaced
+        elif state.stripe_name != coupon.name:
+            self.gateway.rename_coupon(coupon_id, coupon.name, f"{key}-name")
+        return self._done(
+            coupon.version,
+            stripe_id=coupon_id,
+            stripe_name=coupon.name,
+            coupon_terms=terms,
+        )
