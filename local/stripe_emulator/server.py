@@ -31,6 +31,7 @@ from . import (
     patches,
     payments,
     refunds,
+    subscriptions,
     upstream,
     webhook_endpoints,
 )
@@ -205,6 +206,7 @@ def _build_app(state: _State) -> web.Application:
         *webhook_endpoints.ROUTES,
         *refunds.ROUTES,
         *catalog.ROUTES,
+        *subscriptions.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]

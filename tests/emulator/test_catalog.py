@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest

@@ -41,7 +41,7 @@ class StripeSyncRequested(BaseModel):
     """``stripe.sync_requested``: bring this catalog object's mirror in Stripe up to date
     (stripe-sync). It names the object, not a version: the sync reads the latest."""
 
-    object_type: Literal["plan", "add_on", "coupon"]
+    object_type: Literal["plan", "add_on", "coupon", "subscription"]
     lago_id: str
 
 

@@ -178,3 +178,23 @@ class PaymentProvider(Protocol):
     def rename_coupon(self, coupon_id: str, name: str, idempotency_key: str) -> None: ...
 
     def delete_coupon(self, coupon_id: str) -> None: ...
+
+    def create_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        payment_method_id: str | None,
+        billing_cycle_anchor: int | None,
+        cancel_at: int | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str: ...
+
+    def subscription_item(self, subscription_id: str) -> tuple[str, str]: ...
+
+    def change_subscription_price(
+        self, subscription_id: str, item_id: str, price_id: str, idempotency_key: str
+    ) -> None: ...
+
+    def cancel_subscription(self, subscription_id: str) -> None: ...

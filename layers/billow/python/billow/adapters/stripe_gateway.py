@@ -478,3 +478,65 @@ class StripeGateway:
         except ProviderError as error:
             if error.http_status != 404:
                 raise
+
+    # -- subscriptions Stripe Billing invoices ----------------------------------------------
+
+    def create_subscription(
+        self,
+        *,
+        customer_id: str,
+        price_id: str,
+        payment_method_id: str | None,
+        billing_cycle_anchor: int | None,
+        cancel_at: int | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        params = _params(
+            customer=customer_id,
+            items=[{"price": price_id}],
+            metadata=metadata,
+            proration_behavior="create_prorations",
+            # No card to charge is an error now, not a subscription left incomplete.
+            payment_behavior="error_if_incomplete",
+        )
+        if payment_method_id is not None:
+            params["default_payment_method"] = payment_method_id
+        if billing_cycle_anchor is not None:
+            params["billing_cycle_anchor"] = billing_cycle_anchor
+        if cancel_at is not None:
+            params["cancel_at"] = cancel_at
+        subscription = self._call(
+            lambda: self.client.v1.subscriptions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        )
+        return subscription.id
+
+    def subscription_item(self, subscription_id: str) -> tuple[str, str]:
+        """The (item id, price id) of a one-item subscription."""
+        subscription = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        item = subscription["items"]["data"][0]
+        return str(item["id"]), str(item["price"]["id"])
+
+    def change_subscription_price(
+        self, subscription_id: str, item_id: str, price_id: str, idempotency_key: str
+    ) -> None:
+        """Move the item to another Price at once, prorating what is left of the period."""
+        self._call(
+            lambda: self.client.v1.subscriptions.update(
+                subscription_id,
+                params={
+                    "items": [{"id": item_id, "price": price_id}],
+                    "proration_behavior": "create_prorations",
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+
+    def cancel_subscription(self, subscription_id: str) -> None:
+        """Cancel at once; one already canceled (in Stripe's dashboard, say) is done."""
+        subscription = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        if subscription.status == "canceled":
+            return
+        self._call(lambda: self.client.v1.subscriptions.cancel(subscription_id))

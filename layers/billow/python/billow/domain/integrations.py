@@ -17,6 +17,7 @@ STRIPE_WEBHOOK_EVENTS: tuple[str, ...] = (
     "payment_intent.canceled",
     "charge.refund.updated",
     "charge.dispute.closed",
+    "customer.subscription.deleted",
 )
 
 STRIPE_API_VERSION = "2025-08-27.basil"

@@ -18,11 +18,18 @@ from pydantic import BaseModel
 
 from billow.domain.catalog import AddOn, Coupon, Interval, Plan
 
-SyncedType = Literal["plan", "add_on", "coupon"]
+SyncedType = Literal["plan", "add_on", "coupon", "subscription"]
 SyncStatus = Literal["pending", "succeeded", "failed", "not_required"]
 
 CATALOG_SYNC_OFF = "catalog_sync_disabled"
 """``not_required`` reason: written while no Stripe connection synced the catalog."""
+SUBSCRIPTION_SYNC_OFF = "subscription_sync_disabled"
+FREE_PLAN = "free_plan"
+IN_TRIAL = "trial"
+CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
+STRIPE_REFUSED = "stripe_refused"
+"""Stripe would not make it: Billow bills it, and its state keeps Stripe's error."""
+"""Seed 004's rules for subscriptions Billow keeps billing itself, as ``reason``."""
 
 RECURRING: dict[Interval, tuple[str, int]] = {
     "weekly": ("week", 1),
@@ -36,6 +43,7 @@ _DASHBOARD_PATHS: dict[SyncedType, str] = {
     "plan": "products",
     "add_on": "products",
     "coupon": "coupons",
+    "subscription": "subscriptions",
 }
 
 
@@ -93,6 +101,11 @@ def not_synced(reason: str = CATALOG_SYNC_OFF) -> dict[str, object]:
         "error": None,
         "synced_at": None,
     }
+
+
+def pending() -> dict[str, object]:
+    """``stripe_sync`` of an object just handed to the sync, before its state is read."""
+    return {**not_synced(), "status": "pending", "reason": None}
 
 
 def dashboard_url(object_type: SyncedType, stripe_id: str, livemode: bool) -> str:

@@ -59,6 +59,14 @@ class Subscription(BaseModel):
     payment_method: PaymentMethodChoice | None = None
     next_billing_at: str | None = None
     """When this subscription is next due for the billing run (None once it is over)."""
+    billed_by: Literal["billow", "stripe"] = "billow"
+    """Who invoices it: Billow's billing run, or Stripe Billing (synced, seed 004). The
+    run still walks a Stripe-billed subscription's life (start, plan swaps, end) but
+    issues it no invoice."""
+    stripe_subscription_id: str | None = None
+    """The Stripe subscription that bills it; an upgrade's successor inherits it."""
+    not_synced_reason: str | None = None
+    """Why Billow bills it itself (``free_plan``, ``trial``…), decided when it was made."""
     billed_until: str | None = None
     """End of the last span of time invoiced: no span is ever invoiced twice."""
     created_at: str

@@ -34,6 +34,7 @@ from billow.services.payment_methods import (
     stage_stripe_default,
 )
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
+from billow.services.stripe_sync.cancellations import end_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(
@@ -45,6 +46,7 @@ HANDLED_TYPES = frozenset(
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
         "payment_intent.canceled",
+        "customer.subscription.deleted",
     }
 )
 STALE_AFTER = timedelta(minutes=15)
@@ -202,6 +204,8 @@ def _apply(
     kind = event["type"]
     if kind.startswith("payment_intent."):
         return settle_from_stripe(deps, connection, obj)
+    if kind == "customer.subscription.deleted":
+        return end_from_stripe(deps, connection.organization_id, obj)
     if kind == "payment_method.detached":
         method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
         customer = (

@@ -22,6 +22,7 @@ from billow.domain.periods import Period, billing_period, subscription_fee, tria
 from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
+from billow.services.stripe_sync.requests import sync_requested
 
 INSTANT = timedelta(microseconds=1)
 
@@ -201,6 +202,20 @@ def terminate(
     )
 
 
+def _changes_stripe(sub: Subscription, before: Subscription | None) -> bool:
+    """A write that its Stripe twin must follow: a Stripe-billed subscription made, or
+    changing status, plan or end."""
+    if sub.billed_by != "stripe":
+        return False
+    if before is None:
+        return True
+    return (sub.status, sub.plan_lago_id, sub.ending_at) != (
+        before.status,
+        before.plan_lago_id,
+        before.ending_at,
+    )
+
+
 class Change:
     """Subscription writes and their events, staged with (or without) an invoice."""
 
@@ -219,13 +234,25 @@ class Change:
         return saved
 
     def stage(self, transaction: Transaction) -> list[OutboxEvent]:
+        events = list(self.events)
         for sub, before in self.writes:
             self.deps.store.stage_subscription(transaction, sub, before)
+            if _changes_stripe(sub, before):
+                # Its Stripe twin follows: made, moved to another Price, or canceled.
+                self.deps.store.stripe_sync.stage_requested(
+                    transaction,
+                    sub.organization_id,
+                    "subscription",
+                    sub.lago_id,
+                    sub.external_id,
+                    sub.version,
+                )
+                events.append(sync_requested(sub.organization_id, "subscription", sub.lago_id))
         for organization_id, external_id, generation in self.starts:
             self.deps.store.stage_subscription_start(
                 transaction, organization_id, external_id, generation
             )
-        return list(self.events)
+        return events
 
     def commit(
         self,
@@ -236,8 +263,14 @@ class Change:
         sub: Subscription,
         currency: str,
     ) -> None:
-        """With fees: one invoice carrying these writes. Without: just the writes."""
-        drafts = [draft for draft in self.drafts if draft is not None]
+        """With fees: one invoice carrying these writes. Without: just the writes. Fees of
+        subscriptions Stripe bills are left out: Stripe invoices them."""
+        stripe_billed = {saved.lago_id for saved, _ in self.writes if saved.billed_by == "stripe"}
+        drafts = [
+            draft
+            for draft in self.drafts
+            if draft is not None and draft.lago_subscription_id not in stripe_billed
+        ]
         if drafts:
             issue_invoice(
                 self.deps,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from billow.api.responses.common import LagoObject, PaginationMeta, Timestamp
+from billow.api.responses.common import LagoObject, PaginationMeta, StripeSyncObject, Timestamp
 from billow.domain.subscriptions import BillingTime, SubscriptionStatus
 
 
@@ -52,6 +52,9 @@ class SubscriptionObject(LagoObject):
     on_termination_credit_note: None
     on_termination_invoice: Literal["generate", "skip"]
     payment_method: SubscriptionPaymentMethod
+    stripe_sync: StripeSyncObject
+    """Whether Stripe Billing invoices it (``succeeded``: its Stripe subscription) or
+    Billow does (``not_required``, with the rule that applied)."""
     authorization: SubscriptionAuthorization | None = Field(
         default=None, exclude_if=lambda value: value is None
     )

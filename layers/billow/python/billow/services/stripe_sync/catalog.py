@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AddOn, Plan
-from billow.domain.clock import iso, utcnow
+from billow.domain.clock import iso, parse_iso, utcnow
+from billow.domain.customers import Customer
 from billow.domain.errors import ProviderError
 from billow.domain.events import webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.stripe_sync import (
+    STRIPE_REFUSED,
     StripeSyncState,
     SyncedType,
     SyncError,
@@ -32,13 +35,26 @@ from billow.domain.stripe_sync import (
     product_name,
     recurring,
 )
+from billow.domain.subscriptions import Subscription
 from billow.ports import PaymentProvider
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync.requests import catalog_connection
+from billow.services.stripe_sync.subscriptions import (
+    billing_anchor,
+    cancel_at,
+    hand_back_to_billow,
+    record_stripe_subscription,
+)
+from billow.services.subscription_billing import timezone_of
 
 SyncOutcome = Literal["synced", "failed", "sync_off", "never_requested"]
 
-_ROUTES: dict[SyncedType, str] = {"plan": "plans", "add_on": "add_ons", "coupon": "coupons"}
+_ROUTES: dict[SyncedType, str] = {
+    "plan": "plans",
+    "add_on": "add_ons",
+    "coupon": "coupons",
+    "subscription": "subscriptions",
+}
 
 
 def sync_catalog_object(
@@ -78,6 +94,8 @@ def _sync(
         if error.retryable and not last_attempt:
             raise
         _record_failure(deps, state, error)
+        if object_type == "subscription":
+            hand_back_to_billow(deps, organization_id, state.code, lago_id, STRIPE_REFUSED)
         return "failed"
     deps.store.stripe_sync.record(synced)
     return "synced"
@@ -135,16 +153,23 @@ class _Mirror:
             if add_on is None or add_on.lago_id != state.lago_id:
                 return self._retire_product(state.requested_version)  # deleted in Billow
             return self._product_and_price(add_on)
+        if state.object_type == "subscription":
+            return self._subscription()
         return self._coupon()
 
     def _metadata(self, code: str) -> dict[str, str]:
         """Links back from Stripe's dashboard to the object in Billow."""
         route = _ROUTES[self.state.object_type]
-        return {
+        metadata = {
             "billow_id": self.state.lago_id,
             "billow_organization_id": self.state.organization_id,
             "billow_url": f"{self.deps.settings.public_api_url}/api/v1/{route}/{code}",
         }
+        if self.state.object_type == "subscription":
+            # Upgrades hand a Stripe subscription on to a new Billow subscription (a new
+            # id) under the same external id: cancellations find it by that.
+            metadata["billow_external_id"] = code
+        return metadata
 
     def _done(self, version: int, **changes: object) -> StripeSyncState:
         stripe_id = changes.get("stripe_id", self.state.stripe_id)
@@ -230,4 +255,98 @@ class _Mirror:
             stripe_id=coupon_id,
             stripe_name=coupon.name,
             coupon_terms=terms,
+        )
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _subscription(self) -> StripeSyncState:
+        state, store = self.state, self.deps.store
+        sub = store.get_subscription(state.organization_id, state.code, state.lago_id)
+        if sub is None or sub.billed_by != "stripe":
+            return self._done(state.requested_version)
+        stripe_id = sub.stripe_subscription_id
+        if not sub.is_live:
+            if stripe_id is not None and not state.retired and not self._passed_on(sub):
+                self.gateway.cancel_subscription(stripe_id)
+            return self._done(sub.version, stripe_id=stripe_id, retired=True)
+        if sub.status == "pending":
+            return self._done(sub.version, stripe_id=stripe_id)  # made when it starts
+        plan = store.get_plan_by_id(sub.organization_id, sub.plan_lago_id)
+        customer = store.get_customer(sub.organization_id, sub.external_customer_id)
+        organization = store.get_organization(sub.organization_id)
+        if plan is None or customer is None or organization is None:
+            return self._done(sub.version)
+        price_id = self._plan_price(plan)
+        if stripe_id is None:
+            started = parse_iso(sub.started_at or sub.subscription_at)
+            stripe_id = self.gateway.create_subscription(
+                customer_id=customer.stripe_customer_id or "",
+                price_id=price_id,
+                payment_method_id=self._payment_method(sub, customer),
+                billing_cycle_anchor=billing_anchor(
+                    sub, plan, timezone_of(organization, customer), started
+                ),
+                cancel_at=cancel_at(sub),
+                metadata=self._metadata(sub.external_id),
+                idempotency_key=f"billow-subscription-{sub.lago_id}",
+            )
+            record_stripe_subscription(
+                self.deps, sub.organization_id, sub.external_id, sub.lago_id, stripe_id
+            )
+        elif state.price_id != price_id:
+            item_id, current = self.gateway.subscription_item(stripe_id)
+            if current != price_id:
+                # An upgrade now, a downgrade at the period boundary the run reached.
+                self.gateway.change_subscription_price(
+                    stripe_id, item_id, price_id, f"billow-subscription-{sub.lago_id}-{price_id}"
+                )
+        return self._done(sub.version, stripe_id=stripe_id, price_id=price_id)
+
+    def _passed_on(self, sub: Subscription) -> bool:
+        """An ended subscription whose Stripe twin now bills its successor (an upgrade or
+        a downgrade that took over) keeps it running."""
+        return any(
+            other.lago_id != sub.lago_id
+            and other.is_live
+            and other.stripe_subscription_id == sub.stripe_subscription_id
+            for other in self.deps.store.subscriptions_for(sub.organization_id, sub.external_id)
+        )
+
+    def _plan_price(self, plan: Plan) -> str:
+        """The plan's current Price, syncing the plan first when its mirror is behind."""
+        store, organization_id = self.deps.store, plan.organization_id
+        for _ in range(2):
+            mirrored = store.stripe_sync.get(organization_id, "plan", plan.lago_id)
+            if (
+                mirrored is not None
+                and mirrored.status == "succeeded"
+                and mirrored.price_id is not None
+                and mirrored.price_terms == price_terms(plan)
+            ):
+                return mirrored.price_id
+            if mirrored is None:
+                transaction = Transaction()
+                store.stripe_sync.stage_requested(
+                    transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version
+                )
+                store.commit(transaction)
+            _sync(self.deps, self.connection, organization_id, "plan", plan.lago_id, True)
+        raise ProviderError(
+            f"plan {plan.code} could not be mirrored in Stripe",
+            kind="invalid_request",
+            code="plan_not_synced",
+        )
+
+    def _payment_method(self, sub: Subscription, customer: Customer) -> str | None:
+        """The subscription's own card, else None: Stripe charges the customer's default."""
+        chosen = sub.payment_method.payment_method_id if sub.payment_method else None
+        if chosen is None:
+            return None
+        return next(
+            (
+                method.provider_method_id
+                for method in self.deps.store.list_payment_methods(customer)
+                if method.lago_id == chosen
+            ),
+            None,
         )

@@ -8,6 +8,8 @@ from billow.composition import Dependencies
 from billow.domain.catalog import Plan
 from billow.domain.clock import iso, new_id
 from billow.domain.subscriptions import Subscription
+from billow.services.lookups import get_customer
+from billow.services.stripe_sync.subscriptions import assign_owner
 from billow.services.subscription_billing import Change, next_due
 from billow.services.subscriptions.requests import SubscriptionInput
 
@@ -28,6 +30,7 @@ def downgrade(
         now,
         timezone,
     )
+    customer = get_customer(deps, existing.organization_id, existing.external_customer_id)
     successor = Subscription(
         lago_id=new_id(),
         organization_id=existing.organization_id,
@@ -45,6 +48,7 @@ def downgrade(
         created_at=iso(now),
         updated_at=iso(now),
     )
+    successor = assign_owner(deps, customer, plan, successor, predecessor=existing)
     change = Change(deps)
     if existing.next_subscription_id:
         previous = deps.store.get_subscription(

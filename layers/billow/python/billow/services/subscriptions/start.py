@@ -11,6 +11,7 @@ from billow.domain.customers import Customer
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import Subscription
+from billow.services.stripe_sync.subscriptions import assign_owner
 from billow.services.subscription_billing import (
     Change,
     activate,
@@ -62,7 +63,12 @@ def start(
     plan at once; a past date starts then, without billing the past."""
     external_id, count = generation
     starts = body.subscription_at or now
-    sub = new_subscription(organization.id, customer, plan, body, external_id, starts, now)
+    sub = assign_owner(
+        deps,
+        customer,
+        plan,
+        new_subscription(organization.id, customer, plan, body, external_id, starts, now),
+    )
     change = Change(deps)
     change.starts.append((organization.id, external_id, count))
     if starts > now:

@@ -10,6 +10,7 @@ from billow.domain.clock import iso, stable_id
 from billow.domain.customers import Customer
 from billow.domain.organizations import Organization
 from billow.domain.subscriptions import Subscription
+from billow.services.stripe_sync.subscriptions import assign_owner
 from billow.services.subscription_billing import (
     Change,
     activate,
@@ -35,8 +36,17 @@ def upgrade(
     timezone = timezone_of(organization, customer)
     change = Change(deps)
     if existing.status == "pending":
-        replaced = existing.model_copy(
-            update={"plan_lago_id": plan.lago_id, "plan_code": plan.code, "updated_at": iso(now)}
+        replaced = assign_owner(
+            deps,
+            customer,
+            plan,
+            existing.model_copy(
+                update={
+                    "plan_lago_id": plan.lago_id,
+                    "plan_code": plan.code,
+                    "updated_at": iso(now),
+                }
+            ),
         )
         saved = change.save(replaced, existing)
         change.commit_without_invoice()
@@ -50,16 +60,22 @@ def upgrade(
             "subscription.terminated", saved_old, old_plan, customer, now, timezone
         )
     )
-    successor = new_subscription(
-        organization.id, customer, plan, body, existing.external_id, now, now
-    ).model_copy(
-        update={
-            "billing_time": existing.billing_time,
-            "previous_plan_code": old_plan.code,
-            "initial_started_at": existing.initial_started_at,
-            "payment_method": body.payment_method or existing.payment_method,
-            "name": body.name or existing.name,
-        }
+    successor = assign_owner(
+        deps,
+        customer,
+        plan,
+        new_subscription(
+            organization.id, customer, plan, body, existing.external_id, now, now
+        ).model_copy(
+            update={
+                "billing_time": existing.billing_time,
+                "previous_plan_code": old_plan.code,
+                "initial_started_at": existing.initial_started_at,
+                "payment_method": body.payment_method or existing.payment_method,
+                "name": body.name or existing.name,
+            }
+        ),
+        predecessor=existing,
     )
     started, new_fee = activate(successor, plan, now, timezone)
     if new_fee:

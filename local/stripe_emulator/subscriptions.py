@@ -1,0 +1,329 @@
+"""Stripe Billing subscriptions on Prices (localstripe's run on legacy Plans).
+
+What Billow's sync needs, as Stripe does it: one-item subscriptions on a recurring
+Price, a billing cycle anchor, ``cancel_at``, changing the item's Price, cancelling,
+and the ``customer.subscription.*`` events. Periods live on the items, as in API
+versions since 2025 (``current_period_start``/``current_period_end``).
+
+Billow asks for ``payment_behavior=error_if_incomplete``: a customer with no card to
+charge is then Stripe's 400, not a subscription left ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
+
+from . import upstream
+from .catalog import CatalogPrice
+from .common import (
+    Handler,
+    Routes,
+    all_of,
+    as_int,
+    newest_first,
+    read_params,
+    reject_unknown,
+    require,
+    updated_metadata,
+)
+from .errors import MissingObject, StripeApiError, json_response
+from .events import emit
+
+PRORATIONS = ("create_prorations", "none", "always_invoice")
+PAYMENT_BEHAVIORS = ("allow_incomplete", "error_if_incomplete", "default_incomplete")
+
+
+def _find(cls: Any, object_id: str, param: str = "id") -> Any:
+    found = store.get(f"{cls.object}:{object_id}")
+    if found is None:
+        raise MissingObject(cls.object, object_id, param=param)
+    return found
+
+
+def add_interval(moment: int, interval: str, count: int) -> int:
+    """``moment`` plus ``count`` intervals; a month-end day is clamped, as Stripe does."""
+    at = datetime.fromtimestamp(moment, UTC)
+    if interval in ("day", "week"):
+        return int((at + timedelta(days=count * (7 if interval == "week" else 1))).timestamp())
+    months = count * (12 if interval == "year" else 1)
+    year, month = divmod(at.month - 1 + months, 12)
+    year += at.year
+    day = min(at.day, calendar.monthrange(year, month + 1)[1])
+    return int(at.replace(year=year, month=month + 1, day=day).timestamp())
+
+
+class CatalogSubscription(StripeObject):
+    object = "subscription"
+    _id_prefix = "sub_"
+
+    def __init__(
+        self,
+        customer: str,
+        price: Any,
+        default_payment_method: str | None,
+        anchor: int | None,
+        cancel_at: int | None,
+        metadata: dict[str, str],
+    ):
+        super().__init__()
+        now = self.created
+        recurring = price.recurring
+        end = (
+            anchor
+            if anchor is not None and anchor > now
+            else add_interval(now, recurring["interval"], recurring["interval_count"])
+        )
+        self.application = None
+        self.automatic_tax = {"enabled": False, "liability": None, "disabled_reason": None}
+        self.billing_cycle_anchor = anchor if anchor is not None and anchor > now else now
+        self.cancel_at = cancel_at
+        self.cancel_at_period_end = False
+        self.canceled_at: int | None = None
+        self.cancellation_details: dict[str, str | None] = {
+            "comment": None,
+            "feedback": None,
+            "reason": None,
+        }
+        self.collection_method = "charge_automatically"
+        self.currency = price.currency
+        self.customer = customer
+        self.default_payment_method = default_payment_method
+        self.description = None
+        self.discounts: list[Any] = []
+        self.ended_at: int | None = None
+        self.latest_invoice = None
+        self.metadata = metadata
+        self.start_date = now
+        self.status = "active"
+        self.trial_end = None
+        self.trial_start = None
+        self._item = {
+            "id": "si_" + random_id(14),
+            "object": "subscription_item",
+            "created": now,
+            "discounts": [],
+            "metadata": {},
+            "price": price.id,
+            "quantity": 1,
+            "subscription": self.id,
+            "tax_rates": [],
+            "current_period_start": now,
+            "current_period_end": end,
+        }
+
+    @property
+    def items(self) -> dict[str, Any]:
+        price = store.get(f"price:{self._item['price']}")
+        return {
+            "object": "list",
+            "data": [{**self._item, "price": price._export() if price else self._item["price"]}],
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={self.id}",
+        }
+
+
+def _recurring_price(price_id: str, param: str) -> Any:
+    price = _find(CatalogPrice, price_id, param=param)
+    if price.type != "recurring":
+        raise StripeApiError(
+            400,
+            "The price specified is set to `type=one_time` but this field only accepts "
+            "prices with `type=recurring`.",
+            param=param,
+        )
+    if not price.active:
+        raise StripeApiError(400, f"The price specified is inactive: {price.id}", param=param)
+    return price
+
+
+def _one_item(params: dict[str, Any]) -> dict[str, Any]:
+    items = params.get("items")
+    if isinstance(items, dict):  # form-encoded lists arrive keyed by index
+        items = [items[key] for key in sorted(items, key=int)]
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        raise StripeApiError(400, "Billow's emulator takes exactly one item.", param="items")
+    return items[0]
+
+
+def _chargeable(customer: Any, default_payment_method: str | None) -> None:
+    """``error_if_incomplete``: the first invoice must have a card to go on."""
+    if default_payment_method is not None:
+        method = _find(PaymentMethod, default_payment_method, "default_payment_method")
+        if method.customer != customer.id:
+            raise StripeApiError(
+                400,
+                f"The payment method {method.id} is not attached to customer {customer.id}.",
+                param="default_payment_method",
+            )
+        return
+    if not (customer.invoice_settings or {}).get("default_payment_method"):
+        raise StripeApiError(
+            400,
+            "This customer has no attached payment source or default payment method. Please "
+            "consider adding a default payment method.",
+            code="resource_missing",
+        )
+
+
+def _legacy(method: str, path: str) -> Handler:
+    """localstripe's own handler: subscriptions on legacy Plans are localstripe's."""
+    return next(h for m, p, h in upstream.routes() if (m, p) == (method, path))
+
+
+def _on_legacy_plan(params: dict[str, Any]) -> bool:
+    items = params.get("items")
+    listed = items.values() if isinstance(items, dict) else items or []
+    return any(isinstance(item, dict) and "plan" in item for item in listed)
+
+
+async def create(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    if _on_legacy_plan(params):
+        return await _legacy("POST", "/v1/subscriptions")(request)  # type: ignore[return-value]
+    reject_unknown(
+        params,
+        (
+            "customer",
+            "items",
+            "default_payment_method",
+            "billing_cycle_anchor",
+            "cancel_at",
+            "metadata",
+            "proration_behavior",
+            "payment_behavior",
+            "expand",
+        ),
+    )
+    params.pop("expand", None)
+    customer = _find(Customer, str(require(params, "customer")), "customer")
+    item = _one_item(params)
+    reject_unknown(item, ("price", "quantity"), prefix="items[0]")
+    price = _recurring_price(str(require(item, "price", "items[0][price]")), "items[0][price]")
+    if params.get("proration_behavior", "create_prorations") not in PRORATIONS:
+        raise StripeApiError(400, "Invalid proration_behavior", param="proration_behavior")
+    if params.get("payment_behavior", "allow_incomplete") not in PAYMENT_BEHAVIORS:
+        raise StripeApiError(400, "Invalid payment_behavior", param="payment_behavior")
+    default_payment_method = params.get("default_payment_method")
+    _chargeable(customer, default_payment_method)
+    now = int(time.time())
+    anchor = (
+        as_int(params["billing_cycle_anchor"], "billing_cycle_anchor")
+        if "billing_cycle_anchor" in params
+        else None
+    )
+    if anchor is not None and anchor < now - 60:
+        raise StripeApiError(
+            400,
+            "billing_cycle_anchor cannot be later than next natural billing date",
+            param="billing_cycle_anchor",
+        )
+    cancel_at = as_int(params["cancel_at"], "cancel_at") if "cancel_at" in params else None
+    subscription = CatalogSubscription(
+        customer=customer.id,
+        price=price,
+        default_payment_method=default_payment_method,
+        anchor=anchor,
+        cancel_at=cancel_at,
+        metadata=updated_metadata({}, params.get("metadata", {})),
+    )
+    emit("customer.subscription.created", subscription)
+    return json_response(subscription._export())
+
+
+async def update(request: web.Request) -> web.Response:
+    subscription = _find(CatalogSubscription, request.match_info["id"])
+    if not isinstance(subscription, CatalogSubscription):
+        return await _legacy("POST", "/v1/subscriptions/{id}")(request)  # type: ignore[return-value]
+    params = await read_params(request)
+    params.pop("expand", None)
+    reject_unknown(params, ("items", "metadata", "proration_behavior", "cancel_at"))
+    if subscription.status == "canceled":
+        raise StripeApiError(
+            400,
+            "A canceled subscription can only update its cancellation_details and metadata.",
+        )
+    previous: dict[str, Any] = {}
+    if "items" in params:
+        item = _one_item(params)
+        reject_unknown(item, ("id", "price", "quantity"), prefix="items[0]")
+        if item.get("id") != subscription._item["id"]:
+            raise StripeApiError(
+                400, f"No such subscription item: '{item.get('id')}'", param="items[0][id]"
+            )
+        price = _recurring_price(str(require(item, "price", "items[0][price]")), "items[0][price]")
+        if price.id != subscription._item["price"]:
+            previous["items"] = subscription.items
+            subscription._item["price"] = price.id
+    if "metadata" in params:
+        merged = updated_metadata(subscription.metadata, params["metadata"])
+        if merged != subscription.metadata:
+            previous["metadata"] = subscription.metadata
+            subscription.metadata = merged
+    if "cancel_at" in params:
+        cancel_at = as_int(params["cancel_at"], "cancel_at") if params["cancel_at"] else None
+        if cancel_at != subscription.cancel_at:
+            previous["cancel_at"] = subscription.cancel_at
+            subscription.cancel_at = cancel_at
+    if previous:
+        emit("customer.subscription.updated", subscription, previous)
+    return json_response(subscription._export())
+
+
+async def cancel(request: web.Request) -> web.Response:
+    subscription = _find(CatalogSubscription, request.match_info["id"])
+    if not isinstance(subscription, CatalogSubscription):
+        return await _legacy("DELETE", "/v1/subscriptions/{id}")(request)  # type: ignore[return-value]
+    if subscription.status == "canceled":
+        raise StripeApiError(
+            400,
+            f"No such subscription: '{subscription.id}'; a similar object exists in test "
+            "mode, but has been canceled.",
+            code="resource_missing",
+        )
+    now = int(time.time())
+    subscription.status = "canceled"
+    subscription.canceled_at = subscription.ended_at = now
+    subscription.cancellation_details = {
+        "comment": None,
+        "feedback": None,
+        "reason": "cancellation_requested",
+    }
+    emit("customer.subscription.deleted", subscription)
+    return json_response(subscription._export())
+
+
+async def retrieve(request: web.Request) -> web.Response:
+    return json_response(_find(CatalogSubscription, request.match_info["id"])._export())
+
+
+async def list_all(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    filters = {name: params.pop(name) for name in ("customer", "status") if name in params}
+    reject_unknown(params, ("limit", "starting_after"))
+    wanted = filters.get("status")
+
+    def keep(sub: Any) -> bool:
+        """Stripe leaves canceled subscriptions out unless asked (``status=all``)."""
+        if "customer" in filters and sub.customer != filters["customer"]:
+            return False
+        if wanted == "all":
+            return True
+        return bool(sub.status == wanted) if wanted else sub.status != "canceled"
+
+    listing = newest_first(all_of(CatalogSubscription, "/v1/subscriptions", params), keep=keep)
+    return json_response(listing._export())
+
+
+ROUTES: Routes = [
+    ("POST", "/v1/subscriptions", create),
+    ("GET", "/v1/subscriptions", list_all),
+    ("GET", "/v1/subscriptions/{id}", retrieve),
+    ("POST", "/v1/subscriptions/{id}", update),
+    ("DELETE", "/v1/subscriptions/{id}", cancel),
+]
