@@ -23,6 +23,7 @@ from localstripe.errors import UserError
 from localstripe.resources import random_id
 
 from . import (
+    billing,
     catalog,
     checkout,
     checkout_page,
@@ -207,6 +208,7 @@ def _build_app(state: _State) -> web.Application:
         *refunds.ROUTES,
         *catalog.ROUTES,
         *subscriptions.ROUTES,
+        *billing.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]

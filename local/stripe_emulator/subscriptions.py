@@ -11,15 +11,13 @@ charge is then Stripe's 400, not a subscription left ``incomplete``.
 
 from __future__ import annotations
 
-import calendar
-import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
 
 from . import upstream
+from .billing import add_interval, bill_period, now_for
 from .catalog import CatalogPrice
 from .common import (
     Handler,
@@ -46,18 +44,6 @@ def _find(cls: Any, object_id: str, param: str = "id") -> Any:
     return found
 
 
-def add_interval(moment: int, interval: str, count: int) -> int:
-    """``moment`` plus ``count`` intervals; a month-end day is clamped, as Stripe does."""
-    at = datetime.fromtimestamp(moment, UTC)
-    if interval in ("day", "week"):
-        return int((at + timedelta(days=count * (7 if interval == "week" else 1))).timestamp())
-    months = count * (12 if interval == "year" else 1)
-    year, month = divmod(at.month - 1 + months, 12)
-    year += at.year
-    day = min(at.day, calendar.monthrange(year, month + 1)[1])
-    return int(at.replace(year=year, month=month + 1, day=day).timestamp())
-
-
 class CatalogSubscription(StripeObject):
     object = "subscription"
     _id_prefix = "sub_"
@@ -70,9 +56,10 @@ class CatalogSubscription(StripeObject):
         anchor: int | None,
         cancel_at: int | None,
         metadata: dict[str, str],
+        now: int,
     ):
         super().__init__()
-        now = self.created
+        self.created = now
         recurring = price.recurring
         end = (
             anchor
@@ -211,7 +198,7 @@ async def create(request: web.Request) -> web.Response:
         raise StripeApiError(400, "Invalid payment_behavior", param="payment_behavior")
     default_payment_method = params.get("default_payment_method")
     _chargeable(customer, default_payment_method)
-    now = int(time.time())
+    now = now_for(customer.id)
     anchor = (
         as_int(params["billing_cycle_anchor"], "billing_cycle_anchor")
         if "billing_cycle_anchor" in params
@@ -231,9 +218,34 @@ async def create(request: web.Request) -> web.Response:
         anchor=anchor,
         cancel_at=cancel_at,
         metadata=updated_metadata({}, params.get("metadata", {})),
+        now=now,
     )
     emit("customer.subscription.created", subscription)
+    bill_period(
+        subscription,
+        _first_period(subscription, price),
+        "subscription_create",
+        _first_amount(subscription, price),
+    )
     return json_response(subscription._export())
+
+
+def _first_period(subscription: CatalogSubscription, price: Any) -> tuple[int, int]:
+    item = subscription._item
+    return int(item["current_period_start"]), int(item["current_period_end"])
+
+
+def _first_amount(subscription: CatalogSubscription, price: Any) -> int:
+    """A full period's price, or its share up to a billing cycle anchor (by the second,
+    as Stripe prorates)."""
+    start, end = _first_period(subscription, price)
+    recurring = price.recurring
+    full = add_interval(start, recurring["interval"], recurring["interval_count"]) - start
+    return (
+        int(price.unit_amount)
+        if end - start >= full
+        else round(price.unit_amount * (end - start) / full)
+    )
 
 
 async def update(request: web.Request) -> web.Response:
@@ -286,7 +298,7 @@ async def cancel(request: web.Request) -> web.Response:
             "mode, but has been canceled.",
             code="resource_missing",
         )
-    now = int(time.time())
+    now = now_for(subscription.customer)
     subscription.status = "canceled"
     subscription.canceled_at = subscription.ended_at = now
     subscription.cancellation_details = {

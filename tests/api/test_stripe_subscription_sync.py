@@ -12,6 +12,7 @@ import pytest
 
 from billow.domain.clock import utcnow
 from tests.api.billing_helpers import (
+    VISA,
     create_plan,
     invoices_of,
     next_month_start,
@@ -19,7 +20,7 @@ from tests.api.billing_helpers import (
     stripe_customer,
     webhooks,
 )
-from tests.api.conftest import StripeOrg, new_stripe_key, stripe_client
+from tests.api.conftest import StripeOrg, attach_card, new_stripe_key, stripe_client
 
 
 @pytest.fixture
@@ -49,6 +50,17 @@ def subscribe(org: Any, customer: str, plan: str, external_id: str = "sub-1") ->
     assert status == 200, body
     created: dict[str, Any] = body["subscription"]
     return created
+
+
+def billow_and_stripe_invoices(
+    org: Any, external_customer_id: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The customer's invoices Billow issued, and those it copied from Stripe."""
+    invoices = invoices_of(org, external_customer_id)
+    return (
+        [invoice for invoice in invoices if invoice["stripe_invoice"] is None],
+        [invoice for invoice in invoices if invoice["stripe_invoice"] is not None],
+    )
 
 
 def mirrored(org: Any, external_id: str, wait_for: Any, status: str = "succeeded") -> Any:
@@ -84,9 +96,10 @@ def test_stripe_bills_a_synced_subscription_and_billow_never_does(
     # A whole period goes by: Billow's run reaches the subscription and bills nothing.
     local_billow.fire_schedule("billing-run", next_month_start(utcnow()) + timedelta(days=40))
     local_billow.wait_idle()
-    assert invoices_of(billing, "acme") == []
+    [invoice] = billow_and_stripe_invoices(billing, "acme")[1]  # Stripe's first, mirrored
+    assert invoice["stripe_invoice"]["id"] == stripe_sub.latest_invoice
     assert payment_intents(billing, stripe_id) == []
-    assert webhooks(subscribed, "invoice.created") == []
+    assert len(webhooks(subscribed, "invoice.created")) == 1
 
 
 @pytest.mark.parametrize(
@@ -157,7 +170,7 @@ def test_an_upgrade_moves_the_stripe_subscription_to_the_new_price(
     assert sub["stripe_sync"]["stripe_id"] == stripe_id
     assert billing.stripe.v1.subscriptions.retrieve(stripe_id).status == "active"
     assert len(list(billing.stripe.v1.subscriptions.list().data)) == 1
-    assert invoices_of(billing, "acme") == []
+    assert billow_and_stripe_invoices(billing, "acme")[0] == []
 
 
 def test_terminating_in_billow_cancels_in_stripe(billing: StripeOrg, wait_for: Any) -> None:
@@ -169,7 +182,7 @@ def test_terminating_in_billow_cancels_in_stripe(billing: StripeOrg, wait_for: A
     assert status == 200, body
     assert body["subscription"]["status"] == "terminated"
     wait_for(lambda: billing.stripe.v1.subscriptions.retrieve(stripe_id).status == "canceled")
-    assert invoices_of(billing, "acme") == []  # Stripe invoiced it, not Billow
+    assert billow_and_stripe_invoices(billing, "acme")[0] == []  # Stripe invoiced it
 
 
 def test_canceling_in_stripe_terminates_in_billow_without_an_invoice(
@@ -190,4 +203,101 @@ def test_canceling_in_stripe_terminates_in_billow_without_an_invoice(
     local_billow.wait_idle()
     [ended] = webhooks(subscribed, "subscription.terminated")
     assert ended["subscription"]["external_id"] == "sub-1"
-    assert invoices_of(billing, "acme") == []
+    assert billow_and_stripe_invoices(billing, "acme")[0] == []
+
+
+# -- Stripe's invoices, mirrored ------------------------------------------------------------
+
+DECLINES_LATER = "4000000000000341"
+
+
+def clocked_customer(org: StripeOrg, external_id: str, card: str, clock: str) -> str:
+    """A Stripe customer on a test clock, with ``card`` as default, linked to Billow."""
+    customer = org.stripe.v1.customers.create(params={"name": external_id, "test_clock": clock})
+    attach_card(org.stripe, customer.id, number=card, default=True)
+    status, body = org.api.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": external_id,
+                "currency": "EUR",
+                "billing_configuration": {
+                    "payment_provider": "stripe",
+                    "provider_customer_id": customer.id,
+                    "sync_with_provider": False,
+                },
+            }
+        },
+    )
+    assert status == 200, body
+    return str(customer.id)
+
+
+def stripe_invoices(org: Any, external_customer_id: str) -> list[dict[str, Any]]:
+    invoices = invoices_of(org, external_customer_id)
+    assert all(invoice["stripe_invoice"] for invoice in invoices), invoices
+    return invoices
+
+
+def test_a_test_clock_cycle_bills_each_period_once_through_stripe(
+    local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """Two periods go by: Stripe invoices each (mirrored in Billow, paid), Billow's own
+    run reaches the same boundary and invoices nothing, and Billow never charges."""
+    create_plan(billing, "pro", amount_cents=4900, amount_currency="EUR")
+    start = int(utcnow().timestamp())
+    clock = billing.stripe.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    stripe_id = clocked_customer(billing, "acme", VISA, clock.id)
+    subscribe(billing, "acme", "pro")
+    mirrored(billing, "sub-1", wait_for)
+    [first] = wait_for(lambda: stripe_invoices(billing, "acme"))
+    wait_for(lambda: stripe_invoices(billing, "acme")[0]["payment_status"] == "succeeded")
+
+    renewal = start + 31 * 24 * 3600 + 3600
+    billing.stripe.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": renewal})
+    local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=32))
+    local_billow.wait_idle()
+
+    invoices = wait_for(
+        lambda: (
+            (found := stripe_invoices(billing, "acme"))
+            and len(found) == 2
+            and all(i["payment_status"] == "succeeded" for i in found)
+            and found
+        )
+    )
+    assert {i["total_amount_cents"] for i in invoices} == {4900}
+    assert {i["lago_id"] for i in invoices} >= {first["lago_id"]}
+    assert all(i["stripe_invoice"]["hosted_invoice_url"] for i in invoices)
+    assert all(i["fees"][0]["external_subscription_id"] == "sub-1" for i in invoices)
+    assert payment_intents(billing, stripe_id) == []  # Billow never charged
+    local_billow.wait_idle()
+    assert len(webhooks(subscribed, "invoice.created")) == 2
+
+
+def test_a_payment_stripe_fails_is_announced_and_left_to_stripe(
+    local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    create_plan(billing, "pro", amount_cents=4900, amount_currency="EUR")
+    clock = billing.stripe.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": int(utcnow().timestamp())}
+    )
+    stripe_id = clocked_customer(billing, "acme", DECLINES_LATER, clock.id)
+    subscribe(billing, "acme", "pro")
+    [invoice] = wait_for(
+        lambda: [i for i in stripe_invoices(billing, "acme") if i["payment_status"] == "failed"]
+    )
+    [failure] = wait_for(lambda: webhooks(subscribed, "invoice.payment_failure"))
+    assert (
+        failure["payment_provider_invoice_payment_error"]["lago_invoice_id"] == invoice["lago_id"]
+    )
+
+    # Billow's dunning and its payment routes leave Stripe's invoice to Stripe.
+    local_billow.fire_schedule("dunning-run", utcnow() + timedelta(days=8))
+    local_billow.wait_idle()
+    assert payment_intents(billing, stripe_id) == []
+    status, body = billing.api.post(f"/invoices/{invoice['lago_id']}/retry_payment")
+    assert status == 405, body
+    status, body = billing.api.post(f"/invoices/{invoice['lago_id']}/void")
+    assert status == 405, body
+    assert len(webhooks(subscribed, "invoice.payment_failure")) == 1

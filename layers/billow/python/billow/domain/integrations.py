@@ -18,6 +18,10 @@ STRIPE_WEBHOOK_EVENTS: tuple[str, ...] = (
     "charge.refund.updated",
     "charge.dispute.closed",
     "customer.subscription.deleted",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",
 )
 
 STRIPE_API_VERSION = "2025-08-27.basil"

@@ -65,6 +65,16 @@ class ProviderError(BaseModel):
     error_code: str | None = None
 
 
+class StripeInvoiceLink(BaseModel):
+    """The Stripe invoice a mirrored invoice copies, and where its customer pays it."""
+
+    id: str
+    hosted_invoice_url: str | None = None
+    invoice_pdf: str | None = None
+    status: str
+    """Stripe's own status (``draft``, ``open``, ``paid``, ``void``, ``uncollectible``)."""
+
+
 class Invoice(BaseModel):
     lago_id: str
     organization_id: str
@@ -108,6 +118,9 @@ class Invoice(BaseModel):
     updated_at: str
     voided_at: str | None = None
     version: int = 0
+    stripe_invoice: StripeInvoiceLink | None = None
+    """Set on the read-only copy of an invoice Stripe Billing issued (a synced
+    subscription's): Stripe charges it, Billow never does."""
 
     @property
     def total_due_amount_cents(self) -> int:
@@ -119,9 +132,11 @@ class Invoice(BaseModel):
 
     @property
     def is_payable(self) -> bool:
-        """Finalized, unpaid and above zero: the only invoices anyone may charge."""
+        """Finalized, unpaid and above zero: the only invoices anyone may charge (Billow
+        charges its own; Stripe charges those it issued)."""
         return (
-            self.status == "finalized"
+            self.stripe_invoice is None
+            and self.status == "finalized"
             and self.payment_status != "succeeded"
             and self.total_due_amount_cents > 0
         )
@@ -209,6 +224,7 @@ class Invoice(BaseModel):
             "credits": [self._credit_as_lago(credit) for credit in self.credits],
             "subscriptions": [],
             "billing_periods": [],
+            "stripe_invoice": self.stripe_invoice.model_dump() if self.stripe_invoice else None,
         }
         if customer is not None:
             body["customer"] = customer

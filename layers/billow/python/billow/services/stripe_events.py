@@ -35,6 +35,7 @@ from billow.services.payment_methods import (
 )
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
 from billow.services.stripe_sync.cancellations import end_from_stripe
+from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(
@@ -47,6 +48,7 @@ HANDLED_TYPES = frozenset(
         "payment_intent.payment_failed",
         "payment_intent.canceled",
         "customer.subscription.deleted",
+        *MIRRORED,
     }
 )
 STALE_AFTER = timedelta(minutes=15)
@@ -206,6 +208,8 @@ def _apply(
         return settle_from_stripe(deps, connection, obj)
     if kind == "customer.subscription.deleted":
         return end_from_stripe(deps, connection.organization_id, obj)
+    if kind in MIRRORED:
+        return mirror_invoice(deps, connection, obj)
     if kind == "payment_method.detached":
         method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
         customer = (

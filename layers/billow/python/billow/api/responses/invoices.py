@@ -119,6 +119,16 @@ class CreditObject(LagoObject):
     invoice: CreditInvoice
 
 
+class StripeInvoiceObject(LagoObject):
+    """Billow's addition: the Stripe Billing invoice this one copies (synced
+    subscriptions); Stripe charges it, and its customer pays it at the hosted page."""
+
+    id: str
+    hosted_invoice_url: str | None
+    invoice_pdf: str | None
+    status: str
+
+
 class InvoiceObject(LagoObject):
     lago_id: str
     billing_entity_code: str
@@ -158,6 +168,8 @@ class InvoiceObject(LagoObject):
     credits: list[CreditObject]
     subscriptions: NoItems
     billing_periods: NoItems
+    stripe_invoice: StripeInvoiceObject | None
+    """Only on invoices Stripe Billing issued for a synced subscription."""
     customer: CustomerObject | None = Field(default=None, exclude_if=lambda value: value is None)
     """Left out only when the customer has since been deleted."""
 

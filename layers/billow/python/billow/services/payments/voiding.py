@@ -16,6 +16,9 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
 
     def record() -> Invoice:
         invoice = get_invoice(deps, organization_id, invoice_id)
+        if invoice.stripe_invoice is not None:
+            # Stripe issued it and collects it: voiding is done there, and comes back here.
+            raise NotAllowed("invoice_issued_by_stripe")
         if invoice.status != "finalized" or invoice.payment_status == "succeeded":
             raise NotAllowed("not_voidable")
         updated = invoice.model_copy(update={"status": "voided", "voided_at": iso(utcnow())})

@@ -1,0 +1,304 @@
+"""Stripe Billing's invoices for subscriptions, and test clocks that make time pass.
+
+A subscription's first invoice is made when it is created (``subscription_create``),
+and each renewal's when its period ends (``subscription_cycle``). Each is created as a
+draft, finalized and charged to the subscription's card, else the customer's default,
+with the events Stripe sends (``invoice.created``, ``invoice.finalized``, then
+``invoice.paid`` or ``invoice.payment_failed``). Stripe waits about an hour before
+finalizing a renewal; here it happens at once. The payment is recorded on the invoice
+without a PaymentIntent object, and proration items of a Price change are not billed.
+
+Time is the real clock, except for customers created on a test clock
+(``/v1/test_helpers/test_clocks``): their subscriptions live on the clock's frozen
+time, and advancing the clock renews (or ends, at ``cancel_at``) whatever falls due.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
+
+from . import upstream
+from .common import Handler, Routes, as_int, read_params, reject_unknown, require
+from .errors import MissingObject, StripeApiError, json_response
+from .events import emit
+
+
+def _find(cls: Any, object_id: str, param: str = "id") -> Any:
+    found = store.get(f"{cls.object}:{object_id}")
+    if found is None:
+        raise MissingObject(cls.object, object_id, param=param)
+    return found
+
+
+def _legacy(method: str, path: str) -> Handler:
+    return next(h for m, p, h in upstream.routes() if (m, p) == (method, path))
+
+
+class TestClock(StripeObject):
+    object = "test_helpers.test_clock"
+    _id_prefix = "clock_"
+
+    def __init__(self, frozen_time: int, name: str | None):
+        super().__init__()
+        self.frozen_time = frozen_time
+        self.name = name
+        self.status = "ready"
+        self.deletes_after = frozen_time + 30 * 24 * 3600
+        self.status_details: dict[str, Any] = {}
+
+
+def add_interval(moment: int, interval: str, count: int) -> int:
+    """``moment`` plus ``count`` intervals; a month-end day is clamped, as Stripe does."""
+    at = datetime.fromtimestamp(moment, UTC)
+    if interval in ("day", "week"):
+        return int((at + timedelta(days=count * (7 if interval == "week" else 1))).timestamp())
+    months = count * (12 if interval == "year" else 1)
+    year, month = divmod(at.month - 1 + months, 12)
+    year += at.year
+    day = min(at.day, calendar.monthrange(year, month + 1)[1])
+    return int(at.replace(year=year, month=month + 1, day=day).timestamp())
+
+
+def now_for(customer_id: str) -> int:
+    """The customer's time: its test clock's, else the real one."""
+    customer = store.get(f"customer:{customer_id}")
+    clock_id = getattr(customer, "test_clock", None) if customer is not None else None
+    clock = store.get(f"test_helpers.test_clock:{clock_id}") if clock_id else None
+    return int(clock.frozen_time) if clock is not None else int(time.time())
+
+
+class SubscriptionInvoice(StripeObject):
+    object = "invoice"
+    _id_prefix = "in_"
+
+    def __init__(
+        self,
+        subscription: Any,
+        price: Any,
+        amount: int,
+        period: tuple[int, int],
+        billing_reason: str,
+        now: int,
+    ):
+        super().__init__()
+        self.created = now
+        account = self._account or "acct_emulator"
+        self.account_country = "US"
+        self.amount_due = amount
+        self.amount_paid = 0
+        self.amount_remaining = amount
+        self.attempt_count = 0
+        self.attempted = False
+        self.auto_advance = True
+        self.billing_reason = billing_reason
+        self.collection_method = "charge_automatically"
+        self.currency = price.currency
+        self.customer = subscription.customer
+        self.default_payment_method = None
+        self.description = None
+        self.discounts: list[Any] = []
+        self.due_date = None
+        self.hosted_invoice_url = f"https://invoice.stripe.com/i/{account}/test_{self.id}"
+        self.invoice_pdf = f"{self.hosted_invoice_url}/pdf"
+        self.lines = {
+            "object": "list",
+            "data": [
+                {
+                    "id": "il_" + random_id(14),
+                    "object": "line_item",
+                    "amount": amount,
+                    "currency": price.currency,
+                    "description": f"1 × {price.product} (at {price.unit_amount} / period)",
+                    "discountable": True,
+                    "metadata": {},
+                    "period": {"start": period[0], "end": period[1]},
+                    "pricing": {
+                        "type": "price_details",
+                        "price_details": {"price": price.id, "product": price.product},
+                        "unit_amount_decimal": str(price.unit_amount),
+                    },
+                    "quantity": 1,
+                    "parent": {
+                        "type": "subscription_item_details",
+                        "subscription_item_details": {
+                            "subscription": subscription.id,
+                            "subscription_item": subscription._item["id"],
+                            "proration": False,
+                        },
+                    },
+                }
+            ],
+            "has_more": False,
+            "url": f"/v1/invoices/{self.id}/lines",
+        }
+        self.metadata: dict[str, str] = {}
+        self.number: str | None = None
+        self.parent = {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {
+                "subscription": subscription.id,
+                "metadata": dict(subscription.metadata),
+            },
+        }
+        self.period_start = now
+        self.period_end = now
+        self.status = "draft"
+        self.status_transitions: dict[str, int | None] = {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        }
+        self.subtotal = amount
+        self.subtotal_excluding_tax = amount
+        self.total = amount
+        self.total_excluding_tax = amount
+        self.total_discount_amounts: list[Any] = []
+        self.total_taxes: list[Any] = []
+
+
+_NUMBERS: dict[str, int] = {}
+
+
+def _card_for(subscription: Any) -> Any | None:
+    chosen = subscription.default_payment_method
+    if chosen is None:
+        customer = store.get(f"customer:{subscription.customer}")
+        chosen = (getattr(customer, "invoice_settings", None) or {}).get("default_payment_method")
+    return store.get(f"{PaymentMethod.object}:{chosen}") if chosen else None
+
+
+def bill_period(
+    subscription: Any, period: tuple[int, int], billing_reason: str, amount: int | None = None
+) -> SubscriptionInvoice:
+    """The invoice for one period: created, finalized, then paid or failed."""
+    price = store.get(f"price:{subscription._item['price']}")
+    now = now_for(subscription.customer)
+    invoice = SubscriptionInvoice(
+        subscription,
+        price,
+        price.unit_amount if amount is None else amount,
+        period,
+        billing_reason,
+        now,
+    )
+    subscription.latest_invoice = invoice.id
+    emit("invoice.created", invoice)
+    prefix = subscription.customer[-8:].upper()
+    _NUMBERS[prefix] = _NUMBERS.get(prefix, 0) + 1
+    invoice.number = f"{prefix}-{_NUMBERS[prefix]:04d}"
+    invoice.status = "open"
+    invoice.status_transitions["finalized_at"] = now
+    emit("invoice.finalized", invoice)
+    card = _card_for(subscription)
+    invoice.attempted = True
+    invoice.attempt_count = 1
+    if card is None or card._charging_is_declined():
+        emit("invoice.payment_failed", invoice)
+        if subscription.status != "past_due":
+            subscription.status = "past_due"
+            emit("customer.subscription.updated", subscription, {"status": "active"})
+        return invoice
+    invoice.status = "paid"
+    invoice.amount_paid, invoice.amount_remaining = invoice.amount_due, 0
+    invoice.status_transitions["paid_at"] = now
+    emit("invoice.paid", invoice)
+    emit("invoice.payment_succeeded", invoice)
+    return invoice
+
+
+# -- test clocks -----------------------------------------------------------------------
+
+
+async def create_clock(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    reject_unknown(params, ("frozen_time", "name"))
+    clock = TestClock(as_int(require(params, "frozen_time"), "frozen_time"), params.get("name"))
+    return json_response(clock._export())
+
+
+async def retrieve_clock(request: web.Request) -> web.Response:
+    return json_response(_find(TestClock, request.match_info["id"])._export())
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    """Move the clock forward; every subscription on it renews (or ends) as it would
+    have meanwhile, period after period."""
+    clock = _find(TestClock, request.match_info["id"])
+    params = await read_params(request)
+    reject_unknown(params, ("frozen_time",))
+    target = as_int(require(params, "frozen_time"), "frozen_time")
+    if target <= clock.frozen_time:
+        raise StripeApiError(
+            400,
+            "The frozen_time must be after the test clock's current frozen_time.",
+            param="frozen_time",
+        )
+    subscriptions = [
+        obj
+        for key, obj in list(store.items())
+        if key.startswith("subscription:")
+        and hasattr(obj, "_item")  # a subscription on Prices (not localstripe's)
+        and getattr(store.get(f"customer:{obj.customer}"), "test_clock", None) == clock.id
+    ]
+    while True:
+        due = [
+            sub
+            for sub in subscriptions
+            if sub.status in ("active", "past_due")
+            and min(sub._item["current_period_end"], sub.cancel_at or target + 1) <= target
+        ]
+        if not due:
+            break
+        sub = min(due, key=lambda s: min(s._item["current_period_end"], s.cancel_at or target))
+        end = sub._item["current_period_end"]
+        if sub.cancel_at is not None and sub.cancel_at <= end:
+            clock.frozen_time = sub.cancel_at
+            sub.status = "canceled"
+            sub.canceled_at = sub.ended_at = sub.cancel_at
+            emit("customer.subscription.deleted", sub)
+            continue
+        clock.frozen_time = end
+        recurring = store.get(f"price:{sub._item['price']}").recurring
+        following = add_interval(end, recurring["interval"], recurring["interval_count"])
+        previous = {"items": sub.items}
+        sub._item["current_period_start"], sub._item["current_period_end"] = end, following
+        emit("customer.subscription.updated", sub, previous)
+        bill_period(sub, (end, following), "subscription_cycle")
+    clock.frozen_time = target
+    return json_response(clock._export())
+
+
+async def create_customer(request: web.Request) -> web.Response:
+    """localstripe's customer, on a test clock when asked (Stripe's ``test_clock``)."""
+    params = await read_params(request)
+    expand = params.pop("expand", None)
+    clock_id = params.pop("test_clock", None)
+    if clock_id is not None:
+        _find(TestClock, str(clock_id), param="test_clock")
+    customer = Customer._api_create(**params)
+    customer.test_clock = clock_id
+    return json_response(customer._export(expand=expand))
+
+
+async def retrieve_invoice(request: web.Request) -> web.Response:
+    invoice = store.get(f"invoice:{request.match_info['id']}")
+    if not isinstance(invoice, SubscriptionInvoice):
+        return await _legacy("GET", "/v1/invoices/{id}")(request)  # type: ignore[return-value]
+    return json_response(invoice._export())
+
+
+ROUTES: Routes = [
+    ("POST", "/v1/test_helpers/test_clocks", create_clock),
+    ("GET", "/v1/test_helpers/test_clocks/{id}", retrieve_clock),
+    ("POST", "/v1/test_helpers/test_clocks/{id}/advance", advance_clock),
+    ("POST", "/v1/customers", create_customer),
+    ("GET", "/v1/invoices/{id}", retrieve_invoice),
+]
