@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from billow.composition import dependencies
+from billow.domain import stripe_sync
 from billow.domain.clock import utcnow
+from billow.services.stripe_sync.invoices import mirror_invoice
 from tests.api.billing_helpers import (
     VISA,
     create_plan,
@@ -301,3 +304,89 @@ def test_a_payment_stripe_fails_is_announced_and_left_to_stripe(
     status, body = billing.api.post(f"/invoices/{invoice['lago_id']}/void")
     assert status == 405, body
     assert len(webhooks(subscribed, "invoice.payment_failure")) == 1
+
+
+def test_a_downgrade_moves_the_stripe_subscription_at_the_period_end(
+    local_billow: Any, billing: StripeOrg, wait_for: Any
+) -> None:
+    create_plan(billing, "basic", amount_cents=1000)
+    create_plan(billing, "pro", amount_cents=4900)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    subscribe(billing, "acme", "pro")
+    stripe_id = mirrored(billing, "sub-1", wait_for)["stripe_sync"]["stripe_id"]
+
+    downgraded = subscribe(billing, "acme", "basic")
+    assert downgraded["next_plan_code"] == "basic"
+    local_billow.wait_idle()
+
+    def unit_amount() -> int:
+        items = billing.stripe.v1.subscriptions.retrieve(stripe_id)["items"]["data"]
+        return int(items[0]["price"]["unit_amount"])
+
+    assert unit_amount() == 4900  # still pro until the period ends
+
+    local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=32))
+    local_billow.wait_idle()
+    wait_for(lambda: unit_amount() == 1000)
+    _, body = billing.api.get("/subscriptions/sub-1")
+    assert body["subscription"]["plan_code"] == "basic"
+    assert body["subscription"]["stripe_sync"]["stripe_id"] == stripe_id
+    assert billow_and_stripe_invoices(billing, "acme")[0] == []
+
+
+def test_stripe_caps_the_subscriptions_it_bills_per_customer(
+    billing: StripeOrg, wait_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe allows 500 active subscriptions per customer; the cap is lowered to 2 here
+    so the test makes three, not 501."""
+    monkeypatch.setattr(stripe_sync, "MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER", 2)
+    create_plan(billing, "pro", amount_cents=4900)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    subscribe(billing, "acme", "pro", external_id="sub-1")
+    subscribe(billing, "acme", "pro", external_id="sub-2")
+    status, body = billing.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": "acme",
+                "plan_code": "pro",
+                "external_id": "sub-3",
+            }
+        },
+    )
+    assert status == 422, body
+    assert body["error_details"] == {"external_customer_id": ["stripe_subscriptions_limit_reached"]}
+    status, _ = billing.api.get("/subscriptions/sub-3")
+    assert status == 404  # nothing was made
+    # Ending one makes room again.
+    status, body = billing.api.delete("/subscriptions/sub-1")
+    assert status == 200, body
+    subscribe(billing, "acme", "pro", external_id="sub-3")
+
+
+def test_late_and_repeated_invoice_events_change_nothing(
+    local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """Stripe's ``invoice.created`` delivered again after ``invoice.paid`` (late, or a
+    retry) neither brings the paid copy back to pending nor makes a second invoice."""
+    create_plan(billing, "pro", amount_cents=4900)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    subscribe(billing, "acme", "pro")
+    [paid] = wait_for(
+        lambda: [i for i in invoices_of(billing, "acme") if i["payment_status"] == "succeeded"]
+    )
+    stripe_invoice = billing.stripe.v1.invoices.retrieve(paid["stripe_invoice"]["id"]).to_dict()
+    deps = dependencies()
+    connection = deps.store.get_connection(billing.id, "stripe")
+    assert connection is not None
+    as_created = {**stripe_invoice, "status": "draft", "amount_paid": 0, "number": None}
+    assert mirror_invoice(deps, connection, as_created) == "processed"
+    assert mirror_invoice(deps, connection, stripe_invoice) == "processed"
+    [again] = invoices_of(billing, "acme")
+    assert (again["lago_id"], again["payment_status"], again["number"]) == (
+        paid["lago_id"],
+        "succeeded",
+        paid["number"],
+    )
+    local_billow.wait_idle()
+    assert len(webhooks(subscribed, "invoice.created")) == 1

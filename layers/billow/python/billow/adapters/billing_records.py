@@ -128,7 +128,17 @@ def subscription_listing(subscription: Subscription) -> Listing:
         # By the plan's id too: a plan shows its active subscriptions, and its code can
         # change under them.
         Tally(plan_id_scope(subscription.plan_lago_id), subscription.status),
+        # Stripe allows a customer so many subscriptions: those it bills are counted.
+        *(
+            [Tally(stripe_billed_scope(subscription.external_customer_id), subscription.status)]
+            if subscription.billed_by == "stripe"
+            else []
+        ),
     )
+
+
+def stripe_billed_scope(external_customer_id: str) -> str:
+    return f"STRIPE_BILLED#CUSTOMER#{external_customer_id}"
 
 
 def plan_id_scope(plan_lago_id: str) -> str:
@@ -282,6 +292,12 @@ class BillingRecords(ListRecords):
             "active",
         )
         return {scope.removeprefix("PLAN_ID#"): n for (_, scope), n in counts.items()}
+
+    def stripe_billed_count(self, organization_id: str, external_customer_id: str) -> int:
+        """The customer's live subscriptions Stripe bills, from their counter."""
+        scope = stripe_billed_scope(external_customer_id)
+        counts = self.scoped_counts(organization_id, [(SUBSCRIPTIONS, scope)], "active")
+        return sum(counts.values())
 
     def due_subscriptions(self, now: str) -> Iterator[Item]:
         """Live subscriptions whose next billing time is at or before ``now``: each names

@@ -540,8 +540,3 @@ class StripeGateway:
         if subscription.status == "canceled":
             return
         self._call(lambda: self.client.v1.subscriptions.cancel(subscription_id))
-
-    def invoice(self, invoice_id: str) -> dict[str, Any]:
-        """A Stripe invoice as it is now (events may arrive late or out of order)."""
-        found = self._call(lambda: self.client.v1.invoices.retrieve(invoice_id))
-        return dict(found.to_dict())

@@ -73,6 +73,8 @@ class StripeInvoiceLink(BaseModel):
     invoice_pdf: str | None = None
     status: str
     """Stripe's own status (``draft``, ``open``, ``paid``, ``void``, ``uncollectible``)."""
+    attempt_count: int = 0
+    """Stripe's payment attempts so far."""
 
 
 class Invoice(BaseModel):

@@ -27,6 +27,8 @@ SUBSCRIPTION_SYNC_OFF = "subscription_sync_disabled"
 FREE_PLAN = "free_plan"
 IN_TRIAL = "trial"
 CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
+MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER = 500
+"""Stripe's ceiling on a customer's active subscriptions."""
 STRIPE_REFUSED = "stripe_refused"
 """Stripe would not make it: Billow bills it, and its state keeps Stripe's error."""
 """Seed 004's rules for subscriptions Billow keeps billing itself, as ``reason``."""

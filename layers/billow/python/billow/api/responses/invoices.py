@@ -127,6 +127,7 @@ class StripeInvoiceObject(LagoObject):
     hosted_invoice_url: str | None
     invoice_pdf: str | None
     status: str
+    attempt_count: int
 
 
 class InvoiceObject(LagoObject):

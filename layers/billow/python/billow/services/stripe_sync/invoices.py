@@ -1,9 +1,11 @@
 """Stripe Billing's invoices for synced subscriptions, copied into Billow.
 
 ``GET /api/v1/invoices`` then shows every invoice a customer received, whoever issued
-it. Each ``invoice.*`` event makes Billow read the Stripe invoice as it is now, so a
-late or repeated event never undoes a newer fact; the copy's id is derived from the
-Stripe invoice's, so two deliveries make one invoice. The copy is read-only: Stripe
+it. Each ``invoice.*`` event carries the invoice as it was; a Stripe invoice only moves
+forward (draft, open, then paid, void or uncollectible, with more payment attempts on
+the way), so a copy is replaced only by a later stage of it, and a late or repeated
+event never undoes a newer fact, without asking Stripe. The copy's id is derived from
+the Stripe invoice's, so two deliveries make one invoice. The copy is read-only: Stripe
 charges it and retries it (Billow's dunning leaves it be, as it is not payable here),
 but a failed payment still reaches the organization as ``invoice.payment_failure``.
 """
@@ -25,6 +27,13 @@ from billow.domain.payments import Applied
 from billow.domain.subscriptions import Subscription
 from billow.services.payments.records import invoice_webhook
 from billow.services.retries import retry_on_race
+
+_STAGES = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+
+
+def _stage(status: str, attempts: int) -> tuple[int, int]:
+    return _STAGES.get(status, 0), attempts
+
 
 MIRRORED = frozenset(
     {"invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_failed"}
@@ -119,6 +128,7 @@ def _copy(
             hosted_invoice_url=stripe_invoice.get("hosted_invoice_url"),
             invoice_pdf=stripe_invoice.get("invoice_pdf"),
             status=status,
+            attempt_count=int(stripe_invoice.get("attempt_count") or 0),
         ),
     )
 
@@ -156,13 +166,17 @@ def mirror_invoice(
     sub = _owner(deps, organization_id, event_object)
     if sub is None:
         return "ignored"  # not an invoice of a subscription Billow synced
-    current = deps.stripe_for(connection).invoice(str(event_object["id"]))
+    current = event_object
     plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
     customer = deps.store.get_customer(organization_id, sub.external_customer_id)
     lago_id = stable_id("stripe-invoice", organization_id, str(current["id"]))
 
     def upsert() -> None:
         existing = deps.store.get_invoice(organization_id, lago_id)
+        known = existing.stripe_invoice if existing else None
+        arrived = _stage(str(current["status"]), int(current.get("attempt_count") or 0))
+        if known is not None and arrived < _stage(known.status, known.attempt_count):
+            return  # an earlier stage, delivered late
         copied = _copy(current, sub, plan, lago_id, existing)
         if (
             existing is not None

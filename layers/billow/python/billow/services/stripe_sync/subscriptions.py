@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Literal
 
 from billow.composition import Dependencies
+from billow.domain import stripe_sync
 from billow.domain.catalog import Plan
 from billow.domain.clock import parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
+from billow.domain.errors import ValidationFailed
 from billow.domain.stripe_sync import (
     CUSTOMER_NOT_IN_STRIPE,
     FREE_PLAN,
@@ -59,6 +61,12 @@ def assign_owner(
         if owner == "stripe" and predecessor is not None and predecessor.billed_by == "stripe"
         else None
     )
+    new_in_stripe = owner == "stripe" and (predecessor is None or predecessor.billed_by != "stripe")
+    if new_in_stripe and (
+        deps.store.stripe_billed_count(customer.organization_id, customer.external_id)
+        >= stripe_sync.MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER
+    ):
+        raise ValidationFailed({"external_customer_id": ["stripe_subscriptions_limit_reached"]})
     return sub.model_copy(
         update={
             "billed_by": owner,
