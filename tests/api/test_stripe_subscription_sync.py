@@ -390,3 +390,39 @@ def test_late_and_repeated_invoice_events_change_nothing(
     )
     local_billow.wait_idle()
     assert len(webhooks(subscribed, "invoice.created")) == 1
+
+
+def test_a_repriced_plan_moves_its_stripe_subscriptions_to_the_new_price(
+    billing: StripeOrg, wait_for: Any
+) -> None:
+    create_plan(billing, "pro", amount_cents=4900)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    subscribe(billing, "acme", "pro")
+    stripe_id = mirrored(billing, "sub-1", wait_for)["stripe_sync"]["stripe_id"]
+    status, body = billing.api.put("/plans/pro", json={"plan": {"amount_cents": 5900}})
+    assert status == 200, body
+
+    def price() -> dict[str, Any]:
+        found: dict[str, Any] = billing.stripe.v1.subscriptions.retrieve(stripe_id)["items"][
+            "data"
+        ][0]["price"]
+        return found
+
+    wait_for(lambda: price()["unit_amount"] == 5900)
+    assert price()["active"] is True
+    # The period already paid is not prorated: Stripe bills the new amount from the next.
+    assert len(billow_and_stripe_invoices(billing, "acme")[1]) == 1
+
+
+def test_customers_show_where_they_stand_in_stripe(billing: StripeOrg, wait_for: Any) -> None:
+    stripe_id = stripe_customer(billing, "acme", wait_for=wait_for)
+    status, body = billing.api.get("/customers/acme")
+    assert status == 200, body
+    sync = body["customer"]["stripe_sync"]
+    assert (sync["status"], sync["stripe_id"]) == ("succeeded", stripe_id)
+    assert sync["stripe_url"] == f"https://dashboard.stripe.com/test/customers/{stripe_id}"
+
+    status, body = billing.api.post("/customers", json={"customer": {"external_id": "cash"}})
+    assert status == 200, body
+    assert body["customer"]["stripe_sync"]["status"] == "not_required"
+    assert body["customer"]["stripe_sync"]["reason"] == "payment_provider_not_stripe"

@@ -194,7 +194,12 @@ class PaymentProvider(Protocol):
     def subscription_item(self, subscription_id: str) -> tuple[str, str]: ...
 
     def change_subscription_price(
-        self, subscription_id: str, item_id: str, price_id: str, idempotency_key: str
+        self,
+        subscription_id: str,
+        item_id: str,
+        price_id: str,
+        prorate: bool,
+        idempotency_key: str,
     ) -> None: ...
 
     def cancel_subscription(self, subscription_id: str) -> None: ...

@@ -263,6 +263,16 @@ class BillingRecords(ListRecords):
         keys = self.page_keys(index, partitions, skip, take)
         return [Subscription.model_validate(document(item)) for item in self.get_items(keys)]
 
+    def subscriptions_in(
+        self, organization_id: str, selection: SubscriptionSelection
+    ) -> Iterator[Subscription]:
+        """Every subscription of a selection (a plan's live ones, say), newest first."""
+        index, partitions, _ = selection.lists(organization_id)
+        keys = self.every_key(index, partitions)
+        for start in range(0, len(keys), 100):
+            for item in self.get_items(keys[start : start + 100]):
+                yield Subscription.model_validate(document(item))
+
     def subscription_count(self, organization_id: str, selection: SubscriptionSelection) -> int:
         _, _, scope = selection.lists(organization_id)
         return self.count(organization_id, SUBSCRIPTIONS, selection.statuses, scope)

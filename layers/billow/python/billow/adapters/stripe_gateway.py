@@ -520,15 +520,21 @@ class StripeGateway:
         return str(item["id"]), str(item["price"]["id"])
 
     def change_subscription_price(
-        self, subscription_id: str, item_id: str, price_id: str, idempotency_key: str
+        self,
+        subscription_id: str,
+        item_id: str,
+        price_id: str,
+        prorate: bool,
+        idempotency_key: str,
     ) -> None:
-        """Move the item to another Price at once, prorating what is left of the period."""
+        """Move the item to another Price: at once, prorating what is left of the period,
+        or (``prorate`` false) from the next invoice on."""
         self._call(
             lambda: self.client.v1.subscriptions.update(
                 subscription_id,
                 params={
                     "items": [{"id": item_id, "price": price_id}],
-                    "proration_behavior": "create_prorations",
+                    "proration_behavior": "create_prorations" if prorate else "none",
                 },
                 options={"idempotency_key": idempotency_key},
             )

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billow.domain.catalog import Tax
+from billow.domain.stripe_sync import NO_STRIPE_PROVIDER, dashboard_url, not_synced, pending
 
 PaymentProvider = Literal["stripe", "adyen", "gocardless"]
 SUPPORTED_PROVIDERS: frozenset[str] = frozenset({"stripe"})
@@ -165,7 +166,37 @@ class Customer(BaseModel):
         body["taxes"] = [tax.as_lago() for tax in taxes]
         body["applicable_invoice_custom_sections"] = []
         body["error_details"] = [detail.model_dump(mode="json") for detail in self.error_details]
+        body["stripe_sync"] = self.stripe_sync()
         return body
+
+    def stripe_sync(self) -> dict[str, object]:
+        """Billow's ``stripe_sync`` for a customer: linked (``succeeded``), refused by
+        Stripe (``failed``, with Stripe's words), on its way, or not a Stripe customer."""
+        if not self.uses_stripe:
+            return not_synced(NO_STRIPE_PROVIDER)
+        if self.stripe_customer_id:
+            return {
+                **not_synced(),
+                "status": "succeeded",
+                "reason": None,
+                "stripe_id": self.stripe_customer_id,
+                "stripe_url": dashboard_url("customer", self.stripe_customer_id, False),
+                "synced_at": self.updated_at,
+            }
+        failure = self.error_details[-1].details if self.error_details else None
+        if failure is None:
+            return pending()
+        error = failure.get("provider_error")
+        found = error if isinstance(error, dict) else {}
+        return {
+            **not_synced(),
+            "status": "failed",
+            "reason": None,
+            "error": {
+                "code": str(found.get("error_code") or "payment_provider_error"),
+                "message": str(found.get("message") or ""),
+            },
+        }
 
     def as_webhook_object(self) -> dict[str, object]:
         """Lago's CustomerObject, as carried by ``customer.*`` webhooks."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from billow.domain.catalog import AddOn, Coupon, Interval, Plan
 
 SyncedType = Literal["plan", "add_on", "coupon", "subscription"]
+DashboardObject = Literal["plan", "add_on", "coupon", "subscription", "customer"]
 SyncStatus = Literal["pending", "succeeded", "failed", "not_required"]
 
 CATALOG_SYNC_OFF = "catalog_sync_disabled"
@@ -29,6 +30,8 @@ IN_TRIAL = "trial"
 CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
 MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER = 500
 """Stripe's ceiling on a customer's active subscriptions."""
+NO_STRIPE_PROVIDER = "payment_provider_not_stripe"
+"""A customer billed without Stripe (no provider, or manual payments)."""
 STRIPE_REFUSED = "stripe_refused"
 """Stripe would not make it: Billow bills it, and its state keeps Stripe's error."""
 """Seed 004's rules for subscriptions Billow keeps billing itself, as ``reason``."""
@@ -41,7 +44,8 @@ RECURRING: dict[Interval, tuple[str, int]] = {
 }
 """A plan's interval as Stripe's ``recurring[interval]`` and ``recurring[interval_count]``."""
 
-_DASHBOARD_PATHS: dict[SyncedType, str] = {
+_DASHBOARD_PATHS: dict[DashboardObject, str] = {
+    "customer": "customers",
     "plan": "products",
     "add_on": "products",
     "coupon": "coupons",
@@ -76,6 +80,9 @@ class StripeSyncState(BaseModel):
     stripe_name: str | None = None
     price_id: str | None = None
     price_terms: str | None = None
+    priced_plan: str | None = None
+    """A subscription's: the Billow plan whose Price its Stripe twin carries. A new Price
+    of the same plan applies from the next period; another plan's at once, prorated."""
     coupon_terms: str | None = None
     stripe_url: str | None = None
     error: SyncError | None = None
@@ -110,7 +117,7 @@ def pending() -> dict[str, object]:
     return {**not_synced(), "status": "pending", "reason": None}
 
 
-def dashboard_url(object_type: SyncedType, stripe_id: str, livemode: bool) -> str:
+def dashboard_url(object_type: DashboardObject, stripe_id: str, livemode: bool) -> str:
     """The object in Stripe's dashboard; test-mode objects live under ``/test``."""
     mode = "" if livemode else "test/"
     return f"https://dashboard.stripe.com/{mode}{_DASHBOARD_PATHS[object_type]}/{stripe_id}"

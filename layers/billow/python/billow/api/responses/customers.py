@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from billow.api.responses.catalog import TaxObject
-from billow.api.responses.common import LagoObject, NoItems, PaginationMeta, Timestamp
+from billow.api.responses.common import (
+    LagoObject,
+    NoItems,
+    PaginationMeta,
+    StripeSyncObject,
+    Timestamp,
+)
 from billow.domain.customers import PaymentProvider
 
 
@@ -88,6 +94,8 @@ class CustomerObject(LagoObject):
     taxes: list[TaxObject]
     applicable_invoice_custom_sections: NoItems
     error_details: list[CustomerErrorDetail]
+    stripe_sync: StripeSyncObject
+    """Billow's addition: whether the customer exists in Stripe (``stripe_id``)."""
 
 
 class CheckoutUrlObject(LagoObject):

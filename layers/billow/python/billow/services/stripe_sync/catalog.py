@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from billow.adapters.billing_records import SubscriptionSelection
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AddOn, Plan
@@ -38,7 +39,8 @@ from billow.domain.stripe_sync import (
 from billow.domain.subscriptions import Subscription
 from billow.ports import PaymentProvider
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.requests import catalog_connection
+from billow.services.stripe_sync.backfill import CHUNK
+from billow.services.stripe_sync.requests import catalog_connection, sync_requested
 from billow.services.stripe_sync.subscriptions import (
     billing_anchor,
     cancel_at,
@@ -98,7 +100,41 @@ def _sync(
             hand_back_to_billow(deps, organization_id, state.code, lago_id, STRIPE_REFUSED)
         return "failed"
     deps.store.stripe_sync.record(synced)
+    if object_type == "plan" and state.price_id not in (None, synced.price_id):
+        _request_plan_subscribers(deps, organization_id, lago_id)
     return "synced"
+
+
+def _request_plan_subscribers(deps: Dependencies, organization_id: str, plan_id: str) -> None:
+    """A plan got a new Price: its subscriptions Stripe bills follow it."""
+    plan = deps.store.get_plan_by_id(organization_id, plan_id)
+    if plan is None:
+        return
+    billed = [
+        sub
+        for sub in deps.store.subscriptions_in(
+            organization_id, SubscriptionSelection(statuses=["active"], plan=plan.code)
+        )
+        if sub.billed_by == "stripe" and sub.plan_lago_id == plan_id
+    ]
+    for start in range(0, len(billed), CHUNK):
+        transaction = Transaction()
+        for sub in billed[start : start + CHUNK]:
+            deps.store.stripe_sync.stage_requested(
+                transaction,
+                organization_id,
+                "subscription",
+                sub.lago_id,
+                sub.external_id,
+                sub.version,
+            )
+        transaction.publish(
+            [
+                sync_requested(organization_id, "subscription", sub.lago_id)
+                for sub in billed[start : start + CHUNK]
+            ]
+        )
+        deps.store.commit(transaction)
 
 
 def _record_failure(deps: Dependencies, state: StripeSyncState, error: ProviderError) -> None:
@@ -296,11 +332,19 @@ class _Mirror:
         elif state.price_id != price_id:
             item_id, current = self.gateway.subscription_item(stripe_id)
             if current != price_id:
-                # An upgrade now, a downgrade at the period boundary the run reached.
+                # Another plan: an upgrade now, prorated (a downgrade arrives at the period
+                # boundary the run reached). The same plan repriced: from the next period,
+                # as Billow bills its own subscriptions at the plan's amount of the day.
                 self.gateway.change_subscription_price(
-                    stripe_id, item_id, price_id, f"billow-subscription-{sub.lago_id}-{price_id}"
+                    stripe_id,
+                    item_id,
+                    price_id,
+                    state.priced_plan not in (None, plan.lago_id),
+                    f"billow-subscription-{sub.lago_id}-{price_id}",
                 )
-        return self._done(sub.version, stripe_id=stripe_id, price_id=price_id)
+        return self._done(
+            sub.version, stripe_id=stripe_id, price_id=price_id, priced_plan=plan.lago_id
+        )
 
     def _passed_on(self, sub: Subscription) -> bool:
         """An ended subscription whose Stripe twin now bills its successor (an upgrade or
