@@ -426,3 +426,19 @@ def test_customers_show_where_they_stand_in_stripe(billing: StripeOrg, wait_for:
     assert status == 200, body
     assert body["customer"]["stripe_sync"]["status"] == "not_required"
     assert body["customer"]["stripe_sync"]["reason"] == "payment_provider_not_stripe"
+
+
+def test_a_trial_is_billed_by_billow_until_it_ends_then_by_stripe(
+    local_billow: Any, billing: StripeOrg, wait_for: Any
+) -> None:
+    create_plan(billing, "pro", amount_cents=4900, trial_period=14, pay_in_advance=True)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    created = subscribe(billing, "acme", "pro")
+    assert created["stripe_sync"]["reason"] == "trial"
+
+    local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=15))
+    local_billow.wait_idle()
+    sub = mirrored(billing, "sub-1", wait_for)
+    stripe_sub = billing.stripe.v1.subscriptions.retrieve(sub["stripe_sync"]["stripe_id"])
+    assert stripe_sub.status == "active"
+    assert billow_and_stripe_invoices(billing, "acme")[0] == []  # the trial cost nothing

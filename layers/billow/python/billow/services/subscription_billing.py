@@ -19,9 +19,11 @@ from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.invoices import FeeItem
 from billow.domain.organizations import Organization
 from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
+from billow.domain.stripe_sync import IN_TRIAL
 from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
+from billow.services.stripe_sync.owner import billing_owner
 from billow.services.stripe_sync.requests import sync_requested
 
 INSTANT = timedelta(microseconds=1)
@@ -61,7 +63,10 @@ def next_due(sub: Subscription, plan: Plan, after: datetime, timezone: str) -> s
     period = period_at(sub, plan, after, timezone)
     candidates = [period.end]
     ends_trial = _trial_end(sub)
-    if plan.pay_in_advance and ends_trial and after < ends_trial < period.end:
+    # A pay-in-advance plan bills at its trial's end; a subscription Stripe is to bill
+    # once its trial is over is handed over then.
+    visits_trial_end = plan.pay_in_advance or sub.not_synced_reason == IN_TRIAL
+    if visits_trial_end and ends_trial and after < ends_trial < period.end:
         candidates.append(ends_trial)
     if sub.ending_at:
         candidates.append(max(parse_iso(sub.ending_at), after))
@@ -207,7 +212,7 @@ def _changes_stripe(sub: Subscription, before: Subscription | None) -> bool:
     changing status, plan or end."""
     if sub.billed_by != "stripe":
         return False
-    if before is None:
+    if before is None or before.billed_by != "stripe":
         return True
     return (sub.status, sub.plan_lago_id, sub.ending_at) != (
         before.status,
@@ -319,6 +324,26 @@ def _bill_due_once(
     timezone = timezone_of(organization, customer)
     change = Change(deps)
     invoice_id = stable_id("subscription-invoice", sub.lago_id, iso(due))
+    ends_trial = _trial_end(sub)
+    if (
+        sub.status == "active"
+        and sub.not_synced_reason == IN_TRIAL
+        and ends_trial is not None
+        and ends_trial <= due
+    ):
+        owner, reason = billing_owner(deps, customer, plan, trial_over=True)
+        sub = sub.model_copy(update={"billed_by": owner, "not_synced_reason": reason})
+        if owner == "stripe":
+            # Stripe bills it from here on; Billow still walks its life (plan swaps, end).
+            handed = sub.model_copy(
+                update={
+                    "billed_until": iso(due),
+                    "next_billing_at": next_due(sub, plan, due, timezone),
+                }
+            )
+            change.save(handed, original)
+            change.commit_without_invoice()
+            return "handed_to_stripe", handed.due_at()
     if sub.status == "pending":
         started, draft = activate(sub, plan, due, timezone)
         if draft:

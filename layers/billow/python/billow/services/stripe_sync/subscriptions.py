@@ -9,7 +9,6 @@ start, so none is billed by neither either.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from billow.composition import Dependencies
 from billow.domain import stripe_sync
@@ -17,33 +16,10 @@ from billow.domain.catalog import Plan
 from billow.domain.clock import parse_iso, stable_id, utcnow
 from billow.domain.customers import Customer
 from billow.domain.errors import ValidationFailed
-from billow.domain.stripe_sync import (
-    CUSTOMER_NOT_IN_STRIPE,
-    FREE_PLAN,
-    IN_TRIAL,
-    SUBSCRIPTION_SYNC_OFF,
-)
 from billow.domain.subscriptions import Subscription
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.requests import catalog_connection
+from billow.services.stripe_sync.owner import billing_owner
 from billow.services.subscription_billing import Change, activate, period_at, timezone_of
-
-Owner = tuple[Literal["billow", "stripe"], str | None]
-
-
-def billing_owner(deps: Dependencies, customer: Customer, plan: Plan) -> Owner:
-    """Seed 004's rules: Stripe bills a subscription to a synced plan, unless the plan is
-    free or starts with a trial, or the customer is not in Stripe."""
-    connection = catalog_connection(deps, customer.organization_id)
-    if connection is None or not connection.sync_subscriptions:
-        return "billow", SUBSCRIPTION_SYNC_OFF
-    if plan.amount_cents == 0:
-        return "billow", FREE_PLAN
-    if plan.trial_period > 0:
-        return "billow", IN_TRIAL
-    if not customer.stripe_customer_id:
-        return "billow", CUSTOMER_NOT_IN_STRIPE
-    return "stripe", None
 
 
 def assign_owner(
