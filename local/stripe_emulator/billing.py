@@ -24,16 +24,9 @@ from aiohttp import web
 from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
 
 from . import upstream
-from .common import Handler, Routes, as_int, read_params, reject_unknown, require
-from .errors import MissingObject, StripeApiError, json_response
+from .common import Handler, Routes, as_int, find, read_params, reject_unknown, require
+from .errors import StripeApiError, json_response
 from .events import emit
-
-
-def _find(cls: Any, object_id: str, param: str = "id") -> Any:
-    found = store.get(f"{cls.object}:{object_id}")
-    if found is None:
-        raise MissingObject(cls.object, object_id, param=param)
-    return found
 
 
 def _legacy(method: str, path: str) -> Handler:
@@ -225,13 +218,13 @@ async def create_clock(request: web.Request) -> web.Response:
 
 
 async def retrieve_clock(request: web.Request) -> web.Response:
-    return json_response(_find(TestClock, request.match_info["id"])._export())
+    return json_response(find(TestClock, request.match_info["id"])._export())
 
 
 async def advance_clock(request: web.Request) -> web.Response:
     """Move the clock forward; every subscription on it renews (or ends) as it would
     have meanwhile, period after period."""
-    clock = _find(TestClock, request.match_info["id"])
+    clock = find(TestClock, request.match_info["id"])
     params = await read_params(request)
     reject_unknown(params, ("frozen_time",))
     target = as_int(require(params, "frozen_time"), "frozen_time")
@@ -282,7 +275,7 @@ async def create_customer(request: web.Request) -> web.Response:
     expand = params.pop("expand", None)
     clock_id = params.pop("test_clock", None)
     if clock_id is not None:
-        _find(TestClock, str(clock_id), param="test_clock")
+        find(TestClock, str(clock_id), param="test_clock")
     customer = Customer._api_create(**params)
     customer.test_clock = clock_id
     return json_response(customer._export(expand=expand))

@@ -18,15 +18,17 @@ from localstripe.resources import StripeObject, random_id, store
 from .common import (
     Routes,
     all_of,
+    apply_changes,
     as_bool,
     as_int,
+    find,
     newest_first,
     read_params,
     reject_unknown,
     require,
     updated_metadata,
 )
-from .errors import MissingObject, StripeApiError, json_response
+from .errors import StripeApiError, json_response
 from .events import emit
 
 INTERVALS = ("day", "week", "month", "year")
@@ -34,19 +36,6 @@ MAX_UNIT_AMOUNT = 99_999_999
 """Stripe's ceiling for ``unit_amount`` (eight digits)."""
 MAX_INTERVAL = {"day": 365, "week": 52, "month": 12, "year": 1}
 """The longest recurrence Stripe accepts: one year, whatever the unit."""
-
-
-def _find(cls: Any, object_id: str, param: str = "id") -> Any:
-    found = store.get(f"{cls.object}:{object_id}")
-    if found is None:
-        raise MissingObject(cls.object, object_id, param=param)
-    return found
-
-
-def _previous(obj: Any, changes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: getattr(obj, name) for name, value in changes.items() if getattr(obj, name) != value
-    }
 
 
 class CatalogProduct(StripeObject):
@@ -140,7 +129,7 @@ async def create_product(request: web.Request) -> web.Response:
 
 
 async def update_product(request: web.Request) -> web.Response:
-    product = _find(CatalogProduct, request.match_info["id"])
+    product = find(CatalogProduct, request.match_info["id"])
     params = await read_params(request)
     reject_unknown(params, ("name", "active", "description", "metadata"))
     changes: dict[str, Any] = {}
@@ -152,9 +141,7 @@ async def update_product(request: web.Request) -> web.Response:
         changes["description"] = params["description"] or None
     if "metadata" in params:
         changes["metadata"] = updated_metadata(product.metadata, params["metadata"])
-    previous = _previous(product, changes)
-    for name, value in changes.items():
-        setattr(product, name, value)
+    previous = apply_changes(product, changes)
     if previous:
         product.updated = _now()
         emit("product.updated", product, previous)
@@ -162,7 +149,7 @@ async def update_product(request: web.Request) -> web.Response:
 
 
 async def retrieve_product(request: web.Request) -> web.Response:
-    return json_response(_find(CatalogProduct, request.match_info["id"])._export())
+    return json_response(find(CatalogProduct, request.match_info["id"])._export())
 
 
 async def list_products(request: web.Request) -> web.Response:
@@ -212,7 +199,7 @@ async def create_price(request: web.Request) -> web.Response:
     reject_unknown(
         params, ("product", "currency", "unit_amount", "recurring", "nickname", "metadata")
     )
-    product = _find(CatalogProduct, str(require(params, "product")), param="product")
+    product = find(CatalogProduct, str(require(params, "product")), param="product")
     currency = str(require(params, "currency")).lower()
     amount = as_int(require(params, "unit_amount"), "unit_amount")
     if amount > MAX_UNIT_AMOUNT:
@@ -237,7 +224,7 @@ async def create_price(request: web.Request) -> web.Response:
 
 async def update_price(request: web.Request) -> web.Response:
     """A Price's amount, currency and recurrence never change; only these do."""
-    price = _find(CatalogPrice, request.match_info["id"])
+    price = find(CatalogPrice, request.match_info["id"])
     params = await read_params(request)
     reject_unknown(params, ("active", "nickname", "metadata"))
     changes: dict[str, Any] = {}
@@ -247,16 +234,14 @@ async def update_price(request: web.Request) -> web.Response:
         changes["nickname"] = params["nickname"] or None
     if "metadata" in params:
         changes["metadata"] = updated_metadata(price.metadata, params["metadata"])
-    previous = _previous(price, changes)
-    for name, value in changes.items():
-        setattr(price, name, value)
+    previous = apply_changes(price, changes)
     if previous:
         emit("price.updated", price, previous)
     return json_response(price._export())
 
 
 async def retrieve_price(request: web.Request) -> web.Response:
-    return json_response(_find(CatalogPrice, request.match_info["id"])._export())
+    return json_response(find(CatalogPrice, request.match_info["id"])._export())
 
 
 async def list_prices(request: web.Request) -> web.Response:
@@ -361,7 +346,7 @@ async def create_coupon(request: web.Request) -> web.Response:
 
 async def update_coupon(request: web.Request) -> web.Response:
     """Only a coupon's name and metadata change; its terms are fixed once created."""
-    coupon = _find(CatalogCoupon, request.match_info["id"])
+    coupon = find(CatalogCoupon, request.match_info["id"])
     params = await read_params(request)
     reject_unknown(params, ("name", "metadata"))
     changes: dict[str, Any] = {}
@@ -369,21 +354,19 @@ async def update_coupon(request: web.Request) -> web.Response:
         changes["name"] = params["name"] or None
     if "metadata" in params:
         changes["metadata"] = updated_metadata(coupon.metadata, params["metadata"])
-    previous = _previous(coupon, changes)
-    for name, value in changes.items():
-        setattr(coupon, name, value)
+    previous = apply_changes(coupon, changes)
     if previous:
         emit("coupon.updated", coupon, previous)
     return json_response(coupon._export())
 
 
 async def retrieve_coupon(request: web.Request) -> web.Response:
-    return json_response(_find(CatalogCoupon, request.match_info["id"])._export())
+    return json_response(find(CatalogCoupon, request.match_info["id"])._export())
 
 
 async def delete_coupon(request: web.Request) -> web.Response:
     """Customers with the coupon keep their discounts; no new ones can use it."""
-    coupon = _find(CatalogCoupon, request.match_info["id"])
+    coupon = find(CatalogCoupon, request.match_info["id"])
     del store[f"coupon:{coupon.id}"]
     emit("coupon.deleted", coupon)
     return json_response({"id": coupon.id, "object": "coupon", "deleted": True})

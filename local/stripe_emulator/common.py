@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from localstripe.resources import StripeObject
+from localstripe.resources import StripeObject, store
 
-from .errors import StripeApiError
+from .errors import MissingObject, StripeApiError
 from .upstream import get_post_data, unflatten_data
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,3 +106,22 @@ def all_of(cls: Any, url: str, params: dict[str, Any]) -> Any:
     return StripeObject._api_list_all.__func__(
         cls, url, limit=params.get("limit"), starting_after=params.get("starting_after")
     )
+
+
+def find(cls: Any, object_id: Any, param: str = "id") -> Any:
+    """The account's ``cls`` object, else Stripe's "No such …" naming ``param``."""
+    found = store.get(f"{cls.object}:{object_id}")
+    if found is None:
+        raise MissingObject(cls.object, str(object_id), param=param)
+    return found
+
+
+def apply_changes(obj: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """Set what changed on ``obj``; returns the earlier values of what did (Stripe's
+    ``previous_attributes``), empty when nothing changed."""
+    previous = {
+        name: getattr(obj, name) for name, value in changes.items() if getattr(obj, name) != value
+    }
+    for name, value in changes.items():
+        setattr(obj, name, value)
+    return previous

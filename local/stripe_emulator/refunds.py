@@ -11,29 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from localstripe.resources import Charge, PaymentIntent, Refund, store
+from localstripe.resources import Charge, PaymentIntent, Refund
 
 from .common import (
     Routes,
     all_of,
     as_int,
+    find,
     newest_first,
     read_params,
     reject_unknown,
     updated_metadata,
 )
-from .errors import MissingObject, StripeApiError, json_response
+from .errors import StripeApiError, json_response
 from .events import emit
 from .money import display
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-
-
-def _find(cls: Any, object_id: Any, param: str) -> Any:
-    found = store.get(f"{cls.object}:{object_id}")
-    if found is None:
-        raise MissingObject(cls.object, str(object_id), param=param)
-    return found
 
 
 def _refundable_charge(params: dict[str, Any]) -> Any:
@@ -44,9 +38,9 @@ def _refundable_charge(params: dict[str, Any]) -> Any:
             "One of the following params should be provided for this request: "
             "payment_intent or charge.",
         )
-    charge = _find(Charge, params["charge"], "charge") if "charge" in params else None
+    charge = find(Charge, params["charge"], "charge") if "charge" in params else None
     if "payment_intent" in params:
-        payment_intent = _find(PaymentIntent, params["payment_intent"], "payment_intent")
+        payment_intent = find(PaymentIntent, params["payment_intent"], "payment_intent")
         latest = payment_intent.latest_charge
         if latest is None or latest.status != "succeeded" or not latest.captured:
             raise StripeApiError(

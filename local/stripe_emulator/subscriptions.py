@@ -24,24 +24,18 @@ from .common import (
     Routes,
     all_of,
     as_int,
+    find,
     newest_first,
     read_params,
     reject_unknown,
     require,
     updated_metadata,
 )
-from .errors import MissingObject, StripeApiError, json_response
+from .errors import StripeApiError, json_response
 from .events import emit
 
 PRORATIONS = ("create_prorations", "none", "always_invoice")
 PAYMENT_BEHAVIORS = ("allow_incomplete", "error_if_incomplete", "default_incomplete")
-
-
-def _find(cls: Any, object_id: str, param: str = "id") -> Any:
-    found = store.get(f"{cls.object}:{object_id}")
-    if found is None:
-        raise MissingObject(cls.object, object_id, param=param)
-    return found
 
 
 class CatalogSubscription(StripeObject):
@@ -116,7 +110,7 @@ class CatalogSubscription(StripeObject):
 
 
 def _recurring_price(price_id: str, param: str) -> Any:
-    price = _find(CatalogPrice, price_id, param=param)
+    price = find(CatalogPrice, price_id, param=param)
     if price.type != "recurring":
         raise StripeApiError(
             400,
@@ -141,7 +135,7 @@ def _one_item(params: dict[str, Any]) -> dict[str, Any]:
 def _chargeable(customer: Any, default_payment_method: str | None) -> None:
     """``error_if_incomplete``: the first invoice must have a card to go on."""
     if default_payment_method is not None:
-        method = _find(PaymentMethod, default_payment_method, "default_payment_method")
+        method = find(PaymentMethod, default_payment_method, "default_payment_method")
         if method.customer != customer.id:
             raise StripeApiError(
                 400,
@@ -188,7 +182,7 @@ async def create(request: web.Request) -> web.Response:
         ),
     )
     params.pop("expand", None)
-    customer = _find(Customer, str(require(params, "customer")), "customer")
+    customer = find(Customer, str(require(params, "customer")), "customer")
     item = _one_item(params)
     reject_unknown(item, ("price", "quantity"), prefix="items[0]")
     price = _recurring_price(str(require(item, "price", "items[0][price]")), "items[0][price]")
@@ -249,7 +243,7 @@ def _first_amount(subscription: CatalogSubscription, price: Any) -> int:
 
 
 async def update(request: web.Request) -> web.Response:
-    subscription = _find(CatalogSubscription, request.match_info["id"])
+    subscription = find(CatalogSubscription, request.match_info["id"])
     if not isinstance(subscription, CatalogSubscription):
         return await _legacy("POST", "/v1/subscriptions/{id}")(request)  # type: ignore[return-value]
     params = await read_params(request)
@@ -288,7 +282,7 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    subscription = _find(CatalogSubscription, request.match_info["id"])
+    subscription = find(CatalogSubscription, request.match_info["id"])
     if not isinstance(subscription, CatalogSubscription):
         return await _legacy("DELETE", "/v1/subscriptions/{id}")(request)  # type: ignore[return-value]
     if subscription.status == "canceled":
@@ -311,7 +305,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def retrieve(request: web.Request) -> web.Response:
-    return json_response(_find(CatalogSubscription, request.match_info["id"])._export())
+    return json_response(find(CatalogSubscription, request.match_info["id"])._export())
 
 
 async def list_all(request: web.Request) -> web.Response:

@@ -36,11 +36,18 @@ def create_plan(org: Any, code: str, amount_cents: int = 1000, **fields: Any) ->
 
 
 def stripe_customer(
-    stripe_org: StripeOrg, external_id: str, card: str | None = VISA, wait_for: Any = None
+    stripe_org: StripeOrg,
+    external_id: str,
+    card: str | None = VISA,
+    wait_for: Any = None,
+    test_clock: str | None = None,
 ) -> str:
-    """A customer that already exists in Stripe (with ``card`` as default), linked to Billow."""
+    """A customer that already exists in Stripe (with ``card`` as default, on
+    ``test_clock`` if given), linked to Billow."""
     client = stripe_org.stripe
-    existing = client.v1.customers.create(params={"name": external_id})
+    existing = client.v1.customers.create(
+        params={"name": external_id, **({"test_clock": test_clock} if test_clock else {})}
+    )
     if card:
         attach_card(client, existing.id, number=card, default=True)
     status, body = stripe_org.api.post(

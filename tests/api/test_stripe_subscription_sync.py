@@ -15,7 +15,6 @@ from billow.domain import stripe_sync
 from billow.domain.clock import utcnow
 from billow.services.stripe_sync.invoices import mirror_invoice
 from tests.api.billing_helpers import (
-    VISA,
     create_plan,
     invoices_of,
     next_month_start,
@@ -23,7 +22,7 @@ from tests.api.billing_helpers import (
     stripe_customer,
     webhooks,
 )
-from tests.api.conftest import StripeOrg, attach_card, new_stripe_key, stripe_client
+from tests.api.conftest import StripeOrg, new_stripe_key, stripe_client
 
 
 @pytest.fixture
@@ -214,28 +213,6 @@ def test_canceling_in_stripe_terminates_in_billow_without_an_invoice(
 DECLINES_LATER = "4000000000000341"
 
 
-def clocked_customer(org: StripeOrg, external_id: str, card: str, clock: str) -> str:
-    """A Stripe customer on a test clock, with ``card`` as default, linked to Billow."""
-    customer = org.stripe.v1.customers.create(params={"name": external_id, "test_clock": clock})
-    attach_card(org.stripe, customer.id, number=card, default=True)
-    status, body = org.api.post(
-        "/customers",
-        json={
-            "customer": {
-                "external_id": external_id,
-                "currency": "EUR",
-                "billing_configuration": {
-                    "payment_provider": "stripe",
-                    "provider_customer_id": customer.id,
-                    "sync_with_provider": False,
-                },
-            }
-        },
-    )
-    assert status == 200, body
-    return str(customer.id)
-
-
 def stripe_invoices(org: Any, external_customer_id: str) -> list[dict[str, Any]]:
     invoices = invoices_of(org, external_customer_id)
     assert all(invoice["stripe_invoice"] for invoice in invoices), invoices
@@ -250,7 +227,7 @@ def test_a_test_clock_cycle_bills_each_period_once_through_stripe(
     create_plan(billing, "pro", amount_cents=4900, amount_currency="EUR")
     start = int(utcnow().timestamp())
     clock = billing.stripe.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
-    stripe_id = clocked_customer(billing, "acme", VISA, clock.id)
+    stripe_id = stripe_customer(billing, "acme", wait_for=wait_for, test_clock=clock.id)
     subscribe(billing, "acme", "pro")
     mirrored(billing, "sub-1", wait_for)
     [first] = wait_for(lambda: stripe_invoices(billing, "acme"))
@@ -285,7 +262,9 @@ def test_a_payment_stripe_fails_is_announced_and_left_to_stripe(
     clock = billing.stripe.v1.test_helpers.test_clocks.create(
         params={"frozen_time": int(utcnow().timestamp())}
     )
-    stripe_id = clocked_customer(billing, "acme", DECLINES_LATER, clock.id)
+    stripe_id = stripe_customer(
+        billing, "acme", DECLINES_LATER, wait_for=wait_for, test_clock=clock.id
+    )
     subscribe(billing, "acme", "pro")
     [invoice] = wait_for(
         lambda: [i for i in stripe_invoices(billing, "acme") if i["payment_status"] == "failed"]

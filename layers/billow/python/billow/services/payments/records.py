@@ -65,3 +65,28 @@ def invoice_webhook(invoice: Invoice, customer: Customer | None, webhook_type: s
         "invoice",
         invoice.as_lago(customer.as_lago() if customer else None),
     )
+
+
+def payment_failure_event(
+    invoice: Invoice,
+    customer: Customer | None,
+    connection_code: str,
+    provider_error: dict[str, object],
+    error_details: dict[str, object],
+) -> OutboxEvent:
+    """Lago's ``invoice.payment_failure``: to webhook endpoints, dunning and finance."""
+    return webhook_event(
+        invoice.organization_id,
+        "invoice.payment_failure",
+        "payment_provider_invoice_payment_error",
+        {
+            "lago_invoice_id": invoice.lago_id,
+            "lago_customer_id": invoice.lago_customer_id,
+            "external_customer_id": invoice.external_customer_id,
+            "provider_customer_id": customer.stripe_customer_id if customer else None,
+            "payment_provider": "stripe",
+            "payment_provider_code": connection_code,
+            "provider_error": provider_error,
+            "error_details": error_details,
+        },
+    )

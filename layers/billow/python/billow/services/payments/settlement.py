@@ -9,14 +9,18 @@ from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import stable_id
 from billow.domain.customers import Customer
-from billow.domain.events import OutboxEvent, internal_event, webhook_event
+from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, failure_applies
 from billow.domain.invoices import ProviderError as InvoiceError
 from billow.domain.payments import Applied, ProviderPayment, payment_mismatch
 from billow.ports import PaymentOutcome, PaymentProvider
 from billow.services.payments.checkout_pages import authentication_link, requires_action_event
-from billow.services.payments.records import invoice_webhook, save_invoice
+from billow.services.payments.records import (
+    invoice_webhook,
+    payment_failure_event,
+    save_invoice,
+)
 from billow.services.retries import retry_on_race
 from billow.services.stripe_connection import stripe_account
 from billow.topology import PAYMENT_UNMATCHED
@@ -148,25 +152,17 @@ def _failure_webhook(
     error: InvoiceError,
     outcome: PaymentOutcome,
 ) -> OutboxEvent:
-    return webhook_event(
-        invoice.organization_id,
-        "invoice.payment_failure",
-        "payment_provider_invoice_payment_error",
+    return payment_failure_event(
+        invoice,
+        customer,
+        connection_code,
+        error.model_dump(),
         {
-            "lago_invoice_id": invoice.lago_id,
-            "lago_customer_id": invoice.lago_customer_id,
-            "external_customer_id": invoice.external_customer_id,
-            "provider_customer_id": customer.stripe_customer_id if customer else None,
-            "payment_provider": "stripe",
-            "payment_provider_code": connection_code,
-            "provider_error": error.model_dump(),
-            "error_details": {
-                "code": outcome.error_code,
-                "decline_code": outcome.decline_code,
-                "message": outcome.error_message,
-                "request_id": outcome.request_id,
-                "http_status": outcome.http_status,
-            },
+            "code": outcome.error_code,
+            "decline_code": outcome.decline_code,
+            "message": outcome.error_message,
+            "request_id": outcome.request_id,
+            "http_status": outcome.http_status,
         },
     )
 

@@ -19,13 +19,11 @@ from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan
 from billow.domain.clock import iso, stable_id, utcnow
-from billow.domain.customers import Customer
-from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Fee, FeeItem, Invoice, StripeInvoiceLink
 from billow.domain.payments import Applied
 from billow.domain.subscriptions import Subscription
-from billow.services.payments.records import invoice_webhook
+from billow.services.payments.records import invoice_webhook, payment_failure_event
 from billow.services.retries import retry_on_race
 
 _STAGES = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
@@ -133,32 +131,6 @@ def _copy(
     )
 
 
-def _payment_failure(
-    invoice: Invoice, customer: Customer | None, connection: StripeConnection
-) -> OutboxEvent:
-    """Lago's ``invoice.payment_failure``, for webhooks and the finance alert."""
-    return webhook_event(
-        invoice.organization_id,
-        "invoice.payment_failure",
-        "payment_provider_invoice_payment_error",
-        {
-            "lago_invoice_id": invoice.lago_id,
-            "lago_customer_id": invoice.lago_customer_id,
-            "external_customer_id": invoice.external_customer_id,
-            "provider_customer_id": customer.stripe_customer_id if customer else None,
-            "payment_provider": "stripe",
-            "payment_provider_code": connection.code,
-            "provider_error": {
-                "message": "Stripe could not charge the invoice; Stripe retries it itself",
-                "error_code": "invoice_payment_failed",
-            },
-            "error_details": {
-                "stripe_invoice_id": invoice.stripe_invoice.id if invoice.stripe_invoice else None
-            },
-        },
-    )
-
-
 def mirror_invoice(
     deps: Dependencies, connection: StripeConnection, event_object: dict[str, Any]
 ) -> Applied:
@@ -192,7 +164,22 @@ def mirror_invoice(
         if saved.payment_status == "failed" and (
             existing is None or existing.payment_status != "failed"
         ):
-            events.append(_payment_failure(saved, customer, connection))
+            events.append(
+                payment_failure_event(
+                    saved,
+                    customer,
+                    connection.code,
+                    {
+                        "message": "Stripe could not charge the invoice; Stripe retries it",
+                        "error_code": "invoice_payment_failed",
+                    },
+                    {
+                        "stripe_invoice_id": saved.stripe_invoice.id
+                        if saved.stripe_invoice
+                        else None
+                    },
+                )
+            )
         transaction = Transaction()
         deps.store.stage_invoice(transaction, saved, existing)
         transaction.publish(events)
