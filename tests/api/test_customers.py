@@ -527,6 +527,9 @@ def test_revoked_stripe_key_keeps_customer_and_reports_both_errors(
     assert status == 200
     assert body["customer"]["billing_configuration"]["provider_customer_id"] is None
     assert body["customer"]["error_details"][0]["details"]["error_code"] == "api_key_expired"
+    sync = body["customer"]["stripe_sync"]
+    assert (sync["status"], sync["error"]["code"]) == ("failed", "api_key_expired")
+    assert sync["error"]["message"]
 
     wait_for(lambda: webhooks(subscribed, "payment_provider.error"))
     [provider_error] = webhooks(subscribed, "payment_provider.error")

@@ -183,18 +183,16 @@ class Customer(BaseModel):
                 "stripe_url": dashboard_url("customer", self.stripe_customer_id, False),
                 "synced_at": self.updated_at,
             }
-        failure = self.error_details[-1].details if self.error_details else None
-        if failure is None:
+        if not self.error_details:
             return pending()
-        error = failure.get("provider_error")
-        found = error if isinstance(error, dict) else {}
+        failure = self.error_details[-1]  # Stripe's error, as the provider sync kept it
         return {
             **not_synced(),
             "status": "failed",
             "reason": None,
             "error": {
-                "code": str(found.get("error_code") or "payment_provider_error"),
-                "message": str(found.get("message") or ""),
+                "code": str(failure.details.get("error_code") or failure.error_code),
+                "message": str(failure.details.get("message") or ""),
             },
         }
 

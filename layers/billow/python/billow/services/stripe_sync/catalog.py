@@ -379,7 +379,8 @@ class _Mirror:
                     transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version
                 )
                 store.commit(transaction)
-            _sync(self.deps, self.connection, organization_id, "plan", plan.lago_id, True)
+            # A Stripe error worth retrying fails this message too, which the queue retries.
+            _sync(self.deps, self.connection, organization_id, "plan", plan.lago_id, False)
         raise ProviderError(
             f"plan {plan.code} could not be mirrored in Stripe",
             kind="invalid_request",
