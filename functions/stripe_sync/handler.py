@@ -12,6 +12,7 @@ from billow.domain.webhooks import retry_delay_s
 from billow.messages import CatalogSyncStarted, StripeSyncMessage
 from billow.services.stripe_sync.backfill import request_whole_catalog
 from billow.services.stripe_sync.catalog import sync_catalog_object
+from billow.services.stripe_sync.handover import hand_over_at_next_period
 from billow.topology import TOPOLOGY
 
 logger = Logger(service="billow")
@@ -23,7 +24,10 @@ def sync(record: BusRecord[StripeSyncMessage], context: LambdaContext) -> None:
     command = record.body.detail.root
     payload = command.payload
     if isinstance(payload, CatalogSyncStarted):
-        asked = request_whole_catalog(dependencies(), command.organization_id)
+        organization_id = command.organization_id
+        asked = request_whole_catalog(dependencies(), organization_id) if payload.catalog else 0
+        if payload.subscriptions:
+            asked += hand_over_at_next_period(dependencies(), organization_id)
         metrics.add_metric(name="StripeSyncRequested", unit=MetricUnit.Count, value=asked)
         return
     receives = int(record.attributes.ApproximateReceiveCount)

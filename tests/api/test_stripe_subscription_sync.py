@@ -421,3 +421,46 @@ def test_a_trial_is_billed_by_billow_until_it_ends_then_by_stripe(
     stripe_sub = billing.stripe.v1.subscriptions.retrieve(sub["stripe_sync"]["stripe_id"])
     assert stripe_sub.status == "active"
     assert billow_and_stripe_invoices(billing, "acme")[0] == []  # the trial cost nothing
+
+
+def test_turning_subscription_sync_on_hands_running_ones_over_at_their_next_period(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """Billow bills the period under way; from the boundary on, Stripe bills."""
+    status, body = stripe_org.api.post(
+        "/integrations/stripe",
+        json={"integration": {"secret_key": stripe_org.secret_key, "sync_catalog": True}},
+    )
+    assert status == 200, body
+    create_plan(stripe_org, "pro", amount_cents=4900)
+    stripe_customer(stripe_org, "acme", wait_for=wait_for)
+    created = subscribe(stripe_org, "acme", "pro")
+    assert created["stripe_sync"]["reason"] == "subscription_sync_disabled"
+
+    status, body = stripe_org.api.post(
+        "/integrations/stripe",
+        json={
+            "integration": {
+                "secret_key": stripe_org.secret_key,
+                "sync_catalog": True,
+                "sync_subscriptions": True,
+            }
+        },
+    )
+    assert status == 200, body
+    local_billow.wait_idle()
+    _, body = stripe_org.api.get("/subscriptions/sub-1")
+    assert body["subscription"]["stripe_sync"]["reason"] == "sync_starts_next_period"
+    assert list(stripe_org.stripe.v1.subscriptions.list().data) == []
+
+    local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=32))
+    local_billow.wait_idle()
+    sub = mirrored(stripe_org, "sub-1", wait_for)
+    assert stripe_org.stripe.v1.subscriptions.retrieve(sub["stripe_sync"]["stripe_id"])
+    [billow_invoice] = billow_and_stripe_invoices(stripe_org, "acme")[0]
+    assert billow_invoice["fees_amount_cents"] == 4900  # the first period, in arrears
+    wait_for(lambda: len(billow_and_stripe_invoices(stripe_org, "acme")[1]) == 1)
+
+    local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=63))
+    local_billow.wait_idle()
+    assert len(billow_and_stripe_invoices(stripe_org, "acme")[0]) == 1

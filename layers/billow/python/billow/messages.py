@@ -46,10 +46,13 @@ class StripeSyncRequested(BaseModel):
 
 
 class CatalogSyncStarted(BaseModel):
-    """``stripe.catalog_sync_started``: a connection began mirroring the catalog; ask for
-    a sync of everything that exists (stripe-sync)."""
+    """``stripe.catalog_sync_started``: a connection began mirroring the catalog (ask for
+    a sync of everything that exists), or letting Stripe bill subscriptions (hand the
+    running ones over at their next period) (stripe-sync)."""
 
     connection_code: str
+    catalog: bool = True
+    subscriptions: bool = False
 
 
 class Command(BaseModel, Generic[PayloadT]):

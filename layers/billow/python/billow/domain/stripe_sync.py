@@ -30,6 +30,8 @@ IN_TRIAL = "trial"
 CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
 MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER = 500
 """Stripe's ceiling on a customer's active subscriptions."""
+HANDOVER_NEXT_PERIOD = "sync_starts_next_period"
+"""Billow billed it before sync was turned on; Stripe takes over at its next period."""
 NO_STRIPE_PROVIDER = "payment_provider_not_stripe"
 """A customer billed without Stripe (no provider, or manual payments)."""
 STRIPE_REFUSED = "stripe_refused"

@@ -65,6 +65,9 @@ class Subscription(BaseModel):
     issues it no invoice."""
     stripe_subscription_id: str | None = None
     """The Stripe subscription that bills it; an upgrade's successor inherits it."""
+    stripe_starts_at: str | None = None
+    """When Stripe took over one Billow billed first (its trial's end, or the period
+    boundary after sync was turned on); Stripe bills from there."""
     not_synced_reason: str | None = None
     """Why Billow bills it itself (``free_plan``, ``trial``…), decided when it was made."""
     billed_until: str | None = None

@@ -113,15 +113,22 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         sync_subscriptions=request.sync_subscriptions,
         livemode="_live_" in request.secret_key,
     )
-    started = request.sync_catalog and not (existing and existing.sync_catalog)
+    catalog = request.sync_catalog and not (existing and existing.sync_catalog)
+    subscriptions = request.sync_subscriptions and not (existing and existing.sync_subscriptions)
     deps.store.save_connection(
         connection,
         [
             internal_event(
-                organization_id, CATALOG_SYNC_STARTED, {"connection_code": connection.code}
+                organization_id,
+                CATALOG_SYNC_STARTED,
+                {
+                    "connection_code": connection.code,
+                    "catalog": catalog,
+                    "subscriptions": subscriptions,
+                },
             )
         ]
-        if started
+        if catalog or subscriptions
         else [],
     )
     # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but its

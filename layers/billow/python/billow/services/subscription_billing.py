@@ -19,7 +19,7 @@ from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.invoices import FeeItem
 from billow.domain.organizations import Organization
 from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
-from billow.domain.stripe_sync import IN_TRIAL
+from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
@@ -270,7 +270,14 @@ class Change:
     ) -> None:
         """With fees: one invoice carrying these writes. Without: just the writes. Fees of
         subscriptions Stripe bills are left out: Stripe invoices them."""
-        stripe_billed = {saved.lago_id for saved, _ in self.writes if saved.billed_by == "stripe"}
+        # Stripe bills a subscription it billed before this change and after it. One
+        # handed over to Stripe here keeps the fees Billow owes for its last period; one
+        # handed back to Billow is billed from its start.
+        stripe_billed = {
+            saved.lago_id
+            for saved, before in self.writes
+            if saved.billed_by == "stripe" and (before is None or before.billed_by == "stripe")
+        }
         drafts = [
             draft
             for draft in self.drafts
@@ -324,23 +331,9 @@ def _bill_due_once(
     timezone = timezone_of(organization, customer)
     change = Change(deps)
     invoice_id = stable_id("subscription-invoice", sub.lago_id, iso(due))
-    ends_trial = _trial_end(sub)
-    if (
-        sub.status == "active"
-        and sub.not_synced_reason == IN_TRIAL
-        and ends_trial is not None
-        and ends_trial <= due
-    ):
-        owner, reason = billing_owner(deps, customer, plan, trial_over=True)
-        sub = sub.model_copy(update={"billed_by": owner, "not_synced_reason": reason})
-        if owner == "stripe":
-            # Stripe bills it from here on; Billow still walks its life (plan swaps, end).
-            handed = sub.model_copy(
-                update={
-                    "billed_until": iso(due),
-                    "next_billing_at": next_due(sub, plan, due, timezone),
-                }
-            )
+    if sub.status == "active" and sub.not_synced_reason == IN_TRIAL:
+        sub, handed = _after_trial(deps, sub, customer, plan, due, timezone)
+        if handed is not None:
             change.save(handed, original)
             change.commit_without_invoice()
             return "handed_to_stripe", handed.due_at()
@@ -382,13 +375,54 @@ def _bill_due_once(
                 "downgrade_plan_date": None,
             }
         )
+    handing_over = False
+    if at_boundary and sub.not_synced_reason == HANDOVER_NEXT_PERIOD:
+        # Sync was turned on while Billow billed it: Billow bills the period that ends
+        # here, and Stripe every period from here on.
+        ends_trial = _trial_end(sub)
+        owner, reason = billing_owner(
+            deps, customer, plan, trial_over=ends_trial is None or ends_trial <= due
+        )
+        handing_over = owner == "stripe"
+        sub = sub.model_copy(update={"not_synced_reason": reason})
     arrears, billed = arrears_fee(sub, plan, due, timezone, terminating=False)
-    advance, billed = advance_fee(billed, plan, due, timezone)
+    advance, billed = (None, billed) if handing_over else advance_fee(billed, plan, due, timezone)
     change.drafts.extend(draft for draft in (arrears, advance) if draft)
     moved = billed.model_copy(update={"next_billing_at": next_due(billed, plan, due, timezone)})
+    if handing_over:
+        moved = moved.model_copy(
+            update={"billed_by": "stripe", "billed_until": iso(due), "stripe_starts_at": iso(due)}
+        )
     saved = change.save(moved, original)
     change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
     return ("billed" if change.drafts else "advanced"), saved.due_at()
+
+
+def _after_trial(
+    deps: Dependencies,
+    sub: Subscription,
+    customer: Customer,
+    plan: Plan,
+    due: datetime,
+    timezone: str,
+) -> tuple[Subscription, Subscription | None]:
+    """A subscription Stripe is to bill once its trial is over: at the trial's end, the
+    subscription as decided then, and the handed-over one when Stripe takes it (Stripe
+    bills from here on; Billow still walks its life: plan swaps, end)."""
+    ends_trial = _trial_end(sub)
+    if ends_trial is None or ends_trial > due:
+        return sub, None
+    owner, reason = billing_owner(deps, customer, plan, trial_over=True)
+    sub = sub.model_copy(update={"billed_by": owner, "not_synced_reason": reason})
+    if owner != "stripe":
+        return sub, None
+    return sub, sub.model_copy(
+        update={
+            "billed_until": iso(due),
+            "stripe_starts_at": iso(due),
+            "next_billing_at": next_due(sub, plan, due, timezone),
+        }
+    )
 
 
 def _cancel_pending_successor(

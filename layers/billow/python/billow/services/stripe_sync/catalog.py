@@ -314,12 +314,8 @@ class _Mirror:
             return self._done(sub.version)
         price_id = self._plan_price(plan)
         if stripe_id is None:
-            # Stripe bills from when it takes over: the start, or the end of a trial.
-            started = max(
-                parse_iso(moment)
-                for moment in (sub.started_at or sub.subscription_at, sub.trial_ended_at)
-                if moment
-            )
+            # Stripe bills from when it takes over: the start, or where Billow stopped.
+            started = parse_iso(sub.stripe_starts_at or sub.started_at or sub.subscription_at)
             stripe_id = self.gateway.create_subscription(
                 customer_id=customer.stripe_customer_id or "",
                 price_id=price_id,
