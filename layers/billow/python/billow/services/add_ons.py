@@ -21,7 +21,7 @@ from billow.services.catalog_writes import (
     updates_from,
 )
 from billow.services.lookups import require_taxes
-from billow.services.stripe_sync.requests import stage_sync, sync_views
+from billow.services.stripe_sync_requests import stage_sync, sync_views
 
 
 class AddOnInput(CatalogInput):

@@ -31,7 +31,7 @@ from billow.services.catalog_writes import (
     commit_claiming_code,
     updates_from,
 )
-from billow.services.stripe_sync.requests import stage_sync, sync_views
+from billow.services.stripe_sync_requests import stage_sync, sync_views
 
 Moment = Annotated[str, Field(max_length=64), AfterValidator(parse_moment)]
 

@@ -34,8 +34,8 @@ from billow.services.payment_methods import (
     stage_stripe_default,
 )
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
-from billow.services.stripe_sync.cancellations import end_from_stripe
 from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
+from billow.services.subscriptions.canceled_in_stripe import end_from_stripe
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(

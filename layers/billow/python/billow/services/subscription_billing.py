@@ -23,8 +23,7 @@ from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.owner import billing_owner
-from billow.services.stripe_sync.requests import sync_requested
+from billow.services.stripe_sync_requests import billing_owner, sync_requested
 
 INSTANT = timedelta(microseconds=1)
 

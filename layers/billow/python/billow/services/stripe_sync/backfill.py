@@ -12,7 +12,7 @@ from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, utcnow
 from billow.domain.stripe_sync import SyncedType
-from billow.services.stripe_sync.requests import catalog_connection, sync_requested
+from billow.services.stripe_sync_requests import catalog_connection, sync_requested
 
 CHUNK = 90
 """Objects asked for per transaction: one state update each, plus the one outbox item

@@ -40,13 +40,13 @@ from billow.domain.subscriptions import Subscription
 from billow.ports import PaymentProvider
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync.backfill import CHUNK
-from billow.services.stripe_sync.requests import catalog_connection, sync_requested
 from billow.services.stripe_sync.subscriptions import (
     billing_anchor,
     cancel_at,
     hand_back_to_billow,
     record_stripe_subscription,
 )
+from billow.services.stripe_sync_requests import catalog_connection, sync_requested
 from billow.services.subscription_billing import timezone_of
 
 SyncOutcome = Literal["synced", "failed", "sync_off", "never_requested"]

@@ -15,7 +15,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import parse_iso, utcnow
 from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.owner import billing_owner
+from billow.services.stripe_sync_requests import billing_owner
 from billow.services.subscription_billing import Change
 
 

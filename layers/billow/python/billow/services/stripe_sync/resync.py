@@ -6,7 +6,7 @@ from __future__ import annotations
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.errors import NotFound, ValidationFailed
-from billow.services.stripe_sync.requests import sync_requested
+from billow.services.stripe_sync_requests import sync_requested
 
 CHUNK = 90
 

@@ -18,7 +18,7 @@ from billow.domain.customers import Customer
 from billow.domain.errors import ValidationFailed
 from billow.domain.subscriptions import Subscription
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.owner import billing_owner
+from billow.services.stripe_sync_requests import billing_owner
 from billow.services.subscription_billing import Change, activate, period_at, timezone_of
 
 

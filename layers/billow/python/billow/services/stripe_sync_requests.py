@@ -1,16 +1,29 @@
-"""Asking for a sync, in the transaction of the catalog write that needs it.
+"""What Billow's writes ask of the Stripe sync: who bills a subscription (seed 004's
+rules), and the sync requests staged with the catalog writes that need them.
 
-The write marks the object's sync state ``pending`` and publishes a
-``stripe.sync_requested`` command with it, so a write is never lost between Billow and
-Stripe: either both the change and the request are stored, or neither."""
+A write that needs a sync marks the object's sync state ``pending`` and publishes a
+``stripe.sync_requested`` command in its own transaction, so a change is never lost
+between Billow and Stripe: both are stored, or neither. This module sits below the
+``stripe_sync`` package (which does the syncing), so the billing core uses it too."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
+from billow.domain.catalog import Plan
+from billow.domain.customers import Customer
 from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
-from billow.domain.stripe_sync import SyncedType, not_synced
+from billow.domain.stripe_sync import (
+    CUSTOMER_NOT_IN_STRIPE,
+    FREE_PLAN,
+    IN_TRIAL,
+    SUBSCRIPTION_SYNC_OFF,
+    SyncedType,
+    not_synced,
+)
 from billow.topology import STRIPE_SYNC_REQUESTED
 
 
@@ -53,3 +66,24 @@ def sync_views(
         lago_id: states[lago_id].as_lago() if lago_id in states else not_synced()
         for lago_id in lago_ids
     }
+
+
+Owner = tuple[Literal["billow", "stripe"], str | None]
+
+
+def billing_owner(
+    deps: Dependencies, customer: Customer, plan: Plan, trial_over: bool = False
+) -> Owner:
+    """Seed 004's rules: Stripe bills a subscription to a synced plan, unless the plan is
+    free, the subscription is in its trial (Billow hands it over when the trial ends,
+    ``trial_over``), or the customer is not in Stripe."""
+    connection = catalog_connection(deps, customer.organization_id)
+    if connection is None or not connection.sync_subscriptions:
+        return "billow", SUBSCRIPTION_SYNC_OFF
+    if plan.amount_cents == 0:
+        return "billow", FREE_PLAN
+    if plan.trial_period > 0 and not trial_over:
+        return "billow", IN_TRIAL
+    if not customer.stripe_customer_id:
+        return "billow", CUSTOMER_NOT_IN_STRIPE
+    return "stripe", None
