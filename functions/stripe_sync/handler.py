@@ -11,8 +11,8 @@ from billow.domain.errors import ProviderError
 from billow.domain.webhooks import retry_delay_s
 from billow.messages import CatalogSyncStarted, StripeSyncMessage
 from billow.services.stripe_sync.backfill import request_whole_catalog
-from billow.services.stripe_sync.catalog import sync_catalog_object
 from billow.services.stripe_sync.handover import hand_over_at_next_period
+from billow.services.stripe_sync.mirror import sync_object
 from billow.topology import TOPOLOGY
 
 logger = Logger(service="billow")
@@ -32,7 +32,7 @@ def sync(record: BusRecord[StripeSyncMessage], context: LambdaContext) -> None:
         return
     receives = int(record.attributes.ApproximateReceiveCount)
     try:
-        outcome = sync_catalog_object(
+        outcome = sync_object(
             dependencies(),
             command.organization_id,
             payload.object_type,

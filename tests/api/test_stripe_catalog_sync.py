@@ -13,7 +13,7 @@ import pytest
 import stripe
 
 from billow.composition import dependencies
-from billow.services.stripe_sync.catalog import sync_catalog_object
+from billow.services.stripe_sync.mirror import sync_object
 from tests.api.billing_helpers import webhooks
 from tests.api.conftest import StripeOrg, new_stripe_key, stripe_client
 from tests.api.test_payments import stripe_config
@@ -356,7 +356,7 @@ def test_duplicated_and_concurrent_syncs_make_one_product_and_one_price(
 
     def run() -> None:
         try:
-            sync_catalog_object(deps, syncing.id, "plan", plan["lago_id"])
+            sync_object(deps, syncing.id, "plan", plan["lago_id"])
         except BaseException as error:
             errors.append(error)
 

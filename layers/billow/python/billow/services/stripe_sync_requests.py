@@ -38,6 +38,33 @@ def sync_requested(organization_id: str, object_type: SyncedType, lago_id: str) 
     )
 
 
+SyncAsked = tuple[SyncedType, str, str, int]
+"""An object to sync: its type, id, code and the version asked for."""
+CHUNK = 90
+"""Objects asked for per transaction: one state update each, plus the one outbox item
+holding their commands, within DynamoDB's 100 actions."""
+
+
+def request_syncs(deps: Dependencies, organization_id: str, objects: list[SyncAsked]) -> int:
+    """Ask for a sync of many objects at once (turning sync on, a resync, a repriced
+    plan's subscriptions), ``CHUNK`` to a transaction; returns how many."""
+    for start in range(0, len(objects), CHUNK):
+        chunk = objects[start : start + CHUNK]
+        transaction = Transaction()
+        for object_type, lago_id, code, version in chunk:
+            deps.store.stripe_sync.stage_requested(
+                transaction, organization_id, object_type, lago_id, code, version
+            )
+        transaction.publish(
+            [
+                sync_requested(organization_id, object_type, lago_id)
+                for object_type, lago_id, _, _ in chunk
+            ]
+        )
+        deps.store.commit(transaction)
+    return len(objects)
+
+
 def stage_sync(
     deps: Dependencies,
     transaction: Transaction,

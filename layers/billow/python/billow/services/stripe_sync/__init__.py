@@ -1,5 +1,5 @@
 """Billow's catalog and subscriptions mirrored in Stripe Billing (seed 004), one module
-per use case: syncing one object (``catalog``: plans, add-ons, coupons and
+per use case: syncing one object (``mirror``: plans, add-ons, coupons and
 subscriptions), syncing everything when a connection starts (``backfill``), handing
 running subscriptions over (``handover``), what Stripe's subscriptions need from
 Billow's (``subscriptions``), Stripe's invoices copied in (``invoices``), and asking

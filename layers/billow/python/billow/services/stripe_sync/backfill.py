@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, utcnow
-from billow.domain.stripe_sync import SyncedType
-from billow.services.stripe_sync_requests import catalog_connection, sync_requested
-
-CHUNK = 90
-"""Objects asked for per transaction: one state update each, plus the one outbox item
-holding their commands, within DynamoDB's 100 actions."""
+from billow.services.stripe_sync_requests import SyncAsked, catalog_connection, request_syncs
 
 
-def _live_catalog(
-    deps: Dependencies, organization_id: str
-) -> Iterator[tuple[SyncedType, str, str, int]]:
+def _live_catalog(deps: Dependencies, organization_id: str) -> Iterator[SyncAsked]:
     now = iso(utcnow())
     for plan in deps.store.all_plans(organization_id):
         if plan.deleted_at is None:
@@ -38,18 +30,4 @@ def request_whole_catalog(deps: Dependencies, organization_id: str) -> int:
     harmless: each sync reads the object and its state, and does what is missing."""
     if catalog_connection(deps, organization_id) is None:
         return 0
-    objects = list(_live_catalog(deps, organization_id))
-    for start in range(0, len(objects), CHUNK):
-        transaction = Transaction()
-        for object_type, lago_id, code, version in objects[start : start + CHUNK]:
-            deps.store.stripe_sync.stage_requested(
-                transaction, organization_id, object_type, lago_id, code, version
-            )
-        transaction.publish(
-            [
-                sync_requested(organization_id, object_type, lago_id)
-                for object_type, lago_id, _, _ in objects[start : start + CHUNK]
-            ]
-        )
-        deps.store.commit(transaction)
-    return len(objects)
+    return request_syncs(deps, organization_id, list(_live_catalog(deps, organization_id)))

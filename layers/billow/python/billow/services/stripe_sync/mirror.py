@@ -1,4 +1,4 @@
-"""Bringing one catalog object's mirror in Stripe up to date.
+"""Bringing one object's mirror in Stripe up to date: a plan, add-on, coupon or subscription.
 
 The sync reads the object as it is now, not as it was when the sync was asked for, so
 duplicated or reordered requests converge on the latest version and an old request
@@ -39,14 +39,13 @@ from billow.domain.stripe_sync import (
 from billow.domain.subscriptions import Subscription
 from billow.ports import PaymentProvider
 from billow.services.retries import retry_on_race
-from billow.services.stripe_sync.backfill import CHUNK
 from billow.services.stripe_sync.subscriptions import (
     billing_anchor,
     cancel_at,
     hand_back_to_billow,
     record_stripe_subscription,
 )
-from billow.services.stripe_sync_requests import catalog_connection, sync_requested
+from billow.services.stripe_sync_requests import catalog_connection, request_syncs
 from billow.services.subscription_billing import timezone_of
 
 SyncOutcome = Literal["synced", "failed", "sync_off", "never_requested"]
@@ -59,7 +58,7 @@ _ROUTES: dict[SyncedType, str] = {
 }
 
 
-def sync_catalog_object(
+def sync_object(
     deps: Dependencies,
     organization_id: str,
     object_type: SyncedType,
@@ -117,24 +116,11 @@ def _request_plan_subscribers(deps: Dependencies, organization_id: str, plan_id:
         )
         if sub.billed_by == "stripe" and sub.plan_lago_id == plan_id
     ]
-    for start in range(0, len(billed), CHUNK):
-        transaction = Transaction()
-        for sub in billed[start : start + CHUNK]:
-            deps.store.stripe_sync.stage_requested(
-                transaction,
-                organization_id,
-                "subscription",
-                sub.lago_id,
-                sub.external_id,
-                sub.version,
-            )
-        transaction.publish(
-            [
-                sync_requested(organization_id, "subscription", sub.lago_id)
-                for sub in billed[start : start + CHUNK]
-            ]
-        )
-        deps.store.commit(transaction)
+    request_syncs(
+        deps,
+        organization_id,
+        [("subscription", sub.lago_id, sub.external_id, sub.version) for sub in billed],
+    )
 
 
 def _record_failure(deps: Dependencies, state: StripeSyncState, error: ProviderError) -> None:
