@@ -123,6 +123,8 @@ class Customer(BaseModel):
     shipping_address: Address = Field(default_factory=Address)
     metadata: list[CustomerMetadata] = Field(default_factory=list)
     error_details: list[ErrorDetail] = Field(default_factory=list)
+    stripe_livemode: bool = False
+    """Its Stripe connection uses a live key (dashboard links leave out ``/test``)."""
     created_at: str
     updated_at: str
     version: int = 0
@@ -157,7 +159,14 @@ class Customer(BaseModel):
         """Lago's CustomerObjectExtended; ``taxes`` are the customer's ``tax_codes`` resolved
         (objects embedding a customer leave them out)."""
         body = self.model_dump(
-            mode="json", exclude={"organization_id", "version", "tax_codes", "error_details"}
+            mode="json",
+            exclude={
+                "organization_id",
+                "version",
+                "tax_codes",
+                "error_details",
+                "stripe_livemode",
+            },
         )
         billing = body["billing_configuration"]
         billing["sync_with_provider"] = bool(billing["sync_with_provider"])
@@ -180,7 +189,9 @@ class Customer(BaseModel):
                 "status": "succeeded",
                 "reason": None,
                 "stripe_id": self.stripe_customer_id,
-                "stripe_url": dashboard_url("customer", self.stripe_customer_id, False),
+                "stripe_url": dashboard_url(
+                    "customer", self.stripe_customer_id, self.stripe_livemode
+                ),
                 "synced_at": self.updated_at,
             }
         if not self.error_details:

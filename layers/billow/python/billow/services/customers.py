@@ -217,7 +217,9 @@ def _provider_work(
     billing = billing.model_copy(
         update={"payment_provider_code": connection.code, "sync_with_provider": sync_with_provider}
     )
-    after = after.model_copy(update={"billing_configuration": billing})
+    after = after.model_copy(
+        update={"billing_configuration": billing, "stripe_livemode": connection.livemode}
+    )
     previous_id = before.billing_configuration.provider_customer_id if before else None
     inline = bool(billing.sync)
     if billing.provider_customer_id and billing.provider_customer_id != previous_id:
