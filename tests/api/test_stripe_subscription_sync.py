@@ -12,7 +12,7 @@ import pytest
 
 from billow.composition import dependencies
 from billow.domain import stripe_sync
-from billow.domain.clock import utcnow
+from billow.domain.clock import iso, utcnow
 from billow.services.stripe_sync.invoices import mirror_invoice
 from tests.api.billing_helpers import (
     create_plan,
@@ -436,6 +436,18 @@ def test_turning_subscription_sync_on_hands_running_ones_over_at_their_next_peri
     stripe_customer(stripe_org, "acme", wait_for=wait_for)
     created = subscribe(stripe_org, "acme", "pro")
     assert created["stripe_sync"]["reason"] == "subscription_sync_disabled"
+    status, body = stripe_org.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": "acme",
+                "plan_code": "pro",
+                "external_id": "sub-later",
+                "subscription_at": iso(utcnow() + timedelta(days=10)),
+            }
+        },
+    )
+    assert status == 200 and body["subscription"]["status"] == "pending", body
 
     status, body = stripe_org.api.post(
         "/integrations/stripe",
@@ -451,15 +463,21 @@ def test_turning_subscription_sync_on_hands_running_ones_over_at_their_next_peri
     local_billow.wait_idle()
     _, body = stripe_org.api.get("/subscriptions/sub-1")
     assert body["subscription"]["stripe_sync"]["reason"] == "sync_starts_next_period"
+    # One that has not started is Stripe's at once; its twin is made when it starts.
+    _, body = stripe_org.api.get("/subscriptions/sub-later?status[]=pending")
+    assert body["subscription"]["stripe_sync"]["status"] == "pending"
+    assert body["subscription"]["stripe_sync"]["stripe_id"] is None
     assert list(stripe_org.stripe.v1.subscriptions.list().data) == []
 
     local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=32))
     local_billow.wait_idle()
     sub = mirrored(stripe_org, "sub-1", wait_for)
     assert stripe_org.stripe.v1.subscriptions.retrieve(sub["stripe_sync"]["stripe_id"])
+    later = mirrored(stripe_org, "sub-later", wait_for)
+    assert later["stripe_sync"]["stripe_id"] not in (None, sub["stripe_sync"]["stripe_id"])
     [billow_invoice] = billow_and_stripe_invoices(stripe_org, "acme")[0]
-    assert billow_invoice["fees_amount_cents"] == 4900  # the first period, in arrears
-    wait_for(lambda: len(billow_and_stripe_invoices(stripe_org, "acme")[1]) == 1)
+    assert billow_invoice["fees_amount_cents"] == 4900  # sub-1's first period, in arrears
+    wait_for(lambda: len(billow_and_stripe_invoices(stripe_org, "acme")[1]) == 2)
 
     local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=63))
     local_billow.wait_idle()

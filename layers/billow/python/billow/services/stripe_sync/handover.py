@@ -1,11 +1,12 @@
 """Turning ``sync_subscriptions`` on: the subscriptions Billow bills that Stripe would
-bill now are marked to change hands at their next period boundary.
+bill now change hands.
 
-Billow has billed (or, in arrears, will bill) the period under way; handing over in the
-middle of it would bill part of it twice or not at all. So the billing run, reaching
-the boundary, bills what Billow still owes for the ending period and hands the
-subscription to Stripe, which bills every period from there (``subscription_billing``).
-Pending subscriptions are decided when they start.
+A pending one has billed nothing yet: Stripe takes it at once, and bills from its start.
+An active one is marked to change hands at its next period boundary. Billow has billed
+(or, in arrears, will bill) the period under way, and handing over in the middle of it
+would bill part of it twice or not at all. So the billing run, reaching the boundary,
+bills what Billow still owes for the ending period and hands the subscription to Stripe,
+which bills every period from there (``subscription_billing``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from billow.services.subscription_billing import Change
 
 
 def hand_over_at_next_period(deps: Dependencies, organization_id: str) -> int:
-    """Mark each active Billow-billed subscription Stripe would now bill; returns how many.
-    Marking twice is harmless: a marked one is left as it is."""
+    """Hand over (pending) or mark (active) each Billow-billed subscription Stripe would
+    now bill; returns how many. Doing it twice is harmless: a marked one is left as it is."""
     marked = 0
     for sub in deps.store.subscriptions_in(
-        organization_id, SubscriptionSelection(statuses=["active"])
+        organization_id, SubscriptionSelection(statuses=["active", "pending"])
     ):
         if sub.billed_by != "billow" or sub.not_synced_reason in (HANDOVER_NEXT_PERIOD, IN_TRIAL):
             continue
@@ -36,7 +37,7 @@ def hand_over_at_next_period(deps: Dependencies, organization_id: str) -> int:
 def _mark(deps: Dependencies, organization_id: str, external_id: str, lago_id: str) -> bool:
     def mark() -> bool:
         sub = deps.store.get_subscription(organization_id, external_id, lago_id)
-        if sub is None or sub.status != "active" or sub.billed_by != "billow":
+        if sub is None or not sub.is_live or sub.billed_by != "billow":
             return False
         customer = deps.store.get_customer(organization_id, sub.external_customer_id)
         plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
@@ -44,11 +45,15 @@ def _mark(deps: Dependencies, organization_id: str, external_id: str, lago_id: s
             return False
         ended = sub.trial_ended_at is None or parse_iso(sub.trial_ended_at) <= utcnow()
         owner, reason = billing_owner(deps, customer, plan, trial_over=ended)
-        wanted = HANDOVER_NEXT_PERIOD if owner == "stripe" else reason
-        if wanted == sub.not_synced_reason:
-            return False
+        if owner == "stripe" and sub.status == "pending":
+            changed = sub.model_copy(update={"billed_by": "stripe", "not_synced_reason": None})
+        else:
+            wanted = HANDOVER_NEXT_PERIOD if owner == "stripe" else reason
+            if wanted == sub.not_synced_reason:
+                return False
+            changed = sub.model_copy(update={"not_synced_reason": wanted})
         change = Change(deps)
-        change.save(sub.model_copy(update={"not_synced_reason": wanted}), sub)
+        change.save(changed, sub)
         change.commit_without_invoice()
         return owner == "stripe"
 

@@ -292,7 +292,7 @@ class _Mirror:
                 self.gateway.cancel_subscription(stripe_id)
             return self._done(sub.version, stripe_id=stripe_id, retired=True)
         if sub.status == "pending":
-            return self._done(sub.version, stripe_id=stripe_id)  # made when it starts
+            return state.model_copy(update={"status": "pending"})  # its twin comes at its start
         plan = store.get_plan_by_id(sub.organization_id, sub.plan_lago_id)
         customer = store.get_customer(sub.organization_id, sub.external_customer_id)
         organization = store.get_organization(sub.organization_id)
