@@ -5,7 +5,8 @@ for what Billow keeps billing itself are shown with their reason."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from billow.composition import dependencies
 from billow.domain import stripe_sync
 from billow.domain.clock import iso, utcnow
+from billow.domain.errors import ValidationFailed
+from billow.services import subscriptions
 from billow.services.stripe_sync.invoices import mirror_invoice
 from tests.api.billing_helpers import (
     create_plan,
@@ -482,3 +485,44 @@ def test_turning_subscription_sync_on_hands_running_ones_over_at_their_next_peri
     local_billow.fire_schedule("billing-run", utcnow() + timedelta(days=63))
     local_billow.wait_idle()
     assert len(billow_and_stripe_invoices(stripe_org, "acme")[0]) == 1
+
+
+def test_simultaneous_creations_never_pass_stripes_cap(
+    billing: StripeOrg, wait_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four creations race for the last place under the cap (lowered to 2). Local mode runs
+    one API invocation at a time, so the race is played where it happens: the use case,
+    from several threads. The counter's conditional update lets one through; the others,
+    decided again, get the 422."""
+    monkeypatch.setattr(stripe_sync, "MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER", 2)
+    create_plan(billing, "pro", amount_cents=4900)
+    stripe_customer(billing, "acme", wait_for=wait_for)
+    subscribe(billing, "acme", "pro", external_id="sub-1")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def create(n: int) -> None:
+        request = subscriptions.CreateSubscription.model_validate(
+            {
+                "subscription": {
+                    "external_customer_id": "acme",
+                    "plan_code": "pro",
+                    "external_id": f"racer-{n}",
+                }
+            }
+        )
+        barrier.wait()
+        try:
+            subscriptions.create(dependencies(), billing.id, request, datetime.now(UTC))
+            outcomes.append("made")
+        except ValidationFailed as refused:
+            outcomes.append(str(refused.details))
+
+    racers = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    refusal = str({"external_customer_id": ["stripe_subscriptions_limit_reached"]})
+    assert sorted(outcomes) == sorted(["made"] + [refusal] * 3)
+    assert dependencies().store.stripe_billed_count(billing.id, "acme") == 2

@@ -49,6 +49,7 @@ from billow.adapters.listing import (
     Listing,
     ListRecords,
     Tally,
+    counter_key,
     list_attributes,
     listing_by_status,
     stage_counts,
@@ -302,6 +303,20 @@ class BillingRecords(ListRecords):
             "active",
         )
         return {scope.removeprefix("PLAN_ID#"): n for (_, scope), n in counts.items()}
+
+    @staticmethod
+    def cap_stripe_billed(
+        transaction: Transaction, subscription: Subscription, maximum: int
+    ) -> None:
+        """Fail the transaction if it makes the customer's active Stripe-billed
+        subscriptions more than ``maximum``."""
+        key = counter_key(
+            subscription.organization_id,
+            SUBSCRIPTIONS,
+            stripe_billed_scope(subscription.external_customer_id),
+            0,
+        )
+        transaction.cap_count(key, "active", maximum)
 
     def stripe_billed_count(self, organization_id: str, external_customer_id: str) -> int:
         """The customer's live subscriptions Stripe bills, from their counter."""

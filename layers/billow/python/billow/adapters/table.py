@@ -79,6 +79,8 @@ class Transaction:
         """Per organization: the events published so far and the one outbox item holding them."""
         self._counts: dict[tuple[str, str], tuple[dict[str, int], dict[str, Any]]] = {}
         """Per counter item: the counts it moves and its one update action."""
+        self._caps: dict[tuple[str, str], tuple[str, int]] = {}
+        """Per counter item: a count its moves may not raise above a maximum."""
 
     def put(
         self,
@@ -130,9 +132,21 @@ class Transaction:
             action: dict[str, Any] = {"Key": key}
             self._counts[counter] = ({}, action)
             self.actions.append({"Update": action})
-        totals, action = self._counts[counter]
+        totals, _ = self._counts[counter]
         for name, delta in moves.items():
             totals[name] = totals.get(name, 0) + delta
+        self._render_counter(counter)
+
+    def cap_count(self, key: Item, name: str, maximum: int) -> None:
+        """Fail the transaction if it raises count ``name`` of a counter it moves to more
+        than ``maximum`` (a limit that holds whatever writes race)."""
+        self._caps[(str(key["PK"]), str(key["SK"]))] = (name, maximum)
+        self._render_counter((str(key["PK"]), str(key["SK"])))
+
+    def _render_counter(self, counter: tuple[str, str]) -> None:
+        if counter not in self._counts:
+            return
+        totals, action = self._counts[counter]
         names = sorted(totals)
         action["UpdateExpression"] = "SET kind = :kind ADD " + ", ".join(
             f"#c{i} :d{i}" for i in range(len(names))
@@ -142,6 +156,11 @@ class Transaction:
             ":kind": "counter",
             **{f":d{i}": totals[name] for i, name in enumerate(names)},
         }
+        cap = self._caps.get(counter)
+        if cap is not None and totals.get(cap[0], 0) > 0:
+            capped = f"#c{names.index(cap[0])}"
+            action["ConditionExpression"] = f"attribute_not_exists({capped}) OR {capped} <= :cap"
+            action["ExpressionAttributeValues"][":cap"] = cap[1] - totals[cap[0]]
 
     def delete(
         self,

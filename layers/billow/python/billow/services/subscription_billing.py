@@ -229,6 +229,9 @@ class Change:
         """Each write and the subscription as it was read (None: a new one)."""
         self.events: list[OutboxEvent] = []
         self.drafts: list[FeeDraft] = []
+        self.stripe_limit: int | None = None
+        """Set by the API's creations: at most this many active Stripe-billed
+        subscriptions per customer, whatever creations race."""
         self.starts: list[tuple[str, str, int]] = []
         """(organization, external id, generation) claims for brand-new subscriptions."""
 
@@ -241,6 +244,8 @@ class Change:
         events = list(self.events)
         for sub, before in self.writes:
             self.deps.store.stage_subscription(transaction, sub, before)
+            if self.stripe_limit is not None and sub.billed_by == "stripe":
+                self.deps.store.cap_stripe_billed(transaction, sub, self.stripe_limit)
             if _changes_stripe(sub, before):
                 # Its Stripe twin follows: made, moved to another Price, or canceled.
                 self.deps.store.stripe_sync.stage_requested(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from billow.composition import Dependencies
+from billow.domain import stripe_sync
 from billow.domain.catalog import Plan
 from billow.domain.clock import iso, new_id, stable_id
 from billow.domain.customers import Customer
@@ -70,6 +71,7 @@ def start(
         new_subscription(organization.id, customer, plan, body, external_id, starts, now),
     )
     change = Change(deps)
+    change.stripe_limit = stripe_sync.MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER
     change.starts.append((organization.id, external_id, count))
     if starts > now:
         sub = change.save(sub.model_copy(update={"next_billing_at": iso(starts)}), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from billow.composition import Dependencies
+from billow.domain import stripe_sync
 from billow.domain.catalog import Plan
 from billow.domain.clock import iso, stable_id
 from billow.domain.customers import Customer
@@ -35,6 +36,7 @@ def upgrade(
     """Applied at once: the old plan's used time and the new plan's first fee, one invoice."""
     timezone = timezone_of(organization, customer)
     change = Change(deps)
+    change.stripe_limit = stripe_sync.MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER
     if existing.status == "pending":
         replaced = assign_owner(
             deps,
