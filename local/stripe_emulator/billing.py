@@ -4,9 +4,10 @@ A subscription's first invoice is made when it is created (``subscription_create
 and each renewal's when its period ends (``subscription_cycle``). Each is created as a
 draft, finalized and charged to the subscription's card, else the customer's default,
 with the events Stripe sends (``invoice.created``, ``invoice.finalized``, then
-``invoice.paid`` or ``invoice.payment_failed``). Stripe waits about an hour before
-finalizing a renewal; here it happens at once. The payment is recorded on the invoice
-without a PaymentIntent object, and proration items of a Price change are not billed.
+``invoice.paid`` or ``invoice.payment_failed``). A renewal stays a draft
+for Stripe's hour of grace and is finalized and charged once the clock passes it. Each
+charge is an off-session PaymentIntent on the card (its events included). Proration
+items of a Price change are not billed.
 
 Time is the real clock, except for customers created on a test clock
 (``/v1/test_helpers/test_clocks``): their subscriptions live on the clock's frozen
@@ -21,12 +22,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
+from localstripe.resources import (
+    Customer,
+    PaymentIntent,
+    PaymentMethod,
+    StripeObject,
+    random_id,
+    store,
+)
 
 from . import upstream
 from .common import Handler, Routes, as_int, find, read_params, reject_unknown, require
 from .errors import StripeApiError, json_response
 from .events import emit
+from .payments import confirm_payment_intent
 
 
 def _legacy(method: str, path: str) -> Handler:
@@ -155,6 +164,7 @@ class SubscriptionInvoice(StripeObject):
         self.total_excluding_tax = amount
         self.total_discount_amounts: list[Any] = []
         self.total_taxes: list[Any] = []
+        self.payments: dict[str, Any] = {"object": "list", "data": []}
 
 
 _NUMBERS: dict[str, int] = {}
@@ -168,10 +178,15 @@ def _card_for(subscription: Any) -> Any | None:
     return store.get(f"{PaymentMethod.object}:{chosen}") if chosen else None
 
 
+GRACE_S = 3600
+"""Stripe finalizes a renewal's draft about an hour after making it (its default)."""
+
+
 def bill_period(
     subscription: Any, period: tuple[int, int], billing_reason: str, amount: int | None = None
 ) -> SubscriptionInvoice:
-    """The invoice for one period: created, finalized, then paid or failed."""
+    """The invoice for one period. A subscription's first is finalized and charged at
+    once; a renewal stays a draft for the grace period (``finalize_due_drafts``)."""
     price = store.get(f"price:{subscription._item['price']}")
     now = now_for(subscription.customer)
     invoice = SubscriptionInvoice(
@@ -184,6 +199,15 @@ def bill_period(
     )
     subscription.latest_invoice = invoice.id
     emit("invoice.created", invoice)
+    if billing_reason == "subscription_create":
+        finalize_and_charge(invoice, subscription, now)
+    return invoice
+
+
+def finalize_and_charge(invoice: SubscriptionInvoice, subscription: Any, now: int) -> None:
+    """Finalize (a number, ``open``) and charge the card through a PaymentIntent, as
+    Stripe does: ``invoice.paid``, or ``invoice.payment_failed`` with the subscription
+    ``past_due``."""
     prefix = subscription.customer[-8:].upper()
     _NUMBERS[prefix] = _NUMBERS.get(prefix, 0) + 1
     invoice.number = f"{prefix}-{_NUMBERS[prefix]:04d}"
@@ -192,19 +216,52 @@ def bill_period(
     emit("invoice.finalized", invoice)
     card = _card_for(subscription)
     invoice.attempted = True
-    invoice.attempt_count = 1
-    if card is None or card._charging_is_declined():
+    invoice.attempt_count += 1
+    paid = card is not None and _charged(invoice, card)
+    if not paid:
         emit("invoice.payment_failed", invoice)
         if subscription.status != "past_due":
             subscription.status = "past_due"
             emit("customer.subscription.updated", subscription, {"status": "active"})
-        return invoice
+        return
     invoice.status = "paid"
     invoice.amount_paid, invoice.amount_remaining = invoice.amount_due, 0
     invoice.status_transitions["paid_at"] = now
     emit("invoice.paid", invoice)
     emit("invoice.payment_succeeded", invoice)
-    return invoice
+
+
+def _charged(invoice: SubscriptionInvoice, card: Any) -> bool:
+    """One off-session PaymentIntent for the amount due, on ``card``."""
+    payment_intent = PaymentIntent(
+        amount=invoice.amount_due,
+        currency=invoice.currency,
+        customer=invoice.customer,
+        metadata={},
+    )
+    payment_intent.description = f"Subscription invoice {invoice.number}"
+    payment_intent.payment_method_types = ["card"]
+    emit("payment_intent.created", payment_intent)
+    payment_intent.payment_method = card.id
+    try:
+        confirm_payment_intent(payment_intent, fail_on_action=True)
+    except StripeApiError:
+        return False
+    invoice.payments = {
+        "object": "list",
+        "data": [{"payment": {"type": "payment_intent", "payment_intent": payment_intent.id}}],
+    }
+    return payment_intent.status == "succeeded"
+
+
+def finalize_due_drafts(subscriptions: list[Any], moment: int) -> None:
+    """Renewal drafts whose grace period is over by ``moment``, finalized and charged."""
+    for sub in subscriptions:
+        draft = store.get(f"invoice:{sub.latest_invoice}") if sub.latest_invoice else None
+        if not isinstance(draft, SubscriptionInvoice) or draft.status != "draft":
+            continue
+        if draft.created + GRACE_S <= moment:
+            finalize_and_charge(draft, sub, draft.created + GRACE_S)
 
 
 # -- test clocks -----------------------------------------------------------------------
@@ -242,6 +299,7 @@ async def advance_clock(request: web.Request) -> web.Response:
         and getattr(store.get(f"customer:{obj.customer}"), "test_clock", None) == clock.id
     ]
     while True:
+        finalize_due_drafts(subscriptions, clock.frozen_time)
         due = [
             sub
             for sub in subscriptions
@@ -266,6 +324,7 @@ async def advance_clock(request: web.Request) -> web.Response:
         emit("customer.subscription.updated", sub, previous)
         bill_period(sub, (end, following), "subscription_cycle")
     clock.frozen_time = target
+    finalize_due_drafts(subscriptions, target)
     return json_response(clock._export())
 
 
