@@ -75,6 +75,41 @@ def now_for(customer_id: str) -> int:
     return int(clock.frozen_time) if clock is not None else int(time.time())
 
 
+def invoice_line(
+    subscription: Any,
+    price: Any,
+    amount: int,
+    period: tuple[int, int],
+    proration: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One line of a subscription's invoice: a period of its Price, or a proration."""
+    return {
+        "id": "il_" + random_id(14),
+        "object": "line_item",
+        "amount": amount,
+        "currency": price.currency,
+        "description": description or f"1 × {price.product} (at {price.unit_amount} / period)",
+        "discountable": not proration,
+        "metadata": {},
+        "period": {"start": period[0], "end": period[1]},
+        "pricing": {
+            "type": "price_details",
+            "price_details": {"price": price.id, "product": price.product},
+            "unit_amount_decimal": str(price.unit_amount),
+        },
+        "quantity": 1,
+        "parent": {
+            "type": "subscription_item_details",
+            "subscription_item_details": {
+                "subscription": subscription.id,
+                "subscription_item": subscription._item["id"],
+                "proration": proration,
+            },
+        },
+    }
+
+
 class SubscriptionInvoice(StripeObject):
     object = "invoice"
     _id_prefix = "in_"
@@ -82,14 +117,14 @@ class SubscriptionInvoice(StripeObject):
     def __init__(
         self,
         subscription: Any,
-        price: Any,
-        amount: int,
-        period: tuple[int, int],
+        currency: str,
+        lines: list[dict[str, Any]],
         billing_reason: str,
         now: int,
     ):
         super().__init__()
         self.created = now
+        amount = sum(int(line["amount"]) for line in lines)
         account = self._account or "acct_emulator"
         self.account_country = "US"
         self.amount_due = amount
@@ -100,7 +135,7 @@ class SubscriptionInvoice(StripeObject):
         self.auto_advance = True
         self.billing_reason = billing_reason
         self.collection_method = "charge_automatically"
-        self.currency = price.currency
+        self.currency = currency
         self.customer = subscription.customer
         self.default_payment_method = None
         self.description = None
@@ -110,32 +145,7 @@ class SubscriptionInvoice(StripeObject):
         self.invoice_pdf = f"{self.hosted_invoice_url}/pdf"
         self.lines = {
             "object": "list",
-            "data": [
-                {
-                    "id": "il_" + random_id(14),
-                    "object": "line_item",
-                    "amount": amount,
-                    "currency": price.currency,
-                    "description": f"1 × {price.product} (at {price.unit_amount} / period)",
-                    "discountable": True,
-                    "metadata": {},
-                    "period": {"start": period[0], "end": period[1]},
-                    "pricing": {
-                        "type": "price_details",
-                        "price_details": {"price": price.id, "product": price.product},
-                        "unit_amount_decimal": str(price.unit_amount),
-                    },
-                    "quantity": 1,
-                    "parent": {
-                        "type": "subscription_item_details",
-                        "subscription_item_details": {
-                            "subscription": subscription.id,
-                            "subscription_item": subscription._item["id"],
-                            "proration": False,
-                        },
-                    },
-                }
-            ],
+            "data": lines,
             "has_more": False,
             "url": f"/v1/invoices/{self.id}/lines",
         }
@@ -189,14 +199,12 @@ def bill_period(
     once; a renewal stays a draft for the grace period (``finalize_due_drafts``)."""
     price = store.get(f"price:{subscription._item['price']}")
     now = now_for(subscription.customer)
-    invoice = SubscriptionInvoice(
-        subscription,
-        price,
-        price.unit_amount if amount is None else amount,
-        period,
-        billing_reason,
-        now,
-    )
+    lines = [
+        invoice_line(subscription, price, price.unit_amount if amount is None else amount, period),
+        *subscription._pending_prorations,
+    ]
+    subscription._pending_prorations = []
+    invoice = SubscriptionInvoice(subscription, price.currency, lines, billing_reason, now)
     subscription.latest_invoice = invoice.id
     emit("invoice.created", invoice)
     if billing_reason == "subscription_create":

@@ -17,7 +17,7 @@ from aiohttp import web
 from localstripe.resources import Customer, PaymentMethod, StripeObject, random_id, store
 
 from . import upstream
-from .billing import add_interval, bill_period, now_for
+from .billing import add_interval, bill_period, invoice_line, now_for
 from .catalog import CatalogPrice
 from .common import (
     Handler,
@@ -82,6 +82,7 @@ class CatalogSubscription(StripeObject):
         self.metadata = metadata
         self.start_date = now
         self.status = "active"
+        self._pending_prorations: list[dict[str, Any]] = []
         self.trial_end = None
         self.trial_start = None
         self._item = {
@@ -265,7 +266,10 @@ async def update(request: web.Request) -> web.Response:
         price = _recurring_price(str(require(item, "price", "items[0][price]")), "items[0][price]")
         if price.id != subscription._item["price"]:
             previous["items"] = subscription.items
+            old = store.get(f"price:{subscription._item['price']}")
             subscription._item["price"] = price.id
+            if params.get("proration_behavior", "create_prorations") != "none":
+                _prorate(subscription, old, price)
     if "metadata" in params:
         merged = updated_metadata(subscription.metadata, params["metadata"])
         if merged != subscription.metadata:
@@ -279,6 +283,36 @@ async def update(request: web.Request) -> web.Response:
     if previous:
         emit("customer.subscription.updated", subscription, previous)
     return json_response(subscription._export())
+
+
+def _prorate(subscription: CatalogSubscription, old: Any, new: Any) -> None:
+    """Stripe's ``create_prorations``: the unused time on the old Price as a credit and
+    the rest of the period on the new one as a charge, both billed with the next
+    invoice (to the second, as Stripe prorates)."""
+    now = now_for(subscription.customer)
+    start = int(subscription._item["current_period_start"])
+    end = int(subscription._item["current_period_end"])
+    if not start <= now < end:
+        return
+    share = (end - now) / (end - start)
+    subscription._pending_prorations += [
+        invoice_line(
+            subscription,
+            old,
+            -round(old.unit_amount * share),
+            (now, end),
+            proration=True,
+            description=f"Unused time on {old.product}",
+        ),
+        invoice_line(
+            subscription,
+            new,
+            round(new.unit_amount * share),
+            (now, end),
+            proration=True,
+            description=f"Remaining time on {new.product}",
+        ),
+    ]
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -88,3 +88,35 @@ def test_a_declined_renewal_leaves_the_subscription_past_due(client: stripe.Stri
     invoice = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub_id).latest_invoice)
     assert (invoice.status, invoice.attempt_count, invoice.amount_paid) == ("open", 1, 0)
     assert client.v1.subscriptions.retrieve(sub_id).status == "past_due"
+
+
+def test_a_price_change_is_prorated_on_the_next_invoice(client: stripe.StripeClient) -> None:
+    start = int(time.time())
+    clock = client.v1.test_helpers.test_clocks.create({"frozen_time": start})
+    _, sub_id = subscribed(client, clock.id, "4242424242424242")
+    sub = client.v1.subscriptions.retrieve(sub_id)
+    item = sub["items"]["data"][0]
+    period_start, period_end = item["current_period_start"], item["current_period_end"]
+    dearer = client.v1.prices.create(
+        {
+            "product": item["price"]["product"],
+            "currency": "usd",
+            "unit_amount": 9900,
+            "recurring": {"interval": "month"},
+        }
+    )
+    halfway = period_start + (period_end - period_start) // 2
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": halfway})
+    client.v1.subscriptions.update(
+        sub_id,
+        {
+            "items": [{"id": item["id"], "price": dearer.id}],
+            "proration_behavior": "create_prorations",
+        },
+    )
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": period_end + 3601})
+    renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub_id).latest_invoice)
+    amounts = sorted(line["amount"] for line in renewal["lines"]["data"])
+    share = (period_end - halfway) / (period_end - period_start)
+    assert amounts == sorted([9900, -round(4900 * share), round(9900 * share)])
+    assert renewal.amount_paid == sum(amounts)
