@@ -384,3 +384,19 @@ def test_removing_the_connection_stops_syncing(syncing: StripeOrg, wait_for: Any
     # What was mirrored stays as it is, in Stripe and in Billow's record of it.
     _, body = syncing.api.get("/plans/pro")
     assert body["plan"]["stripe_sync"]["status"] == "succeeded"
+
+
+def test_turning_sync_on_subscribes_an_older_endpoint_to_the_sync_events(
+    stripe_org: StripeOrg,
+) -> None:
+    """A connection made before the sync's events existed: its endpoint in Stripe gets
+    them when sync is turned on (the events are then delivered, not only recovered by the
+    hourly reconciliation)."""
+    [endpoint] = list(stripe_org.stripe.v1.webhook_endpoints.list().data)
+    stripe_org.stripe.v1.webhook_endpoints.update(
+        endpoint.id, params={"enabled_events": ["payment_intent.succeeded"]}
+    )
+    status, body = connect(stripe_org, stripe_org.secret_key, sync_catalog=True)
+    assert status == 200, body
+    events = stripe_org.stripe.v1.webhook_endpoints.retrieve(endpoint.id).enabled_events
+    assert {"customer.subscription.deleted", "invoice.paid"} <= set(events)

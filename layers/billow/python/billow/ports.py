@@ -73,6 +73,10 @@ class PaymentProvider(Protocol):
         self, url: str, events: tuple[str, ...], idempotency_key: str
     ) -> WebhookRegistration: ...
 
+    def subscribe_webhook(
+        self, endpoint_id: str, events: tuple[str, ...], idempotency_key: str
+    ) -> None: ...
+
     def delete_webhook(self, endpoint_id: str) -> None: ...
 
     def create_customer(

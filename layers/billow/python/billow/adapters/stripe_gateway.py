@@ -112,6 +112,18 @@ class StripeGateway:
         )
         return WebhookRegistration(endpoint_id=endpoint.id, secret=endpoint.secret or "")
 
+    def subscribe_webhook(
+        self, endpoint_id: str, events: tuple[str, ...], idempotency_key: str
+    ) -> None:
+        """Make Billow's endpoint receive ``events`` (those Billow handles grew)."""
+        self._call(
+            lambda: self.client.v1.webhook_endpoints.update(
+                endpoint_id,
+                params=_params(enabled_events=list(events)),
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+
     def delete_webhook(self, endpoint_id: str) -> None:
         try:
             self._call(lambda: self.client.v1.webhook_endpoints.delete(endpoint_id))

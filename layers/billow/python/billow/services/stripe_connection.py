@@ -93,6 +93,9 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
     lago_id = existing.lago_id if existing else new_id()
     if existing and previous and previous.secret_key == request.secret_key:
         endpoint_id, version = existing.webhook_endpoint_id, existing.secret_version
+        if _starts_syncing(existing, request):
+            # An endpoint registered before the sync's events existed gets them now.
+            _resubscribe(deps, request.secret_key, lago_id, endpoint_id)
     else:
         endpoint_id, version = _register(deps, organization_id, lago_id, request)
     connection = StripeConnection(
@@ -164,6 +167,25 @@ def _register(
     secret = StripeSecret(secret_key=request.secret_key, webhook_secret=registration.secret)
     version = deps.secrets.put(deps.secrets.name_for(organization_id, request.code), secret)
     return registration.endpoint_id, version
+
+
+def _starts_syncing(existing: StripeConnection, request: ConnectStripe) -> bool:
+    return (request.sync_catalog and not existing.sync_catalog) or (
+        request.sync_subscriptions and not existing.sync_subscriptions
+    )
+
+
+def _resubscribe(deps: Dependencies, secret_key: str, lago_id: str, endpoint_id: str) -> None:
+    events = ",".join(STRIPE_WEBHOOK_EVENTS)
+    digest = hashlib.sha256(events.encode()).hexdigest()[:16]
+    try:
+        deps.stripe_with_key(secret_key).subscribe_webhook(
+            endpoint_id, STRIPE_WEBHOOK_EVENTS, idempotency_key=f"webhook-events-{lago_id}-{digest}"
+        )
+    except ProviderError as error:
+        if error.retryable:
+            raise
+        raise provider_rejection(error, "secret_key") from error
 
 
 def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> bool:
