@@ -373,6 +373,8 @@ def test_late_and_repeated_invoice_events_change_nothing(
     assert connection is not None
     as_created = {**stripe_invoice, "status": "draft", "amount_paid": 0, "number": None}
     assert mirror_invoice(deps, connection, as_created) == "processed"
+    [after_late] = invoices_of(billing, "acme")
+    assert (after_late["payment_status"], after_late["number"]) == ("succeeded", paid["number"])
     assert mirror_invoice(deps, connection, stripe_invoice) == "processed"
     [again] = invoices_of(billing, "acme")
     assert (again["lago_id"], again["payment_status"], again["number"]) == (
