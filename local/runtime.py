@@ -133,7 +133,7 @@ class LocalRuntime:
         topology: Topology = TOPOLOGY,
         functions_root: Path = REPO_ROOT / "functions",
         visibility_timeout_s: int | None = None,
-        webhook_retry_base_s: int = 30,
+        retry_base_s: int = 30,
     ) -> None:
         self._api_port = api_port
         self._stripe_port = stripe_port
@@ -141,7 +141,9 @@ class LocalRuntime:
         self._topology = topology
         self._functions_root = functions_root
         self._visibility_timeout_s = visibility_timeout_s
-        self._webhook_retry_base_s = webhook_retry_base_s
+        self._retry_base_s = retry_base_s
+        """First backoff step of the consumers that retry on a schedule of their own
+        (webhook deliveries, Stripe syncs); the tests make it 0."""
         self._reset()
 
     def _reset(self) -> None:
@@ -445,7 +447,8 @@ class LocalRuntime:
             "BILLOW_SECRETS_PREFIX": SECRETS_PREFIX,
             "BILLOW_PUBLIC_API_URL": self._urls["api"],
             "BILLOW_STRIPE_API_BASE": self._urls["stripe"],
-            "BILLOW_WEBHOOK_RETRY_BASE_S": str(self._webhook_retry_base_s),
+            "BILLOW_WEBHOOK_RETRY_BASE_S": str(self._retry_base_s),
+            "BILLOW_SYNC_RETRY_BASE_S": str(self._retry_base_s),
         }
         # Service-specific endpoints would win over AWS_ENDPOINT_URL and reach past moto;
         # queue URLs and topic ARNs of another runtime or shell would reach past this one.

@@ -36,7 +36,7 @@ def wait_for_fixture() -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def local_billow() -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(visibility_timeout_s=1, webhook_retry_base_s=0)
+    runtime = LocalRuntime(visibility_timeout_s=1, retry_base_s=0)
     runtime.start()
     try:
         yield runtime

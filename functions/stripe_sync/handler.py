@@ -41,7 +41,7 @@ def sync(record: BusRecord[StripeSyncMessage], context: LambdaContext) -> None:
         )
     except ProviderError:
         # Stripe is busy or down: come back later rather than at once.
-        delay = retry_delay_s(receives, dependencies().settings.webhook_retry_base_s)
+        delay = retry_delay_s(receives, dependencies().settings.sync_retry_base_s)
         dependencies().queues.retry_after(record.eventSourceARN, record.receiptHandle, delay)
         raise
     metrics.add_metric(name=f"StripeSync_{outcome}", unit=MetricUnit.Count, value=1)

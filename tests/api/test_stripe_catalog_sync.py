@@ -400,3 +400,30 @@ def test_turning_sync_on_subscribes_an_older_endpoint_to_the_sync_events(
     assert status == 200, body
     events = stripe_org.stripe.v1.webhook_endpoints.retrieve(endpoint.id).enabled_events
     assert {"customer.subscription.deleted", "invoice.paid"} <= set(events)
+
+
+def test_a_sync_stripe_is_too_busy_for_is_retried_until_it_goes_through(
+    local_billow: Any, syncing: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    """Stripe answers 500 to more attempts than the SDK retries: the message comes back
+    after its backoff and the sync goes through, once, with nothing announced."""
+    local_billow.wait_idle()  # the catalog backfill is over before Stripe breaks
+    stripe_config(
+        local_billow,
+        "POST",
+        "/_config/faults",
+        {
+            "api_key": syncing.secret_key,
+            "path_prefix": "/v1/products",
+            "status": "500",
+            "count": "6",
+        },
+    )
+    create_plan(syncing)
+    plan = synced(syncing, "plans/pro", wait_for)
+    assert plan["stripe_sync"]["error"] is None
+    assert [p.id for p in syncing.stripe.v1.products.list().data] == [
+        plan["stripe_sync"]["stripe_id"]
+    ]
+    local_billow.wait_idle()
+    assert webhooks(subscribed, "stripe_sync.failed") == []

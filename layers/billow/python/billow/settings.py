@@ -17,6 +17,8 @@ class Settings(BaseModel):
     """Set only in local mode: the Stripe emulator's address."""
     webhook_retry_base_s: int = 30
     """First backoff step for failed outgoing webhook deliveries (doubles each attempt)."""
+    sync_retry_base_s: int = 30
+    """First backoff step for a Stripe sync that Stripe could not take (doubles each time)."""
     queue_urls: dict[str, str] = {}
     """URLs of the queues this function sends to itself (topology ``sends_to``), by name."""
     topic_arns: dict[str, str] = {}
@@ -32,6 +34,7 @@ class Settings(BaseModel):
             public_api_url=env.get("BILLOW_PUBLIC_API_URL", "").rstrip("/"),
             stripe_api_base=env.get("BILLOW_STRIPE_API_BASE") or None,
             webhook_retry_base_s=int(env.get("BILLOW_WEBHOOK_RETRY_BASE_S", "30")),
+            sync_retry_base_s=int(env.get("BILLOW_SYNC_RETRY_BASE_S", "30")),
             queue_urls=_named(env, QUEUE_URL_PREFIX),
             topic_arns=_named(env, TOPIC_ARN_PREFIX),
         )
