@@ -4,32 +4,8 @@ PaymentIntents, and test clocks that renew it after Stripe's grace period."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
-import pytest
 import stripe
-
-from local.stripe_emulator import StripeEmulator
-
-DAY = 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    emulator = StripeEmulator(port=0)
-    yield emulator.start()
-    emulator.stop()
-
-
-@pytest.fixture
-def client(emulator_url: str) -> stripe.StripeClient:
-    url = emulator_url
-    return stripe.StripeClient(
-        "sk_test_" + uuid.uuid4().hex,
-        base_addresses={"api": url, "files": url, "connect": url},
-        max_network_retries=0,
-    )
 
 
 def subscribed(client: stripe.StripeClient, clock: str, card: str) -> tuple[str, str]:

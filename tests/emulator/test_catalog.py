@@ -4,33 +4,11 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import stripe
-
-from local.stripe_emulator import StripeEmulator
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    emulator = StripeEmulator(port=0)
-    yield emulator.start()
-    emulator.stop()
-
-
-@pytest.fixture
-def client(emulator_url: str) -> stripe.StripeClient:
-    """A fresh account: a key never seen opens one."""
-    url = emulator_url
-    return stripe.StripeClient(
-        "sk_test_" + uuid.uuid4().hex,
-        base_addresses={"api": url, "files": url, "connect": url},
-        max_network_retries=0,
-    )
 
 
 def test_a_product_has_todays_shape_and_lists_by_active(client: stripe.StripeClient) -> None:

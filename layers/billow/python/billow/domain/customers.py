@@ -8,7 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billow.domain.catalog import Tax
-from billow.domain.stripe_sync import NO_STRIPE_PROVIDER, dashboard_url, not_synced, pending
+from billow.domain.stripe_sync import (
+    NO_STRIPE_PROVIDER,
+    SyncError,
+    dashboard_url,
+    not_synced,
+    pending,
+    sync_view,
+)
 
 PaymentProvider = Literal["stripe", "adyen", "gocardless"]
 SUPPORTED_PROVIDERS: frozenset[str] = frozenset({"stripe"})
@@ -184,28 +191,22 @@ class Customer(BaseModel):
         if not self.uses_stripe:
             return not_synced(NO_STRIPE_PROVIDER)
         if self.stripe_customer_id:
-            return {
-                **not_synced(),
-                "status": "succeeded",
-                "reason": None,
-                "stripe_id": self.stripe_customer_id,
-                "stripe_url": dashboard_url(
-                    "customer", self.stripe_customer_id, self.stripe_livemode
-                ),
-                "synced_at": self.updated_at,
-            }
+            return sync_view(
+                "succeeded",
+                stripe_id=self.stripe_customer_id,
+                stripe_url=dashboard_url("customer", self.stripe_customer_id, self.stripe_livemode),
+                synced_at=self.updated_at,
+            )
         if not self.error_details:
             return pending()
         failure = self.error_details[-1]  # Stripe's error, as the provider sync kept it
-        return {
-            **not_synced(),
-            "status": "failed",
-            "reason": None,
-            "error": {
-                "code": str(failure.details.get("error_code") or failure.error_code),
-                "message": str(failure.details.get("message") or ""),
-            },
-        }
+        return sync_view(
+            "failed",
+            error=SyncError(
+                code=str(failure.details.get("error_code") or failure.error_code),
+                message=str(failure.details.get("message") or ""),
+            ),
+        )
 
     def as_webhook_object(self) -> dict[str, object]:
         """Lago's CustomerObject, as carried by ``customer.*`` webhooks."""

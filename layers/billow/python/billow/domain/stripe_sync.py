@@ -24,6 +24,7 @@ SyncStatus = Literal["pending", "succeeded", "failed", "not_required"]
 
 CATALOG_SYNC_OFF = "catalog_sync_disabled"
 """``not_required`` reason: written while no Stripe connection synced the catalog."""
+# Seed 004's rules for subscriptions Billow keeps billing itself, as ``reason``:
 SUBSCRIPTION_SYNC_OFF = "subscription_sync_disabled"
 FREE_PLAN = "free_plan"
 IN_TRIAL = "trial"
@@ -36,7 +37,6 @@ NO_STRIPE_PROVIDER = "payment_provider_not_stripe"
 """A customer billed without Stripe (no provider, or manual payments)."""
 STRIPE_REFUSED = "stripe_refused"
 """Stripe would not make it: Billow bills it, and its state keeps Stripe's error."""
-"""Seed 004's rules for subscriptions Billow keeps billing itself, as ``reason``."""
 
 RECURRING: dict[Interval, tuple[str, int]] = {
     "weekly": ("week", 1),
@@ -92,31 +92,43 @@ class StripeSyncState(BaseModel):
     revision: int = 0
 
     def as_lago(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "stripe_id": self.stripe_id,
-            "stripe_url": self.stripe_url,
-            "reason": None,
-            "error": self.error.model_dump() if self.error else None,
-            "synced_at": self.synced_at,
-        }
+        return sync_view(
+            self.status,
+            stripe_id=self.stripe_id,
+            stripe_url=self.stripe_url,
+            error=self.error,
+            synced_at=self.synced_at,
+        )
+
+
+def sync_view(
+    status: SyncStatus,
+    *,
+    stripe_id: str | None = None,
+    stripe_url: str | None = None,
+    reason: str | None = None,
+    error: SyncError | None = None,
+    synced_at: str | None = None,
+) -> dict[str, object]:
+    """``stripe_sync`` as served on plans, add-ons, coupons, customers and subscriptions."""
+    return {
+        "status": status,
+        "stripe_id": stripe_id,
+        "stripe_url": stripe_url,
+        "reason": reason,
+        "error": error.model_dump() if error else None,
+        "synced_at": synced_at,
+    }
 
 
 def not_synced(reason: str = CATALOG_SYNC_OFF) -> dict[str, object]:
     """``stripe_sync`` of an object Billow does not mirror, with the rule that applied."""
-    return {
-        "status": "not_required",
-        "stripe_id": None,
-        "stripe_url": None,
-        "reason": reason,
-        "error": None,
-        "synced_at": None,
-    }
+    return sync_view("not_required", reason=reason)
 
 
 def pending() -> dict[str, object]:
     """``stripe_sync`` of an object just handed to the sync, before its state is read."""
-    return {**not_synced(), "status": "pending", "reason": None}
+    return sync_view("pending")
 
 
 def dashboard_url(object_type: DashboardObject, stripe_id: str, livemode: bool) -> str:

@@ -80,6 +80,10 @@ class Subscription(BaseModel):
     def is_live(self) -> bool:
         return self.status in {"pending", "active"}
 
+    def trial_over(self, at: datetime) -> bool:
+        """No trial, or one that has ended by ``at``."""
+        return self.trial_ended_at is None or datetime.fromisoformat(self.trial_ended_at) <= at
+
     def due_at(self) -> datetime | None:
         return datetime.fromisoformat(self.next_billing_at) if self.next_billing_at else None
 

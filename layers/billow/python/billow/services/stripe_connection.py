@@ -91,9 +91,11 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
     previous = deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
     now = iso(utcnow())
     lago_id = existing.lago_id if existing else new_id()
+    catalog = request.sync_catalog and not (existing and existing.sync_catalog)
+    subscriptions = request.sync_subscriptions and not (existing and existing.sync_subscriptions)
     if existing and previous and previous.secret_key == request.secret_key:
         endpoint_id, version = existing.webhook_endpoint_id, existing.secret_version
-        if _starts_syncing(existing, request):
+        if catalog or subscriptions:
             # An endpoint registered before the sync's events existed gets them now.
             _resubscribe(deps, request.secret_key, lago_id, endpoint_id)
     else:
@@ -116,8 +118,6 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         sync_subscriptions=request.sync_subscriptions,
         livemode="_live_" in request.secret_key,
     )
-    catalog = request.sync_catalog and not (existing and existing.sync_catalog)
-    subscriptions = request.sync_subscriptions and not (existing and existing.sync_subscriptions)
     deps.store.save_connection(
         connection,
         [
@@ -167,12 +167,6 @@ def _register(
     secret = StripeSecret(secret_key=request.secret_key, webhook_secret=registration.secret)
     version = deps.secrets.put(deps.secrets.name_for(organization_id, request.code), secret)
     return registration.endpoint_id, version
-
-
-def _starts_syncing(existing: StripeConnection, request: ConnectStripe) -> bool:
-    return (request.sync_catalog and not existing.sync_catalog) or (
-        request.sync_subscriptions and not existing.sync_subscriptions
-    )
 
 
 def _resubscribe(deps: Dependencies, secret_key: str, lago_id: str, endpoint_id: str) -> None:

@@ -383,10 +383,7 @@ def _bill_due_once(
     if at_boundary and sub.not_synced_reason == HANDOVER_NEXT_PERIOD:
         # Sync was turned on while Billow billed it: Billow bills the period that ends
         # here, and Stripe every period from here on.
-        ends_trial = _trial_end(sub)
-        owner, reason = billing_owner(
-            deps, customer, plan, trial_over=ends_trial is None or ends_trial <= due
-        )
+        owner, reason = billing_owner(deps, customer, plan, trial_over=sub.trial_over(due))
         handing_over = owner == "stripe"
         sub = sub.model_copy(update={"not_synced_reason": reason})
     arrears, billed = arrears_fee(sub, plan, due, timezone, terminating=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from billow.adapters.billing_records import SubscriptionSelection
 from billow.composition import Dependencies
-from billow.domain.clock import parse_iso, utcnow
+from billow.domain.clock import utcnow
 from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync_requests import billing_owner
@@ -43,8 +43,7 @@ def _mark(deps: Dependencies, organization_id: str, external_id: str, lago_id: s
         plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
         if customer is None or plan is None:
             return False
-        ended = sub.trial_ended_at is None or parse_iso(sub.trial_ended_at) <= utcnow()
-        owner, reason = billing_owner(deps, customer, plan, trial_over=ended)
+        owner, reason = billing_owner(deps, customer, plan, trial_over=sub.trial_over(utcnow()))
         if owner == "stripe" and sub.status == "pending":
             changed = sub.model_copy(update={"billed_by": "stripe", "not_synced_reason": None})
         else:

@@ -132,13 +132,13 @@ def _copy(
 
 
 def mirror_invoice(
-    deps: Dependencies, connection: StripeConnection, event_object: dict[str, Any]
+    deps: Dependencies, connection: StripeConnection, current: dict[str, Any]
 ) -> Applied:
+    """Copy the Stripe invoice an event carries (as it was when the event was made)."""
     organization_id = connection.organization_id
-    sub = _owner(deps, organization_id, event_object)
+    sub = _owner(deps, organization_id, current)
     if sub is None:
         return "ignored"  # not an invoice of a subscription Billow synced
-    current = event_object
     plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
     customer = deps.store.get_customer(organization_id, sub.external_customer_id)
     lago_id = stable_id("stripe-invoice", organization_id, str(current["id"]))
@@ -173,11 +173,7 @@ def mirror_invoice(
                         "message": "Stripe could not charge the invoice; Stripe retries it",
                         "error_code": "invoice_payment_failed",
                     },
-                    {
-                        "stripe_invoice_id": saved.stripe_invoice.id
-                        if saved.stripe_invoice
-                        else None
-                    },
+                    {"stripe_invoice_id": str(current["id"])},
                 )
             )
         transaction = Transaction()
