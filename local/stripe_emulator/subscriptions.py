@@ -218,14 +218,14 @@ async def create(request: web.Request) -> web.Response:
     emit("customer.subscription.created", subscription)
     bill_period(
         subscription,
-        _first_period(subscription, price),
+        _current_period(subscription),
         "subscription_create",
         _first_amount(subscription, price),
     )
     return json_response(subscription._export())
 
 
-def _first_period(subscription: CatalogSubscription, price: Any) -> tuple[int, int]:
+def _current_period(subscription: CatalogSubscription) -> tuple[int, int]:
     item = subscription._item
     return int(item["current_period_start"]), int(item["current_period_end"])
 
@@ -233,7 +233,7 @@ def _first_period(subscription: CatalogSubscription, price: Any) -> tuple[int, i
 def _first_amount(subscription: CatalogSubscription, price: Any) -> int:
     """A full period's price, or its share up to a billing cycle anchor (by the second,
     as Stripe prorates)."""
-    start, end = _first_period(subscription, price)
+    start, end = _current_period(subscription)
     recurring = price.recurring
     full = add_interval(start, recurring["interval"], recurring["interval_count"]) - start
     return (
@@ -290,8 +290,7 @@ def _prorate(subscription: CatalogSubscription, old: Any, new: Any) -> None:
     the rest of the period on the new one as a charge, both billed with the next
     invoice (to the second, as Stripe prorates)."""
     now = now_for(subscription.customer)
-    start = int(subscription._item["current_period_start"])
-    end = int(subscription._item["current_period_end"])
+    start, end = _current_period(subscription)
     if not start <= now < end:
         return
     share = (end - now) / (end - start)
