@@ -1,13 +1,17 @@
 """Checkout Sessions (missing from localstripe): the API side.
 
-Shape and rules follow Stripe's ``checkout.session`` for the two modes Billow uses:
-``setup`` (collect a card for later) and ``payment`` (pay an invoice now). As in
-Stripe since API version 2022-08-01, the SetupIntent or PaymentIntent is created when
-the customer confirms on the hosted page (see ``checkout_page``), not up front.
+Shape and rules follow Stripe's ``checkout.session`` for the three modes Billow uses:
+``setup`` (collect a card for later), ``payment`` (pay an invoice now) and
+``subscription`` (subscribe to one recurring Price, paying its first invoice). As in
+Stripe since API version 2022-08-01, the SetupIntent, PaymentIntent or subscription is
+created when the customer confirms on the hosted page (see ``checkout_page``), not up
+front. In ``subscription`` mode the page can ask for a promotion code, a billing
+address, a phone number and a tax id, as the session's options say.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -21,13 +25,16 @@ from localstripe.resources import (
     store,
 )
 
+from .catalog import CatalogPrice
 from .common import (
     Routes,
     all_of,
+    as_bool,
     as_dict,
     as_int,
     as_str_list,
     as_url,
+    find,
     newest_first,
     read_params,
     reject_unknown,
@@ -52,16 +59,29 @@ _PARAMS = (
     "metadata",
     "expires_at",
     "client_reference_id",
+    "subscription_data",
+    "allow_promotion_codes",
+    "billing_address_collection",
+    "phone_number_collection",
+    "tax_id_collection",
+    "automatic_tax",
+    "customer_update",
 )
 PAYMENT_METHOD_TYPES = ("card", "sepa_debit", "us_bank_account", "bacs_debit", "link", "boleto")
 _MIN_LIFETIME, _MAX_LIFETIME = 30 * 60, 24 * 60 * 60
+_SUBSCRIPTION_ONLY = (
+    "allow_promotion_codes",
+    "billing_address_collection",
+    "phone_number_collection",
+    "tax_id_collection",
+    "automatic_tax",
+    "customer_update",
+)
 # Session fields Stripe returns that stay null for what the emulator supports, or
 # until the session completes (customer_details, payment_intent, setup_intent).
 _NULL_FIELDS = (
     "adaptive_pricing",
     "after_expiration",
-    "allow_promotion_codes",
-    "billing_address_collection",
     "client_secret",
     "collected_information",
     "consent",
@@ -84,9 +104,9 @@ _NULL_FIELDS = (
     "saved_payment_method_options",
     "setup_intent",
     "shipping_address_collection",
+    "subscription",
     "shipping_cost",
     "submit_type",
-    "subscription",
     "wallet_options",
 )
 
@@ -101,28 +121,37 @@ class CheckoutSession(StripeObject):
         self._line_items: list[dict[str, Any]] = fields.pop("line_items")
         self._payment_intent_data: dict[str, Any] = fields.pop("payment_intent_data")
         self._setup_intent_data: dict[str, Any] = fields.pop("setup_intent_data")
+        self._subscription_data: dict[str, Any] = fields.pop("subscription_data")
+        self._customer_update: dict[str, str] = fields.pop("customer_update")
+        tax_ids, phone = fields.pop("tax_id_collection"), fields.pop("phone_number_collection")
+        automatic_tax = fields.pop("automatic_tax")
+        for name in _NULL_FIELDS:
+            setattr(self, name, None)
         for name, value in fields.items():
             setattr(self, name, value)
-        payment = self.mode == "payment"
+        payment = self.mode in ("payment", "subscription")
         self.amount_subtotal = self.amount_total = (
             sum(item["amount_total"] for item in self._line_items) if payment else None
         )
-        for name in _NULL_FIELDS:
-            setattr(self, name, None)
-        self.automatic_tax = {"enabled": False, "liability": None, "status": None}
+        self.automatic_tax = {
+            "enabled": automatic_tax,
+            "liability": {"type": "self"} if automatic_tax else None,
+            "status": "requires_location_inputs" if automatic_tax else None,
+        }
         self.custom_fields: list[Any] = []
         self.custom_text = dict.fromkeys(
             ("after_submit", "shipping_address", "submit", "terms_of_service_acceptance")
         )
         self.customer_creation = "if_required" if payment and not self.customer else None
         self.discounts: list[Any] = []
-        self.payment_method_collection = None if payment else "always"
+        self.payment_method_collection = "always" if self.mode != "payment" else None
         self.payment_method_options: dict[str, Any] = {}
         self.payment_status = "unpaid" if payment else "no_payment_required"
-        self.phone_number_collection = {"enabled": False}
+        self.phone_number_collection = {"enabled": phone}
+        self.tax_id_collection = {"enabled": tax_ids, "required": "never"}
         self.shipping_options: list[Any] = []
         self.status = "open"
-        self.total_details = (
+        self.total_details: dict[str, int] | None = (
             {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0} if payment else None
         )
         self.ui_mode = "hosted"
@@ -149,31 +178,72 @@ class CheckoutSession(StripeObject):
                 cancel_payment_intent(payment_intent, "abandoned")
         emit("checkout.session.expired", self)
 
-    def _complete(self) -> None:
+    def _complete(self, collected: Collected | None = None) -> None:
         customer = Customer._api_retrieve(self.customer)
+        collected = collected or Collected()
         self.status = "complete"
         self.url = None
-        if self.mode == "payment":
+        if self.mode != "setup":
             self.payment_status = "paid"
         self.customer_details = {
-            "address": customer.address,
+            "address": collected.address or customer.address,
             "email": customer.email,
             "name": customer.name,
-            "phone": customer.phone,
+            "phone": collected.phone or customer.phone,
             "tax_exempt": "none",
-            "tax_ids": [],
+            "tax_ids": [collected.tax_id] if collected.tax_id else [],
         }
         emit("checkout.session.completed", self)
 
 
-def _line_item(index: int, raw: Any) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Collected:
+    """What the hosted page asked the customer for, beyond the card."""
+
+    address: dict[str, Any] | None = None
+    phone: str | None = None
+    tax_id: dict[str, str] | None = None
+    promotion_code: str | None = None
+
+
+def _priced_item(where: str, price_id: str, quantity: int, mode: str) -> dict[str, Any]:
+    """A line on a Price of the catalog: recurring in ``subscription`` mode only."""
+    price = find(CatalogPrice, price_id, param=f"{where}[price]")
+    if not price.active:
+        raise StripeApiError(
+            400, f"The price specified is inactive: {price.id}", param=f"{where}[price]"
+        )
+    if (price.type == "recurring") != (mode == "subscription"):
+        message = (
+            "You must provide at least one recurring price in `subscription` mode when using "
+            "prices."
+            if mode == "subscription"
+            else "You specified `payment` mode but passed a recurring price. Either switch to "
+            "`subscription` mode or use only one-time prices."
+        )
+        raise StripeApiError(400, message, param=f"{where}[price]")
+    product = store.get(f"product:{price.product}")
+    return {
+        "currency": price.currency,
+        "description": product.name if product is not None else price.product,
+        "quantity": quantity,
+        "unit_amount": int(price.unit_amount),
+        "amount_total": int(price.unit_amount) * quantity,
+        "price": price.id,
+    }
+
+
+def _line_item(index: int, raw: Any, mode: str) -> dict[str, Any]:
     where = f"line_items[{index}]"
     item = as_dict(raw, where)
     reject_unknown(item, ("price", "price_data", "quantity"), where)
-    if "price" in item:
-        # localstripe has no Prices, so no price id can exist.
-        raise MissingObject("price", str(item["price"]), param=f"{where}[price]")
     quantity = as_int(require(item, "quantity", f"{where}[quantity]"), f"{where}[quantity]", 1)
+    if "price" in item:
+        return _priced_item(where, str(item["price"]), quantity, mode)
+    if mode == "subscription":
+        raise StripeApiError(
+            400, "Billow's emulator takes subscription lines on a Price.", param=f"{where}[price]"
+        )
     where += "[price_data]"
     price = as_dict(require(item, "price_data", where), where)
     reject_unknown(price, ("currency", "unit_amount", "product_data", "product"), where)
@@ -215,6 +285,77 @@ def _optional_url(params: dict[str, Any], name: str) -> str | None:
     return as_url(params[name], name) if name in params else None
 
 
+def _subscription_data(params: dict[str, Any]) -> dict[str, Any]:
+    data = as_dict(params.get("subscription_data", {}), "subscription_data")
+    reject_unknown(data, ("metadata", "billing_cycle_anchor", "description"), "subscription_data")
+    if "metadata" in data:
+        data["metadata"] = updated_metadata({}, data["metadata"])
+    if "billing_cycle_anchor" in data:
+        anchor = as_int(data["billing_cycle_anchor"], "subscription_data[billing_cycle_anchor]")
+        if anchor <= int(time.time()):
+            raise StripeApiError(
+                400,
+                "`subscription_data[billing_cycle_anchor]` must be in the future.",
+                param="subscription_data[billing_cycle_anchor]",
+            )
+        data["billing_cycle_anchor"] = anchor
+    return data
+
+
+def _enabled(params: dict[str, Any], name: str) -> bool:
+    """An ``{enabled: bool}`` option, as Checkout's collection options are."""
+    option = as_dict(params.get(name, {"enabled": False}), name)
+    reject_unknown(option, ("enabled",), name)
+    return as_bool(require(option, "enabled", f"{name}[enabled]"), f"{name}[enabled]")
+
+
+def _customer_update(params: dict[str, Any], customer: str | None) -> dict[str, str]:
+    update = as_dict(params.get("customer_update", {}), "customer_update")
+    reject_unknown(update, ("address", "name", "shipping"), "customer_update")
+    if update and customer is None:
+        raise StripeApiError(
+            400, "`customer_update` can only be used with `customer`.", param="customer_update"
+        )
+    for name, value in update.items():
+        if value not in ("auto", "never"):
+            param = f"customer_update[{name}]"
+            raise StripeApiError(400, f"Invalid {param}: must be one of auto, never", param=param)
+    return {str(name): str(value) for name, value in update.items()}
+
+
+def _subscription_options(params: dict[str, Any], customer: str | None) -> dict[str, Any]:
+    """The hosted page's extra fields and the tax options, with Stripe's rules for an
+    existing customer: Checkout may only save what it collects (a tax id's business
+    name, a taxable address) where ``customer_update`` lets it."""
+    collection = params.get("billing_address_collection", "auto")
+    if collection not in ("auto", "required"):
+        raise StripeApiError(
+            400,
+            "Invalid billing_address_collection: must be one of auto or required",
+            param="billing_address_collection",
+        )
+    options = {
+        "allow_promotion_codes": as_bool(
+            params.get("allow_promotion_codes", False), "allow_promotion_codes"
+        ),
+        "billing_address_collection": collection,
+        "phone_number_collection": _enabled(params, "phone_number_collection"),
+        "tax_id_collection": _enabled(params, "tax_id_collection"),
+        "automatic_tax": _enabled(params, "automatic_tax"),
+        "customer_update": _customer_update(params, customer),
+    }
+    names_kept = options["customer_update"].get("name") == "auto"
+    if customer is not None and options["tax_id_collection"] and not names_kept:
+        raise StripeApiError(
+            400,
+            "tax_id_collection requires updating business name on the customer. To "
+            "enable tax ID collection for an existing customer, please set "
+            "`customer_update[name]` to `auto`.",
+            param="tax_id_collection[enabled]",
+        )
+    return options
+
+
 def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
     """Validate creation parameters the way Stripe does, naming the faulty ``param``."""
     reject_unknown(params, _PARAMS)
@@ -223,20 +364,32 @@ def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
         raise StripeApiError(
             400, "Invalid mode: must be one of payment, setup, or subscription", param="mode"
         )
-    if mode == "subscription":
-        raise StripeApiError(
-            400, "mode=subscription is not supported by the local Stripe emulator", param="mode"
-        )
-    misplaced = (
-        ("setup_intent_data",) if mode == "payment" else ("payment_intent_data", "line_items")
-    )
+    misplaced = {
+        "payment": ("setup_intent_data", "subscription_data"),
+        "setup": ("payment_intent_data", "line_items", "subscription_data"),
+        "subscription": ("payment_intent_data", "setup_intent_data"),
+    }[mode]
     for name in misplaced:
         if name in params:
             raise StripeApiError(400, f"You can not pass `{name}` in `{mode}` mode.", param=name)
+    if mode != "subscription":
+        for name in _SUBSCRIPTION_ONLY:
+            if name in params:
+                raise StripeApiError(
+                    400,
+                    f"Billow's emulator supports `{name}` in `subscription` mode only.",
+                    param=name,
+                )
 
     customer = params.get("customer")
     if customer is not None and store.get(Customer.object + ":" + str(customer)) is None:
         raise MissingObject("customer", str(customer), param="customer")
+    if mode == "subscription" and customer is None:
+        raise StripeApiError(
+            400,
+            "Billow's emulator makes subscriptions for an existing `customer`.",
+            param="customer",
+        )
     types = as_str_list(params.get("payment_method_types", ["card"]), "payment_method_types")
     for index, kind in enumerate(types):
         if kind not in PAYMENT_METHOD_TYPES:
@@ -261,18 +414,24 @@ def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
 
     currency = str(params["currency"]).lower() if params.get("currency") else None
     line_items: list[dict[str, Any]] = []
-    if mode == "payment":
+    if mode in ("payment", "subscription"):
         raw_items = require(params, "line_items")
+        if isinstance(raw_items, dict):  # form-encoded lists arrive keyed by index
+            raw_items = [raw_items[key] for key in sorted(raw_items, key=int)]
         if not isinstance(raw_items, list):
             raise StripeApiError(400, "Invalid array: line_items", param="line_items")
-        line_items = [_line_item(index, raw) for index, raw in enumerate(raw_items)]
+        line_items = [_line_item(index, raw, mode) for index, raw in enumerate(raw_items)]
+        if mode == "subscription" and len(line_items) != 1:
+            raise StripeApiError(
+                400, "Billow's emulator takes exactly one subscription line.", param="line_items"
+            )
         currencies = {item["currency"] for item in line_items} | ({currency} - {None})
         if len(currencies) != 1:
             raise StripeApiError(
                 400, "All line items must use the same currency.", param="line_items"
             )
         currency = currencies.pop()
-        if sum(item["amount_total"] for item in line_items) <= 0:
+        if mode == "payment" and sum(item["amount_total"] for item in line_items) <= 0:
             raise StripeApiError(
                 400,
                 "The Checkout Session's total amount due must be greater than 0.",
@@ -301,6 +460,8 @@ def _session_fields(params: dict[str, Any]) -> dict[str, Any]:
             params, "payment_intent_data", ("description", "setup_future_usage", "metadata")
         ),
         "setup_intent_data": _intent_data(params, "setup_intent_data", ("description", "metadata")),
+        "subscription_data": _subscription_data(params),
+        **_subscription_options(params, customer),
     }
 
 

@@ -3,6 +3,13 @@
 Plain HTML forms (no JavaScript): pick one of Stripe's test cards, confirm, and,
 for the 3-D Secure card, pass or fail the challenge. The objects and events are the
 ones Stripe Checkout produces, in the account that created the session.
+
+A ``subscription`` session shows its Price and the fields the session asks for (a
+promotion code, a billing address, a phone number, a tax id). Confirming subscribes
+the customer and pays the first invoice, as Stripe does. A card that would be declined
+is refused on the page and nothing is created (Stripe keeps an ``incomplete``
+subscription the customer never sees); the 3-D Secure card is not offered there, as
+the emulator does not model an authenticated first payment of a subscription.
 """
 
 from __future__ import annotations
@@ -23,19 +30,22 @@ from localstripe.resources import (
     store,
 )
 
-from .checkout import CheckoutSession, find_session
-from .common import Handler, Routes
+from .catalog import CatalogPrice
+from .checkout import CheckoutSession, Collected, find_session
+from .common import Handler, Routes, find
 from .context import acting_as
 from .errors import StripeApiError
 from .events import emit
 from .money import page_amount
 from .payments import (
+    DECLINES,
     attach_payment_method,
     authenticate_payment_intent,
     confirm_payment_intent,
     create_card_payment_method,
     decline_details,
 )
+from .subscriptions import subscribe
 
 TEST_CARDS = (
     ("4242424242424242", "Visa ending 4242: succeeds"),
@@ -121,9 +131,81 @@ def _awaiting_authentication(session: CheckoutSession) -> Any | None:
     return intent if intent.status == "requires_action" else None
 
 
+_THREE_D_SECURE = "4000002760003184"
+_ADDRESS_FIELDS = (
+    ("line1", "Address line 1"),
+    ("line2", "Address line 2"),
+    ("city", "City"),
+    ("postal_code", "Postal code"),
+    ("state", "State"),
+    ("country", "Country (two letters)"),
+)
+_TAX_ID_TYPES = ("eu_vat", "gb_vat", "us_ein")
+
+
+def _input(name: str, label: str, required: bool = False) -> str:
+    star = " *" if required else ""
+    flag = " required" if required else ""
+    return (
+        f'<label>{escape(label)}{star} <input type="text" name="{name}" id="{name}"{flag}></label>'
+    )
+
+
+def _price_summary(session: CheckoutSession) -> str:
+    item = session._line_items[0]
+    price = find(CatalogPrice, item["price"])
+    recurring = price.recurring
+    every = (
+        recurring["interval"]
+        if recurring["interval_count"] == 1
+        else f"{recurring['interval_count']} {recurring['interval']}s"
+    )
+    amount = page_amount(item["unit_amount"], item["currency"])
+    return f"<p>{escape(str(item['description']))}: {amount} per {escape(every)}</p>"
+
+
+def _needs_address(session: CheckoutSession) -> bool:
+    """Asked for: always with ``billing_address_collection=required``, and for automatic
+    tax when the customer has no address to tax (Stripe then collects it)."""
+    if session.billing_address_collection == "required":
+        return True
+    if not session.automatic_tax["enabled"]:
+        return False
+    customer = Customer._api_retrieve(session.customer)
+    return not (customer.address or {}).get("country")
+
+
+def _subscription_fields(session: CheckoutSession) -> str:
+    fields = []
+    if session.allow_promotion_codes:
+        fields.append(_input("promotion_code", "Promotion code"))
+    if _needs_address(session):
+        fields.append(
+            "<fieldset><legend>Billing address</legend>"
+            + "".join(
+                _input(f"address_{name}", label, name in ("line1", "country"))
+                for name, label in _ADDRESS_FIELDS
+            )
+            + "</fieldset>"
+        )
+    if session.phone_number_collection["enabled"]:
+        fields.append(_input("phone", "Phone number", required=True))
+    if session.tax_id_collection["enabled"]:
+        options = "".join(f'<option value="{kind}">{kind}</option>' for kind in _TAX_ID_TYPES)
+        fields.append(
+            "<fieldset><legend>Tax id (optional)</legend>"
+            f'<label>Type <select name="tax_id_type" id="tax_id_type">{options}</select></label>'
+            + _input("tax_id_value", "Number")
+            + "</fieldset>"
+        )
+    return "".join(fields)
+
+
 def _form_page(
     session: CheckoutSession, error: str | None = None, status: int = 200
 ) -> web.Response:
+    offered: tuple[tuple[str, str], ...] = TEST_CARDS
+    extra = ""
     if session.mode == "payment":
         title = "Pay " + page_amount(session.amount_total or 0, session.currency)
         items = "".join(
@@ -132,13 +214,18 @@ def _form_page(
             for item in session._line_items
         )
         summary = f"<ul>{items}</ul>"
+    elif session.mode == "subscription":
+        title = "Subscribe"
+        summary = _price_summary(session)
+        offered = tuple(card for card in TEST_CARDS if card[0] != _THREE_D_SECURE)
+        extra = _subscription_fields(session)
     else:
         title = "Save a card"
         summary = "<p>Save a card for future payments. Nothing is charged now.</p>"
     cards = "".join(
         f'<label><input type="radio" name="card" value="{number}"'
         f"{' checked' if index == 0 else ''}> {escape(label)}</label>"
-        for index, (number, label) in enumerate(TEST_CARDS)
+        for index, (number, label) in enumerate(offered)
     )
     banner = f'<p class="error">{escape(error)}</p>' if error else ""
     cancel = (
@@ -146,7 +233,7 @@ def _form_page(
     )
     form = (
         f'<form method="post" action="/checkout/{escape(session.id)}">'
-        f"<fieldset><legend>Test card</legend>{cards}</fieldset>"
+        f"{extra}<fieldset><legend>Test card</legend>{cards}</fieldset>"
         '<p><button type="submit">Confirm</button></p></form>'
     )
     return _page(title, summary + banner + form + cancel, status)
@@ -164,12 +251,12 @@ def _authentication_page(session: CheckoutSession) -> web.Response:
     return _page("Authenticate", body)
 
 
-def _completed(session: CheckoutSession) -> web.Response:
-    session._complete()
+def _completed(session: CheckoutSession, collected: Collected | None = None) -> web.Response:
+    session._complete(collected)
     if session.success_url:
         location = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
         return web.Response(status=303, headers={"Location": location})
-    done = "Payment complete" if session.mode == "payment" else "Card saved"
+    done = "Card saved" if session.mode == "setup" else "Payment complete"
     return _page(done, "<p>You can close this page.</p>")
 
 
@@ -261,11 +348,88 @@ async def show(request: web.Request, session: CheckoutSession) -> web.StreamResp
     return _form_page(session)
 
 
+def _collected(session: CheckoutSession, form: Any) -> Collected:
+    """The page's extra fields, checked as Stripe's page checks them."""
+
+    def field(name: str) -> str | None:
+        value = str(form.get(name, "")).strip()
+        return value or None
+
+    address = None
+    if _needs_address(session):
+        address = {name: field(f"address_{name}") for name, _ in _ADDRESS_FIELDS}
+        if not address["line1"] or not address["country"] or len(address["country"]) != 2:
+            raise _PageError(400, "Enter a billing address with a two-letter country.")
+        address["country"] = str(address["country"]).upper()
+    phone = field("phone") if session.phone_number_collection["enabled"] else None
+    if session.phone_number_collection["enabled"] and not phone:
+        raise _PageError(400, "Enter a phone number.")
+    tax_id = None
+    if session.tax_id_collection["enabled"] and field("tax_id_value"):
+        kind = field("tax_id_type") or ""
+        if kind not in _TAX_ID_TYPES:
+            raise _PageError(400, "Choose a tax id type.")
+        tax_id = {"type": kind, "value": str(field("tax_id_value"))}
+    code = field("promotion_code") if session.allow_promotion_codes else None
+    return Collected(address=address, phone=phone, tax_id=tax_id, promotion_code=code)
+
+
+def _keep_on_customer(session: CheckoutSession, collected: Collected) -> None:
+    """What ``customer_update`` lets Checkout save on the customer: its address."""
+    customer = Customer._api_retrieve(session.customer)
+    if collected.address and session._customer_update.get("address") == "auto":
+        previous = customer.address
+        if previous != collected.address:
+            customer.address = collected.address
+            emit("customer.updated", customer, {"address": previous})
+
+
+def _subscribe(session: CheckoutSession, payment_method: Any, collected: Collected) -> web.Response:
+    """Stripe Checkout's subscription: the card attached, the subscription made on the
+    session's Price with the card as its default, and its first invoice paid."""
+    number = getattr(payment_method, "_card_number", "")
+    if number in DECLINES:
+        return _form_page(session, decline_details(payment_method)["message"], 402)
+    customer_id = _customer_id(session)
+    attach_payment_method(payment_method, customer_id)
+    _keep_on_customer(session, collected)
+    data = session._subscription_data
+    subscription = subscribe(
+        customer_id,
+        find(CatalogPrice, session._line_items[0]["price"]),
+        default_payment_method=payment_method.id,
+        anchor=data.get("billing_cycle_anchor"),
+        cancel_at=None,
+        metadata=dict(data.get("metadata") or {}),
+    )
+    invoice = store.get(f"invoice:{subscription.latest_invoice}")
+    session.subscription = subscription.id
+    session.invoice = invoice.id if invoice is not None else None
+    if invoice is not None:
+        session.amount_subtotal = invoice.subtotal
+        session.amount_total = invoice.total
+        session.total_details = {
+            "amount_discount": 0,
+            "amount_shipping": 0,
+            "amount_tax": invoice.total - invoice.total_excluding_tax,
+        }
+    return _completed(session, collected)
+
+
 @_session_page
 async def submit(request: web.Request, session: CheckoutSession) -> web.StreamResponse:
-    number = str((await request.post()).get("card", ""))
+    form = await request.post()
+    number = str(form.get("card", ""))
     if not re.fullmatch(r"\d{16}", number):
         return _form_page(session, "Choose one of the test cards.", 400)
+    if session.mode == "subscription":
+        try:
+            collected = _collected(session, form)
+        except _PageError as invalid:
+            return _form_page(session, invalid.message, invalid.status)
+        if number == _THREE_D_SECURE:
+            return _form_page(session, "Choose one of the test cards.", 400)
+        return _subscribe(session, create_card_payment_method(number), collected)
     payment_method = create_card_payment_method(number)
     if session.mode == "setup":
         return _save_card(session, payment_method)

@@ -206,14 +206,36 @@ async def create(request: web.Request) -> web.Response:
             param="billing_cycle_anchor",
         )
     cancel_at = as_int(params["cancel_at"], "cancel_at") if "cancel_at" in params else None
-    subscription = CatalogSubscription(
-        customer=customer.id,
-        price=price,
+    subscription = subscribe(
+        customer.id,
+        price,
         default_payment_method=default_payment_method,
         anchor=anchor,
         cancel_at=cancel_at,
         metadata=updated_metadata({}, params.get("metadata", {})),
-        now=now,
+    )
+    return json_response(subscription._export())
+
+
+def subscribe(
+    customer_id: str,
+    price: Any,
+    *,
+    default_payment_method: str | None,
+    anchor: int | None,
+    cancel_at: int | None,
+    metadata: dict[str, str],
+) -> CatalogSubscription:
+    """A subscription made (through the API or a Checkout Session) and its first
+    invoice, finalized and charged at once, with Stripe's events."""
+    subscription = CatalogSubscription(
+        customer=customer_id,
+        price=price,
+        default_payment_method=default_payment_method,
+        anchor=anchor,
+        cancel_at=cancel_at,
+        metadata=metadata,
+        now=now_for(customer_id),
     )
     emit("customer.subscription.created", subscription)
     bill_period(
@@ -222,7 +244,7 @@ async def create(request: web.Request) -> web.Response:
         "subscription_create",
         _first_amount(subscription, price),
     )
-    return json_response(subscription._export())
+    return subscription
 
 
 def _current_period(subscription: CatalogSubscription) -> tuple[int, int]:

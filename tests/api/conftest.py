@@ -105,6 +105,18 @@ def stripe_org(local_billow: Any, org: Any) -> Iterator[StripeOrg]:
 
 
 @pytest.fixture
+def billing(local_billow: Any, org: Any) -> StripeOrg:
+    """An organization whose subscriptions Stripe Billing invoices."""
+    key = new_stripe_key()
+    status, body = org.api.post(
+        "/integrations/stripe",
+        json={"integration": {"secret_key": key, "sync_catalog": True, "sync_subscriptions": True}},
+    )
+    assert status == 200, body
+    return StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
+
+
+@pytest.fixture
 def subscribed(org: Any, webhook_receiver: Any) -> Iterator[Any]:
     """Registers the receiver as the organization's webhook endpoint, and removes it before
     the receiver stops (later events then have nowhere to go instead of a dead address)."""

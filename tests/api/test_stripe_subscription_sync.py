@@ -25,19 +25,7 @@ from tests.api.billing_helpers import (
     stripe_customer,
     webhooks,
 )
-from tests.api.conftest import StripeOrg, new_stripe_key, stripe_client
-
-
-@pytest.fixture
-def billing(local_billow: Any, org: Any) -> StripeOrg:
-    """An organization whose subscriptions Stripe Billing invoices."""
-    key = new_stripe_key()
-    status, body = org.api.post(
-        "/integrations/stripe",
-        json={"integration": {"secret_key": key, "sync_catalog": True, "sync_subscriptions": True}},
-    )
-    assert status == 200, body
-    return StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
+from tests.api.conftest import StripeOrg
 
 
 def subscribe(org: Any, customer: str, plan: str, external_id: str = "sub-1") -> dict[str, Any]:

@@ -6,9 +6,6 @@ import dataclasses
 import json
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +15,7 @@ import pytest
 import stripe
 
 from local.stripe_emulator import StripeEmulator
+from tests.support import http
 
 T = TypeVar("T")
 
@@ -39,27 +37,6 @@ def wait_for(check: Callable[[], T], timeout: float = 5.0) -> T:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def http(
-    method: str, url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], str]:
-    """One request as a browser or curl would send it: (status, headers, body)."""
-    data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with _opener.open(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
 
 
 class Receiver:

@@ -58,6 +58,40 @@ class PaymentLink(BaseModel):
     url: str
 
 
+class SubscriptionCheckout(BaseModel):
+    """A Stripe Checkout Session that subscribes a customer to one recurring Price."""
+
+    customer_id: str
+    price_id: str
+    success_url: str
+    cancel_url: str
+    allow_promotion_codes: bool = False
+    collect_billing_address: bool = False
+    collect_phone_number: bool = False
+    tax_id_collection: bool = False
+    automatic_tax: bool = False
+    billing_cycle_anchor: int | None = None
+    expires_at: int
+    metadata: dict[str, str]
+    """On the session and on the subscription Checkout creates."""
+
+
+class OpenedCheckout(BaseModel):
+    session_id: str
+    url: str
+    expires_at: int
+
+
+class CheckoutSubscription(BaseModel):
+    """The subscription a completed Checkout Session made, as Stripe holds it."""
+
+    id: str
+    status: str
+    start_date: int
+    default_payment_method: str | None
+    price_id: str
+
+
 class ClosedLink(BaseModel):
     """A payment link after Billow closed it, or found it already used."""
 
@@ -141,6 +175,14 @@ class PaymentProvider(Protocol):
     ) -> PaymentLink: ...
 
     def expire_payment_link(self, session_id: str) -> ClosedLink: ...
+
+    def create_subscription_checkout(
+        self, checkout: SubscriptionCheckout, idempotency_key: str
+    ) -> OpenedCheckout: ...
+
+    def close_checkout(self, session_id: str) -> str: ...
+
+    def checkout_subscription(self, subscription_id: str) -> CheckoutSubscription: ...
 
     def payment_intent(self, payment_intent_id: str) -> ProviderPayment: ...
 

@@ -17,10 +17,13 @@ from billow.domain.integrations import STRIPE_API_VERSION
 from billow.domain.payments import ProviderPayment
 from billow.ports import (
     CardDetails,
+    CheckoutSubscription,
     ClosedLink,
+    OpenedCheckout,
     PaymentLink,
     PaymentOutcome,
     ProviderCustomer,
+    SubscriptionCheckout,
     WebhookRegistration,
 )
 
@@ -357,6 +360,73 @@ class StripeGateway:
         if session.status == "open":
             raise ProviderError("The payment link could not be closed", kind="api")
         return ClosedLink()
+
+    def create_subscription_checkout(
+        self, checkout: SubscriptionCheckout, idempotency_key: str
+    ) -> OpenedCheckout:
+        """Stripe's hosted page for a new subscription. What the page collects is saved on
+        the customer where Stripe needs it (a taxable address, a tax id's business name)."""
+        params = _params(
+            mode="subscription",
+            customer=checkout.customer_id,
+            line_items=[{"price": checkout.price_id, "quantity": 1}],
+            success_url=checkout.success_url,
+            cancel_url=checkout.cancel_url,
+            expires_at=checkout.expires_at,
+            metadata=checkout.metadata,
+            subscription_data={"metadata": checkout.metadata},
+        )
+        if checkout.billing_cycle_anchor is not None:
+            params["subscription_data"]["billing_cycle_anchor"] = checkout.billing_cycle_anchor
+        if checkout.allow_promotion_codes:
+            params["allow_promotion_codes"] = True
+        if checkout.collect_billing_address:
+            params["billing_address_collection"] = "required"
+        if checkout.collect_phone_number:
+            params["phone_number_collection"] = {"enabled": True}
+        customer_update: dict[str, str] = {}
+        if checkout.tax_id_collection:
+            params["tax_id_collection"] = {"enabled": True}
+            customer_update["name"] = "auto"
+        if checkout.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        if checkout.automatic_tax or checkout.collect_billing_address:
+            customer_update["address"] = "auto"
+        if customer_update:
+            params["customer_update"] = customer_update
+        session = self._call(
+            lambda: self.client.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        )
+        return OpenedCheckout(
+            session_id=session.id, url=str(session.url), expires_at=int(session.expires_at)
+        )
+
+    def close_checkout(self, session_id: str) -> str:
+        """Expire an open session so nobody can complete it; returns the status it ends
+        in: ``expired``, or ``complete`` when the customer got there first."""
+        session = self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id))
+        if session.status == "open":
+            try:
+                return str(
+                    self._call(lambda: self.client.v1.checkout.sessions.expire(session_id)).status
+                )
+            except ProviderError:
+                session = self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id))
+        return str(session.status)
+
+    def checkout_subscription(self, subscription_id: str) -> CheckoutSubscription:
+        subscription = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        data = subscription.to_dict()
+        method = data.get("default_payment_method")
+        return CheckoutSubscription(
+            id=data["id"],
+            status=data["status"],
+            start_date=int(data["start_date"]),
+            default_payment_method=method.get("id") if isinstance(method, dict) else method,
+            price_id=str(data["items"]["data"][0]["price"]["id"]),
+        )
 
     def payment_intent(self, payment_intent_id: str) -> ProviderPayment:
         intent = self._call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id))

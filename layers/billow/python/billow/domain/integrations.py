@@ -10,6 +10,7 @@ from pydantic import BaseModel
 STRIPE_WEBHOOK_EVENTS: tuple[str, ...] = (
     "setup_intent.succeeded",
     "checkout.session.completed",
+    "checkout.session.expired",
     "payment_method.detached",
     "customer.updated",
     "payment_intent.succeeded",
@@ -55,6 +56,9 @@ class StripeConnection(BaseModel):
     """Mirror plans, add-ons and coupons to this account's Stripe Billing catalog."""
     sync_subscriptions: bool = False
     """Let Stripe Billing invoice subscriptions to synced plans (needs ``sync_catalog``)."""
+    automatic_tax: bool = False
+    """Tax with Stripe Tax: Stripe's subscriptions and checkouts, and Billow's own
+    invoices, instead of Billow's tax rates."""
     livemode: bool = False
     """A live key: dashboard links to its objects leave out Stripe's ``/test`` path."""
 

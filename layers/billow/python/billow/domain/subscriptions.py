@@ -33,6 +33,15 @@ class Authorization(BaseModel):
     status: str
 
 
+class CheckoutLink(BaseModel):
+    """Stripe's hosted checkout that starts a subscription: it stays ``pending`` until the
+    customer completes the page, and is canceled if the page expires unused."""
+
+    session_id: str
+    url: str
+    expires_at: str
+
+
 class Subscription(BaseModel):
     lago_id: str
     organization_id: str
@@ -72,6 +81,8 @@ class Subscription(BaseModel):
     """Why Billow bills it itself (``free_plan``, ``trial``…), decided when it was made."""
     billed_until: str | None = None
     """End of the last span of time invoiced: no span is ever invoiced twice."""
+    checkout: CheckoutLink | None = None
+    """The hosted checkout it waits for, when made through one."""
     created_at: str
     updated_at: str
     version: int = 0
@@ -121,6 +132,9 @@ class Subscription(BaseModel):
             "on_termination_credit_note": None,
             "on_termination_invoice": "generate",
             "payment_method": (self.payment_method or PaymentMethodChoice()).model_dump(),
+            "checkout_url": self.checkout.url
+            if self.checkout and self.status == "pending"
+            else None,
         }
         if authorization is not None:
             body["authorization"] = authorization.model_dump(exclude={"currency"})

@@ -85,34 +85,63 @@ def _create(
         # An earlier request created it; this one may carry details edited meanwhile.
         _push_profile(gateway, customer)
         return customer
-    stripe_id = gateway.create_customer(
+    stripe_id = _create_in_stripe(gateway, customer)
+    url = create_checkout(deps, connection, customer, request_key=stripe_id, stripe_id=stripe_id)
+    linked = _update_customer(
+        deps,
+        customer,
+        _linker(connection, stripe_id, checkout_url_event(customer, connection, url)),
+    )
+    if linked.stripe_profile() != customer.stripe_profile():
+        _push_profile(gateway, linked)  # edited while Stripe was creating it
+    return linked
+
+
+def link_in_stripe(
+    deps: Dependencies, connection: StripeConnection, customer: Customer
+) -> Customer:
+    """The customer in the connection's Stripe account now, made there if it has no
+    Stripe customer yet (a subscription checkout needs one before its page opens). The
+    idempotency key is the queued sync's, so the two never make two Stripe customers."""
+    if customer.stripe_customer_id:
+        return customer
+    stripe_id = _create_in_stripe(deps.stripe_for(connection), customer)
+    return _update_customer(deps, customer, _linker(connection, stripe_id))
+
+
+def _create_in_stripe(gateway: PaymentProvider, customer: Customer) -> str:
+    return gateway.create_customer(
         customer.stripe_profile(),
         metadata={"lago_customer_id": customer.lago_id, "customer_id": customer.external_id},
         idempotency_key=f"customer-create-{customer.lago_id}",
     )
-    url = create_checkout(deps, connection, customer, request_key=stripe_id, stripe_id=stripe_id)
+
+
+def _linker(
+    connection: StripeConnection, stripe_id: str, *announcements: OutboxEvent
+) -> CustomerChange:
+    """The customer linked to ``stripe_id`` in the connection's account, announced."""
 
     def link(current: Customer) -> tuple[Customer, list[OutboxEvent]]:
         if current.billing_configuration.provider_customer_id == stripe_id:
             return current, []  # a concurrent attempt linked (and announced) it already
         billing = current.billing_configuration.model_copy(
-            update={"provider_customer_id": stripe_id}
+            update={
+                "payment_provider": "stripe",
+                "payment_provider_code": connection.code,
+                "provider_customer_id": stripe_id,
+            }
         )
         linked = current.model_copy(update={"billing_configuration": billing, "error_details": []})
-        return linked, [
-            webhook_event(
-                current.organization_id,
-                "customer.payment_provider_created",
-                "customer",
-                linked.as_webhook_object(),
-            ),
-            checkout_url_event(linked, connection, url),
-        ]
+        created = webhook_event(
+            current.organization_id,
+            "customer.payment_provider_created",
+            "customer",
+            linked.as_webhook_object(),
+        )
+        return linked, [created, *announcements]
 
-    linked = _update_customer(deps, customer, link)
-    if linked.stripe_profile() != customer.stripe_profile():
-        _push_profile(gateway, linked)  # edited while Stripe was creating it
-    return linked
+    return link
 
 
 def _push_profile(gateway: PaymentProvider, customer: Customer) -> None:

@@ -36,12 +36,14 @@ from billow.services.payment_methods import (
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
 from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
 from billow.services.subscriptions.canceled_in_stripe import end_from_stripe
+from billow.services.subscriptions.checkout import complete_checkout, expire_checkout
 from billow.topology import STRIPE_EVENT_RECEIVED
 
 HANDLED_TYPES = frozenset(
     {
         "setup_intent.succeeded",
         "checkout.session.completed",
+        "checkout.session.expired",
         "payment_method.detached",
         "customer.updated",
         "payment_intent.succeeded",
@@ -210,6 +212,10 @@ def _apply(
         return end_from_stripe(deps, connection.organization_id, obj)
     if kind in MIRRORED:
         return mirror_invoice(deps, connection, obj)
+    if kind.startswith("checkout.session.") and obj.get("mode") == "subscription":
+        if kind == "checkout.session.expired":
+            return expire_checkout(deps, connection, obj)
+        return complete_checkout(deps, connection, obj, _created(event), transaction)
     if kind == "payment_method.detached":
         method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
         customer = (
@@ -229,10 +235,7 @@ def _apply(
     if customer is None:
         return "ignored"
     gateway = deps.stripe_for(connection)
-    # Stripe's own time for the fact, which orders it against Billow's changes; an event
-    # without one cannot claim to be newer than anything.
-    stamp = event.get("created")
-    created = stamp if isinstance(stamp, int) else 0
+    created = _created(event)
     if kind == "customer.updated":
         default = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if not isinstance(default, str):
@@ -252,6 +255,13 @@ def _apply(
     if method_id is None:
         return "ignored"
     return stage_saved_card(deps, transaction, connection, gateway, customer, method_id, created)
+
+
+def _created(event: dict[str, Any]) -> int:
+    """Stripe's own time for the fact, which orders it against Billow's changes; an event
+    without one cannot claim to be newer than anything."""
+    stamp = event.get("created")
+    return stamp if isinstance(stamp, int) else 0
 
 
 def _saved_payment_method(gateway: PaymentProvider, kind: str, obj: dict[str, Any]) -> str | None:

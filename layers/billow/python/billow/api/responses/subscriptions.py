@@ -52,6 +52,8 @@ class SubscriptionObject(LagoObject):
     on_termination_credit_note: None
     on_termination_invoice: Literal["generate", "skip"]
     payment_method: SubscriptionPaymentMethod
+    checkout_url: str | None
+    """Stripe's hosted checkout that starts it, while it waits for the customer."""
     stripe_sync: StripeSyncObject
     """Whether Stripe Billing invoices it (``succeeded``: its Stripe subscription) or
     Billow does (``not_required``, with the rule that applied)."""

@@ -46,17 +46,27 @@ def _owner(
     deps: Dependencies, organization_id: str, stripe_invoice: dict[str, Any]
 ) -> Subscription | None:
     """The Billow subscription the Stripe subscription bills (its external id is in the
-    metadata Stripe copies onto its invoices; the live one first, as after an upgrade)."""
+    metadata Stripe copies onto its invoices; the live one first, as after an upgrade).
+    A checkout's first invoice comes before the completed page links the two: the
+    subscription the page was opened for (``billow_id``) owns it."""
     details = (stripe_invoice.get("parent") or {}).get("subscription_details") or {}
-    external_id = (details.get("metadata") or {}).get("billow_external_id")
+    metadata = details.get("metadata") or {}
+    external_id = metadata.get("billow_external_id")
     if not isinstance(external_id, str):
         return None
-    billing = [
+    history = deps.store.subscriptions_for(organization_id, external_id)
+    billing = [sub for sub in history if sub.stripe_subscription_id == details.get("subscription")]
+    checkout = [
         sub
-        for sub in deps.store.subscriptions_for(organization_id, external_id)
-        if sub.stripe_subscription_id == details.get("subscription")
+        for sub in history
+        if sub.lago_id == metadata.get("billow_id")
+        and sub.checkout is not None
+        and sub.stripe_subscription_id is None
     ]
-    return next((sub for sub in billing if sub.is_live), billing[-1] if billing else None)
+    return next(
+        (sub for sub in billing if sub.is_live),
+        billing[-1] if billing else next(iter(checkout), None),
+    )
 
 
 def _copy(

@@ -150,6 +150,50 @@ def _record_failure(deps: Dependencies, state: StripeSyncState, error: ProviderE
     deps.store.stripe_sync.record(failed, events)
 
 
+def stripe_metadata(
+    deps: Dependencies, object_type: SyncedType, organization_id: str, lago_id: str, code: str
+) -> dict[str, str]:
+    """Links back from Stripe's dashboard to the object in Billow."""
+    metadata = {
+        "billow_id": lago_id,
+        "billow_organization_id": organization_id,
+        "billow_url": f"{deps.settings.public_api_url}/api/v1/{_ROUTES[object_type]}/{code}",
+    }
+    if object_type == "subscription":
+        # Upgrades hand a Stripe subscription on to a new Billow subscription (a new id)
+        # under the same external id: cancellations and invoices find it by that.
+        metadata["billow_external_id"] = code
+    return metadata
+
+
+def plan_price(deps: Dependencies, connection: StripeConnection, plan: Plan) -> str:
+    """The plan's current Price, syncing the plan first when its mirror is behind (a
+    subscription, or a checkout, cannot wait for the plan's own sync)."""
+    store, organization_id = deps.store, plan.organization_id
+    for _ in range(2):
+        mirrored = store.stripe_sync.get(organization_id, "plan", plan.lago_id)
+        if (
+            mirrored is not None
+            and mirrored.status == "succeeded"
+            and mirrored.price_id is not None
+            and mirrored.price_terms == price_terms(plan)
+        ):
+            return mirrored.price_id
+        if mirrored is None:
+            transaction = Transaction()
+            store.stripe_sync.stage_requested(
+                transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version
+            )
+            store.commit(transaction)
+        # A Stripe error worth retrying fails this message too, which the queue retries.
+        _sync(deps, connection, organization_id, "plan", plan.lago_id, False)
+    raise ProviderError(
+        f"plan {plan.code} could not be mirrored in Stripe",
+        kind="invalid_request",
+        code="plan_not_synced",
+    )
+
+
 class _Mirror:
     """One sync of one object: the Stripe calls it needs and the state they lead to."""
 
@@ -180,18 +224,10 @@ class _Mirror:
         return self._coupon()
 
     def _metadata(self, code: str) -> dict[str, str]:
-        """Links back from Stripe's dashboard to the object in Billow."""
-        route = _ROUTES[self.state.object_type]
-        metadata = {
-            "billow_id": self.state.lago_id,
-            "billow_organization_id": self.state.organization_id,
-            "billow_url": f"{self.deps.settings.public_api_url}/api/v1/{route}/{code}",
-        }
-        if self.state.object_type == "subscription":
-            # Upgrades hand a Stripe subscription on to a new Billow subscription (a new
-            # id) under the same external id: cancellations find it by that.
-            metadata["billow_external_id"] = code
-        return metadata
+        state = self.state
+        return stripe_metadata(
+            self.deps, state.object_type, state.organization_id, state.lago_id, code
+        )
 
     def _done(self, version: int, **changes: object) -> StripeSyncState:
         stripe_id = changes.get("stripe_id", self.state.stripe_id)
@@ -290,6 +326,10 @@ class _Mirror:
         if not sub.is_live:
             if stripe_id is not None and not state.retired and not self._passed_on(sub):
                 self.gateway.cancel_subscription(stripe_id)
+            if stripe_id is None and sub.checkout is not None:
+                # Nobody may complete its page now. One completed first has its Stripe
+                # subscription canceled when its event arrives (``complete_checkout``).
+                self.gateway.close_checkout(sub.checkout.session_id)
             return self._done(sub.version, stripe_id=stripe_id, retired=True)
         if sub.status == "pending":
             return state.model_copy(update={"status": "pending"})  # its twin comes at its start
@@ -298,7 +338,7 @@ class _Mirror:
         organization = store.get_organization(sub.organization_id)
         if plan is None or customer is None or organization is None:
             return self._done(sub.version)
-        price_id = self._plan_price(plan)
+        price_id = plan_price(self.deps, self.connection, plan)
         if stripe_id is None:
             # Stripe bills from when it takes over: the start, or where Billow stopped.
             started = parse_iso(sub.stripe_starts_at or sub.started_at or sub.subscription_at)
@@ -341,32 +381,6 @@ class _Mirror:
             and other.is_live
             and other.stripe_subscription_id == sub.stripe_subscription_id
             for other in self.deps.store.subscriptions_for(sub.organization_id, sub.external_id)
-        )
-
-    def _plan_price(self, plan: Plan) -> str:
-        """The plan's current Price, syncing the plan first when its mirror is behind."""
-        store, organization_id = self.deps.store, plan.organization_id
-        for _ in range(2):
-            mirrored = store.stripe_sync.get(organization_id, "plan", plan.lago_id)
-            if (
-                mirrored is not None
-                and mirrored.status == "succeeded"
-                and mirrored.price_id is not None
-                and mirrored.price_terms == price_terms(plan)
-            ):
-                return mirrored.price_id
-            if mirrored is None:
-                transaction = Transaction()
-                store.stripe_sync.stage_requested(
-                    transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version
-                )
-                store.commit(transaction)
-            # A Stripe error worth retrying fails this message too, which the queue retries.
-            _sync(self.deps, self.connection, organization_id, "plan", plan.lago_id, False)
-        raise ProviderError(
-            f"plan {plan.code} could not be mirrored in Stripe",
-            kind="invalid_request",
-            code="plan_not_synced",
         )
 
     def _payment_method(self, sub: Subscription, customer: Customer) -> str | None:

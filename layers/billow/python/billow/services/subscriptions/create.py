@@ -21,6 +21,7 @@ from billow.services.lookups import (
 from billow.services.retries import retry_on_race
 from billow.services.subscription_billing import timezone_of
 from billow.services.subscriptions.authorization import authorize
+from billow.services.subscriptions.checkout import open_checkout, refuse_misuse
 from billow.services.subscriptions.downgrade import downgrade
 from billow.services.subscriptions.finding import live_subscription
 from billow.services.subscriptions.requests import CreateSubscription
@@ -79,6 +80,15 @@ def _create(
         return CreateResult(
             view=SubscriptionView(subscription=existing, plan=current, timezone=timezone),
             change="unchanged",
+        )
+    if body.checkout is not None:
+        refuse_misuse(request, existing, now)
+        sub = open_checkout(
+            deps, organization, customer, plan, request, (external_id, len(history)), now
+        )
+        return CreateResult(
+            view=SubscriptionView(subscription=sub, plan=plan, timezone=timezone),
+            change="started",
         )
     authorization = (
         authorize(

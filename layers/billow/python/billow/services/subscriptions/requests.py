@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from billow.domain.clock import IsoDateTime
 from billow.domain.identifiers import Identifier
@@ -22,6 +22,23 @@ class AuthorizationInput(BaseModel):
     amount_currency: Currency
 
 
+Url = Annotated[HttpUrl, Field(max_length=1024)]
+
+
+class CheckoutInput(BaseModel):
+    """Subscribe through Stripe's hosted checkout (seed 004's options): the subscription
+    waits, pending, until the customer completes the page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    success_url: Url
+    cancel_url: Url
+    allow_promotion_codes: bool = False
+    collect_billing_address: bool = False
+    collect_phone_number: bool = False
+    tax_id_collection: bool = False
+
+
 class SubscriptionInput(BaseModel):
     """Lago's subscription input. Fields Billow does not support yet are refused, not ignored."""
 
@@ -36,6 +53,7 @@ class SubscriptionInput(BaseModel):
     ending_at: IsoDateTime | None = None
     payment_method: PaymentMethodChoice | None = None
     plan_overrides: dict[str, object] | None = None
+    checkout: CheckoutInput | None = None
 
 
 class CreateSubscription(BaseModel):
