@@ -1,5 +1,5 @@
-"""Lambda entry point: mirrors the catalog in Stripe Billing (SQS, partial batch failures,
-backoff on Stripe errors worth retrying)."""
+"""Lambda entry point: mirrors the catalog in Stripe Billing and records invoices' Stripe
+Tax transactions (SQS, partial batch failures, backoff on Stripe errors worth retrying)."""
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -9,10 +9,11 @@ from billow.composition import dependencies
 from billow.consumers import BusRecord, sqs_consumer
 from billow.domain.errors import ProviderError
 from billow.domain.webhooks import retry_delay_s
-from billow.messages import CatalogSyncStarted, StripeSyncMessage
+from billow.messages import CatalogSyncStarted, StripeSyncMessage, TaxTransactionRequested
 from billow.services.stripe_sync.backfill import request_whole_catalog
 from billow.services.stripe_sync.handover import hand_over_at_next_period
 from billow.services.stripe_sync.mirror import sync_object
+from billow.services.stripe_tax import record_transaction
 from billow.topology import TOPOLOGY
 
 logger = Logger(service="billow")
@@ -29,6 +30,10 @@ def sync(record: BusRecord[StripeSyncMessage], context: LambdaContext) -> None:
         if payload.subscriptions:
             asked += hand_over_at_next_period(dependencies(), organization_id)
         metrics.add_metric(name="StripeSyncRequested", unit=MetricUnit.Count, value=asked)
+        return
+    if isinstance(payload, TaxTransactionRequested):
+        if record_transaction(dependencies(), command.organization_id, payload.invoice_id):
+            metrics.add_metric(name="StripeTaxTransactions", unit=MetricUnit.Count, value=1)
         return
     receives = int(record.attributes.ApproximateReceiveCount)
     try:

@@ -55,6 +55,13 @@ class CatalogSyncStarted(BaseModel):
     subscriptions: bool = False
 
 
+class TaxTransactionRequested(BaseModel):
+    """``stripe.tax_transaction_requested``: record the tax transaction of an invoice
+    Stripe Tax computed, now that it is final (stripe-sync)."""
+
+    invoice_id: str
+
+
 class Command(BaseModel, Generic[PayloadT]):
     """An internal outbox event (``OutboxEvent`` with ``webhook`` false), payload typed."""
 
@@ -66,6 +73,12 @@ class Command(BaseModel, Generic[PayloadT]):
     payload: PayloadT
 
 
-class StripeSyncMessage(RootModel[Command[StripeSyncRequested] | Command[CatalogSyncStarted]]):
-    """What the stripe-sync queue carries: one object to sync, or a whole catalog to ask
-    for (their payloads tell them apart)."""
+class StripeSyncMessage(
+    RootModel[
+        Command[StripeSyncRequested]
+        | Command[CatalogSyncStarted]
+        | Command[TaxTransactionRequested]
+    ]
+):
+    """What the stripe-sync queue carries: one object to sync, a whole catalog to ask
+    for, or an invoice's tax transaction to record (their payloads tell them apart)."""

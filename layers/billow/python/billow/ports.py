@@ -27,6 +27,7 @@ class ProviderCustomer(BaseModel):
 
     id: str
     deleted: bool = False
+    address: dict[str, str | None] | None = None
 
 
 class WebhookRegistration(BaseModel):
@@ -90,6 +91,24 @@ class CheckoutSubscription(BaseModel):
     start_date: int
     default_payment_method: str | None
     price_id: str
+
+
+class TaxRateApplied(BaseModel):
+    """One rate of a Stripe Tax calculation: where it applies and what it taxed."""
+
+    country: str | None
+    state: str | None
+    tax_type: str
+    percentage: str
+    amount: int
+    taxable_amount: int
+
+
+class TaxCalculation(BaseModel):
+    id: str
+    line_taxes: dict[str, int]
+    """Tax per line, by the line's reference."""
+    rates: list[TaxRateApplied]
 
 
 class ClosedLink(BaseModel):
@@ -183,6 +202,22 @@ class PaymentProvider(Protocol):
     def close_checkout(self, session_id: str) -> str: ...
 
     def checkout_subscription(self, subscription_id: str) -> CheckoutSubscription: ...
+
+    def calculate_tax(
+        self, customer_id: str, currency: str, lines: dict[str, int], idempotency_key: str
+    ) -> TaxCalculation: ...
+
+    def record_tax_transaction(
+        self, calculation_id: str, reference: str, idempotency_key: str
+    ) -> str: ...
+
+    def create_portal_configuration(
+        self, features: dict[str, Any], metadata: dict[str, str], idempotency_key: str
+    ) -> str: ...
+
+    def create_portal_session(
+        self, customer_id: str, configuration_id: str, return_url: str, idempotency_key: str
+    ) -> str: ...
 
     def payment_intent(self, payment_intent_id: str) -> ProviderPayment: ...
 

@@ -26,6 +26,7 @@ PROVIDER_SYNC_REQUESTED = "customer.provider_sync_requested"
 PAYMENT_REQUESTED = "invoice.payment_requested"
 STRIPE_SYNC_REQUESTED = "stripe.sync_requested"
 CATALOG_SYNC_STARTED = "stripe.catalog_sync_started"
+TAX_TRANSACTION_REQUESTED = "stripe.tax_transaction_requested"
 PAYMENT_FAILURE = "invoice.payment_failure"
 PAYMENT_UNMATCHED = "payment.unmatched"
 """A PaymentIntent in Stripe that names an invoice it does not pay (for the finance team)."""
@@ -178,6 +179,7 @@ API_ROUTES: tuple[tuple[Literal["GET", "POST", "PUT", "DELETE"], str], ...] = (
     ("GET", "/api/v1/customers/{external_customer_id}"),
     ("DELETE", "/api/v1/customers/{external_customer_id}"),
     ("POST", "/api/v1/customers/{external_customer_id}/checkout_url"),
+    ("GET", "/api/v1/customers/{external_customer_id}/portal_url"),
     ("GET", "/api/v1/customers/{external_customer_id}/payment_methods"),
     ("PUT", "/api/v1/customers/{external_customer_id}/payment_methods/{lago_id}/set_as_default"),
     ("DELETE", "/api/v1/customers/{external_customer_id}/payment_methods/{lago_id}"),
@@ -443,10 +445,15 @@ TOPOLOGY = Topology(
         ),
         Rule(
             name="stripe-sync",
-            description="Catalog objects to mirror in Stripe Billing, and whole catalogs",
+            description="Catalog objects to mirror in Stripe Billing, whole catalogs, and "
+            "invoices' Stripe Tax transactions",
             event_pattern={
                 "source": [EVENT_SOURCE],
-                "detail-type": [STRIPE_SYNC_REQUESTED, CATALOG_SYNC_STARTED],
+                "detail-type": [
+                    STRIPE_SYNC_REQUESTED,
+                    CATALOG_SYNC_STARTED,
+                    TAX_TRANSACTION_REQUESTED,
+                ],
             },
             queue="stripe-sync",
         ),

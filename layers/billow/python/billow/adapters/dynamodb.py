@@ -12,6 +12,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - all organizations (system sweeps): GSI1PK=ORGANIZATIONS
 - Stripe connection by code / all: PK={org} SK=INTEGRATION#stripe#{code} / begins_with
 - the catalog's sync state in Stripe: ``billow.adapters.stripe_sync_records``
+- the Billing Portal configuration in Stripe: ``billow.adapters.stripe_portal_records``
 - customer by external id / all (sweeps that visit each): PK={org} SK=CUSTOMER#{external_id}
   / begins_with
 - customer list, newest first (keys only): GSI3PK={org}#CUSTOMERS
@@ -52,6 +53,7 @@ from billow.adapters.billing_records import BillingRecords
 from billow.adapters.catalog_records import ADD_ONS, PLANS, CatalogRecords, tax_scope
 from billow.adapters.invoice_numbering import NumberingRecords
 from billow.adapters.listing import ALL, Listing, Tally, list_attributes, stage_counts
+from billow.adapters.stripe_portal_records import StripePortalRecords
 from billow.adapters.stripe_sync_records import StripeSyncRecords
 from billow.adapters.table import (
     MAX_SORT_KEY_BYTES,
@@ -96,6 +98,11 @@ class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
     def stripe_sync(self) -> StripeSyncRecords:
         """Sync states of the catalog mirrored in Stripe (a repository composed, not mixed in)."""
         return StripeSyncRecords(self)
+
+    @functools.cached_property
+    def stripe_portal(self) -> StripePortalRecords:
+        """The Billing Portal configuration kept in each connected Stripe account."""
+        return StripePortalRecords(self)
 
     # -- organizations -------------------------------------------------------------------
 

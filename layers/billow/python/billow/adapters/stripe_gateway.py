@@ -24,6 +24,8 @@ from billow.ports import (
     PaymentOutcome,
     ProviderCustomer,
     SubscriptionCheckout,
+    TaxCalculation,
+    TaxRateApplied,
     WebhookRegistration,
 )
 
@@ -161,7 +163,9 @@ class StripeGateway:
         ``ProviderError``) when the account has none by that id."""
         customer = self._call(lambda: self.client.v1.customers.retrieve(customer_id))
         data = customer.to_dict()
-        return ProviderCustomer(id=data["id"], deleted=bool(data.get("deleted")))
+        return ProviderCustomer(
+            id=data["id"], deleted=bool(data.get("deleted")), address=data.get("address")
+        )
 
     def invoice_default_card(self, customer_id: str) -> CardDetails | None:
         """The customer's ``invoice_settings.default_payment_method`` as Stripe holds it now."""
@@ -427,6 +431,82 @@ class StripeGateway:
             default_payment_method=method.get("id") if isinstance(method, dict) else method,
             price_id=str(data["items"]["data"][0]["price"]["id"]),
         )
+
+    def calculate_tax(
+        self, customer_id: str, currency: str, lines: dict[str, int], idempotency_key: str
+    ) -> TaxCalculation:
+        """Stripe Tax on ``lines`` (amount by reference, tax excluded) for the customer's
+        address as Stripe holds it."""
+        calculation = self._call(
+            lambda: self.client.v1.tax.calculations.create(
+                params=_params(
+                    currency=currency.lower(),
+                    customer=customer_id,
+                    line_items=[
+                        {"amount": amount, "reference": reference, "tax_behavior": "exclusive"}
+                        for reference, amount in lines.items()
+                    ],
+                    expand=["line_items"],
+                ),
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        data = calculation.to_dict()
+        return TaxCalculation(
+            id=data["id"],
+            line_taxes={
+                str(line["reference"]): int(line["amount_tax"])
+                for line in data["line_items"]["data"]
+            },
+            rates=[
+                TaxRateApplied(
+                    country=entry["tax_rate_details"].get("country"),
+                    state=entry["tax_rate_details"].get("state"),
+                    tax_type=str(entry["tax_rate_details"].get("tax_type") or "tax"),
+                    percentage=str(entry["tax_rate_details"]["percentage_decimal"]),
+                    amount=int(entry["amount"]),
+                    taxable_amount=int(entry["taxable_amount"]),
+                )
+                for entry in data["tax_breakdown"]
+            ],
+        )
+
+    def record_tax_transaction(
+        self, calculation_id: str, reference: str, idempotency_key: str
+    ) -> str:
+        transaction = self._call(
+            lambda: self.client.v1.tax.transactions.create_from_calculation(
+                params={"calculation": calculation_id, "reference": reference},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return str(transaction.id)
+
+    def create_portal_configuration(
+        self, features: dict[str, Any], metadata: dict[str, str], idempotency_key: str
+    ) -> str:
+        configuration = self._call(
+            lambda: self.client.v1.billing_portal.configurations.create(
+                params=_params(features=features, login_page={"enabled": True}, metadata=metadata),
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return str(configuration.id)
+
+    def create_portal_session(
+        self, customer_id: str, configuration_id: str, return_url: str, idempotency_key: str
+    ) -> str:
+        session = self._call(
+            lambda: self.client.v1.billing_portal.sessions.create(
+                params={
+                    "customer": customer_id,
+                    "configuration": configuration_id,
+                    "return_url": return_url,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return str(session.url)
 
     def payment_intent(self, payment_intent_id: str) -> ProviderPayment:
         intent = self._call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id))

@@ -56,6 +56,8 @@ class StripeConnection(BaseModel):
     """Mirror plans, add-ons and coupons to this account's Stripe Billing catalog."""
     sync_subscriptions: bool = False
     """Let Stripe Billing invoice subscriptions to synced plans (needs ``sync_catalog``)."""
+    portal_return_url: str | None = None
+    """Where Stripe's Billing Portal sends the customer back to."""
     automatic_tax: bool = False
     """Tax with Stripe Tax: Stripe's subscriptions and checkouts, and Billow's own
     invoices, instead of Billow's tax rates."""
@@ -73,6 +75,8 @@ class StripeConnection(BaseModel):
             "webhook_endpoint_id": self.webhook_endpoint_id,
             "sync_catalog": self.sync_catalog,
             "sync_subscriptions": self.sync_subscriptions,
+            "portal_return_url": self.portal_return_url,
+            "automatic_tax": self.automatic_tax,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

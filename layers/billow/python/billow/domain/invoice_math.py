@@ -384,3 +384,62 @@ def compute_invoice(fees: Sequence[FeeLine], coupons: Sequence[CouponState]) -> 
         applied_taxes=applied_taxes,
         coupon_credits=credits,
     )
+
+
+class ServiceTaxes(BaseModel):
+    """Taxes a tax service computed for an invoice (Stripe Tax): the tax on each fee, and
+    the invoice's tax by rate, each with its taxable base."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fee_taxes: dict[str, int]
+    """Tax per fee key; a fee not named carries none."""
+    rates: list[AppliedTaxTotal]
+
+
+def with_service_taxes(totals: InvoiceTotals, taxes: ServiceTaxes) -> InvoiceTotals:
+    """``totals`` (computed without tax rates) taxed as the service says: its amounts are
+    kept exactly, never recomputed. A fee's tax is split over the invoice's rates in
+    proportion to what each rate taxes in all (largest remainder), so the fee shares add
+    up to the fee's tax; with one rate, the whole tax is that rate's."""
+    taxed_base = sum(rate.amount_cents for rate in taxes.rates)
+    fees: list[FeeResult] = []
+    for fee in totals.fees:
+        fee_tax = taxes.fee_taxes.get(fee.key, 0)
+        shares = (
+            apportion(
+                fee_tax,
+                [Fraction(fee_tax * rate.amount_cents, taxed_base) for rate in taxes.rates],
+            )
+            if taxed_base
+            else [0 for _ in taxes.rates]
+        )
+        fees.append(
+            fee.model_copy(
+                update={
+                    "taxes_amount_cents": fee_tax,
+                    "taxes_rate": sum((rate.rate for rate in taxes.rates), Decimal(0))
+                    if fee_tax
+                    else Decimal(0),
+                    "total_amount_cents": fee.amount_cents + fee_tax,
+                    "applied_taxes": [
+                        AppliedTax(
+                            code=rate.code, name=rate.name, rate=rate.rate, amount_cents=share
+                        )
+                        for rate, share in zip(taxes.rates, shares, strict=True)
+                        if share
+                    ],
+                }
+            )
+        )
+    taxes_amount = sum(taxes.fee_taxes.values())
+    including = totals.sub_total_excluding_taxes_amount_cents + taxes_amount
+    return totals.model_copy(
+        update={
+            "fees": fees,
+            "applied_taxes": list(taxes.rates),
+            "taxes_amount_cents": taxes_amount,
+            "sub_total_including_taxes_amount_cents": including,
+            "total_amount_cents": including,
+        }
+    )

@@ -34,6 +34,14 @@ class AppliedTax(BaseModel):
     tax_description: str | None = None
 
 
+class StripeTaxLink(BaseModel):
+    """Stripe Tax computed the invoice's taxes: its calculation, and the tax transaction
+    recorded from it once the invoice was final (Stripe Tax's reports then hold it)."""
+
+    calculation_id: str
+    transaction_id: str | None = None
+
+
 class Fee(BaseModel):
     lago_id: str
     item: FeeItem
@@ -120,6 +128,7 @@ class Invoice(BaseModel):
     updated_at: str
     voided_at: str | None = None
     version: int = 0
+    stripe_tax: StripeTaxLink | None = None
     stripe_invoice: StripeInvoiceLink | None = None
     """Set on the read-only copy of an invoice Stripe Billing issued (a synced
     subscription's): Stripe charges it, Billow never does."""
@@ -227,6 +236,7 @@ class Invoice(BaseModel):
             "subscriptions": [],
             "billing_periods": [],
             "stripe_invoice": self.stripe_invoice.model_dump() if self.stripe_invoice else None,
+            "stripe_tax": self.stripe_tax.model_dump() if self.stripe_tax else None,
         }
         if customer is not None:
             body["customer"] = customer

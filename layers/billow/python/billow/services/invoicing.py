@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -20,9 +21,16 @@ from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
 from billow.domain.clock import iso, stable_id
 from billow.domain.customers import Customer
-from billow.domain.errors import ConcurrentUpdate, ValidationFailed
+from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFailed
 from billow.domain.events import OutboxEvent
-from billow.domain.invoice_math import CouponState, FeeLine, TaxRate, compute_invoice
+from billow.domain.invoice_math import (
+    CouponState,
+    FeeLine,
+    InvoiceTotals,
+    TaxRate,
+    compute_invoice,
+    with_service_taxes,
+)
 from billow.domain.invoices import (
     AppliedTax,
     CouponCreditLine,
@@ -37,6 +45,8 @@ from billow.domain.money import stripe_can_charge
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
+from billow.ports import TaxCalculation
+from billow.services import stripe_tax as stripe_tax_service
 from billow.services.invoice_numbering import commit_issued
 
 
@@ -83,13 +93,16 @@ def _coupon_state(coupon: AppliedCoupon) -> CouponState:
     )
 
 
-def _applied_tax(tax: Tax, amount_cents: int, base_cents: int) -> AppliedTax:
+def _applied_tax(
+    tax: Tax | None, code: str, name: str, rate: Decimal, amount_cents: int, base_cents: int
+) -> AppliedTax:
+    """One of Billow's taxes (``tax``), or one Stripe Tax computed (no Billow tax)."""
     return AppliedTax(
-        lago_tax_id=tax.lago_id,
-        tax_description=tax.description,
-        tax_code=tax.code,
-        tax_name=tax.name,
-        tax_rate=str(tax.rate),
+        lago_tax_id=tax.lago_id if tax else None,
+        tax_description=tax.description if tax else stripe_tax_service.TAX_NAME,
+        tax_code=code,
+        tax_name=name,
+        tax_rate=str(rate),
         amount_cents=amount_cents,
         fees_amount_cents=base_cents,
     )
@@ -105,6 +118,49 @@ def _payment_block(
     if not customer.stripe_customer_id:
         return "no_payment_provider"
     return None
+
+
+_Taxed = tuple[InvoiceTotals, dict[str, list[Tax]], TaxCalculation | None, OutboxEvent | None]
+
+
+def _taxed(
+    deps: Dependencies,
+    organization: Organization,
+    customer: Customer,
+    currency: str,
+    invoice_id: str,
+    drafts: list[FeeDraft],
+    fee_ids: dict[str, str],
+    totals_with: Callable[[dict[str, list[Tax]]], InvoiceTotals],
+) -> _Taxed:
+    """The invoice's totals, taxed by Stripe Tax (the connection's ``automatic_tax``) or
+    by Billow's rates; also Billow's taxes by fee, Stripe's calculation, and the report
+    of a Stripe Tax refusal (the invoice then falls back on Billow's rates)."""
+    refusal: OutboxEvent | None = None
+    stripe_tax = stripe_tax_service.tax_account(deps, customer)
+    if stripe_tax is not None:
+        untaxed = totals_with({})
+        try:
+            calculation, service = stripe_tax_service.calculate(
+                stripe_tax[1],
+                customer,
+                currency,
+                invoice_id,
+                {fee_ids[fee.key]: fee.taxable_amount_cents for fee in untaxed.fees},
+            )
+        except ProviderError as error:
+            if error.retryable:
+                raise
+            refusal = stripe_tax_service.provider_error_event(customer, stripe_tax[0], error)
+        else:
+            by_fee = {key: service.fee_taxes.get(fee_id, 0) for key, fee_id in fee_ids.items()}
+            taxed = with_service_taxes(untaxed, service.model_copy(update={"fee_taxes": by_fee}))
+            return taxed, {}, calculation, None
+    taxes = {
+        draft.key: _taxes_for(deps, organization.id, customer, draft.tax_code_choices)
+        for draft in drafts
+    }
+    return totals_with(taxes), taxes, None, refusal
 
 
 def issue_invoice(
@@ -144,21 +200,27 @@ def issue_invoice(
         if apply_coupons
         else []
     )
-    taxes = {
-        draft.key: _taxes_for(deps, organization.id, customer, draft.tax_code_choices)
-        for draft in drafts
-    }
-    totals = compute_invoice(
-        [
-            FeeLine(
-                key=draft.key,
-                amount_cents=draft.amount_cents,
-                taxes=[TaxRate(code=t.code, name=t.name, rate=t.rate) for t in taxes[draft.key]],
-                coupon_plan_code=draft.coupon_plan_code,
-            )
-            for draft in drafts
-        ],
-        [_coupon_state(coupon) for coupon in coupons],
+
+    def totals_with(rates: dict[str, list[Tax]]) -> InvoiceTotals:
+        return compute_invoice(
+            [
+                FeeLine(
+                    key=draft.key,
+                    amount_cents=draft.amount_cents,
+                    taxes=[
+                        TaxRate(code=t.code, name=t.name, rate=t.rate)
+                        for t in rates.get(draft.key, [])
+                    ],
+                    coupon_plan_code=draft.coupon_plan_code,
+                )
+                for draft in drafts
+            ],
+            [_coupon_state(coupon) for coupon in coupons],
+        )
+
+    fee_ids = {draft.key: stable_id("fee", invoice_id, draft.key) for draft in drafts}
+    totals, taxes, calculation, tax_refusal = _taxed(
+        deps, organization, customer, currency, invoice_id, drafts, fee_ids, totals_with
     )
     if refuse_uncollectable and not stripe_can_charge(totals.total_amount_cents):
         raise ValidationFailed({"total_amount_cents": ["value_is_out_of_range"]})
@@ -166,7 +228,7 @@ def issue_invoice(
     by_code = {tax.code: tax for draft_taxes in taxes.values() for tax in draft_taxes}
     fees = [
         Fee(
-            lago_id=stable_id("fee", invoice_id, draft.key),
+            lago_id=fee_ids[draft.key],
             item=draft.item,
             amount_cents=draft.amount_cents,
             unit_amount_cents=draft.unit_amount_cents,
@@ -183,7 +245,12 @@ def issue_invoice(
             description=draft.description,
             applied_taxes=[
                 _applied_tax(
-                    by_code[tax.code], tax.amount_cents, results[draft.key].taxable_amount_cents
+                    by_code.get(tax.code),
+                    tax.code,
+                    tax.name,
+                    tax.rate,
+                    tax.amount_cents,
+                    results[draft.key].taxable_amount_cents,
                 )
                 for tax in results[draft.key].applied_taxes
             ],
@@ -223,7 +290,14 @@ def issue_invoice(
             if credit.amount_cents > 0
         ],
         applied_taxes=[
-            _applied_tax(by_code[tax.code], tax.amount_cents, tax.fees_amount_cents)
+            _applied_tax(
+                by_code.get(tax.code),
+                tax.code,
+                tax.name,
+                tax.rate,
+                tax.amount_cents,
+                tax.fees_amount_cents,
+            )
             for tax in totals.applied_taxes
         ],
         fees_amount_cents=totals.fees_amount_cents,
@@ -239,6 +313,7 @@ def issue_invoice(
         payment_block=block,
         created_at=iso(issued_at),
         updated_at=iso(issued_at),
+        stripe_tax=stripe_tax_service.link(calculation) if calculation else None,
     )
     if invoice.total_amount_cents == 0:
         invoice = invoice.model_copy(update={"payment_status": "succeeded", "payment_block": None})
@@ -263,7 +338,12 @@ def issue_invoice(
                 ),
                 before=coupon,
             )
-        return stage_more(transaction) if stage_more else []
+        events = stage_more(transaction) if stage_more else []
+        if calculation is not None:
+            events.append(stripe_tax_service.transaction_requested(organization.id, invoice_id))
+        if tax_refusal is not None:
+            events.append(tax_refusal)
+        return events
 
     try:
         return commit_issued(deps, organization, invoice, customer.as_lago(), stage_rest)

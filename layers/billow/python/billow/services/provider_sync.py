@@ -1,4 +1,5 @@
-"""Keeping a customer in step with Stripe: create, link, update, and checkout URLs.
+"""Keeping a customer in step with Stripe: create, link, update, and checkout URLs; and
+the billing address a customer changed in Stripe (its portal, Checkout) brought back.
 
 A Stripe error never loses the customer: the customer is already saved when this runs.
 Errors Stripe will repeat (bad input, rejected credentials) are recorded on the
@@ -9,6 +10,7 @@ the same call with the same idempotency key.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -16,11 +18,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.adapters.dynamodb import Transaction
 from billow.composition import Dependencies
-from billow.domain.clock import new_id
+from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer, ErrorDetail
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
+from billow.domain.payments import Applied
 from billow.messages import Command, ProviderSyncRequested
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import import_stripe_default
@@ -142,6 +145,46 @@ def _linker(
         return linked, [created, *announcements]
 
     return link
+
+
+_STRIPE_ADDRESS = {
+    "address_line1": "line1",
+    "address_line2": "line2",
+    "city": "city",
+    "zipcode": "postal_code",
+    "state": "state",
+    "country": "country",
+}
+"""Billow's address fields and Stripe's names for them."""
+
+
+def adopt_stripe_address(
+    deps: Dependencies, gateway: PaymentProvider, customer: Customer, created: int
+) -> Applied:
+    """A ``customer.updated`` stamped ``created`` that changed the address in Stripe (the
+    billing portal, Checkout, the dashboard). The event may be a snapshot overtaken by
+    later changes, so Stripe's current address is read and taken, announced by
+    ``customer.updated``. Billow's own push comes back as the address Billow holds (no
+    change), and a customer edited in Billow after the event keeps Billow's edit (its
+    push to Stripe is on its way)."""
+    if datetime.fromisoformat(customer.updated_at) > datetime.fromtimestamp(created, UTC):
+        return "ignored"
+    assert customer.stripe_customer_id
+    address = gateway.retrieve_customer(customer.stripe_customer_id).address or {}
+    fields = {ours: address.get(theirs) or None for ours, theirs in _STRIPE_ADDRESS.items()}
+
+    def take(current: Customer) -> tuple[Customer, list[OutboxEvent]]:
+        if all(getattr(current, name) == value for name, value in fields.items()):
+            return current, []
+        moved = current.model_copy(update={**fields, "updated_at": iso(utcnow())})
+        return moved, [
+            webhook_event(
+                current.organization_id, "customer.updated", "customer", moved.as_webhook_object()
+            )
+        ]
+
+    _update_customer(deps, customer, take)
+    return "processed"
 
 
 def _push_profile(gateway: PaymentProvider, customer: Customer) -> None:

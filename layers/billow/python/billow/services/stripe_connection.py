@@ -39,6 +39,10 @@ class ConnectStripe(BaseModel):
     """Mirror plans, add-ons and coupons in this account's Stripe Billing (seed 004)."""
     sync_subscriptions: bool = False
     """Stripe Billing invoices subscriptions to synced plans; needs ``sync_catalog``."""
+    portal_return_url: Annotated[HttpUrl, Field(max_length=1024)] | None = None
+    """Where Stripe's Billing Portal sends the customer back to."""
+    automatic_tax: bool = False
+    """Stripe Tax computes taxes (Stripe's subscriptions and checkouts, Billow's invoices)."""
 
 
 def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
@@ -116,6 +120,8 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         updated_at=now,
         sync_catalog=request.sync_catalog,
         sync_subscriptions=request.sync_subscriptions,
+        portal_return_url=str(request.portal_return_url) if request.portal_return_url else None,
+        automatic_tax=request.automatic_tax,
         livemode="_live_" in request.secret_key,
     )
     deps.store.save_connection(

@@ -34,6 +34,7 @@ from billow.services.payment_methods import (
     stage_stripe_default,
 )
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
+from billow.services.provider_sync import adopt_stripe_address
 from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
 from billow.services.subscriptions.canceled_in_stripe import end_from_stripe
 from billow.services.subscriptions.checkout import complete_checkout, expire_checkout
@@ -237,11 +238,17 @@ def _apply(
     gateway = deps.stripe_for(connection)
     created = _created(event)
     if kind == "customer.updated":
+        changed = (event.get("data") or {}).get("previous_attributes") or {}
+        moved = (
+            adopt_stripe_address(deps, gateway, customer, created)
+            if "address" in changed
+            else "ignored"
+        )
         default = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if not isinstance(default, str):
-            return "ignored"
+            return moved
         request = event.get("request")
-        return stage_stripe_default(
+        chosen = stage_stripe_default(
             deps,
             transaction,
             connection,
@@ -251,6 +258,7 @@ def _apply(
             created,
             request.get("idempotency_key") if isinstance(request, dict) else None,
         )
+        return "processed" if "processed" in (moved, chosen) else chosen
     method_id = _saved_payment_method(gateway, kind, obj)
     if method_id is None:
         return "ignored"

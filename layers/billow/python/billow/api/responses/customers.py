@@ -131,6 +131,15 @@ class CheckoutUrlResponse(LagoObject):
     customer: CheckoutUrlObject
 
 
+class PortalUrlObject(LagoObject):
+    portal_url: str
+    """A fresh Stripe Billing Portal session for the customer (it expires within minutes)."""
+
+
+class PortalUrlResponse(LagoObject):
+    customer: PortalUrlObject
+
+
 class PaymentMethodResponse(LagoObject):
     payment_method: PaymentMethodObject
 

@@ -22,6 +22,10 @@ class StripeIntegrationObject(LagoObject):
     """Plans, add-ons and coupons are mirrored in this account's Stripe Billing."""
     sync_subscriptions: bool
     """Subscriptions to synced plans are invoiced by Stripe Billing."""
+    portal_return_url: str | None
+    """Where Stripe's Billing Portal sends a customer back to."""
+    automatic_tax: bool
+    """Stripe Tax computes the taxes of Stripe's subscriptions and of Billow's invoices."""
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -130,6 +130,14 @@ class StripeInvoiceObject(LagoObject):
     attempt_count: int
 
 
+class StripeTaxObject(LagoObject):
+    """Billow's addition: Stripe Tax computed the taxes (``automatic_tax``)."""
+
+    calculation_id: str
+    transaction_id: str | None
+    """The tax transaction recorded in Stripe Tax once the invoice was final."""
+
+
 class InvoiceObject(LagoObject):
     lago_id: str
     billing_entity_code: str
@@ -171,6 +179,7 @@ class InvoiceObject(LagoObject):
     billing_periods: NoItems
     stripe_invoice: StripeInvoiceObject | None
     """Only on invoices Stripe Billing issued for a synced subscription."""
+    stripe_tax: StripeTaxObject | None
     customer: CustomerObject | None = Field(default=None, exclude_if=lambda value: value is None)
     """Left out only when the customer has since been deleted."""
 

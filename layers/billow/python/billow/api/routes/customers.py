@@ -10,8 +10,14 @@ from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
-from billow.api.responses.customers import CheckoutUrlResponse, CustomerResponse, CustomersPage
-from billow.services import customers, lookups
+from billow.api.responses.customers import (
+    CheckoutUrlResponse,
+    CustomerResponse,
+    CustomersPage,
+    PortalUrlResponse,
+)
+from billow.domain.clock import utcnow
+from billow.services import customer_portal, customers, lookups
 
 router = Router()
 
@@ -51,3 +57,11 @@ def generate_checkout_url(external_customer_id: str) -> CheckoutUrlResponse:
     return CheckoutUrlResponse.model_validate(
         {"customer": customers.checkout_url(deps(), organization_id(router), external_customer_id)}
     )
+
+
+@router.get("/api/v1/customers/<external_customer_id>/portal_url")
+def get_portal_url(external_customer_id: str) -> PortalUrlResponse:
+    url = customer_portal.portal_url(
+        deps(), organization_id(router), external_customer_id, utcnow()
+    )
+    return PortalUrlResponse.model_validate({"customer": {"portal_url": url}})
