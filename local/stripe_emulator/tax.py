@@ -1,5 +1,5 @@
-"""Stripe Tax: tax calculations and transactions, customers' tax location, and the tax
-automatic-tax subscriptions put on their invoices.
+"""Stripe Tax: tax calculations, tax transactions and their reversals, customers' tax
+location, and the tax automatic-tax subscriptions put on their invoices.
 
 Stripe Tax knows every jurisdiction's rules; the emulator knows a small fixed table, so
 a test can predict every amount:
@@ -571,34 +571,29 @@ class TaxTransaction(StripeObject):
 
     def __init__(
         self,
-        calculation: TaxCalculation,
+        origin: TaxCalculation | TaxTransaction,
+        line_items: list[dict[str, Any]],
         reference: str,
         metadata: dict[str, str],
         posted_at: int,
     ):
+        """A record of ``origin``: the calculation whose tax was collected, or the
+        transaction a reversal gives (some of) back."""
         super().__init__(id=self._id_prefix + random_id(24))
-        self.currency = calculation.currency
-        self.customer = calculation.customer
-        self.customer_details = calculation.customer_details
+        reversing = isinstance(origin, TaxTransaction)
+        self.currency: str = origin.currency
+        self.customer: str | None = origin.customer
+        self.customer_details: dict[str, Any] = origin.customer_details
         self.line_items = None
         self.metadata = metadata
         self.posted_at = posted_at
         self.reference = reference
-        self.reversal = None
+        self.reversal = {"original_transaction": origin.id} if reversing else None
         self.ship_from_details = None
         self.shipping_cost = None
-        self.tax_date = calculation.tax_date
-        self.type = "transaction"
-        self._line_items = [
-            {
-                **item,
-                "id": "tax_li_" + random_id(14),
-                "object": "tax.transaction_line_item",
-                "reversal": None,
-                "type": "transaction",
-            }
-            for item in calculation._line_items
-        ]
+        self.tax_date: int = origin.tax_date
+        self.type = "reversal" if reversing else "transaction"
+        self._line_items = line_items
 
     def _exported(self, expand: list[str]) -> dict[str, Any]:
         exported: dict[str, Any] = self._export()
@@ -615,10 +610,6 @@ async def create_transaction(request: web.Request) -> web.Response:
     reject_unknown(params, ("calculation", "reference", "metadata", "posted_at", "expand"))
     calculation = find(TaxCalculation, str(require(params, "calculation")), "calculation")
     reference = str(require(params, "reference"))
-    if len(reference) > 500:
-        raise StripeApiError(
-            400, "Invalid reference: must be at most 500 characters", param="reference"
-        )
     now = _now()
     if calculation.expires_at <= now:
         raise StripeApiError(
@@ -626,6 +617,25 @@ async def create_transaction(request: web.Request) -> web.Response:
             f"The tax calculation {calculation.id} has expired: a transaction can only be "
             "created from a calculation within 90 days.",
             param="calculation",
+        )
+    _unused_reference(reference)
+    posted_at = as_int(params.get("posted_at", now), "posted_at")
+    line_items = [_transaction_line(item) for item in calculation._line_items]
+    transaction = TaxTransaction(
+        calculation,
+        line_items,
+        reference,
+        updated_metadata({}, params.get("metadata", {})),
+        posted_at,
+    )
+    return json_response(transaction._exported(_expand(params)))
+
+
+def _unused_reference(reference: str) -> None:
+    """Stripe's rule: a reference names one transaction (reversals included) per account."""
+    if len(reference) > 500:
+        raise StripeApiError(
+            400, "Invalid reference: must be at most 500 characters", param="reference"
         )
     if any(
         key.startswith("tax.transaction:") and obj.reference == reference
@@ -637,11 +647,132 @@ async def create_transaction(request: web.Request) -> web.Response:
             "must be unique across all transactions.",
             param="reference",
         )
-    posted_at = as_int(params.get("posted_at", now), "posted_at")
-    transaction = TaxTransaction(
-        calculation, reference, updated_metadata({}, params.get("metadata", {})), posted_at
+
+
+def _transaction_line(
+    item: dict[str, Any], reversed_item: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A transaction's line from a calculation's line, or (``reversed_item`` given) a
+    reversal's line giving back ``item``'s amounts of ``reversed_item``."""
+    return {
+        **item,
+        "id": "tax_li_" + random_id(14),
+        "object": "tax.transaction_line_item",
+        "reversal": None if reversed_item is None else {"original_line_item": reversed_item["id"]},
+        "type": "transaction" if reversed_item is None else "reversal",
+    }
+
+
+async def create_reversal(request: web.Request) -> web.Response:
+    """A reversal giving back all (``mode=full``) or some (``mode=partial``, per line) of
+    a transaction's amounts and tax, as for a refund. A line is never given back more
+    than it had; a full reversal is only for a transaction not reversed yet."""
+    params = await read_params(request)
+    reject_unknown(
+        params, ("mode", "original_transaction", "reference", "line_items", "metadata", "expand")
     )
-    return json_response(transaction._exported(_expand(params)))
+    mode = require(params, "mode")
+    if mode not in ("full", "partial"):
+        raise StripeApiError(400, "Invalid mode: must be one of full or partial", param="mode")
+    original = find(
+        TaxTransaction, str(require(params, "original_transaction")), "original_transaction"
+    )
+    if original.type != "transaction":
+        raise StripeApiError(
+            400, "A reversal can't itself be reversed.", param="original_transaction"
+        )
+    reference = str(require(params, "reference"))
+    _unused_reference(reference)
+    given_back = _given_back(original)
+    if mode == "full":
+        if "line_items" in params:
+            raise StripeApiError(
+                400, "line_items can only be given with mode=partial.", param="line_items"
+            )
+        if given_back:
+            raise StripeApiError(
+                400,
+                f"The transaction {original.id} has already been reversed in part; reverse "
+                "the rest with mode=partial.",
+                param="mode",
+            )
+        line_items = [
+            _transaction_line(
+                {**item, "amount": -item["amount"], "amount_tax": -item["amount_tax"]}, item
+            )
+            for item in original._line_items
+        ]
+    else:
+        raw_items = require(params, "line_items")
+        if not isinstance(raw_items, list):
+            raise StripeApiError(400, "Invalid array: line_items", param="line_items")
+        line_items = [
+            _reversal_line(index, raw, original, given_back) for index, raw in enumerate(raw_items)
+        ]
+    reversal = TaxTransaction(
+        original,
+        line_items,
+        reference,
+        updated_metadata({}, params.get("metadata", {})),
+        _now(),
+    )
+    return json_response(reversal._exported(_expand(params)))
+
+
+def _given_back(original: TaxTransaction) -> dict[str, tuple[int, int]]:
+    """What earlier reversals of ``original`` gave back, as (amount, tax) per line id."""
+    totals: dict[str, tuple[int, int]] = {}
+    for key, obj in store.items():
+        if not key.startswith("tax.transaction:") or obj.reversal is None:
+            continue
+        if obj.reversal["original_transaction"] != original.id:
+            continue
+        for item in obj._line_items:
+            line_id = item["reversal"]["original_line_item"]
+            amount, tax = totals.get(line_id, (0, 0))
+            totals[line_id] = (amount - item["amount"], tax - item["amount_tax"])
+    return totals
+
+
+def _reversal_line(
+    index: int, raw: Any, original: TaxTransaction, given_back: dict[str, tuple[int, int]]
+) -> dict[str, Any]:
+    """One line of a partial reversal: negative amounts within what the line has left."""
+    where = f"line_items[{index}]"
+    item = as_dict(raw, where)
+    reject_unknown(
+        item, ("original_line_item", "reference", "amount", "amount_tax", "quantity"), where
+    )
+    line_id = require(item, "original_line_item", f"{where}[original_line_item]")
+    reversed_item = next((li for li in original._line_items if li["id"] == line_id), None)
+    if reversed_item is None:
+        raise StripeApiError(
+            400,
+            f"The line item {line_id} is not part of transaction {original.id}.",
+            param=f"{where}[original_line_item]",
+        )
+    returned_amount, returned_tax = given_back.get(line_id, (0, 0))
+    amounts = {}
+    for field, left in (
+        ("amount", reversed_item["amount"] - returned_amount),
+        ("amount_tax", reversed_item["amount_tax"] - returned_tax),
+    ):
+        param = f"{where}[{field}]"
+        value = as_int(require(item, field, param), param, -left)
+        if value > 0:
+            raise StripeApiError(400, f"Invalid {param}: must be negative or zero", param=param)
+        amounts[field] = value
+    return _transaction_line(
+        {
+            **reversed_item,
+            **amounts,
+            "quantity": as_int(
+                item.get("quantity", reversed_item["quantity"]), f"{where}[quantity]", 1
+            ),
+            "reference": str(require(item, "reference", f"{where}[reference]")),
+        },
+        reversed_item,
+    )
 
 
 async def retrieve_transaction(request: web.Request) -> web.Response:
@@ -664,6 +795,7 @@ ROUTES: Routes = [
     ("GET", "/v1/tax/calculations/{id}", retrieve_calculation),
     ("GET", "/v1/tax/calculations/{id}/line_items", calculation_line_items),
     ("POST", "/v1/tax/transactions/create_from_calculation", create_transaction),
+    ("POST", "/v1/tax/transactions/create_reversal", create_reversal),
     ("GET", "/v1/tax/transactions/{id}", retrieve_transaction),
     ("GET", "/v1/tax/transactions/{id}/line_items", transaction_line_items),
 ]

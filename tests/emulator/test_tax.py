@@ -247,6 +247,80 @@ def test_a_retried_transaction_is_replayed_not_refused(client: stripe.StripeClie
     assert again.id == first.id
 
 
+def test_a_full_reversal_gives_back_every_line(client: stripe.StripeClient) -> None:
+    calc = calculate(
+        client, PARIS, {"amount": 10000, "reference": "seat"}, {"amount": 500, "reference": "fee"}
+    )
+    original = client.v1.tax.transactions.create_from_calculation(
+        {"calculation": calc.id, "reference": "invoice-1", "expand": ["line_items"]}
+    )
+    reversal = client.v1.tax.transactions.create_reversal(
+        {
+            "mode": "full",
+            "original_transaction": original.id,
+            "reference": "refund-1",
+            "expand": ["line_items"],
+        }
+    )
+    assert (reversal.type, reversal.reversal.original_transaction) == ("reversal", original.id)
+    assert [
+        (li.type, li.amount, li.amount_tax, li.reversal.original_line_item)
+        for li in reversal.line_items.data
+    ] == [
+        ("reversal", -10000, -2000, original.line_items.data[0].id),
+        ("reversal", -500, -100, original.line_items.data[1].id),
+    ]
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.tax.transactions.create_reversal(
+            {"mode": "full", "original_transaction": original.id, "reference": "refund-2"}
+        )
+    assert raised.value.param == "mode"
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.tax.transactions.create_reversal(
+            {"mode": "full", "original_transaction": reversal.id, "reference": "refund-3"}
+        )
+    assert raised.value.param == "original_transaction"
+
+
+def test_partial_reversals_never_give_back_more_than_a_line_had(
+    client: stripe.StripeClient,
+) -> None:
+    calc = calculate(client, PARIS, {"amount": 10000, "reference": "seat"})
+    original = client.v1.tax.transactions.create_from_calculation(
+        {"calculation": calc.id, "reference": "invoice-2", "expand": ["line_items"]}
+    )
+    [seat] = original.line_items.data
+
+    def give_back(reference: str, amount: int, tax: int) -> Any:
+        return client.v1.tax.transactions.create_reversal(
+            {
+                "mode": "partial",
+                "original_transaction": original.id,
+                "reference": reference,
+                "line_items": [
+                    {
+                        "original_line_item": seat.id,
+                        "reference": "seat refund",
+                        "amount": amount,
+                        "amount_tax": tax,
+                    }
+                ],
+                "expand": ["line_items"],
+            }
+        )
+
+    half = give_back("refund-a", -5000, -1000)
+    assert [(li.amount, li.amount_tax) for li in half.line_items.data] == [(-5000, -1000)]
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        give_back("refund-b", -5001, -1000)
+    assert raised.value.param == "line_items[0][amount]"
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        give_back("refund-b", -5000, -1001)
+    assert raised.value.param == "line_items[0][amount_tax]"
+    rest = give_back("refund-b", -5000, -1000)
+    assert rest.reversal.original_transaction == original.id
+
+
 def test_a_transaction_needs_a_live_calculation(
     client: stripe.StripeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
