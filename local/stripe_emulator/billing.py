@@ -7,7 +7,9 @@ with the events Stripe sends (``invoice.created``, ``invoice.finalized``, then
 ``invoice.paid`` or ``invoice.payment_failed``). A renewal stays a draft
 for Stripe's hour of grace and is finalized and charged once the clock passes it. Each
 charge is an off-session PaymentIntent on the card (its events included). Proration
-items of a Price change are not billed.
+items of a Price change are billed with the next invoice. A subscription with automatic
+tax has exclusive tax on every line of its invoices (prorations included), computed
+from the customer's address when the invoice is made (see ``tax``).
 
 Time is the real clock, except for customers created on a test clock
 (``/v1/test_helpers/test_clocks``): their subscriptions live on the clock's frozen
@@ -36,6 +38,7 @@ from .common import Handler, Routes, as_int, find, read_params, reject_unknown, 
 from .errors import StripeApiError, json_response
 from .events import emit
 from .payments import confirm_payment_intent
+from .tax import DISABLED_INVOICE_TAX, location_invalid, tax_invoice_lines, total_taxes
 
 
 def _legacy(method: str, path: str) -> Handler:
@@ -99,6 +102,7 @@ def invoice_line(
             "unit_amount_decimal": str(price.unit_amount),
         },
         "quantity": 1,
+        "taxes": [],
         "parent": {
             "type": "subscription_item_details",
             "subscription_item_details": {
@@ -121,10 +125,13 @@ class SubscriptionInvoice(StripeObject):
         lines: list[dict[str, Any]],
         billing_reason: str,
         now: int,
+        automatic_tax: dict[str, Any],
     ):
         super().__init__()
         self.created = now
-        amount = sum(int(line["amount"]) for line in lines)
+        subtotal = sum(int(line["amount"]) for line in lines)
+        taxes = total_taxes(lines)
+        amount = subtotal + sum(tax["amount"] for tax in taxes)
         account = self._account or "acct_emulator"
         self.account_country = "US"
         self.amount_due = amount
@@ -133,6 +140,7 @@ class SubscriptionInvoice(StripeObject):
         self.attempt_count = 0
         self.attempted = False
         self.auto_advance = True
+        self.automatic_tax = automatic_tax
         self.billing_reason = billing_reason
         self.collection_method = "charge_automatically"
         self.currency = currency
@@ -143,6 +151,7 @@ class SubscriptionInvoice(StripeObject):
         self.due_date = None
         self.hosted_invoice_url = f"https://invoice.stripe.com/i/{account}/test_{self.id}"
         self.invoice_pdf = f"{self.hosted_invoice_url}/pdf"
+        self.last_finalization_error: dict[str, Any] | None = None
         self.lines = {
             "object": "list",
             "data": lines,
@@ -168,12 +177,12 @@ class SubscriptionInvoice(StripeObject):
             "paid_at": None,
             "voided_at": None,
         }
-        self.subtotal = amount
-        self.subtotal_excluding_tax = amount
+        self.subtotal = subtotal
+        self.subtotal_excluding_tax = subtotal
         self.total = amount
-        self.total_excluding_tax = amount
+        self.total_excluding_tax = subtotal
         self.total_discount_amounts: list[Any] = []
-        self.total_taxes: list[Any] = []
+        self.total_taxes = taxes
         self.payments: dict[str, Any] = {"object": "list", "data": []}
 
 
@@ -204,7 +213,14 @@ def bill_period(
         *subscription._pending_prorations,
     ]
     subscription._pending_prorations = []
-    invoice = SubscriptionInvoice(subscription, price.currency, lines, billing_reason, now)
+    automatic_tax = (
+        tax_invoice_lines(lines, subscription.customer)
+        if subscription.automatic_tax["enabled"]
+        else DISABLED_INVOICE_TAX
+    )
+    invoice = SubscriptionInvoice(
+        subscription, price.currency, lines, billing_reason, now, dict(automatic_tax)
+    )
     subscription.latest_invoice = invoice.id
     emit("invoice.created", invoice)
     if billing_reason == "subscription_create":
@@ -215,7 +231,15 @@ def bill_period(
 def finalize_and_charge(invoice: SubscriptionInvoice, subscription: Any, now: int) -> None:
     """Finalize (a number, ``open``) and charge the card through a PaymentIntent, as
     Stripe does: ``invoice.paid``, or ``invoice.payment_failed`` with the subscription
-    ``past_due``."""
+    ``past_due``.
+
+    An invoice whose automatic tax could not place the customer is not finalized
+    (``invoice.finalization_failed``) and stays a draft, no longer advanced."""
+    if invoice.automatic_tax["status"] == "requires_location_inputs":
+        invoice.auto_advance = False
+        invoice.last_finalization_error = location_invalid("customer").body["error"]
+        emit("invoice.finalization_failed", invoice)
+        return
     prefix = subscription.customer[-8:].upper()
     _NUMBERS[prefix] = _NUMBERS.get(prefix, 0) + 1
     invoice.number = f"{prefix}-{_NUMBERS[prefix]:04d}"
@@ -267,6 +291,8 @@ def finalize_due_drafts(subscriptions: list[Any], moment: int) -> None:
     for sub in subscriptions:
         draft = store.get(f"invoice:{sub.latest_invoice}") if sub.latest_invoice else None
         if not isinstance(draft, SubscriptionInvoice) or draft.status != "draft":
+            continue
+        if not draft.auto_advance:  # its finalization failed: Stripe waits for a fix
             continue
         if draft.created + GRACE_S <= moment:
             finalize_and_charge(draft, sub, draft.created + GRACE_S)

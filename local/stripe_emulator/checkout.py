@@ -45,6 +45,7 @@ from .context import acting_as, current
 from .errors import MissingObject, StripeApiError, json_response
 from .events import emit
 from .payments import cancel_payment_intent
+from .tax import customer_address, is_locatable
 
 _PARAMS = (
     "mode",
@@ -344,7 +345,20 @@ def _subscription_options(params: dict[str, Any], customer: str | None) -> dict[
         "automatic_tax": _enabled(params, "automatic_tax"),
         "customer_update": _customer_update(params, customer),
     }
-    names_kept = options["customer_update"].get("name") == "auto"
+    updates = options["customer_update"]
+    assert isinstance(updates, dict)
+    address_kept = updates.get("address") == "auto"
+    unlocatable = customer is not None and not is_locatable(customer_address(customer))
+    if options["automatic_tax"] and unlocatable and not address_kept:
+        raise StripeApiError(
+            400,
+            "Automatic tax calculation in Checkout requires a valid address on the "
+            "Customer. Add a valid address to the Customer or set "
+            "`customer_update[address]` to 'auto' to save the address entered in "
+            "Checkout to the Customer.",
+            param="automatic_tax[enabled]",
+        )
+    names_kept = updates.get("name") == "auto"
     if customer is not None and options["tax_id_collection"] and not names_kept:
         raise StripeApiError(
             400,

@@ -46,6 +46,7 @@ from .payments import (
     decline_details,
 )
 from .subscriptions import subscribe
+from .tax import customer_address, is_locatable
 
 TEST_CARDS = (
     ("4242424242424242", "Visa ending 4242: succeeds"),
@@ -169,10 +170,9 @@ def _needs_address(session: CheckoutSession) -> bool:
     tax when the customer has no address to tax (Stripe then collects it)."""
     if session.billing_address_collection == "required":
         return True
-    if not session.automatic_tax["enabled"]:
-        return False
-    customer = Customer._api_retrieve(session.customer)
-    return not (customer.address or {}).get("country")
+    return bool(session.automatic_tax["enabled"]) and not is_locatable(
+        customer_address(session.customer)
+    )
 
 
 def _subscription_fields(session: CheckoutSession) -> str:
@@ -361,6 +361,8 @@ def _collected(session: CheckoutSession, form: Any) -> Collected:
         if not address["line1"] or not address["country"] or len(address["country"]) != 2:
             raise _PageError(400, "Enter a billing address with a two-letter country.")
         address["country"] = str(address["country"]).upper()
+        if session.automatic_tax["enabled"] and not is_locatable(address):
+            raise _PageError(400, "We could not find where this address is taxed.")
     phone = field("phone") if session.phone_number_collection["enabled"] else None
     if session.phone_number_collection["enabled"] and not phone:
         raise _PageError(400, "Enter a phone number.")
@@ -401,10 +403,13 @@ def _subscribe(session: CheckoutSession, payment_method: Any, collected: Collect
         anchor=data.get("billing_cycle_anchor"),
         cancel_at=None,
         metadata=dict(data.get("metadata") or {}),
+        automatic_tax=bool(session.automatic_tax["enabled"]),
     )
     invoice = store.get(f"invoice:{subscription.latest_invoice}")
     session.subscription = subscription.id
     session.invoice = invoice.id if invoice is not None else None
+    if session.automatic_tax["enabled"]:
+        session.automatic_tax["status"] = "complete"
     if invoice is not None:
         session.amount_subtotal = invoice.subtotal
         session.amount_total = invoice.total

@@ -33,6 +33,7 @@ from .context import current
 from .errors import MissingObject
 from .events import emit, schedule_webhook
 from .payments import DECLINES, create_card_payment_method, decline_details
+from .tax import customer_tax
 
 _NO_ADDRESS = dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
 
@@ -155,6 +156,7 @@ def install() -> None:
     _patch_payment_methods()
     _patch_payment_intents()
     _patch_charges()
+    _patch_customer_tax()
 
 
 def _check_references(data: dict[str, Any]) -> None:
@@ -341,3 +343,19 @@ def _patch_charges() -> None:
     Charge.amount_captured = property(amount_captured)
     Charge.payment_method_details = property(payment_method_details)
     Charge.outcome = property(outcome)
+
+
+def _patch_customer_tax() -> None:
+    """Stripe's ``customer.tax``, which a customer carries only when asked for
+    (``expand[]=tax``) wherever it is returned: localstripe's own handlers export
+    customers, and would refuse ``tax`` as a field they do not have."""
+    export = Customer._export
+
+    def export_with_tax(self: Any, expand: Any = None) -> dict[str, Any]:
+        if not isinstance(expand, list) or "tax" not in expand:
+            return export(self, expand=expand)
+        exported = export(self, expand=[path for path in expand if path != "tax"])
+        exported["tax"] = customer_tax(self.address)
+        return exported
+
+    Customer._export = export_with_tax

@@ -33,6 +33,7 @@ from . import (
     payments,
     refunds,
     subscriptions,
+    tax,
     upstream,
     webhook_endpoints,
 )
@@ -209,6 +210,7 @@ def _build_app(state: _State) -> web.Application:
         *catalog.ROUTES,
         *subscriptions.ROUTES,
         *billing.ROUTES,
+        *tax.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]

@@ -23,6 +23,8 @@ from .common import (
     Handler,
     Routes,
     all_of,
+    as_bool,
+    as_dict,
     as_int,
     find,
     newest_first,
@@ -33,6 +35,7 @@ from .common import (
 )
 from .errors import StripeApiError, json_response
 from .events import emit
+from .tax import customer_address, locate
 
 PRORATIONS = ("create_prorations", "none", "always_invoice")
 PAYMENT_BEHAVIORS = ("allow_incomplete", "error_if_incomplete", "default_incomplete")
@@ -51,7 +54,13 @@ class CatalogSubscription(StripeObject):
         cancel_at: int | None,
         metadata: dict[str, str],
         now: int,
+        *,
+        automatic_tax: bool = False,
     ):
+        """``automatic_tax`` is Stripe Tax on every invoice; it needs a customer the tax
+        table can place, else nothing is created (``customer_tax_location_invalid``)."""
+        if automatic_tax:
+            locate(customer_address(customer), "customer")
         super().__init__()
         self.created = now
         recurring = price.recurring
@@ -61,7 +70,7 @@ class CatalogSubscription(StripeObject):
             else add_interval(now, recurring["interval"], recurring["interval_count"])
         )
         self.application = None
-        self.automatic_tax = {"enabled": False, "liability": None, "disabled_reason": None}
+        self.automatic_tax = _automatic_tax(automatic_tax)
         self.billing_cycle_anchor = anchor if anchor is not None and anchor > now else now
         self.cancel_at = cancel_at
         self.cancel_at_period_end = False
@@ -108,6 +117,21 @@ class CatalogSubscription(StripeObject):
             "has_more": False,
             "url": f"/v1/subscription_items?subscription={self.id}",
         }
+
+
+def _automatic_tax(enabled: bool) -> dict[str, Any]:
+    """A subscription's ``automatic_tax``: the account itself is liable when enabled."""
+    liability = {"type": "self"} if enabled else None
+    return {"enabled": enabled, "liability": liability, "disabled_reason": None}
+
+
+def _automatic_tax_param(params: dict[str, Any]) -> bool | None:
+    """``automatic_tax[enabled]`` when the request sets it."""
+    if "automatic_tax" not in params:
+        return None
+    setting = as_dict(params["automatic_tax"], "automatic_tax")
+    reject_unknown(setting, ("enabled",), "automatic_tax")
+    return as_bool(require(setting, "enabled", "automatic_tax[enabled]"), "automatic_tax[enabled]")
 
 
 def _recurring_price(price_id: str, param: str) -> Any:
@@ -179,6 +203,7 @@ async def create(request: web.Request) -> web.Response:
             "metadata",
             "proration_behavior",
             "payment_behavior",
+            "automatic_tax",
             "expand",
         ),
     )
@@ -213,6 +238,7 @@ async def create(request: web.Request) -> web.Response:
         anchor=anchor,
         cancel_at=cancel_at,
         metadata=updated_metadata({}, params.get("metadata", {})),
+        automatic_tax=bool(_automatic_tax_param(params)),
     )
     return json_response(subscription._export())
 
@@ -225,9 +251,11 @@ def subscribe(
     anchor: int | None,
     cancel_at: int | None,
     metadata: dict[str, str],
+    automatic_tax: bool = False,
 ) -> CatalogSubscription:
     """A subscription made (through the API or a Checkout Session) and its first
-    invoice, finalized and charged at once, with Stripe's events."""
+    invoice, finalized and charged at once, with Stripe's events. With automatic tax,
+    a customer Stripe Tax cannot locate is refused before anything is made."""
     subscription = CatalogSubscription(
         customer=customer_id,
         price=price,
@@ -236,6 +264,7 @@ def subscribe(
         cancel_at=cancel_at,
         metadata=metadata,
         now=now_for(customer_id),
+        automatic_tax=automatic_tax,
     )
     emit("customer.subscription.created", subscription)
     bill_period(
@@ -271,12 +300,17 @@ async def update(request: web.Request) -> web.Response:
         return await _legacy("POST", "/v1/subscriptions/{id}")(request)  # type: ignore[return-value]
     params = await read_params(request)
     params.pop("expand", None)
-    reject_unknown(params, ("items", "metadata", "proration_behavior", "cancel_at"))
+    reject_unknown(
+        params, ("items", "metadata", "proration_behavior", "cancel_at", "automatic_tax")
+    )
     if subscription.status == "canceled":
         raise StripeApiError(
             400,
             "A canceled subscription can only update its cancellation_details and metadata.",
         )
+    automatic_tax = _automatic_tax_param(params)
+    if automatic_tax:
+        locate(customer_address(subscription.customer), "customer")
     previous: dict[str, Any] = {}
     if "items" in params:
         item = _one_item(params)
@@ -302,6 +336,9 @@ async def update(request: web.Request) -> web.Response:
         if cancel_at != subscription.cancel_at:
             previous["cancel_at"] = subscription.cancel_at
             subscription.cancel_at = cancel_at
+    if automatic_tax is not None and automatic_tax != subscription.automatic_tax["enabled"]:
+        previous["automatic_tax"] = subscription.automatic_tax
+        subscription.automatic_tax = _automatic_tax(automatic_tax)
     if previous:
         emit("customer.subscription.updated", subscription, previous)
     return json_response(subscription._export())
