@@ -41,12 +41,17 @@ def stripe_customer(
     card: str | None = VISA,
     wait_for: Any = None,
     test_clock: str | None = None,
+    address: dict[str, str] | None = None,
 ) -> str:
     """A customer that already exists in Stripe (with ``card`` as default, on
-    ``test_clock`` if given), linked to Billow."""
+    ``test_clock`` and at ``address`` if given), linked to Billow."""
     client = stripe_org.stripe
     existing = client.v1.customers.create(
-        params={"name": external_id, **({"test_clock": test_clock} if test_clock else {})}
+        params={
+            "name": external_id,
+            **({"test_clock": test_clock} if test_clock else {}),
+            **({"address": address} if address else {}),
+        }
     )
     if card:
         attach_card(client, existing.id, number=card, default=True)

@@ -269,6 +269,7 @@ class PaymentProvider(Protocol):
         billing_cycle_anchor: int | None,
         cancel_at: int | None,
         metadata: dict[str, str],
+        automatic_tax: bool,
         idempotency_key: str,
     ) -> str: ...
 

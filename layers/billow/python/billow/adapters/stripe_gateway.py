@@ -652,6 +652,7 @@ class StripeGateway:
         billing_cycle_anchor: int | None,
         cancel_at: int | None,
         metadata: dict[str, str],
+        automatic_tax: bool,
         idempotency_key: str,
     ) -> str:
         params = _params(
@@ -668,6 +669,9 @@ class StripeGateway:
             params["billing_cycle_anchor"] = billing_cycle_anchor
         if cancel_at is not None:
             params["cancel_at"] = cancel_at
+        if automatic_tax:
+            # Stripe Tax: a customer it cannot locate is refused now, not billed untaxed.
+            params["automatic_tax"] = {"enabled": True}
         subscription = self._call(
             lambda: self.client.v1.subscriptions.create(
                 params=params, options={"idempotency_key": idempotency_key}

@@ -351,6 +351,7 @@ class _Mirror:
                 ),
                 cancel_at=cancel_at(sub),
                 metadata=self._metadata(sub.external_id),
+                automatic_tax=self.connection.automatic_tax,
                 idempotency_key=f"billow-subscription-{sub.lago_id}",
             )
             record_stripe_subscription(
