@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from aiohttp import web
@@ -130,8 +131,10 @@ class SubscriptionInvoice(StripeObject):
         super().__init__()
         self.created = now
         subtotal = sum(int(line["amount"]) for line in lines)
+        discounts = [entry for line in lines for entry in line.get("discount_amounts") or []]
+        excluding_tax = subtotal - sum(int(entry["amount"]) for entry in discounts)
         taxes = total_taxes(lines)
-        amount = subtotal + sum(tax["amount"] for tax in taxes)
+        amount = excluding_tax + sum(tax["amount"] for tax in taxes)
         account = self._account or "acct_emulator"
         self.account_country = "US"
         self.amount_due = amount
@@ -180,10 +183,18 @@ class SubscriptionInvoice(StripeObject):
         self.subtotal = subtotal
         self.subtotal_excluding_tax = subtotal
         self.total = amount
-        self.total_excluding_tax = subtotal
-        self.total_discount_amounts: list[Any] = []
+        self.total_excluding_tax = excluding_tax
+        self.total_discount_amounts: list[Any] = _by_discount(discounts)
         self.total_taxes = taxes
         self.payments: dict[str, Any] = {"object": "list", "data": []}
+
+
+def _by_discount(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An invoice's ``total_discount_amounts``: its lines' discounts summed per discount."""
+    totals: dict[str, int] = {}
+    for entry in entries:
+        totals[entry["discount"]] = totals.get(entry["discount"], 0) + int(entry["amount"])
+    return [{"amount": amount, "discount": key} for key, amount in totals.items()]
 
 
 _NUMBERS: dict[str, int] = {}
@@ -201,6 +212,42 @@ GRACE_S = 3600
 """Stripe finalizes a renewal's draft about an hour after making it (its default)."""
 
 
+def apply_discounts(
+    subscription: Any, lines: list[dict[str, Any]], now: int
+) -> list[dict[str, Any]]:
+    """Take the subscription's discounts off its invoice's discountable lines (each
+    line's ``discount_amounts``); returns the invoice's ``total_discount_amounts``. A
+    ``once`` discount is spent by this invoice."""
+    totals: list[dict[str, Any]] = []
+    for line in lines:
+        line.setdefault("discount_amounts", [])
+    kept = []
+    for applied in subscription.discounts:
+        if applied["end"] is not None and applied["end"] <= now:
+            continue
+        coupon = store.get(f"coupon:{applied['source']['coupon']}")
+        remaining = int(coupon.amount_off) if coupon.amount_off is not None else None
+        taken = 0
+        for line in lines:
+            left = int(line["amount"]) - sum(d["amount"] for d in line["discount_amounts"])
+            if not line.get("discountable", True) or left <= 0:
+                continue
+            if remaining is not None:
+                off = min(remaining, left)
+                remaining -= off
+            else:
+                exact = Decimal(left) * Decimal(str(coupon.percent_off)) / 100
+                off = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            if off:
+                line["discount_amounts"].append({"amount": off, "discount": applied["id"]})
+                taken += off
+        totals.append({"amount": taken, "discount": applied["id"]})
+        if coupon.duration != "once":
+            kept.append(applied)
+    subscription.discounts = kept
+    return totals
+
+
 def bill_period(
     subscription: Any, period: tuple[int, int], billing_reason: str, amount: int | None = None
 ) -> SubscriptionInvoice:
@@ -213,6 +260,7 @@ def bill_period(
         *subscription._pending_prorations,
     ]
     subscription._pending_prorations = []
+    discounted = apply_discounts(subscription, lines, now)
     automatic_tax = (
         tax_invoice_lines(lines, subscription.customer)
         if subscription.automatic_tax["enabled"]
@@ -221,6 +269,7 @@ def bill_period(
     invoice = SubscriptionInvoice(
         subscription, price.currency, lines, billing_reason, now, dict(automatic_tax)
     )
+    invoice.discounts = [entry["discount"] for entry in discounted]
     subscription.latest_invoice = invoice.id
     emit("invoice.created", invoice)
     if billing_reason == "subscription_create":

@@ -45,6 +45,7 @@ from .payments import (
     create_card_payment_method,
     decline_details,
 )
+from .promotions import find_redeemable
 from .subscriptions import subscribe
 from .tax import customer_address, is_locatable
 
@@ -373,6 +374,8 @@ def _collected(session: CheckoutSession, form: Any) -> Collected:
             raise _PageError(400, "Choose a tax id type.")
         tax_id = {"type": kind, "value": str(field("tax_id_value"))}
     code = field("promotion_code") if session.allow_promotion_codes else None
+    if code is not None and find_redeemable(code, session.customer) is None:
+        raise _PageError(400, "This code is invalid.")
     return Collected(address=address, phone=phone, tax_id=tax_id, promotion_code=code)
 
 
@@ -395,6 +398,9 @@ def _subscribe(session: CheckoutSession, payment_method: Any, collected: Collect
     customer_id = _customer_id(session)
     attach_payment_method(payment_method, customer_id)
     _keep_on_customer(session, collected)
+    promotion = (
+        find_redeemable(collected.promotion_code, customer_id) if collected.promotion_code else None
+    )
     data = session._subscription_data
     subscription = subscribe(
         customer_id,
@@ -404,6 +410,7 @@ def _subscribe(session: CheckoutSession, payment_method: Any, collected: Collect
         cancel_at=None,
         metadata=dict(data.get("metadata") or {}),
         automatic_tax=bool(session.automatic_tax["enabled"]),
+        promotion_code=promotion,
     )
     invoice = store.get(f"invoice:{subscription.latest_invoice}")
     session.subscription = subscription.id
@@ -413,8 +420,9 @@ def _subscribe(session: CheckoutSession, payment_method: Any, collected: Collect
     if invoice is not None:
         session.amount_subtotal = invoice.subtotal
         session.amount_total = invoice.total
+        session.discounts = [{"coupon": None, "promotion_code": promotion.id}] if promotion else []
         session.total_details = {
-            "amount_discount": 0,
+            "amount_discount": sum(d["amount"] for d in invoice.total_discount_amounts),
             "amount_shipping": 0,
             "amount_tax": invoice.total - invoice.total_excluding_tax,
         }

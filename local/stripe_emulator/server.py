@@ -31,6 +31,7 @@ from . import (
     events,
     patches,
     payments,
+    promotions,
     refunds,
     subscriptions,
     tax,
@@ -211,6 +212,7 @@ def _build_app(state: _State) -> web.Application:
         *subscriptions.ROUTES,
         *billing.ROUTES,
         *tax.ROUTES,
+        *promotions.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]

@@ -35,6 +35,7 @@ from .common import (
 )
 from .errors import StripeApiError, json_response
 from .events import emit
+from .promotions import discount
 from .tax import customer_address, locate
 
 PRORATIONS = ("create_prorations", "none", "always_invoice")
@@ -252,6 +253,7 @@ def subscribe(
     cancel_at: int | None,
     metadata: dict[str, str],
     automatic_tax: bool = False,
+    promotion_code: Any | None = None,
 ) -> CatalogSubscription:
     """A subscription made (through the API or a Checkout Session) and its first
     invoice, finalized and charged at once, with Stripe's events. With automatic tax,
@@ -266,6 +268,10 @@ def subscribe(
         now=now_for(customer_id),
         automatic_tax=automatic_tax,
     )
+    if promotion_code is not None:
+        subscription.discounts = [
+            discount(promotion_code, customer_id, subscription.id, subscription.created)
+        ]
     emit("customer.subscription.created", subscription)
     bill_period(
         subscription,

@@ -308,7 +308,9 @@ def tax_invoice_lines(lines: list[dict[str, Any]], customer_id: str) -> dict[str
     if not is_locatable(address):
         return {**enabled, "provider": "stripe", "status": "requires_location_inputs"}
     for line in lines:
-        outcome = tax_for_address(address, int(line["amount"]))
+        # Tax is on what is left after the line's discounts.
+        net = int(line["amount"]) - sum(int(d["amount"]) for d in line.get("discount_amounts", []))
+        outcome = tax_for_address(address, net)
         line["taxes"] = [
             {
                 "amount": outcome.amount,

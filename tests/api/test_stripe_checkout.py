@@ -14,6 +14,7 @@ import pytest
 from billow.domain.clock import utcnow
 from tests.api.billing_helpers import create_plan, next_month_start, webhooks
 from tests.api.conftest import StripeOrg
+from tests.api.test_stripe_catalog_sync import create_coupon, synced
 from tests.api.test_stripe_subscription_sync import billow_and_stripe_invoices, billow_charges
 from tests.api.test_stripe_webhooks import deliver, signed, webhook_secret
 from tests.support import http
@@ -265,3 +266,36 @@ def test_a_repeated_request_answers_with_the_same_page(billing: StripeOrg) -> No
     assert status == 422 and body["error_details"] == {
         "external_id": ["subscription_already_exists"]
     }
+
+
+def test_a_promotion_code_of_a_synced_coupon_discounts_the_checkout(
+    local_billow: Any, billing: StripeOrg, wait_for: Any
+) -> None:
+    create_plan(billing, "pro", amount_cents=4900)
+    create_coupon(
+        billing,
+        "launch",
+        coupon_type="percentage",
+        percentage_rate="20",
+        frequency="once",
+        expiration="no_expiration",
+    )
+    coupon_id = synced(billing, "coupons/launch", wait_for)["stripe_sync"]["stripe_id"]
+    # The merchant gives the synced coupon a code customers can type (Stripe's dashboard).
+    billing.stripe.v1.promotion_codes.create(
+        {"promotion": {"type": "coupon", "coupon": coupon_id}, "code": "LAUNCH"}
+    )
+    new_customer(billing)
+    status, body = checkout(
+        billing,
+        checkout={**CHECKOUT, "allow_promotion_codes": True},
+        billing_time="anniversary",
+    )
+    assert status == 200, body
+    url = body["subscription"]["checkout_url"]
+    assert 'name="promotion_code"' in http("GET", url)[2]
+    pay(url, promotion_code="LAUNCH")
+    wait_for(lambda: subscription(billing)["status"] == "active")
+    [copied] = wait_for(lambda: billow_and_stripe_invoices(billing, "acme")[1])
+    assert (copied["fees_amount_cents"], copied["coupons_amount_cents"]) == (4900, 980)
+    assert copied["total_amount_cents"] == 3920

@@ -3,6 +3,7 @@ customer to a recurring Price and pays the first invoice, as Stripe Checkout doe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -190,3 +191,48 @@ def test_subscription_mode_takes_recurring_prices_and_payment_mode_one_time(
     with pytest.raises(stripe.InvalidRequestError) as refused:
         subscription_session(account, customer.id, one_time.id)
     assert refused.value.param == "line_items[0][price]"
+
+
+def test_a_promotion_code_discounts_the_invoices_its_coupon_covers(account: Account) -> None:
+    price = monthly_price(account)
+    coupon = account.client.v1.coupons.create({"percent_off": 20, "duration": "once"})
+    promotion = account.client.v1.promotion_codes.create(
+        {"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "WELCOME20"}
+    )
+    assert (promotion.code, promotion.active, promotion.promotion.coupon) == (
+        "WELCOME20",
+        True,
+        coupon.id,
+    )
+    clock = account.client.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
+    customer = account.client.v1.customers.create({"test_clock": clock.id})
+    session = subscription_session(account, customer.id, price.id, allow_promotion_codes=True)
+
+    status, _, page = http("POST", session.url, {"card": SUCCEEDS, "promotion_code": "NOPE"})
+    assert status == 400 and "This code is invalid." in page
+    assert http("POST", session.url, {"card": SUCCEEDS, "promotion_code": "welcome20"})[0] == 303
+
+    done = account.client.v1.checkout.sessions.retrieve(session.id)
+    assert (done.amount_subtotal, done.amount_total, done.total_details.amount_discount) == (
+        4900,
+        3920,
+        980,
+    )
+    first = account.client.v1.invoices.retrieve(done.invoice)
+    assert (first.total, first.amount_paid) == (3920, 3920)
+    [discounted] = first.total_discount_amounts
+    assert discounted.amount == 980
+    assert account.client.v1.promotion_codes.retrieve(promotion.id).times_redeemed == 1
+
+    # A ``once`` coupon is spent: the renewal is billed in full.
+    sub = account.client.v1.subscriptions.retrieve(done.subscription)
+    end = sub["items"]["data"][0]["current_period_end"]
+    account.client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 3601})
+    renewal = account.client.v1.invoices.retrieve(
+        account.client.v1.subscriptions.retrieve(sub.id).latest_invoice
+    )
+    assert (renewal.billing_reason, renewal.total, renewal.total_discount_amounts) == (
+        "subscription_cycle",
+        4900,
+        [],
+    )
