@@ -31,6 +31,7 @@ from . import (
     events,
     patches,
     payments,
+    portal,
     promotions,
     refunds,
     subscriptions,
@@ -57,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 _KEY_PREFIX = re.compile(r"^(sk|rk|pk)_(test|live)_")
 # Paths a browser or localstripe's tooling reaches without an API key.
-_KEYLESS_PATHS = ("/js.stripe.com/", "/_config/", "/checkout/")
+_KEYLESS_PATHS = ("/js.stripe.com/", "/_config/", "/checkout/", "/portal/")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +214,7 @@ def _build_app(state: _State) -> web.Application:
         *billing.ROUTES,
         *tax.ROUTES,
         *promotions.ROUTES,
+        *portal.ROUTES,
         *checkout_page.ROUTES,
         *controls.ROUTES,
     ]
