@@ -26,6 +26,12 @@ $(STAMP): $(REQUIREMENTS) $(LAGO_JS_CLIENT)
 	else \
 		echo "npm not found: Lago's JavaScript client is not installed and its test is skipped"; \
 	fi
+	# The hosted pages' browser test drives Debian's Chromium (Playwright's own browser
+	# downloads are not reachable everywhere).
+	if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "Chromium could not be installed: the browser test is skipped"; \
+	fi
 	rm -f $(VENV)/.installed-*
 	touch $@
 
