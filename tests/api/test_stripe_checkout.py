@@ -58,6 +58,17 @@ def subscription(org: Any, external_id: str = "sub-1") -> dict[str, Any]:
     return found
 
 
+def opened_page(org: Any) -> str:
+    """A 49.00 EUR plan, a customer not in Stripe yet, and the checkout page opened for
+    subscription ``sub-1``."""
+    create_plan(org, "pro", amount_cents=4900)
+    new_customer(org)
+    status, body = checkout(org)
+    assert status == 200, body
+    url: str = body["subscription"]["checkout_url"]
+    return url
+
+
 def session_of(billing: StripeOrg, url: str) -> Any:
     return billing.stripe.v1.checkout.sessions.retrieve(url.rsplit("/", 1)[-1])
 
@@ -146,9 +157,7 @@ def resend(local_billow: Any, billing: StripeOrg, event_type: str, **changes: An
 def test_repeated_and_reordered_events_activate_once(
     local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    create_plan(billing, "pro", amount_cents=4900)
-    new_customer(billing)
-    url = checkout(billing)[1]["subscription"]["checkout_url"]
+    url = opened_page(billing)
     pay(url)
     wait_for(lambda: subscription(billing)["status"] == "active")
     local_billow.wait_idle()
@@ -172,9 +181,7 @@ def test_repeated_and_reordered_events_activate_once(
 def test_an_expired_page_cancels_the_pending_subscription(
     local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    create_plan(billing, "pro", amount_cents=4900)
-    new_customer(billing)
-    url = checkout(billing)[1]["subscription"]["checkout_url"]
+    url = opened_page(billing)
     billing.stripe.v1.checkout.sessions.expire(url.rsplit("/", 1)[-1])
     wait_for(lambda: webhooks(subscribed, "subscription.canceled"))
     sub = subscription(billing)
@@ -187,9 +194,7 @@ def test_an_expired_page_cancels_the_pending_subscription(
 def test_terminating_while_the_page_is_open_closes_the_page(
     local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    create_plan(billing, "pro", amount_cents=4900)
-    new_customer(billing)
-    url = checkout(billing)[1]["subscription"]["checkout_url"]
+    url = opened_page(billing)
     status, body = billing.api.delete("/subscriptions/sub-1?status=pending")
     assert status == 200 and body["subscription"]["status"] == "canceled", body
     wait_for(lambda: session_of(billing, url).status == "expired")
@@ -200,9 +205,7 @@ def test_terminating_while_the_page_is_open_closes_the_page(
 def test_a_page_completed_after_billow_canceled_is_not_billed_by_stripe(
     local_billow: Any, billing: StripeOrg, subscribed: Any, wait_for: Any
 ) -> None:
-    create_plan(billing, "pro", amount_cents=4900)
-    new_customer(billing)
-    url = checkout(billing)[1]["subscription"]["checkout_url"]
+    url = opened_page(billing)
     # Stripe's events are held back while the customer pays and Billow cancels: the
     # page is complete before Billow's sync could close it.
     [endpoint] = billing.stripe.v1.webhook_endpoints.list().data

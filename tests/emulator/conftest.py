@@ -10,6 +10,7 @@ import pytest
 import stripe
 
 from local.stripe_emulator import StripeEmulator
+from tests.emulator.test_stripe_emulator import Account
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +29,13 @@ def client(emulator_url: str) -> stripe.StripeClient:
         base_addresses={"api": url, "files": url, "connect": url},
         max_network_retries=0,
     )
+
+
+@pytest.fixture
+def account(emulator_url: str) -> Iterator[Account]:
+    """A fresh account with the helpers of the emulator's own tests; its webhook
+    receivers close afterwards."""
+    made = Account(emulator_url)
+    yield made
+    for receiver in made.receivers:
+        receiver.close()

@@ -4,7 +4,6 @@ customer to a recurring Price and pays the first invoice, as Stripe Checkout doe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,6 @@ from tests.emulator.test_stripe_emulator import (
     wait_for,
 )
 from tests.support import http
-
-
-@pytest.fixture
-def account(emulator_url: str) -> Iterator[Account]:
-    """A fresh account; its webhook receivers close afterwards."""
-    made = Account(emulator_url)
-    yield made
-    for receiver in made.receivers:
-        receiver.close()
-
 
 ADDRESS = {
     "address_line1": "1 Rue de Rivoli",

@@ -3,7 +3,6 @@ the hosted page, whose changes emit the events Stripe emits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,14 +19,6 @@ SEED_004 = {
     "subscription_cancel": {"enabled": False},
     "subscription_update": {"enabled": False},
 }
-
-
-@pytest.fixture
-def account(emulator_url: str) -> Iterator[Account]:
-    made = Account(emulator_url)
-    yield made
-    for receiver in made.receivers:
-        receiver.close()
 
 
 def test_configurations_are_kept_and_checked_as_stripe_does(account: Account) -> None:

@@ -166,6 +166,27 @@ def subscription_webhook(
     return webhook_event(sub.organization_id, webhook_type, "subscription", body)
 
 
+def cancel_pending(
+    change: Change,
+    sub: Subscription,
+    plan: Plan,
+    customer: Customer,
+    now: datetime,
+    timezone: str,
+) -> Subscription:
+    """Stage a pending subscription canceled (it never started), announced as Lago does."""
+    saved = change.save(
+        sub.model_copy(
+            update={"status": "canceled", "canceled_at": iso(now), "next_billing_at": None}
+        ),
+        sub,
+    )
+    change.events.append(
+        subscription_webhook("subscription.canceled", saved, plan, customer, now, timezone)
+    )
+    return saved
+
+
 def activate(
     sub: Subscription, plan: Plan, at: datetime, timezone: str
 ) -> tuple[Subscription, FeeDraft | None]:

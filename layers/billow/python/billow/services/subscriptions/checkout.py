@@ -39,6 +39,7 @@ from billow.services.stripe_sync_requests import billing_owner, catalog_connecti
 from billow.services.subscription_billing import (
     Change,
     activate,
+    cancel_pending,
     next_due,
     subscription_webhook,
     timezone_of,
@@ -259,24 +260,8 @@ def expire_checkout(
         plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
         if organization is None or customer is None or plan is None:
             return "ignored"
-        now = utcnow()
         change = Change(deps)
-        saved = change.save(
-            sub.model_copy(
-                update={"status": "canceled", "canceled_at": iso(now), "next_billing_at": None}
-            ),
-            sub,
-        )
-        change.events.append(
-            subscription_webhook(
-                "subscription.canceled",
-                saved,
-                plan,
-                customer,
-                now,
-                timezone_of(organization, customer),
-            )
-        )
+        cancel_pending(change, sub, plan, customer, utcnow(), timezone_of(organization, customer))
         change.commit_without_invoice()
         return "processed"
 

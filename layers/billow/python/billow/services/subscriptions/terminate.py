@@ -10,7 +10,12 @@ from billow.domain.subscriptions import Subscription, SubscriptionStatus
 from billow.services.billing_run import DueSubscription, work
 from billow.services.lookups import get_customer, get_organization
 from billow.services.retries import retry_on_race
-from billow.services.subscription_billing import Change, subscription_webhook, terminate
+from billow.services.subscription_billing import (
+    Change,
+    cancel_pending,
+    subscription_webhook,
+    terminate,
+)
 from billow.services.subscriptions.finding import find
 from billow.services.subscriptions.views import SubscriptionView, view_of
 
@@ -46,17 +51,7 @@ def terminate_subscription(
         customer = get_customer(deps, organization_id, current.external_customer_id)
         change = Change(deps)
         if current.status == "pending":
-            saved = change.save(
-                current.model_copy(
-                    update={"status": "canceled", "canceled_at": iso(now), "next_billing_at": None}
-                ),
-                current,
-            )
-            change.events.append(
-                subscription_webhook(
-                    "subscription.canceled", saved, view.plan, customer, now, view.timezone
-                )
-            )
+            saved = cancel_pending(change, current, view.plan, customer, now, view.timezone)
             change.commit_without_invoice()
             return saved
         ended, draft = terminate(current, view.plan, now, view.timezone, bill=generate_invoice)
