@@ -110,6 +110,7 @@ def test_a_checkout_subscribes_the_customer_and_stripe_bills_it(
 
     page = http("GET", url)[2]
     assert "Pro Plan: 49.00 EUR per month" in page
+    assert f'href="{CHECKOUT["cancel_url"]}"' in page  # the customer's way back, unpaid
     status, headers, _ = http("POST", url, {"card": "4242424242424242"})
     assert status == 303
     assert headers["Location"] == SUCCESS_URL.replace("{CHECKOUT_SESSION_ID}", session.id)
