@@ -6,7 +6,7 @@ never activate it twice or bring it back."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from billow.domain.clock import utcnow
 from tests.api.billing_helpers import create_plan, next_month_start, webhooks
 from tests.api.conftest import StripeOrg
+from tests.api.test_one_charge_per_invoice import drop_deliveries
 from tests.api.test_stripe_catalog_sync import create_coupon, synced
 from tests.api.test_stripe_subscription_sync import billow_and_stripe_invoices, billow_charges
 from tests.api.test_stripe_webhooks import deliver, signed, webhook_secret
@@ -303,3 +304,23 @@ def test_a_promotion_code_of_a_synced_coupon_discounts_the_checkout(
     [copied] = wait_for(lambda: billow_and_stripe_invoices(billing, "acme")[1])
     assert (copied["fees_amount_cents"], copied["coupons_amount_cents"]) == (4900, 980)
     assert copied["total_amount_cents"] == 3920
+
+
+def test_events_stripe_never_delivered_are_recovered_by_the_hourly_sweep(
+    local_billow: Any, billing: StripeOrg, wait_for: Any
+) -> None:
+    """The completion and the invoice's payment are lost on the way (Stripe gave up
+    delivering them): the sweep reads them from Stripe's event list, prices and all, and
+    the subscription starts and the invoice is paid in Billow."""
+    url = opened_page(billing)
+    drop_deliveries(local_billow, billing, 1, "checkout.session.completed")
+    drop_deliveries(local_billow, billing, 1, "invoice.paid")
+    pay(url)
+    local_billow.wait_idle()
+    assert subscription(billing)["status"] == "pending"
+
+    local_billow.fire_schedule("stripe-events-sweep", datetime.now(UTC))
+    local_billow.wait_idle()
+    assert subscription(billing)["status"] == "active"
+    [copied] = billow_and_stripe_invoices(billing, "acme")[1]
+    assert copied["payment_status"] == "succeeded"

@@ -8,6 +8,7 @@ same key (``max_network_retries``), so a retry can never create a second object.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import stripe
@@ -59,6 +60,19 @@ def _params(**values: Any) -> Any:
     """Request parameters built from Billow's values; Stripe validates them, the SDK's
     TypedDicts cannot describe values computed at run time."""
     return values
+
+
+def _as_sent(value: Any) -> Any:
+    """A Stripe object as Stripe sent it: the SDK reads decimal strings (a Price's
+    ``unit_amount_decimal``) as ``Decimal``, which Stripe writes, and Billow stores, as
+    strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _as_sent(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    return value
 
 
 def _card(method: Any) -> CardDetails:
@@ -539,7 +553,7 @@ class StripeGateway:
             )
         )
         for event in self._each(events):
-            yield event.to_dict()
+            yield _as_sent(event.to_dict())
 
     @classmethod
     def _each(cls, listing: Any) -> Iterator[Any]:
