@@ -64,6 +64,7 @@ def org(local_billow: LocalRuntime) -> Iterator[Org]:
     )
     yield organization
     end_subscriptions(organization.api)
+    disconnect_stripe(organization.api)
 
 
 def end_subscriptions(api: ApiClient) -> None:
@@ -80,6 +81,14 @@ def end_subscriptions(api: ApiClient) -> None:
                     f"/subscriptions/{urllib.parse.quote(subscription['external_id'], safe='')}"
                     f"?status={status}&on_termination_invoice=skip"
                 )
+
+
+def disconnect_stripe(api: ApiClient) -> None:
+    """The hourly sweep reads the Stripe events of every connected organization: a test's
+    organization leaves none behind, so a later test's sweep reads only its own."""
+    code, body = api.get("/integrations/stripe")
+    for connection in body.get("integrations", []) if code == 200 else []:
+        api.delete(f"/integrations/stripe/{connection['code']}")
 
 
 @pytest.fixture
