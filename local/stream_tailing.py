@@ -142,7 +142,7 @@ class StreamTailer:
                 records, attempts = records[len(batch) :], 0
                 continue
             attempts += 1
-            if attempts > consumer.max_retry_attempts:
+            if 0 <= consumer.max_retry_attempts < attempts:
                 logger.error(
                     "%s: giving up on %d stream records after %d retries",
                     consumer.function,

@@ -510,7 +510,10 @@ class BillowStack(Stack):
                     self.table,
                     starting_position=lambda_.StartingPosition.LATEST,
                     batch_size=declared.batch_size,
-                    bisect_batch_on_error=True,
+                    max_batching_window=Duration.seconds(declared.max_batching_window_s)
+                    if declared.max_batching_window_s
+                    else None,
+                    bisect_batch_on_error=declared.bisect_on_error,
                     retry_attempts=declared.max_retry_attempts,
                     report_batch_item_failures=True,
                     on_failure=sources.SqsDlq(self._dead_letter_queue(f"{name}StreamDlq")),

@@ -66,7 +66,10 @@ def test_plan_validation_changes_nothing(org: Any) -> None:
         ({"pay_in_advance": "yes"}, {"pay_in_advance"}),
         ({"name": "   "}, {"name"}),
         ({"code": ""}, {"code"}),
-        ({"charges": [{"billable_metric_id": "x", "charge_model": "standard"}]}, {"charges"}),
+        (
+            {"charges": [{"billable_metric_id": "x", "charge_model": "median"}]},
+            {"charges.0.charge_model"},
+        ),
         ({"fixed_charges": [{"add_on_id": "x"}]}, {"fixed_charges"}),
         ({"usage_thresholds": [{"amount_cents": 1}]}, {"usage_thresholds"}),
         ({"minimum_commitment": {"amount_cents": 1}}, {"minimum_commitment"}),

@@ -89,3 +89,30 @@ def test_lagos_python_client_drives_the_billing_cycle(
     assert seen["terminated"] == "terminated"
     charges = client.v1.payment_intents.list(params={"customer": existing.id}).data
     assert sorted(intent.amount for intent in charges) == [10000, 11880]
+
+
+def test_lagos_python_client_drives_usage_billing(local_billow: Any, org: Any) -> None:
+    run = subprocess.run(
+        [
+            str(LAGO_PYTHON),
+            str(Path(__file__).with_name("lago_client_usage_flow.py")),
+            local_billow.api_url,
+            org.api_key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+
+    assert seen["event"] == "one"
+    assert seen["found"] == ["one", True]
+    assert seen["reused"] == "422"  # another event reusing a transaction id
+    assert seen["usage"] == {
+        # 3 EU calls × 0.05 + 2 other calls × 0.02; 21 GB − 5 free = 16 → 2 packs × 3
+        "amount_cents": 19 + 600,
+        "charges": {"api_calls": ["5", 5, 19], "storage": ["21", 1, 600]},
+        "filters": [["", "2", 4], ["EU calls", "3", 15]],
+    }

@@ -124,7 +124,13 @@ class StreamConsumer(_Frozen):
     function: str
     filter_pattern: dict[str, object]
     batch_size: int = 100
+    max_batching_window_s: int = 0
+    """How long Lambda gathers records before invoking: fewer, larger batches."""
     max_retry_attempts: int = 10
+    """-1 retries until the records expire (nothing may be skipped)."""
+    bisect_on_error: bool = True
+    """Split a failing batch to find the bad record. A consumer whose retries must start
+    where its last run stopped (it reports the first record it did not finish) says no."""
 
 
 class GlobalIndex(_Frozen):
@@ -226,6 +232,16 @@ API_ROUTES: tuple[tuple[Literal["GET", "POST", "PUT", "DELETE"], str], ...] = (
     ("POST", "/api/v1/invoices/{lago_id}/retry_payment"),
     ("POST", "/api/v1/invoices/{lago_id}/payment_url"),
     ("GET", "/api/v1/customers/{external_customer_id}/invoices"),
+    ("POST", "/api/v1/billable_metrics"),
+    ("GET", "/api/v1/billable_metrics"),
+    ("GET", "/api/v1/billable_metrics/{code}"),
+    ("PUT", "/api/v1/billable_metrics/{code}"),
+    ("DELETE", "/api/v1/billable_metrics/{code}"),
+    ("POST", "/api/v1/events"),
+    ("POST", "/api/v1/events/batch"),
+    ("GET", "/api/v1/events/{transaction_id}"),
+    ("GET", "/api/v1/customers/{external_customer_id}/current_usage"),
+    ("GET", "/api/v1/customers/{external_customer_id}/past_usage"),
     ("GET", "/checkout/completed"),
 )
 
@@ -367,6 +383,14 @@ TOPOLOGY = Topology(
             timeout_s=300,
         ),
         Function(
+            name="usage_aggregator",
+            code="usage_aggregator",
+            handler="handler.lambda_handler",
+            description="Folds each new usage event into its charges' aggregates, once",
+            calls_stripe=False,
+            timeout_s=120,
+        ),
+        Function(
             name="finance_alerts",
             code="finance_alerts",
             handler="handler.lambda_handler",
@@ -506,6 +530,18 @@ TOPOLOGY = Topology(
                 "eventName": ["INSERT"],
                 "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}},
             },
+        ),
+        StreamConsumer(
+            # Only an event's first write: a retried write of it is a MODIFY.
+            function="usage_aggregator",
+            filter_pattern={
+                "eventName": ["INSERT"],
+                "dynamodb": {"NewImage": {"kind": {"S": ["usage_event"]}}},
+            },
+            batch_size=1000,
+            max_batching_window_s=1,
+            max_retry_attempts=-1,
+            bisect_on_error=False,
         ),
     ),
     topics=(

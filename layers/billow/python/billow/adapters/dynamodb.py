@@ -13,6 +13,7 @@ Access patterns (each a key lookup or a Query, never a Scan); ``{org}`` is ``ORG
 - Stripe connection by code / all: PK={org} SK=INTEGRATION#stripe#{code} / begins_with
 - the catalog's sync state in Stripe: ``billow.adapters.stripe_sync_records``
 - the Billing Portal configuration in Stripe: ``billow.adapters.stripe_portal_records``
+- billable metrics, raw events and usage aggregates: ``billow.adapters.usage_records``
 - customer by external id / all (sweeps that visit each): PK={org} SK=CUSTOMER#{external_id}
   / begins_with
 - customer list, newest first (keys only): GSI3PK={org}#CUSTOMERS
@@ -65,6 +66,7 @@ from billow.adapters.table import (
     org_pk,
     packed,
 )
+from billow.adapters.usage_records import UsageRecords
 from billow.domain.customers import Customer, DefaultPaymentMethodState, PaymentMethod
 from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
@@ -103,6 +105,11 @@ class Store(BillingRecords, CatalogRecords, NumberingRecords, TableBase):
     def stripe_portal(self) -> StripePortalRecords:
         """The Billing Portal configuration kept in each connected Stripe account."""
         return StripePortalRecords(self)
+
+    @functools.cached_property
+    def usage(self) -> UsageRecords:
+        """Billable metrics, raw events and the aggregates charges are billed from."""
+        return UsageRecords(self)
 
     # -- organizations -------------------------------------------------------------------
 

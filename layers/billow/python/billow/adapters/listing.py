@@ -217,9 +217,9 @@ class ListRecords(TableBase):
                 request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return total
 
-    def get_items(self, keys: Sequence[Item]) -> list[Item]:
+    def get_items(self, keys: Sequence[Item], consistent: bool = False) -> list[Item]:
         """The items of ``keys`` in their order (one BatchGetItem per hundred; an item
-        deleted since its key was read is left out)."""
+        deleted since its key was read is left out). Eventually consistent unless asked."""
         found: dict[tuple[str, str], Item] = {}
         client = self.table.meta.client
         for start in range(0, len(keys), BATCH_GET_MAX):
@@ -228,7 +228,8 @@ class ListRecords(TableBase):
                     "Keys": [
                         {"PK": key["PK"], "SK": key["SK"]}
                         for key in keys[start : start + BATCH_GET_MAX]
-                    ]
+                    ],
+                    **({"ConsistentRead": True} if consistent else {}),
                 }
             }
             while pending:

@@ -178,9 +178,12 @@ class Transaction:
             action["ExpressionAttributeNames"] = names
         self.actions.append({"Delete": action})
 
-    def condition_check(self, key: Item, condition: str) -> None:
+    def condition_check(self, key: Item, condition: str, values: Item | None = None) -> None:
         """Fail the transaction unless ``condition`` holds for an item it does not write."""
-        self.actions.append({"ConditionCheck": {"Key": key, "ConditionExpression": condition}})
+        check: dict[str, Any] = {"Key": key, "ConditionExpression": condition}
+        if values:
+            check["ExpressionAttributeValues"] = values
+        self.actions.append({"ConditionCheck": check})
 
     def publish(self, events: Sequence[OutboxEvent]) -> None:
         """Stage the events in one outbox item per organization, however many there are.

@@ -19,8 +19,10 @@ from billow.api.responses.common import ErrorBody
 from billow.api.routes import (
     add_ons,
     applied_coupons,
+    billable_metrics,
     coupons,
     customers,
+    events,
     integrations,
     invoices,
     organizations,
@@ -73,6 +75,8 @@ ROUTERS = (
     add_ons,
     coupons,
     applied_coupons,
+    billable_metrics,
+    events,
 )
 for module in ROUTERS:
     app.include_router(module.router)

@@ -3,7 +3,7 @@ customers (Lago's catalog). Money is integer minor units; rates are Decimal, nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from billow.domain.clock import iso
 from billow.domain.identifiers import not_blank
+from billow.domain.usage import Charge
 
 # -- input building blocks (codes are identifiers, amounts money: see those modules) ----
 
@@ -128,6 +129,8 @@ class Plan(BaseModel):
     """Days."""
     pay_in_advance: bool = False
     tax_codes: list[str] = Field(default_factory=list)
+    charges: list[Charge] = Field(default_factory=list)
+    """Usage charges, billed in arrears at the end of each period."""
     created_at: str
     deleted_at: str | None = None
     """Deleted plans stay readable by id: subscriptions and invoices keep pointing at them."""
@@ -139,8 +142,10 @@ class Plan(BaseModel):
         *,
         active_subscriptions_count: int,
         draft_invoices_count: int,
+        charge_taxes: Mapping[str, Tax] | None = None,
     ) -> dict[str, object]:
-        """Lago's PlanObject; Billow plans have no usage charges or commitments."""
+        """Lago's PlanObject; Billow plans have no commitments or usage thresholds.
+        ``charge_taxes`` holds (at least) the taxes the charges name, by code."""
         return {
             "lago_id": self.lago_id,
             "name": self.name,
@@ -158,7 +163,16 @@ class Plan(BaseModel):
             "active_subscriptions_count": active_subscriptions_count,
             "draft_invoices_count": draft_invoices_count,
             "minimum_commitment": None,
-            "charges": [],
+            "charges": [
+                charge.as_lago(
+                    [
+                        (charge_taxes or {})[code]
+                        for code in charge.tax_codes
+                        if code in (charge_taxes or {})
+                    ]
+                )
+                for charge in self.charges
+            ],
             "fixed_charges": [],
             "usage_thresholds": [],
             "taxes": [tax.as_lago() for tax in taxes],

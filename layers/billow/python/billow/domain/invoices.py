@@ -16,12 +16,20 @@ PaymentStatus = Literal["pending", "succeeded", "failed"]
 PaymentBlock = Literal["no_payment_provider", "no_payment_method", "manual", "skip_psp"]
 
 
+ITEM_TYPES = {"subscription": "Subscription", "add_on": "AddOn", "charge": "BillableMetric"}
+"""Lago's ``item_type``: the kind of object ``lago_item_id`` names."""
+
+
 class FeeItem(BaseModel):
-    type: Literal["subscription", "add_on"]
+    type: Literal["subscription", "add_on", "charge"]
     code: str
     name: str
     invoice_display_name: str | None = None
     lago_item_id: str
+    """The subscription, the add-on, or (for a charge) the billable metric."""
+    filter_invoice_display_name: str | None = None
+    filters: dict[str, list[str]] | None = None
+    """A charge filter's values: the fee prices only the events that hold them."""
 
 
 class AppliedTax(BaseModel):
@@ -59,6 +67,18 @@ class Fee(BaseModel):
     pay_in_advance: bool = False
     description: str | None = None
     applied_taxes: list[AppliedTax] = Field(default_factory=list)
+    charge_id: str | None = None
+    charge_filter_id: str | None = None
+    events_count: int | None = None
+    total_aggregated_units: str | None = None
+    """A charge's units before its filters split them (its own ``units`` otherwise)."""
+    precise_amount: str | None = None
+    """The amount in major units before rounding to the currency (charges)."""
+    amount_details: dict[str, object] = Field(default_factory=dict)
+    true_up_fee_id: str | None = None
+    """The fee that tops this charge up to its minimum spend."""
+    true_up_parent_fee_id: str | None = None
+    """For a true-up fee: the charge fee it tops up."""
 
 
 class CouponCreditLine(BaseModel):
@@ -245,26 +265,27 @@ class Invoice(BaseModel):
     def _fee_as_lago(self, fee: Fee) -> dict[str, object]:
         return {
             "lago_id": fee.lago_id,
-            "lago_charge_id": None,
-            "lago_charge_filter_id": None,
+            "lago_charge_id": fee.charge_id,
+            "lago_charge_filter_id": fee.charge_filter_id,
             "lago_invoice_id": self.lago_id,
-            "lago_true_up_fee_id": None,
-            "lago_true_up_parent_fee_id": None,
+            "lago_true_up_fee_id": fee.true_up_fee_id,
+            "lago_true_up_parent_fee_id": fee.true_up_parent_fee_id,
             "lago_subscription_id": fee.lago_subscription_id,
             "lago_customer_id": self.lago_customer_id,
             "external_customer_id": self.external_customer_id,
             "external_subscription_id": fee.external_subscription_id,
             "amount_cents": fee.amount_cents,
-            "precise_amount": str(fee.amount_cents),
+            "precise_amount": fee.precise_amount or str(fee.amount_cents),
             "amount_currency": self.currency,
             "taxes_amount_cents": fee.taxes_amount_cents,
             "taxes_rate": float(fee.taxes_rate),
             "units": fee.units,
             "precise_unit_amount": str(fee.unit_amount_cents),
-            "total_aggregated_units": fee.units,
+            "total_aggregated_units": fee.total_aggregated_units or fee.units,
             "total_amount_cents": fee.total_amount_cents,
             "total_amount_currency": self.currency,
-            "events_count": None,
+            "events_count": fee.events_count,
+            "amount_details": fee.amount_details,
             "pay_in_advance": fee.pay_in_advance,
             "invoiceable": True,
             "from_date": fee.from_date,
@@ -289,7 +310,9 @@ class Invoice(BaseModel):
                 "name": fee.item.name,
                 "invoice_display_name": fee.item.invoice_display_name or fee.item.name,
                 "lago_item_id": fee.item.lago_item_id,
-                "item_type": "Subscription" if fee.item.type == "subscription" else "AddOn",
+                "item_type": ITEM_TYPES[fee.item.type],
+                "filter_invoice_display_name": fee.item.filter_invoice_display_name,
+                "filters": fee.item.filters,
             },
             "applied_taxes": [
                 {"lago_fee_id": fee.lago_id, **self._tax_as_lago(tax, fee.lago_id)}

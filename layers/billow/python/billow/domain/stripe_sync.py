@@ -29,6 +29,9 @@ SUBSCRIPTION_SYNC_OFF = "subscription_sync_disabled"
 FREE_PLAN = "free_plan"
 IN_TRIAL = "trial"
 CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
+USAGE_CHARGES = "plan_has_usage_charges"
+"""Stripe would bill the plan's fee but not its usage: Billow bills such plans itself
+until usage is synced to Stripe's invoices."""
 MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER = 500
 """Stripe's ceiling on a customer's active subscriptions."""
 HANDOVER_NEXT_PERIOD = "sync_starts_next_period"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -152,3 +153,14 @@ def is_upgrade(old_yearly_cents: int, new_yearly_cents: int) -> bool:
 
 
 YEARLY_FACTOR = {"weekly": 52, "monthly": 12, "quarterly": 4, "yearly": 1}
+
+
+def live_at(subscriptions: Iterable[Subscription], moment: datetime) -> Subscription | None:
+    """The generation of an external id that was running at ``moment``: usage is counted
+    from a subscription's start until its termination, as Lago counts it."""
+    for sub in subscriptions:
+        if sub.started_at is None or datetime.fromisoformat(sub.started_at) > moment:
+            continue
+        if sub.terminated_at is None or moment < datetime.fromisoformat(sub.terminated_at):
+            return sub
+    return None

@@ -67,6 +67,14 @@ class FeeDraft(BaseModel):
     tax_code_choices: list[list[str]] = Field(default_factory=list)
     """Candidate tax code lists in precedence order; the first non-empty one applies."""
     coupon_plan_code: str | None = None
+    charge_id: str | None = None
+    charge_filter_id: str | None = None
+    events_count: int | None = None
+    total_aggregated_units: str | None = None
+    precise_amount: str | None = None
+    amount_details: dict[str, object] = Field(default_factory=dict)
+    true_up_of: str | None = None
+    """For a minimum-spend true-up: the key of the charge fee it tops up."""
 
 
 def _taxes_for(
@@ -219,6 +227,7 @@ def issue_invoice(
         )
 
     fee_ids = {draft.key: stable_id("fee", invoice_id, draft.key) for draft in drafts}
+    true_ups = {draft.true_up_of: fee_ids[draft.key] for draft in drafts if draft.true_up_of}
     totals, taxes, calculation, tax_refusal = _taxed(
         deps, organization, customer, currency, invoice_id, drafts, fee_ids, totals_with
     )
@@ -243,6 +252,14 @@ def issue_invoice(
             external_subscription_id=draft.external_subscription_id,
             pay_in_advance=draft.pay_in_advance,
             description=draft.description,
+            charge_id=draft.charge_id,
+            charge_filter_id=draft.charge_filter_id,
+            events_count=draft.events_count,
+            total_aggregated_units=draft.total_aggregated_units,
+            precise_amount=draft.precise_amount,
+            amount_details=draft.amount_details,
+            true_up_parent_fee_id=fee_ids.get(draft.true_up_of or ""),
+            true_up_fee_id=true_ups.get(draft.key),
             applied_taxes=[
                 _applied_tax(
                     by_code.get(tax.code),

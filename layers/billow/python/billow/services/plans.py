@@ -1,4 +1,5 @@
-"""Plans (Lago's /plans): a recurring fee per interval. Usage charges are not supported."""
+"""Plans (Lago's /plans): a recurring fee per interval and usage charges
+(``billow.services.plan_charges``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from billow.services.catalog_writes import (
     updates_from,
 )
 from billow.services.lookups import get_plan, require_taxes
+from billow.services.plan_charges import ChargeInputs, build_charges, stage_metric_uses
 from billow.services.stripe_sync_requests import stage_sync, sync_views
 from billow.services.subscriptions.terminate import terminate_subscription
 
@@ -49,7 +51,7 @@ class PlanInput(CatalogInput):
     trial_period: Days | None = None
     pay_in_advance: bool | None = None
     tax_codes: IdentifierList | None = None
-    charges: list[Any] | None = None
+    charges: ChargeInputs | None = None
     fixed_charges: list[Any] | None = None
     usage_thresholds: list[Any] | None = None
     minimum_commitment: dict[str, Any] | None = None
@@ -73,7 +75,7 @@ BILLING_TERMS = frozenset({"code", "interval", "amount_currency", "pay_in_advanc
 def _refuse_usage_billing(given: PlanInput) -> None:
     unsupported: dict[str, object] = {
         field: ["not_supported"]
-        for field in ("charges", "fixed_charges", "usage_thresholds", "minimum_commitment")
+        for field in ("fixed_charges", "usage_thresholds", "minimum_commitment")
         if getattr(given, field)
     }
     if unsupported:
@@ -87,10 +89,15 @@ def list_page(
     return deps.store.plan_page(organization_id, (page - 1) * per_page, per_page)
 
 
-def _body(plan: Plan, taxes: Sequence[Tax], active_subscriptions: int) -> dict[str, object]:
+def _body(
+    plan: Plan, taxes: Sequence[Tax], active_subscriptions: int, charge_taxes: dict[str, Tax]
+) -> dict[str, object]:
     # Billow finalizes every invoice as it issues it: no plan ever has draft invoices.
     return plan.as_lago(
-        taxes, active_subscriptions_count=active_subscriptions, draft_invoices_count=0
+        taxes,
+        active_subscriptions_count=active_subscriptions,
+        draft_invoices_count=0,
+        charge_taxes=charge_taxes,
     )
 
 
@@ -108,6 +115,7 @@ def present(
                 plan,
                 [taxes[code] for code in plan.tax_codes if code in taxes],
                 active[plan.lago_id],
+                taxes,
             ),
             "stripe_sync": mirrored[plan.lago_id],
         }
@@ -116,11 +124,17 @@ def present(
 
 
 def _announce(
-    webhook_type: str, plan: Plan, taxes: Sequence[Tax], active_subscriptions: int
+    deps: Dependencies, webhook_type: str, plan: Plan, active_subscriptions: int
 ) -> OutboxEvent:
-    return webhook_event(
-        plan.organization_id, webhook_type, "plan", _body(plan, taxes, active_subscriptions)
+    codes = {*plan.tax_codes, *(code for charge in plan.charges for code in charge.tax_codes)}
+    taxes = {tax.code: tax for tax in deps.store.get_taxes(plan.organization_id, codes)}
+    body = _body(
+        plan,
+        [taxes[code] for code in plan.tax_codes if code in taxes],
+        active_subscriptions,
+        taxes,
     )
+    return webhook_event(plan.organization_id, webhook_type, "plan", body)
 
 
 def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput) -> Plan:
@@ -128,6 +142,7 @@ def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput
     taxes = require_taxes(deps, organization_id, given.tax_codes)
     if deps.store.get_plan(organization_id, given.code) is not None:
         raise code_taken()
+    charges = build_charges(deps, organization_id, given.charges or [], [])
     plan = Plan(
         lago_id=new_id(),
         organization_id=organization_id,
@@ -141,12 +156,14 @@ def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput
         trial_period=given.trial_period or Decimal(0),
         pay_in_advance=bool(given.pay_in_advance),
         tax_codes=[tax.code for tax in taxes],
+        charges=charges,
         created_at=iso(utcnow()),
     )
     transaction = Transaction()
     deps.store.stage_plan(transaction, plan, None)
+    stage_metric_uses(transaction, organization_id, [], plan.charges)
     stage_sync(deps, transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version)
-    transaction.publish([_announce("plan.created", plan, taxes, 0)])
+    transaction.publish([_announce(deps, "plan.created", plan, 0)])
     commit_claiming_code(deps, transaction, lambda: True)
     return plan
 
@@ -164,6 +181,10 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         updates["tax_codes"] = [
             tax.code for tax in require_taxes(deps, organization_id, given.tax_codes)
         ]
+    if given.charges is not None:
+        # Lago applies a plan's new charges to its running subscriptions at once: Billow
+        # bills each period's usage with the plan's charges as they are at its end.
+        updates["charges"] = build_charges(deps, organization_id, given.charges, before.charges)
     subscriptions = [
         subscription
         for subscription in deps.store.list_subscriptions(organization_id)
@@ -179,10 +200,10 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         _rename_in_coupons(deps, organization_id, before.code, after.code)
     transaction = Transaction()
     deps.store.stage_plan(transaction, after, before)
+    stage_metric_uses(transaction, organization_id, before.charges, after.charges)
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
     active = sum(1 for subscription in subscriptions if subscription.status == "active")
-    taxes = deps.store.get_taxes(organization_id, after.tax_codes)
-    transaction.publish([_announce("plan.updated", after, taxes, active)])
+    transaction.publish([_announce(deps, "plan.updated", after, active)])
     commit_claiming_code(
         deps,
         transaction,
@@ -199,10 +220,10 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
     transaction = Transaction()
     deps.store.stage_plan(transaction, after, before)
+    stage_metric_uses(transaction, organization_id, before.charges, [])
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
-    taxes = deps.store.get_taxes(organization_id, after.tax_codes)
     active = deps.store.active_subscription_counts(organization_id, [after.lago_id])[after.lago_id]
-    transaction.publish([_announce("plan.deleted", after, taxes, active)])
+    transaction.publish([_announce(deps, "plan.deleted", after, active)])
     deps.store.commit(transaction)
     now = utcnow()
     for sub in deps.store.list_subscriptions(organization_id):

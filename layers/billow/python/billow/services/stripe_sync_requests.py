@@ -21,6 +21,7 @@ from billow.domain.stripe_sync import (
     FREE_PLAN,
     IN_TRIAL,
     SUBSCRIPTION_SYNC_OFF,
+    USAGE_CHARGES,
     SyncedType,
     not_synced,
 )
@@ -102,13 +103,15 @@ def billing_owner(
     deps: Dependencies, customer: Customer, plan: Plan, trial_over: bool = False
 ) -> Owner:
     """Seed 004's rules: Stripe bills a subscription to a synced plan, unless the plan is
-    free, the subscription is in its trial (Billow hands it over when the trial ends,
-    ``trial_over``), or the customer is not in Stripe."""
+    free or charges for usage, the subscription is in its trial (Billow hands it over
+    when the trial ends, ``trial_over``), or the customer is not in Stripe."""
     connection = catalog_connection(deps, customer.organization_id)
     if connection is None or not connection.sync_subscriptions:
         return "billow", SUBSCRIPTION_SYNC_OFF
     if plan.amount_cents == 0:
         return "billow", FREE_PLAN
+    if plan.charges:
+        return "billow", USAGE_CHARGES
     if plan.trial_period > 0 and not trial_over:
         return "billow", IN_TRIAL
     if not customer.stripe_customer_id:

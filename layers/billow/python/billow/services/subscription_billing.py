@@ -8,6 +8,7 @@ subscription is next due (``next_billing_at``) is what the billing run's index f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from billow.adapters.dynamodb import Transaction
@@ -24,6 +25,7 @@ from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync_requests import billing_owner, sync_requested
+from billow.services.usage.fees import usage_fees
 
 INSTANT = timedelta(microseconds=1)
 
@@ -255,6 +257,22 @@ class Change:
         subscriptions per customer, whatever creations race."""
         self.starts: list[tuple[str, str, int]] = []
         """(organization, external id, generation) claims for brand-new subscriptions."""
+        self.usage_writes: list[Callable[[Transaction], None]] = []
+        """What billing usage moves with its invoice (recurring metrics' carried values)."""
+
+    def bill_usage(self, sub: Subscription, plan: Plan, at: datetime, timezone: str) -> None:
+        """Add the in-arrears usage charges of the period that ``at`` ends (a period
+        boundary, or a termination that cuts the period short). Stripe bills the usage of
+        the subscriptions it bills, so those are left to it."""
+        if not plan.charges or sub.started_at is None or sub.billed_by == "stripe":
+            return
+        period = period_at(sub, plan, at - INSTANT, timezone)
+        start = max(period.start, parse_iso(sub.started_at))
+        if start >= at:
+            return
+        drafts, writes = usage_fees(self.deps, sub, plan, (period.start, period.end), (start, at))
+        self.drafts.extend(drafts)
+        self.usage_writes.append(writes)
 
     def save(self, sub: Subscription, previous: Subscription | None) -> Subscription:
         saved = sub.model_copy(update={"version": (previous.version + 1) if previous else 0})
@@ -263,6 +281,8 @@ class Change:
 
     def stage(self, transaction: Transaction) -> list[OutboxEvent]:
         events = list(self.events)
+        for write in self.usage_writes:
+            write(transaction)
         for sub, before in self.writes:
             self.deps.store.stage_subscription(transaction, sub, before)
             if self.stripe_limit is not None and sub.billed_by == "stripe":
@@ -320,7 +340,10 @@ class Change:
                 apply_coupons=True,
                 issued_at=at,
                 payment_method=sub.payment_method,
-                billing_period=(drafts[0].from_date or "", drafts[-1].to_date or ""),
+                billing_period=(
+                    min(d.from_date or "" for d in drafts),
+                    max(d.to_date or "" for d in drafts),
+                ),
                 subscription_ids=sorted({d.lago_subscription_id or "" for d in drafts}),
                 stage_more=self.stage,
             )
@@ -374,8 +397,8 @@ def _bill_due_once(
         return "activated", saved.due_at()
     if sub.ending_at and parse_iso(sub.ending_at) <= due:
         ended, draft = terminate(sub, plan, due, timezone, bill=True)
-        if draft:
-            change.drafts.append(draft)
+        change.drafts.extend([draft] if draft else [])
+        change.bill_usage(sub, plan, due, timezone)
         saved = change.save(ended, sub)
         change.events.append(
             subscription_webhook("subscription.terminated", saved, plan, customer, due, timezone)
@@ -410,6 +433,8 @@ def _bill_due_once(
     arrears, billed = arrears_fee(sub, plan, due, timezone, terminating=False)
     advance, billed = (None, billed) if handing_over else advance_fee(billed, plan, due, timezone)
     change.drafts.extend(draft for draft in (arrears, advance) if draft)
+    if at_boundary:
+        change.bill_usage(sub, plan, due, timezone)
     moved = billed.model_copy(update={"next_billing_at": next_due(billed, plan, due, timezone)})
     if handing_over:
         moved = moved.model_copy(
@@ -479,6 +504,7 @@ def _swap_plans(
     ended, draft = terminate(sub, plan, due, timezone, bill=True)
     if draft:
         change.drafts.append(draft)
+    change.bill_usage(sub, plan, due, timezone)
     saved_old = change.save(ended, sub)
     change.events.append(
         subscription_webhook("subscription.terminated", saved_old, plan, customer, due, timezone)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from billow.api.responses.common import (
     LagoObject,
@@ -12,6 +12,7 @@ from billow.api.responses.common import (
     Timestamp,
 )
 from billow.domain.catalog import CouponType, Expiration, Frequency, Interval
+from billow.domain.usage import ChargeModelName
 
 
 class TaxObject(LagoObject):
@@ -36,9 +37,35 @@ class TaxWithCounts(TaxObject):
     charges_count: int
 
 
+class ChargeFilterObject(LagoObject):
+    invoice_display_name: str | None
+    properties: dict[str, Any]
+    values: dict[str, list[str]]
+
+
+class ChargeObject(LagoObject):
+    """One of a plan's usage charges (``properties`` as Lago's ChargeProperties)."""
+
+    lago_id: str
+    lago_billable_metric_id: str
+    billable_metric_code: str
+    code: str | None
+    invoice_display_name: str | None
+    created_at: Timestamp
+    charge_model: ChargeModelName
+    pay_in_advance: bool
+    invoiceable: bool
+    regroup_paid_fees: None
+    prorated: bool
+    min_amount_cents: int
+    properties: dict[str, Any]
+    filters: list[ChargeFilterObject]
+    taxes: list[TaxObject]
+
+
 class PlanObject(LagoObject):
-    """A plan: a fixed subscription fee per interval (Billow has no usage charges,
-    commitments or thresholds, so those are always null or empty)."""
+    """A plan: a subscription fee per interval and usage charges (Billow has no
+    commitments, fixed charges or thresholds, so those are always null or empty)."""
 
     lago_id: str
     name: str
@@ -57,7 +84,7 @@ class PlanObject(LagoObject):
     active_subscriptions_count: int
     draft_invoices_count: int
     minimum_commitment: None
-    charges: NoItems
+    charges: list[ChargeObject]
     fixed_charges: NoItems
     usage_thresholds: NoItems
     taxes: list[TaxObject]

@@ -3,7 +3,7 @@ links."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,24 +45,27 @@ class FeeAppliedTax(LagoObject):
 
 
 class FeeItem(LagoObject):
-    type: Literal["subscription", "add_on"]
+    type: Literal["subscription", "add_on", "charge"]
     code: str
     name: str
     invoice_display_name: str
     lago_item_id: str
-    item_type: Literal["Subscription", "AddOn"]
+    """The subscription, the add-on, or (for a charge) the billable metric."""
+    item_type: Literal["Subscription", "AddOn", "BillableMetric"]
+    filter_invoice_display_name: str | None
+    filters: dict[str, list[str]] | None
 
 
 class FeeObject(LagoObject):
-    """One line of an invoice: a subscription period or an add-on. Billow has no usage
-    charges, true-ups or per-fee payments, so those fields are always null."""
+    """One line of an invoice: a subscription period, an add-on, or a usage charge (and
+    its minimum-spend true-up). Billow has no per-fee payments, so those stay null."""
 
     lago_id: str
-    lago_charge_id: None
-    lago_charge_filter_id: None
+    lago_charge_id: str | None
+    lago_charge_filter_id: str | None
     lago_invoice_id: str
-    lago_true_up_fee_id: None
-    lago_true_up_parent_fee_id: None
+    lago_true_up_fee_id: str | None
+    lago_true_up_parent_fee_id: str | None
     lago_subscription_id: str | None
     lago_customer_id: str
     external_customer_id: str
@@ -77,7 +80,9 @@ class FeeObject(LagoObject):
     total_aggregated_units: str
     total_amount_cents: int
     total_amount_currency: str
-    events_count: None
+    events_count: int | None
+    amount_details: dict[str, Any]
+    """Lago's FeeAmountDetails: how a charge's amount was reached (tiers, packages…)."""
     pay_in_advance: bool
     invoiceable: bool
     from_date: Timestamp | None

@@ -57,6 +57,8 @@ def terminate_subscription(
         ended, draft = terminate(current, view.plan, now, view.timezone, bill=generate_invoice)
         if draft:
             change.drafts.append(draft)
+        if generate_invoice:
+            change.bill_usage(current, view.plan, now, view.timezone)
         saved = change.save(ended, current)
         change.events.append(
             subscription_webhook(

@@ -56,6 +56,7 @@ def upgrade(
     ended, old_fee = terminate(existing, old_plan, now, timezone, bill=True)
     if old_fee:
         change.drafts.append(old_fee)
+    change.bill_usage(existing, old_plan, now, timezone)
     saved_old = change.save(ended, existing)
     change.events.append(
         subscription_webhook(

@@ -1,0 +1,353 @@
+"""Usage's items: billable metrics, raw events, charge aggregates and their bookkeeping.
+
+A repository of its own, composed by the Store (``store.usage``). Access patterns;
+``{org}`` is ``ORG#{id}``:
+
+- metric by id (deleted ones too): PK={org} SK=METRIC#{lago_id}; live metric by code:
+  PK={org} SK=METRIC_CODE#{code} → lago_id; list, newest first (keys only):
+  GSI3PK={org}#METRICS GSI3SK={created_at}#{lago_id}, counted like the catalog's lists
+- raw event (TTL ``EVENT_RETENTION_S``): PK={org}#EVENTS#{bucket}
+  SK=EVENT#{len(transaction_id)}#{transaction_id}#{external_subscription_id}. The bucket
+  is a hash of the transaction id over ``EVENT_BUCKETS`` partitions, so one busy
+  subscription's writes spread over them (DynamoDB takes about 1,000 write units a second
+  per partition key), and an event is found by its transaction id alone (Lago's
+  ``GET /events/{transaction_id}``). The length prefix makes ``begins_with`` exact
+  whatever characters an id holds.
+- a charge's aggregate for one period (and filter): PK={org}
+  SK=USAGE#{subscription_lago_id}#{period_start}#{charge_lago_id}#{filter_lago_id or -};
+  billing and current usage read a period's with one Query: O(charges), never the events
+- what a recurring charge carries into the next period: PK={org}
+  SK=USAGE_CARRY#{subscription_lago_id}#{charge_lago_id}#{filter or -}
+- whether a value is present for a unique count: PK={org}
+  SK=USAGE_VALUE#{subscription}#{period_start or LIFETIME}#{charge}#{filter or -}#{sha256(value)}
+- a stream chunk already folded (TTL 2 days; DynamoDB streams keep records 24 hours):
+  PK=USAGE_RECEIPT#{first stream record's eventID} SK=USAGE_RECEIPT (ids, no tenant data)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Sequence
+from decimal import Decimal
+
+from billow.adapters.catalog_records import (
+    _item,
+    _load,
+    _stage_listed,
+    _stage_pointer,
+)
+from billow.adapters.listing import ALL, ListRecords, list_partition
+from billow.adapters.table import Item, Transaction, expires_in, org_pk, packed, unpacked
+from billow.domain.errors import ConcurrentUpdate
+from billow.domain.usage import AggregateState, BillableMetric, UsageEvent
+
+METRICS = "METRICS"
+EVENT_BUCKETS = 16
+EVENT_RETENTION_S = 400 * 24 * 3600
+"""Raw events are kept 400 days: a yearly period and a month of grace to audit or
+re-aggregate them, then DynamoDB's TTL removes them at no cost."""
+RECEIPT_TTL_S = 2 * 24 * 3600
+NO_FILTER = "-"
+
+
+def events_partition(organization_id: str, transaction_id: str) -> str:
+    bucket = zlib.crc32(transaction_id.encode()) % EVENT_BUCKETS
+    return f"{org_pk(organization_id)}#EVENTS#{bucket:02d}"
+
+
+def _event_prefix(transaction_id: str) -> str:
+    return f"EVENT#{len(transaction_id)}#{transaction_id}#"
+
+
+def event_key(organization_id: str, transaction_id: str, external_subscription_id: str) -> Item:
+    return {
+        "PK": events_partition(organization_id, transaction_id),
+        "SK": _event_prefix(transaction_id) + external_subscription_id,
+    }
+
+
+def aggregate_key(
+    organization_id: str, subscription_id: str, period: str, charge_id: str, filter_id: str | None
+) -> Item:
+    return {
+        "PK": org_pk(organization_id),
+        "SK": f"USAGE#{subscription_id}#{period}#{charge_id}#{filter_id or NO_FILTER}",
+    }
+
+
+def carry_key(
+    organization_id: str, subscription_id: str, charge_id: str, filter_id: str | None
+) -> Item:
+    return {
+        "PK": org_pk(organization_id),
+        "SK": f"USAGE_CARRY#{subscription_id}#{charge_id}#{filter_id or NO_FILTER}",
+    }
+
+
+def value_key(
+    organization_id: str,
+    subscription_id: str,
+    scope: str,
+    charge_id: str,
+    filter_id: str | None,
+    value: str,
+) -> Item:
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    owner = f"{subscription_id}#{scope}#{charge_id}#{filter_id or NO_FILTER}"
+    return {"PK": org_pk(organization_id), "SK": f"USAGE_VALUE#{owner}#{digest}"}
+
+
+def receipt_key(stream_event_id: str) -> Item:
+    return {"PK": f"USAGE_RECEIPT#{stream_event_id}", "SK": "USAGE_RECEIPT"}
+
+
+class StoredAggregate:
+    """An aggregate as read: its state, the version its write must expect, and which
+    charge and filter it belongs to."""
+
+    def __init__(self, item: Item | None) -> None:
+        self.version: int | None = int(str(item["version"])) if item else None
+        self.state = (
+            AggregateState.model_validate_json(str(item["state"])) if item else AggregateState()
+        )
+        self.charge_id = str(item["charge_id"]) if item else ""
+        self.filter_id = (
+            str(item["filter_id"]) if item and item.get("filter_id") != NO_FILTER else None
+        )
+
+
+class UsageRecords:
+    def __init__(self, store: ListRecords) -> None:
+        self._store = store
+
+    # -- metrics -------------------------------------------------------------------------
+
+    def get_metric(self, organization_id: str, code: str) -> BillableMetric | None:
+        """The live metric with this code (a deleted one has given its code up)."""
+        pointer = self._store._get(org_pk(organization_id), f"METRIC_CODE#{code}")
+        metric = (
+            self.get_metric_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
+        )
+        return metric if metric is not None and metric.deleted_at is None else None
+
+    def get_metric_by_id(self, organization_id: str, lago_id: str) -> BillableMetric | None:
+        item = self._store._get(org_pk(organization_id), f"METRIC#{lago_id}")
+        return _load(BillableMetric, item) if item else None
+
+    def get_metrics_by_id(
+        self, organization_id: str, lago_ids: Sequence[str]
+    ) -> dict[str, BillableMetric]:
+        keys = [
+            {"PK": org_pk(organization_id), "SK": f"METRIC#{lago_id}"}
+            for lago_id in dict.fromkeys(lago_ids)
+        ]
+        metrics = [_load(BillableMetric, item) for item in self._store.get_items(keys)]
+        return {metric.lago_id: metric for metric in metrics}
+
+    def metric_page(
+        self, organization_id: str, skip: int, take: int
+    ) -> tuple[list[BillableMetric], int]:
+        keys = self._store.page_keys(
+            "GSI3", [list_partition(organization_id, METRICS, "")], skip, take
+        )
+        page = [_load(BillableMetric, item) for item in self._store.get_items(keys)]
+        return page, self._store.count(organization_id, METRICS, [ALL])
+
+    def stage_metric(
+        self, transaction: Transaction, metric: BillableMetric, before: BillableMetric | None
+    ) -> None:
+        """A metric write, its list entry and count, and its code pointer (moved by a new
+        code, removed by a delete)."""
+        transaction.put_versioned(
+            _item(metric.organization_id, f"METRIC#{metric.lago_id}", "metric", metric, METRICS),
+            before.version if before else None,
+        )
+        _stage_listed(transaction, METRICS, metric, before, metric)
+        _stage_pointer(
+            transaction,
+            metric.organization_id,
+            "METRIC_CODE#",
+            metric.lago_id,
+            metric.code if metric.deleted_at is None else None,
+            before.code if before is not None and before.deleted_at is None else None,
+        )
+
+    # -- raw events ----------------------------------------------------------------------
+
+    def get_events(self, organization_id: str, keys: Sequence[tuple[str, str]]) -> list[UsageEvent]:
+        """The stored events among (transaction id, external subscription id) pairs.
+        Eventually consistent (half the read units): a race between two requests sending
+        the same event is settled by the stream, which reports only the first write as new."""
+        wanted = [event_key(organization_id, tx, sub) for tx, sub in dict.fromkeys(keys)]
+        return [
+            UsageEvent.model_validate(unpacked(item["data"]))
+            for item in self._store.get_items(wanted)
+        ]
+
+    def put_events(self, events: Sequence[UsageEvent]) -> None:
+        """Store events (BatchWriteItem, 25 at a time). Only an event's first write is an
+        INSERT on the stream, so an event written twice is still aggregated once."""
+        with self._store.table.batch_writer() as batch:
+            for event in events:
+                batch.put_item(Item=self._event_item(event))
+
+    def put_event_once(self, event: UsageEvent) -> bool:
+        """Store one event unless its key holds one already; False when it did."""
+        transaction = Transaction()
+        transaction.put(self._event_item(event), condition="attribute_not_exists(PK)")
+        try:
+            self._store.commit(transaction)
+        except ConcurrentUpdate:
+            return False
+        return True
+
+    @staticmethod
+    def _event_item(event: UsageEvent) -> Item:
+        return {
+            **event_key(
+                event.organization_id, event.transaction_id, event.external_subscription_id
+            ),
+            "kind": "usage_event",
+            "data": packed(event),
+            "expires_at": expires_in(EVENT_RETENTION_S),
+        }
+
+    def find_event(self, organization_id: str, transaction_id: str) -> UsageEvent | None:
+        """The event with this transaction id (the first by external subscription id when
+        several subscriptions used it, as Lago answers)."""
+        prefix = _event_prefix(transaction_id)
+        for item in self._store._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": events_partition(organization_id, transaction_id),
+                ":prefix": prefix,
+            },
+            ConsistentRead=True,
+            Limit=1,
+        ):
+            return UsageEvent.model_validate(unpacked(item["data"]))
+        return None
+
+    # -- aggregates ----------------------------------------------------------------------
+
+    def period_aggregates(
+        self, organization_id: str, subscription_id: str, period: str
+    ) -> list[StoredAggregate]:
+        """Every charge's (and filter's) aggregate of one period: one Query."""
+        return [
+            StoredAggregate(item)
+            for item in self._store._query_prefix(
+                org_pk(organization_id), f"USAGE#{subscription_id}#{period}#"
+            )
+        ]
+
+    def carried(
+        self, organization_id: str, subscription_id: str
+    ) -> dict[tuple[str, str | None], tuple[Decimal, str]]:
+        """What each recurring charge (and filter) carries: (value, the moment it holds at)."""
+        found: dict[tuple[str, str | None], tuple[Decimal, str]] = {}
+        for item in self._store._query_prefix(
+            org_pk(organization_id), f"USAGE_CARRY#{subscription_id}#"
+        ):
+            filter_id = str(item["filter_id"])
+            found[(str(item["charge_id"]), None if filter_id == NO_FILTER else filter_id)] = (
+                Decimal(str(item["value"])),
+                str(item["at"]),
+            )
+        return found
+
+    @staticmethod
+    def stage_carry(
+        transaction: Transaction,
+        organization_id: str,
+        subscription_id: str,
+        charge_id: str,
+        filter_id: str | None,
+        value: Decimal,
+        at: str,
+        previous_at: str | None,
+    ) -> None:
+        """Move a recurring charge's carried value to the moment ``at``, once: the write
+        expects the moment it was read at, so a second billing of the period fails."""
+        key = carry_key(organization_id, subscription_id, charge_id, filter_id)
+        item = {
+            **key,
+            "kind": "usage_carry",
+            "charge_id": charge_id,
+            "filter_id": filter_id or NO_FILTER,
+            "value": str(value),
+            "at": at,
+        }
+        if previous_at is None:
+            transaction.put(item, condition="attribute_not_exists(PK)")
+        else:
+            transaction.put(
+                item,
+                condition="#at = :previous",
+                values={":previous": previous_at},
+                names={"#at": "at"},
+            )
+
+    def read_for_fold(self, keys: Sequence[Item]) -> dict[tuple[str, str], Item]:
+        """Aggregates and value marks a stream chunk is about to change (consistent)."""
+        return {
+            (str(item["PK"]), str(item["SK"])): item
+            for item in self._store.get_items(keys, consistent=True)
+        }
+
+    @staticmethod
+    def stage_aggregate(
+        transaction: Transaction,
+        key: Item,
+        state: AggregateState,
+        expected_version: int | None,
+        charge_id: str,
+        filter_id: str | None,
+        period: tuple[str, str],
+    ) -> None:
+        transaction.put_versioned(
+            {
+                **key,
+                "kind": "usage_aggregate",
+                "state": state.model_dump_json(),
+                "version": (expected_version + 1) if expected_version is not None else 0,
+                "charge_id": charge_id,
+                "filter_id": filter_id or NO_FILTER,
+                "period_start": period[0],
+                "period_end": period[1],
+            },
+            expected_version,
+        )
+
+    @staticmethod
+    def stage_value_mark(
+        transaction: Transaction, key: Item, present: bool, mark: str, previous: Item | None
+    ) -> None:
+        """Whether a unique count's value is present, as of event ``mark`` (timestamp and
+        transaction id): only a later event changes it."""
+        item = {**key, "kind": "usage_value", "present": present, "mark": mark}
+        if previous is None:
+            transaction.put(item, condition="attribute_not_exists(PK)")
+        else:
+            transaction.put(
+                item, condition="mark = :previous", values={":previous": previous["mark"]}
+            )
+
+    @staticmethod
+    def stage_receipt(transaction: Transaction, stream_event_id: str, covered: int) -> None:
+        transaction.put(
+            {
+                **receipt_key(stream_event_id),
+                "kind": "usage_receipt",
+                "covered": covered,
+                "expires_at": expires_in(RECEIPT_TTL_S),
+            },
+            condition="attribute_not_exists(PK)",
+        )
+
+    def receipt(self, stream_event_id: str) -> int | None:
+        """How many records the chunk starting at this stream record covered, if folded."""
+        key = receipt_key(stream_event_id)
+        item = self._store._get(str(key["PK"]), str(key["SK"]))
+        return int(str(item["covered"])) if item else None

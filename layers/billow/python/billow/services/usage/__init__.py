@@ -1,0 +1,1 @@
+"""Usage-based billing: events in, aggregates kept, charges billed and shown."""

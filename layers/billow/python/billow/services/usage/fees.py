@@ -1,0 +1,241 @@
+"""What a subscription's usage of one period costs, charge by charge: for the invoice at
+the period's end, and for ``current_usage`` while the period runs.
+
+Reads one Query of the period's aggregates (and, for recurring metrics, one of what
+earlier periods carried), plus the plan's metrics: O(charges), whatever the number of
+events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from billow.adapters.table import Transaction
+from billow.composition import Dependencies
+from billow.domain import charge_models
+from billow.domain.catalog import Plan, plain
+from billow.domain.clock import iso
+from billow.domain.invoices import FeeItem
+from billow.domain.money import currency_exponent
+from billow.domain.subscriptions import Subscription
+from billow.domain.usage import AggregateState, BillableMetric, Charge, ChargeFilter, period_key
+from billow.services.invoicing import FeeDraft
+
+RECURRING_CARRY = frozenset({"sum_agg", "unique_count_agg", "weighted_sum_agg"})
+
+
+@dataclass(frozen=True)
+class GroupUsage:
+    """One charge's usage for one of its filters (or for the events no filter took)."""
+
+    charge_filter: ChargeFilter | None
+    state: AggregateState
+    units: Decimal
+    amount: charge_models.ChargeAmount
+    carried: Decimal
+    carried_at: str | None
+    """The moment the carried value held at, as stored (None: nothing carried yet)."""
+
+
+@dataclass(frozen=True)
+class ChargeUsage:
+    charge: Charge
+    metric: BillableMetric
+    groups: list[GroupUsage]
+
+    @property
+    def units(self) -> Decimal:
+        return sum((group.units for group in self.groups), Decimal(0))
+
+    @property
+    def events_count(self) -> int:
+        return sum(group.state.events_count for group in self.groups)
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(group.amount.amount_cents for group in self.groups)
+
+
+def period_usage(
+    deps: Dependencies, sub: Subscription, plan: Plan, period: tuple[datetime, datetime]
+) -> list[ChargeUsage]:
+    """Every charge of the plan, with what the period's events add up to and cost."""
+    if not plan.charges:
+        return []
+    organization_id = sub.organization_id
+    metrics = deps.store.usage.get_metrics_by_id(
+        organization_id, [charge.billable_metric_id for charge in plan.charges]
+    )
+    stored = {
+        (aggregate.charge_id, aggregate.filter_id): aggregate.state
+        for aggregate in deps.store.usage.period_aggregates(
+            organization_id, sub.lago_id, period_key(period[0])
+        )
+    }
+    recurring = any(
+        metrics[c.billable_metric_id].recurring
+        for c in plan.charges
+        if c.billable_metric_id in metrics
+    )
+    carried = deps.store.usage.carried(organization_id, sub.lago_id) if recurring else {}
+    usages: list[ChargeUsage] = []
+    for charge in plan.charges:
+        metric = metrics.get(charge.billable_metric_id)
+        if metric is None:
+            continue
+        groups: list[GroupUsage] = []
+        for charge_filter in [*charge.filters, None]:
+            filter_id = charge_filter.lago_id if charge_filter else None
+            state = stored.get((charge.lago_id, filter_id), AggregateState())
+            value, at = (Decimal(0), None)
+            if metric.recurring:
+                value, at = carried.get((charge.lago_id, filter_id), (Decimal(0), None))
+            units = metric.rounded(state.units(metric, value, period))
+            model = charge.charge_model
+            properties = charge_models.parse_properties(
+                model, charge_filter.properties if charge_filter else charge.properties
+            )
+            amount = charge_models.charge_amount(
+                properties,
+                charge_models.Usage(
+                    units=units,
+                    events_count=state.events_count,
+                    first_event_values=state.first_values(),
+                ),
+                plan.amount_currency,
+            )
+            groups.append(GroupUsage(charge_filter, state, units, amount, value, at))
+        usages.append(ChargeUsage(charge, metric, groups))
+    return usages
+
+
+def _fee_draft(
+    sub: Subscription,
+    plan: Plan,
+    usage: ChargeUsage,
+    group: GroupUsage,
+    span: tuple[datetime, datetime],
+) -> FeeDraft:
+    charge, metric = usage.charge, usage.metric
+    charge_filter = group.charge_filter
+    filter_id = charge_filter.lago_id if charge_filter else "-"
+    return FeeDraft(
+        key=f"charge:{sub.lago_id}:{charge.lago_id}:{filter_id}",
+        item=FeeItem(
+            type="charge",
+            code=metric.code,
+            name=metric.name,
+            invoice_display_name=charge.invoice_display_name,
+            lago_item_id=metric.lago_id,
+            filter_invoice_display_name=(
+                charge_filter.invoice_display_name
+                or ", ".join(v for values in charge_filter.values.values() for v in values)
+            )
+            if charge_filter
+            else None,
+            filters=charge_filter.values if charge_filter else None,
+        ),
+        amount_cents=group.amount.amount_cents,
+        unit_amount_cents=group.amount.unit_amount_cents,
+        units=plain(group.units),
+        from_date=iso(span[0]),
+        to_date=iso(span[1] - timedelta(seconds=1)),
+        lago_subscription_id=sub.lago_id,
+        external_subscription_id=sub.external_id,
+        tax_code_choices=[charge.tax_codes, plan.tax_codes],
+        coupon_plan_code=plan.code,
+        charge_id=charge.lago_id,
+        charge_filter_id=charge_filter.lago_id if charge_filter else None,
+        events_count=group.state.events_count,
+        total_aggregated_units=plain(usage.units),
+        precise_amount=plain(group.amount.precise_amount),
+        amount_details=group.amount.amount_details,
+    )
+
+
+def _true_up(
+    sub: Subscription,
+    plan: Plan,
+    usage: ChargeUsage,
+    parent: FeeDraft,
+    period: tuple[datetime, datetime],
+    span: tuple[datetime, datetime],
+) -> FeeDraft | None:
+    """Lago's minimum spend: the charge's minimum, prorated to the days billed, less what
+    its usage came to, as a fee of its own when positive."""
+    minimum = usage.charge.min_amount_cents
+    if not minimum:
+        return None
+    period_days = max(1, round((period[1] - period[0]) / timedelta(days=1)))
+    billed_days = max(0, round((span[1] - span[0]) / timedelta(days=1)))
+    prorated = minimum * billed_days // period_days if billed_days < period_days else minimum
+    shortfall = prorated - usage.amount_cents
+    if shortfall <= 0:
+        return None
+    exponent = currency_exponent(plan.amount_currency)
+    return parent.model_copy(
+        update={
+            "key": f"true_up:{sub.lago_id}:{usage.charge.lago_id}",
+            "amount_cents": shortfall,
+            "unit_amount_cents": shortfall,
+            "units": "1",
+            "events_count": 0,
+            "total_aggregated_units": "1",
+            "precise_amount": plain(Decimal(shortfall).scaleb(-exponent)),
+            "amount_details": {},
+            "charge_filter_id": None,
+            "true_up_of": parent.key,
+            "description": "Minimum spend true-up",
+        }
+    )
+
+
+def usage_fees(
+    deps: Dependencies,
+    sub: Subscription,
+    plan: Plan,
+    period: tuple[datetime, datetime],
+    span: tuple[datetime, datetime],
+) -> tuple[list[FeeDraft], Callable[[Transaction], None]]:
+    """The in-arrears charge fees of a period that ends (or is cut short by a
+    termination) at ``span[1]``, and the writes that must commit with their invoice: what
+    recurring metrics carry into the next period, moved exactly once."""
+    drafts: list[FeeDraft] = []
+    usages = period_usage(deps, sub, plan, period)
+    for usage in usages:
+        charge_drafts = [
+            _fee_draft(sub, plan, usage, group, span)
+            for group in usage.groups
+            if group.units or group.amount.amount_cents or group.state.events_count
+        ]
+        drafts.extend(charge_drafts)
+        if charge_drafts or usage.charge.min_amount_cents:
+            parent = (
+                charge_drafts[0]
+                if charge_drafts
+                else _fee_draft(sub, plan, usage, usage.groups[-1], span)
+            )
+            true_up = _true_up(sub, plan, usage, parent, period, span)
+            if true_up is not None:
+                drafts.append(true_up)
+
+    def stage_carries(transaction: Transaction) -> None:
+        for usage in usages:
+            if not usage.metric.recurring or usage.metric.aggregation_type not in RECURRING_CARRY:
+                continue
+            for group in usage.groups:
+                deps.store.usage.stage_carry(
+                    transaction,
+                    sub.organization_id,
+                    sub.lago_id,
+                    usage.charge.lago_id,
+                    group.charge_filter.lago_id if group.charge_filter else None,
+                    group.carried + group.state.total,
+                    iso(span[1]),
+                    group.carried_at,
+                )
+
+    return drafts, stage_carries
