@@ -287,3 +287,87 @@ def test_a_stripe_customer_says_whether_it_syncs_with_stripe(stripe_org: StripeO
     check(body, "Customer")
     assert body["customer"]["billing_configuration"]["sync_with_provider"] is False
     assert body["customer"]["billing_configuration"]["provider_customer_id"] is None
+
+
+def test_usage_bodies_match_lago(local_billow: Any, org: Any, subscribed: Any) -> None:
+    """Metrics, plans with charges, events, usage, the invoice's charge fees, and the
+    event.error webhook, each against the schema Lago declares for it."""
+    from tests.api.test_usage_billing import charge, metric, period_of, send, subscribe, usage_plan
+
+    calls = metric(org, "calls", "count_agg", filters=[{"key": "region", "values": ["eu"]}])
+    check({"billable_metric": calls}, "BillableMetric")
+    check(org.api.get("/billable_metrics")[1], "BillableMetricsPaginated")
+    storage = metric(org, "storage", "sum_agg", field_name="gb")
+    plan = usage_plan(
+        org,
+        "usage",
+        [
+            charge(
+                calls,
+                "standard",
+                properties={"amount": "0.1"},
+                filters=[{"values": {"region": ["eu"]}, "properties": {"amount": "0.2"}}],
+            ),
+            charge(
+                storage,
+                "graduated",
+                properties={
+                    "graduated_ranges": [
+                        {
+                            "from_value": 0,
+                            "to_value": 5,
+                            "flat_amount": "1",
+                            "per_unit_amount": "1",
+                        },
+                        {
+                            "from_value": 5,
+                            "to_value": None,
+                            "flat_amount": "0",
+                            "per_unit_amount": "0.5",
+                        },
+                    ]
+                },
+            ),
+        ],
+        description="Pay as you go",  # the contract types these as strings, not null
+        invoice_display_name="Usage",
+    )
+    check({"plan": plan}, "Plan")
+    subscription = subscribe(org, plan, "usage-contract")
+    start, end = period_of(subscription)
+    status, body = org.api.post(
+        "/events",
+        json={
+            "event": {
+                "transaction_id": "c-1",
+                "external_subscription_id": "usage-contract",
+                "code": "calls",
+                "timestamp": int(start.timestamp()) + 60,
+                "properties": {"region": "eu"},
+            }
+        },
+    )
+    assert status == 200, body
+    check(body, "EventCreated")
+    send(org, "usage-contract", "storage", start + (end - start) / 4, "s-1", gb=8)
+    send(org, "usage-contract", "nothing", start + (end - start) / 4, "n-1")
+    local_billow.wait_idle()
+    check(org.api.get("/events/c-1")[1], "Event")
+    status, body = org.api.get(
+        "/customers/usage-contract-customer/current_usage?external_subscription_id=usage-contract"
+    )
+    assert status == 200, body
+    check(body, "CustomerUsage")
+    status, body = org.api.get(
+        "/customers/usage-contract-customer/past_usage?external_subscription_id=usage-contract"
+    )
+    assert status == 200, body
+    check(body, "CustomerPastUsage")
+    check_webhook(webhooks(subscribed, "event.error")[0], "event_error")
+
+    local_billow.fire_schedule("billing-run", end)
+    local_billow.wait_idle()
+    status, listed = org.api.get("/invoices?external_customer_id=usage-contract-customer")
+    (invoice,) = listed["invoices"]
+    assert {fee["item"]["type"] for fee in invoice["fees"]} == {"subscription", "charge"}
+    check(org.api.get(f"/invoices/{invoice['lago_id']}")[1], "Invoice")

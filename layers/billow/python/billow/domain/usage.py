@@ -73,7 +73,7 @@ class BillableMetric(BaseModel):
             "rounding_precision": self.rounding_precision,
             "created_at": self.created_at,
             "field_name": self.field_name,
-            "expression": None,
+            "expression": "",
             "filters": [item.model_dump() for item in self.filters],
         }
 
@@ -101,6 +101,13 @@ class ChargeFilter(BaseModel):
     properties: dict[str, Any]
     """As Lago serves them (``billow.domain.charge_models.properties_as_lago``)."""
     values: dict[str, list[str]]
+
+    @property
+    def display_name(self) -> str:
+        """Its own name on invoices, else the values it prices (as Lago shows them)."""
+        return self.invoice_display_name or ", ".join(
+            value for values in self.values.values() for value in values
+        )
 
     def matches(self, properties: dict[str, Any]) -> bool:
         return all(str(properties.get(key)) in allowed for key, allowed in self.values.items())

@@ -25,7 +25,8 @@ class BillableMetricObject(LagoObject):
     rounding_precision: int | None
     created_at: Timestamp
     field_name: str | None
-    expression: None
+    expression: str
+    """Always empty: Billow aggregates a property (``field_name``), not an expression."""
     filters: list[MetricFilterObject]
 
 
@@ -77,7 +78,7 @@ class ChargeFilterUsage(LagoObject):
     total_aggregated_units: str
     events_count: int
     amount_cents: int
-    invoice_display_name: str | None
+    invoice_display_name: str
     values: dict[str, list[str]]
 
 

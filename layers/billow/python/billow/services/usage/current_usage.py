@@ -51,20 +51,20 @@ def _charge_usage(usage: ChargeUsage, currency: str) -> dict[str, object]:
             "code": usage.metric.code,
             "aggregation_type": usage.metric.aggregation_type,
         },
+        # A filtered charge shows each filter, then the events no filter took (priced by
+        # the charge itself, named after it).
         "filters": [
             {
                 **figures(group),
-                "invoice_display_name": group.charge_filter.invoice_display_name,
-                "values": group.charge_filter.values,
+                "invoice_display_name": group.charge_filter.display_name
+                if group.charge_filter
+                else usage.charge.invoice_display_name or usage.metric.name,
+                "values": group.charge_filter.values if group.charge_filter else {},
             }
-            for group in filtered
-            if group.charge_filter is not None
+            for group in usage.groups
         ]
-        + (
-            [{**figures(usage.groups[-1]), "invoice_display_name": None, "values": {}}]
-            if filtered
-            else []
-        ),
+        if filtered
+        else [],
         "grouped_usage": [],
     }
 

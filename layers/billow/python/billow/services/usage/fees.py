@@ -130,12 +130,7 @@ def _fee_draft(
             name=metric.name,
             invoice_display_name=charge.invoice_display_name,
             lago_item_id=metric.lago_id,
-            filter_invoice_display_name=(
-                charge_filter.invoice_display_name
-                or ", ".join(v for values in charge_filter.values.values() for v in values)
-            )
-            if charge_filter
-            else None,
+            filter_invoice_display_name=charge_filter.display_name if charge_filter else None,
             filters=charge_filter.values if charge_filter else None,
         ),
         amount_cents=group.amount.amount_cents,
