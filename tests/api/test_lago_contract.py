@@ -18,6 +18,14 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.api.conftest import StripeOrg, revoke_stripe_key
 from tests.api.test_customers import webhooks
+from tests.api.test_usage_billing import (
+    charge,
+    metric,
+    period_of,
+    send,
+    subscribe,
+    usage_plan,
+)
 
 CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "reference" / "lago-openapi.yaml"
 
@@ -292,8 +300,6 @@ def test_a_stripe_customer_says_whether_it_syncs_with_stripe(stripe_org: StripeO
 def test_usage_bodies_match_lago(local_billow: Any, org: Any, subscribed: Any) -> None:
     """Metrics, plans with charges, events, usage, the invoice's charge fees, and the
     event.error webhook, each against the schema Lago declares for it."""
-    from tests.api.test_usage_billing import charge, metric, period_of, send, subscribe, usage_plan
-
     calls = metric(org, "calls", "count_agg", filters=[{"key": "region", "values": ["eu"]}])
     check({"billable_metric": calls}, "BillableMetric")
     check(org.api.get("/billable_metrics")[1], "BillableMetricsPaginated")

@@ -148,7 +148,7 @@ def parse_properties(charge_model: ChargeModel, raw: dict[str, Any] | None) -> C
     return parsed  # type: ignore[return-value]
 
 
-def properties_as_lago(charge_model: ChargeModel, properties: ChargeProperties) -> dict[str, Any]:
+def properties_as_lago(properties: ChargeProperties) -> dict[str, Any]:
     """Lago's ChargeProperties for the model: decimals as plain strings."""
 
     def shown(value: object) -> object:

@@ -65,7 +65,7 @@ def _properties(model: ChargeModelName, raw: dict[str, Any] | None) -> dict[str,
     free_events = getattr(parsed, "free_units_per_events", None)
     if free_events is not None and free_events > EARLIEST_VALUES_KEPT:
         raise ValidationFailed({"free_units_per_events": ["value_is_out_of_range"]})
-    return properties_as_lago(model, parsed)
+    return properties_as_lago(parsed)
 
 
 def _filter(
