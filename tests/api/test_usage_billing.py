@@ -13,7 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 from billow.domain.periods import billing_period
-from tests.api.billing_helpers import invoices_of, webhooks
+from tests.api.billing_helpers import (
+    invoices_of,
+    payment_intents,
+    stripe_customer,
+    wait_payment_status,
+    webhooks,
+)
+from tests.api.conftest import StripeOrg
 
 HOUR = timedelta(hours=1)
 
@@ -249,7 +256,6 @@ def test_plans_carry_charges_and_refuse_bad_ones(org: Any) -> None:
     refusals = [
         (charge(calls, "standard", properties={"amount": "-1"}), 422),
         (charge(calls, "package", properties={"amount": "1", "package_size": 0}), 422),
-        (charge(calls, "standard", properties={"amount": "1"}, pay_in_advance=True), 422),
         (
             charge(
                 calls,
@@ -582,3 +588,119 @@ def test_a_recurring_metric_carries_its_total_into_the_next_period(
     local_billow.wait_idle()
     second = [i for i in invoices_of(org, "seats-1-customer") if i["lago_id"] != first["lago_id"]]
     assert charge_fees(second[0]) == [("7", 1400)]  # 3 carried + 4 more
+
+
+def test_pay_in_advance_charges_invoice_each_event_at_once_and_charge_it_through_stripe(
+    local_billow: Any, stripe_org: StripeOrg, subscribed: Any, wait_for: Any
+) -> None:
+    org = stripe_org
+    calls = metric(org, "calls", "count_agg")
+    storage = metric(org, "storage", "sum_agg", field_name="gb")
+    graduated = {
+        "graduated_ranges": [
+            {"from_value": 0, "to_value": 10, "flat_amount": "0", "per_unit_amount": "1"},
+            {"from_value": 10, "to_value": None, "flat_amount": "0", "per_unit_amount": "0.5"},
+        ]
+    }
+    usage_plan(
+        org,
+        "instant",
+        [
+            charge(calls, "standard", properties={"amount": "2"}, pay_in_advance=True),
+            charge(storage, "graduated", properties=graduated, pay_in_advance=True),
+        ],
+    )
+    cus = stripe_customer(org, "instant-customer", wait_for=wait_for)
+    status, body = org.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": "instant-customer",
+                "plan_code": "instant",
+                "external_id": "instant-1",
+                "billing_time": "anniversary",
+            }
+        },
+    )
+    assert status == 200, body
+    start, end = period_of(body["subscription"])
+    send(org, "instant-1", "calls", start + HOUR, "call-1")
+    send(org, "instant-1", "calls", start + HOUR, "call-1")  # a retry: one fee
+    send(org, "instant-1", "storage", start + HOUR, "gb-1", gb=8)  # 8 × 1
+    send(org, "instant-1", "storage", start + HOUR, "gb-2", gb=6)  # 2 × 1 + 4 × 0.5
+    local_billow.wait_idle()
+
+    invoices = invoices_of(org, "instant-customer")
+    fees = sorted(
+        (fee["item"]["code"], fee["units"], fee["amount_cents"], fee["pay_in_advance"])
+        for invoice in invoices
+        for fee in invoice["fees"]
+    )
+    assert fees == [
+        ("calls", "1", 200, True),
+        ("storage", "6", 400, True),
+        ("storage", "8", 800, True),
+    ]
+    assert all(invoice["invoice_type"] == "subscription" for invoice in invoices)
+    for invoice in invoices:
+        wait_payment_status(org, invoice["lago_id"], "succeeded", wait_for)
+    paid = sorted(pi["amount"] for pi in payment_intents(org, cus) if pi["status"] == "succeeded")
+    assert paid == [200, 400, 800]
+    assert len(webhooks(subscribed, "invoice.created")) == 3
+
+    # The period's invoice bills the plan's fee and none of these charges again.
+    local_billow.fire_schedule("billing-run", end)
+    local_billow.wait_idle()
+    (closing,) = [
+        i
+        for i in invoices_of(org, "instant-customer")
+        if i["lago_id"] not in {x["lago_id"] for x in invoices}
+    ]
+    assert [fee["item"]["type"] for fee in closing["fees"]] == ["subscription"]
+
+
+def test_pay_in_advance_charges_follow_lagos_rules(org: Any) -> None:
+    peak = metric(org, "peak", "max_agg", field_name="cpus")
+    calls = metric(org, "calls", "count_agg")
+    volume = {
+        "volume_ranges": [
+            {"from_value": 0, "to_value": None, "flat_amount": "0", "per_unit_amount": "1"}
+        ]
+    }
+    for index, (bad, field) in enumerate(
+        [
+            (
+                charge(peak, "standard", properties={"amount": "1"}, pay_in_advance=True),
+                "billable_metric",
+            ),
+            (charge(calls, "volume", properties=volume, pay_in_advance=True), "charge_model"),
+            (
+                charge(
+                    calls,
+                    "standard",
+                    properties={"amount": "1"},
+                    pay_in_advance=True,
+                    min_amount_cents=100,
+                ),
+                "min_amount_cents",
+            ),
+            (
+                charge(calls, "standard", properties={"amount": "1"}, invoiceable=False),
+                "invoiceable",
+            ),
+        ]
+    ):
+        status, body = org.api.post(
+            "/plans",
+            json={
+                "plan": {
+                    "name": "Bad",
+                    "code": f"bad-{index}",
+                    "interval": "monthly",
+                    "amount_cents": 0,
+                    "amount_currency": "EUR",
+                    "charges": [bad],
+                }
+            },
+        )
+        assert status == 422 and field in body["error_details"], (index, body)

@@ -62,6 +62,23 @@ class TaxTransactionRequested(BaseModel):
     invoice_id: str
 
 
+class AdvanceFeeDue(BaseModel):
+    """``usage.advance_fee_due``: invoice what one event added to a pay-in-advance charge
+    (advance-fees). The aggregator worked the amount out as it folded the event: the
+    charge's amount with the event, less its amount without it."""
+
+    subscription_id: str
+    external_subscription_id: str
+    charge_id: str
+    charge_filter_id: str | None
+    transaction_id: str
+    period: tuple[str, str]
+    units: str
+    amount_cents: int
+    precise_amount: str
+    amount_details: dict[str, object]
+
+
 class Command(BaseModel, Generic[PayloadT]):
     """An internal outbox event (``OutboxEvent`` with ``webhook`` false), payload typed."""
 

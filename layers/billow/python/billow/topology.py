@@ -27,6 +27,7 @@ PAYMENT_REQUESTED = "invoice.payment_requested"
 STRIPE_SYNC_REQUESTED = "stripe.sync_requested"
 CATALOG_SYNC_STARTED = "stripe.catalog_sync_started"
 TAX_TRANSACTION_REQUESTED = "stripe.tax_transaction_requested"
+ADVANCE_FEE_DUE = "usage.advance_fee_due"
 PAYMENT_FAILURE = "invoice.payment_failure"
 PAYMENT_UNMATCHED = "payment.unmatched"
 """A PaymentIntent in Stripe that names an invoice it does not pay (for the finance team)."""
@@ -391,6 +392,13 @@ TOPOLOGY = Topology(
             timeout_s=120,
         ),
         Function(
+            name="advance_fees",
+            code="advance_fees",
+            handler="handler.lambda_handler",
+            description="Invoices each event's pay-in-advance charge at once",
+            calls_stripe=False,
+        ),
+        Function(
             name="finance_alerts",
             code="finance_alerts",
             handler="handler.lambda_handler",
@@ -446,6 +454,7 @@ TOPOLOGY = Topology(
             max_concurrency=5,
         ),
         Queue(name="dunning", consumer="dunning", visibility_timeout_s=180),
+        Queue(name="advance-fees", consumer="advance_fees", visibility_timeout_s=180),
         Queue(name="finance-alerts", consumer="finance_alerts", visibility_timeout_s=180),
     ),
     rules=(
@@ -486,6 +495,12 @@ TOPOLOGY = Topology(
             description="Finalized invoices (and every retry) to charge through Stripe",
             event_pattern={"source": [EVENT_SOURCE], "detail-type": [PAYMENT_REQUESTED]},
             queue="payments",
+        ),
+        Rule(
+            name="advance-fees",
+            description="Pay-in-advance charges' fees, one invoice per event",
+            event_pattern={"source": [EVENT_SOURCE], "detail-type": [ADVANCE_FEE_DUE]},
+            queue="advance-fees",
         ),
         Rule(
             name="dunning",

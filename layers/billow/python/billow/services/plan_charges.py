@@ -2,8 +2,8 @@
 they price. A plan update sends the whole list: charges named by ``id`` keep their id
 (and so the usage already aggregated for them), the others are new.
 
-Not yet offered, and refused with a 422 rather than billed wrongly: pay-in-advance
-charges (and so ``invoiceable: false``) and prorated charges.
+Not offered, and refused with a 422 rather than billed wrongly: fees kept off invoices
+(``invoiceable: false``) and prorated charges.
 """
 
 from __future__ import annotations
@@ -83,6 +83,26 @@ def _filter(
     )
 
 
+PAY_IN_ADVANCE_AGGREGATIONS = frozenset({"count_agg", "sum_agg", "unique_count_agg"})
+
+
+def _check_pay_in_advance(item: ChargeInput, metric: BillableMetric) -> None:
+    """Lago's rules: each event is priced as it comes, so the charge's model must price
+    one event's part (not ``volume``), its metric must add up events (count, sum, unique
+    count), and it has no minimum spend. Billow also leaves out recurring metrics."""
+    errors: dict[str, object] = {}
+    if item.charge_model == "volume":
+        errors["charge_model"] = ["invalid_pay_in_advance_charge_model"]
+    if metric.aggregation_type not in PAY_IN_ADVANCE_AGGREGATIONS:
+        errors["billable_metric"] = ["invalid_aggregation_type_for_pay_in_advance"]
+    if metric.recurring:
+        errors["billable_metric"] = ["recurring_not_supported_for_pay_in_advance"]
+    if item.min_amount_cents:
+        errors["min_amount_cents"] = ["not_compatible_with_pay_in_advance"]
+    if errors:
+        raise ValidationFailed(errors)
+
+
 def _signature(values: dict[str, list[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(sorted((key, tuple(sorted(items))) for key, items in values.items()))
 
@@ -107,9 +127,11 @@ def build_charges(
         if metric is None or metric.deleted_at is not None:
             raise NotFound("billable_metric")
         if item.pay_in_advance:
-            raise ValidationFailed({"pay_in_advance": ["not_supported"]})
+            _check_pay_in_advance(item, metric)
         if item.invoiceable is False:
-            raise ValidationFailed({"invoiceable": ["must_be_true_unless_pay_in_advance"]})
+            # Lago keeps such fees off invoices (a fee and ``fee.created`` alone); Billow
+            # charges every fee through an invoice, so it offers invoiceable ones only.
+            raise ValidationFailed({"invoiceable": ["not_supported"]})
         if item.prorated:
             raise ValidationFailed({"prorated": ["not_supported"]})
         taxes = require_taxes(deps, organization_id, item.tax_codes)
@@ -130,6 +152,7 @@ def build_charges(
                 code=item.code,
                 invoice_display_name=item.invoice_display_name,
                 charge_model=item.charge_model,
+                pay_in_advance=bool(item.pay_in_advance),
                 min_amount_cents=item.min_amount_cents or 0,
                 properties=_properties(item.charge_model, item.properties),
                 filters=filters,

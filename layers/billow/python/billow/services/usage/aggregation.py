@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from billow.adapters.table import Item, Transaction
 from billow.adapters.usage_records import aggregate_key, value_key
 from billow.composition import Dependencies
-from billow.domain.catalog import Plan
-from billow.domain.clock import parse_iso
-from billow.domain.events import OutboxEvent, webhook_event
+from billow.domain.catalog import Plan, plain
+from billow.domain.clock import iso, parse_iso, stable_id
+from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.subscriptions import Subscription, live_at
 from billow.domain.usage import (
     AggregateState,
@@ -38,8 +38,11 @@ from billow.domain.usage import (
     numeric,
     period_key,
 )
+from billow.messages import AdvanceFeeDue
 from billow.services.retries import retry_on_race
 from billow.services.subscription_billing import period_at, timezone_of
+from billow.services.usage.fees import advance_fee
+from billow.topology import ADVANCE_FEE_DUE
 
 MAX_ITEMS_PER_CHUNK = 90
 """DynamoDB's transactions take 100 items; a chunk stops before it would need more."""
@@ -68,6 +71,8 @@ class _Target:
     """For ``unique_count_agg``: the value whose presence the event changes."""
     operation: str = "add"
     """Lago's ``operation_type`` property: ``remove`` takes a unique value away."""
+    currency: str = ""
+    """The plan's currency (a pay-in-advance charge prices each event as it folds)."""
 
     @property
     def value_key(self) -> Item | None:
@@ -189,6 +194,7 @@ def _targets(lookups: _Lookups, event: UsageEvent) -> tuple[list[_Target], Outbo
                 ),
                 distinct_value=distinct,
                 operation=str(event.properties.get("operation_type") or "add"),
+                currency=plan.amount_currency,
             )
         )
     return targets, None
@@ -231,6 +237,7 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
     """Fold the longest run of records from the start that fits one transaction."""
     planned: list[list[_Target]] = []
     errors: list[OutboxEvent] = []
+    advance = 0
     keys: dict[tuple[str, str], Item] = {}
     for streamed in records:
         targets, error = _targets(lookups, streamed.event)
@@ -242,7 +249,10 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
         organizations = {e.organization_id for e in errors} | (
             {error.organization_id} if error else set()
         )
-        if planned and len(wanted) + len(organizations) + 1 > MAX_ITEMS_PER_CHUNK:
+        # Each pay-in-advance fee is an event in the chunk's outbox item: bounded too,
+        # so the item stays far below DynamoDB's 400 KB.
+        advance += sum(1 for target in targets if target.charge.pay_in_advance)
+        if planned and len(wanted) + len(organizations) + advance + 1 > MAX_ITEMS_PER_CHUNK:
             break
         keys = wanted
         planned.append(targets)
@@ -251,6 +261,7 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
     stored = deps.store.usage.read_for_fold(list(keys.values()))
     states: dict[tuple[str, str], tuple[AggregateState, _Target]] = {}
     marks: dict[tuple[str, str], tuple[bool, str]] = {}
+    fees: list[OutboxEvent] = []
     for targets in planned:
         for target in targets:
             pair = (str(target.key["PK"]), str(target.key["SK"]))
@@ -264,10 +275,10 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
                 change, marks = _distinct_change(target, value_key_, stored, marks)
                 contribution = contribution.model_copy(update={"distinct_change": change})
             state, first = states[pair]
-            states[pair] = (
-                state.fold(contribution, target.period[1], _keep_earliest(target)),
-                first,
-            )
+            folded = state.fold(contribution, target.period[1], _keep_earliest(target))
+            states[pair] = (folded, first)
+            if target.charge.pay_in_advance and target.subscription.billed_by == "billow":
+                fees.append(_advance_fee_due(target, state, folded))
     transaction = Transaction()
     for pair, (state, target) in states.items():
         item = stored.get(pair)
@@ -285,9 +296,36 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
             transaction, {"PK": pair[0], "SK": pair[1]}, present, mark, stored.get(pair)
         )
     deps.store.usage.stage_receipt(transaction, records[0].stream_id, len(planned))
-    transaction.publish(errors)
+    transaction.publish([*errors, *fees])
     deps.store.commit(transaction)
     return len(planned)
+
+
+def _advance_fee_due(target: _Target, before: AggregateState, after: AggregateState) -> OutboxEvent:
+    """The command to invoice what the event added to a pay-in-advance charge; its id is
+    the event's, so a command put on the bus twice is still one fee."""
+    sub, charge = target.subscription, target.charge
+    units, amount = advance_fee(
+        target.metric, charge, target.charge_filter, before, after, target.period, target.currency
+    )
+    payload = AdvanceFeeDue(
+        subscription_id=sub.lago_id,
+        external_subscription_id=sub.external_id,
+        charge_id=charge.lago_id,
+        charge_filter_id=target.charge_filter.lago_id if target.charge_filter else None,
+        transaction_id=target.contribution.transaction_id,
+        period=(iso(target.period[0]), iso(target.period[1] - timedelta(seconds=1))),
+        units=plain(units),
+        amount_cents=amount.amount_cents,
+        precise_amount=plain(amount.precise_amount),
+        amount_details=amount.amount_details,
+    )
+    return internal_event(
+        sub.organization_id,
+        ADVANCE_FEE_DUE,
+        payload.model_dump(),
+        event_id=stable_id("advance-fee-due", sub.lago_id, charge.lago_id, payload.transaction_id),
+    )
 
 
 def _distinct_change(

@@ -112,6 +112,37 @@ def period_usage(
     return usages
 
 
+def advance_fee(
+    metric: BillableMetric,
+    charge: Charge,
+    charge_filter: ChargeFilter | None,
+    before: AggregateState,
+    after: AggregateState,
+    period: tuple[datetime, datetime],
+    currency: str,
+) -> tuple[Decimal, charge_models.ChargeAmount]:
+    """What one event adds to a pay-in-advance charge, as Lago prices it: the charge's
+    amount with the event, less its amount without it (units and amount)."""
+    properties = charge_models.parse_properties(
+        charge.charge_model, charge_filter.properties if charge_filter else charge.properties
+    )
+
+    def priced(state: AggregateState) -> tuple[Decimal, charge_models.ChargeAmount]:
+        units = metric.rounded(state.units(metric, Decimal(0), period))
+        usage = charge_models.Usage(
+            units=units, events_count=state.events_count, first_event_values=state.first_values()
+        )
+        return units, charge_models.charge_amount(properties, usage, currency)
+
+    (units_before, amount_before), (units_after, amount_after) = priced(before), priced(after)
+    return units_after - units_before, charge_models.ChargeAmount(
+        amount_cents=amount_after.amount_cents - amount_before.amount_cents,
+        precise_amount=amount_after.precise_amount - amount_before.precise_amount,
+        unit_amount_cents=amount_after.amount_cents - amount_before.amount_cents,
+        amount_details=amount_after.amount_details,
+    )
+
+
 def _fee_draft(
     sub: Subscription,
     plan: Plan,
@@ -201,6 +232,8 @@ def usage_fees(
     drafts: list[FeeDraft] = []
     usages = period_usage(deps, sub, plan, period)
     for usage in usages:
+        if usage.charge.pay_in_advance:
+            continue  # each event's fee was invoiced as it came (advance_fees)
         charge_drafts = [
             _fee_draft(sub, plan, usage, group, span)
             for group in usage.groups
