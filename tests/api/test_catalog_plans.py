@@ -71,7 +71,7 @@ def test_plan_validation_changes_nothing(org: Any) -> None:
             {"charges.0.charge_model"},
         ),
         ({"fixed_charges": [{"add_on_id": "x"}]}, {"fixed_charges"}),
-        ({"usage_thresholds": [{"amount_cents": 1}]}, {"usage_thresholds"}),
+        ({"usage_thresholds": [{"amount_cents": 0}]}, {"usage_thresholds.0.amount_cents"}),
         ({"minimum_commitment": {"amount_cents": 1}}, {"minimum_commitment"}),
     ]
     for changes, named in cases:

@@ -704,3 +704,65 @@ def test_pay_in_advance_charges_follow_lagos_rules(org: Any) -> None:
             },
         )
         assert status == 422 and field in body["error_details"], (index, body)
+
+
+def test_progressive_billing_invoices_usage_as_it_reaches_each_threshold(
+    local_billow: Any, org: Any, subscribed: Any
+) -> None:
+    calls = metric(org, "calls", "count_agg")
+    plan = usage_plan(
+        org,
+        "progressive",
+        [charge(calls, "standard", properties={"amount": "1"})],
+        usage_thresholds=[
+            {"threshold_display_name": "First 5", "amount_cents": 500},
+            {"threshold_display_name": "Every 10 more", "amount_cents": 1000, "recurring": True},
+        ],
+    )
+    assert [(t["amount_cents"], t["recurring"]) for t in plan["usage_thresholds"]] == [
+        (500, False),
+        (1000, True),
+    ]
+    subscription = subscribe(org, plan, "prog-1")
+    start, end = period_of(subscription)
+    sent = 0
+
+    def calls_made(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            send(org, "prog-1", "calls", start + HOUR, f"call-{sent}")
+            sent += 1
+        local_billow.wait_idle()
+
+    def progressive() -> list[dict[str, Any]]:
+        found = invoices_of(org, "prog-1-customer")
+        return sorted(
+            (i for i in found if i["invoice_type"] == "progressive_billing"),
+            key=lambda i: i["sequential_id"],
+        )
+
+    calls_made(3)  # 3.00: below the first threshold
+    assert progressive() == []
+    calls_made(3)  # 6.00: the first threshold (5.00) is reached
+    (first,) = progressive()
+    assert charge_fees(first) == [("6", 600)]
+    assert first["applied_usage_thresholds"][0]["usage_threshold"]["amount_cents"] == 500
+    assert first["applied_usage_thresholds"][0]["lifetime_usage_amount_cents"] == 600
+    calls_made(4)  # 10.00: the next level is at 15.00
+    assert len(progressive()) == 1
+    calls_made(6)  # 16.00: 5.00 + one recurring 10.00 reached; 10.00 more is invoiced
+    first, second = progressive()
+    assert charge_fees(second) == [("16", 1000)]
+    assert second["applied_usage_thresholds"][0]["usage_threshold"]["recurring"] is True
+    reached = webhooks(subscribed, "subscription.usage_threshold_reached")
+    assert [w["subscription"]["usage_threshold"]["amount_cents"] for w in reached] == [500, 1000]
+
+    # The period's own invoice bills the plan and only what was not invoiced yet.
+    calls_made(2)  # 18.00 in all
+    local_billow.fire_schedule("billing-run", end)
+    local_billow.wait_idle()
+    (closing,) = [
+        i for i in invoices_of(org, "prog-1-customer") if i["invoice_type"] == "subscription"
+    ]
+    assert charge_fees(closing) == [("18", 200)]  # 18.00 − 6.00 − 10.00
+    assert closing["fees_amount_cents"] == 1000 + 200

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel, ConfigDict, RootModel
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -67,6 +67,8 @@ class AdvanceFeeDue(BaseModel):
     (advance-fees). The aggregator worked the amount out as it folded the event: the
     charge's amount with the event, less its amount without it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     subscription_id: str
     external_subscription_id: str
     charge_id: str
@@ -79,6 +81,18 @@ class AdvanceFeeDue(BaseModel):
     amount_details: dict[str, object]
 
 
+class ThresholdCheckRequested(BaseModel):
+    """``usage.threshold_check_requested``: the subscription's usage of this period grew;
+    invoice it if it reached its next progressive billing threshold (usage-invoices)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str
+    external_subscription_id: str
+    period: tuple[str, str]
+    """Start and end of the period, as ISO instants."""
+
+
 class Command(BaseModel, Generic[PayloadT]):
     """An internal outbox event (``OutboxEvent`` with ``webhook`` false), payload typed."""
 
@@ -88,6 +102,10 @@ class Command(BaseModel, Generic[PayloadT]):
     webhook: Literal[False]
     occurred_at: str
     payload: PayloadT
+
+
+class UsageInvoiceMessage(RootModel[Command[AdvanceFeeDue] | Command[ThresholdCheckRequested]]):
+    """What the usage-invoices queue carries (their payloads tell them apart)."""
 
 
 class StripeSyncMessage(

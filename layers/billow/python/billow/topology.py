@@ -28,6 +28,7 @@ STRIPE_SYNC_REQUESTED = "stripe.sync_requested"
 CATALOG_SYNC_STARTED = "stripe.catalog_sync_started"
 TAX_TRANSACTION_REQUESTED = "stripe.tax_transaction_requested"
 ADVANCE_FEE_DUE = "usage.advance_fee_due"
+THRESHOLD_CHECK_REQUESTED = "usage.threshold_check_requested"
 PAYMENT_FAILURE = "invoice.payment_failure"
 PAYMENT_UNMATCHED = "payment.unmatched"
 """A PaymentIntent in Stripe that names an invoice it does not pay (for the finance team)."""
@@ -392,10 +393,10 @@ TOPOLOGY = Topology(
             timeout_s=120,
         ),
         Function(
-            name="advance_fees",
-            code="advance_fees",
+            name="usage_invoices",
+            code="usage_invoices",
             handler="handler.lambda_handler",
-            description="Invoices each event's pay-in-advance charge at once",
+            description="Invoices usage within a period: pay-in-advance fees, thresholds",
             calls_stripe=False,
         ),
         Function(
@@ -454,7 +455,7 @@ TOPOLOGY = Topology(
             max_concurrency=5,
         ),
         Queue(name="dunning", consumer="dunning", visibility_timeout_s=180),
-        Queue(name="advance-fees", consumer="advance_fees", visibility_timeout_s=180),
+        Queue(name="usage-invoices", consumer="usage_invoices", visibility_timeout_s=180),
         Queue(name="finance-alerts", consumer="finance_alerts", visibility_timeout_s=180),
     ),
     rules=(
@@ -497,10 +498,14 @@ TOPOLOGY = Topology(
             queue="payments",
         ),
         Rule(
-            name="advance-fees",
-            description="Pay-in-advance charges' fees, one invoice per event",
-            event_pattern={"source": [EVENT_SOURCE], "detail-type": [ADVANCE_FEE_DUE]},
-            queue="advance-fees",
+            name="usage-invoices",
+            description="Pay-in-advance charges' fees (an invoice per event) and usage to "
+            "hold against progressive billing's thresholds",
+            event_pattern={
+                "source": [EVENT_SOURCE],
+                "detail-type": [ADVANCE_FEE_DUE, THRESHOLD_CHECK_REQUESTED],
+            },
+            queue="usage-invoices",
         ),
         Rule(
             name="dunning",

@@ -20,6 +20,8 @@ A repository of its own, composed by the Store (``store.usage``). Access pattern
   SK=USAGE_CARRY#{subscription_lago_id}#{charge_lago_id}#{filter or -}
 - whether a value is present for a unique count: PK={org}
   SK=USAGE_VALUE#{subscription}#{period_start or LIFETIME}#{charge}#{filter or -}#{sha256(value)}
+- what progressive billing invoiced of a period, and whether the period is closed:
+  PK={org} SK=USAGE_PROGRESS#{subscription_lago_id}#{period_start}
 - a stream chunk already folded (TTL 2 days; DynamoDB streams keep records 24 hours):
   PK=USAGE_RECEIPT#{first stream record's eventID} SK=USAGE_RECEIPT (ids, no tenant data)
 """
@@ -30,6 +32,8 @@ import hashlib
 import zlib
 from collections.abc import Sequence
 from decimal import Decimal
+
+from pydantic import BaseModel, Field
 
 from billow.adapters.catalog_records import (
     _item,
@@ -115,6 +119,22 @@ class StoredAggregate:
         self.filter_id = (
             str(item["filter_id"]) if item and item.get("filter_id") != NO_FILTER else None
         )
+
+
+class Progress(BaseModel):
+    """Progressive billing's record of one subscription period: the threshold levels
+    already invoiced, what each charge (and filter) was invoiced so far, and whether the
+    period's own invoice closed it (nothing more is invoiced for it then)."""
+
+    level: int = 0
+    billed: dict[str, int] = Field(default_factory=dict)
+    closed: bool = False
+    version: int | None = None
+    """The version read (None: no record yet); a write expects it."""
+
+
+def group_key(charge_id: str, filter_id: str | None) -> str:
+    return f"{charge_id}#{filter_id or NO_FILTER}"
 
 
 class UsageRecords:
@@ -228,6 +248,40 @@ class UsageRecords:
         ):
             return UsageEvent.model_validate(unpacked(item["data"]))
         return None
+
+    # -- progressive billing ---------------------------------------------------------------
+
+    def get_progress(self, organization_id: str, subscription_id: str, period: str) -> Progress:
+        item = self._store._get(
+            org_pk(organization_id), f"USAGE_PROGRESS#{subscription_id}#{period}"
+        )
+        if item is None:
+            return Progress()
+        return Progress.model_validate_json(str(item["progress"])).model_copy(
+            update={"version": int(str(item["version"]))}
+        )
+
+    @staticmethod
+    def stage_progress(
+        transaction: Transaction,
+        organization_id: str,
+        subscription_id: str,
+        period: str,
+        progress: Progress,
+    ) -> None:
+        """Written only over the version that was read: the period's invoice and a
+        threshold's invoice never both act on the same reading."""
+        version = progress.version
+        transaction.put_versioned(
+            {
+                "PK": org_pk(organization_id),
+                "SK": f"USAGE_PROGRESS#{subscription_id}#{period}",
+                "kind": "usage_progress",
+                "progress": progress.model_dump_json(exclude={"version"}),
+                "version": 0 if version is None else version + 1,
+            },
+            version,
+        )
 
     # -- aggregates ----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from billow.domain.clock import iso
 from billow.domain.identifiers import not_blank
-from billow.domain.usage import Charge
+from billow.domain.usage import Charge, UsageThreshold
 
 # -- input building blocks (codes are identifiers, amounts money: see those modules) ----
 
@@ -131,6 +131,8 @@ class Plan(BaseModel):
     tax_codes: list[str] = Field(default_factory=list)
     charges: list[Charge] = Field(default_factory=list)
     """Usage charges, billed in arrears at the end of each period."""
+    usage_thresholds: list[UsageThreshold] = Field(default_factory=list)
+    """Progressive billing: usage invoiced within the period as it reaches these."""
     created_at: str
     deleted_at: str | None = None
     """Deleted plans stay readable by id: subscriptions and invoices keep pointing at them."""
@@ -144,7 +146,7 @@ class Plan(BaseModel):
         draft_invoices_count: int,
         charge_taxes: Mapping[str, Tax] | None = None,
     ) -> dict[str, object]:
-        """Lago's PlanObject; Billow plans have no commitments or usage thresholds.
+        """Lago's PlanObject; Billow plans have no commitments or fixed charges.
         ``charge_taxes`` holds (at least) the taxes the charges name, by code."""
         return {
             "lago_id": self.lago_id,
@@ -174,7 +176,7 @@ class Plan(BaseModel):
                 for charge in self.charges
             ],
             "fixed_charges": [],
-            "usage_thresholds": [],
+            "usage_thresholds": [threshold.as_lago() for threshold in self.usage_thresholds],
             "taxes": [tax.as_lago() for tax in taxes],
         }
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from billow.domain.clock import stable_id
 from billow.domain.subscriptions import PaymentMethodChoice
 
-InvoiceType = Literal["subscription", "one_off"]
+InvoiceType = Literal["subscription", "one_off", "progressive_billing"]
 InvoiceStatus = Literal["draft", "finalized", "voided"]
 PaymentStatus = Literal["pending", "succeeded", "failed"]
 PaymentBlock = Literal["no_payment_provider", "no_payment_method", "manual", "skip_psp"]
@@ -149,6 +149,9 @@ class Invoice(BaseModel):
     voided_at: str | None = None
     version: int = 0
     stripe_tax: StripeTaxLink | None = None
+    applied_usage_thresholds: list[dict[str, object]] = Field(default_factory=list)
+    """A progressive billing invoice: the threshold reached and the usage then (Lago's
+    AppliedUsageThresholdObject)."""
     stripe_invoice: StripeInvoiceLink | None = None
     """Set on the read-only copy of an invoice Stripe Billing issued (a synced
     subscription's): Stripe charges it, Billow never does."""
@@ -250,7 +253,7 @@ class Invoice(BaseModel):
                 for tax in self.applied_taxes
             ],
             "applied_invoice_custom_sections": [],
-            "applied_usage_thresholds": [],
+            "applied_usage_thresholds": self.applied_usage_thresholds,
             "fees": [self._fee_as_lago(fee) for fee in self.fees],
             "credits": [self._credit_as_lago(credit) for credit in self.credits],
             "subscriptions": [],

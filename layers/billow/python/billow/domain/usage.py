@@ -165,6 +165,46 @@ class Charge(BaseModel):
         return max(matching, key=lambda item: len(item.values)) if matching else None
 
 
+class UsageThreshold(BaseModel):
+    """Lago's progressive billing: once a period's usage reaches ``amount_cents``, what it
+    came to so far is invoiced at once. A recurring threshold repeats every
+    ``amount_cents`` above the highest fixed one."""
+
+    lago_id: str
+    threshold_display_name: str | None = None
+    amount_cents: int
+    recurring: bool = False
+    created_at: str
+
+    def as_lago(self) -> dict[str, object]:
+        return {
+            "lago_id": self.lago_id,
+            "threshold_display_name": self.threshold_display_name,
+            "amount_cents": self.amount_cents,
+            "recurring": self.recurring,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
+
+
+def thresholds_reached(
+    thresholds: Sequence[UsageThreshold], amount_cents: int
+) -> tuple[int, UsageThreshold | None]:
+    """How many threshold levels a period's usage has reached, and the last one: the
+    fixed thresholds in ascending order, then the recurring one every time its amount
+    is added again above the highest fixed one."""
+    fixed = sorted((t for t in thresholds if not t.recurring), key=lambda t: t.amount_cents)
+    reached = [t for t in fixed if amount_cents >= t.amount_cents]
+    level, last = len(reached), (reached[-1] if reached else None)
+    recurring = next((t for t in thresholds if t.recurring), None)
+    if recurring is not None and recurring.amount_cents > 0:
+        base = fixed[-1].amount_cents if fixed else 0
+        if amount_cents >= base + recurring.amount_cents:
+            level += (amount_cents - base) // recurring.amount_cents
+            last = recurring
+    return level, last
+
+
 # -- events -------------------------------------------------------------------------------
 
 

@@ -188,6 +188,7 @@ def issue_invoice(
     subscription_ids: list[str] | None = None,
     stage_more: Callable[[Transaction], list[OutboxEvent]] | None = None,
     refuse_uncollectable: bool = False,
+    applied_usage_thresholds: list[dict[str, object]] | None = None,
 ) -> Invoice:
     """Issue one finalized invoice, or return the one already issued under ``invoice_id``.
 
@@ -331,6 +332,7 @@ def issue_invoice(
         created_at=iso(issued_at),
         updated_at=iso(issued_at),
         stripe_tax=stripe_tax_service.link(calculation) if calculation else None,
+        applied_usage_thresholds=applied_usage_thresholds or [],
     )
     if invoice.total_amount_cents == 0:
         invoice = invoice.model_copy(update={"payment_status": "succeeded", "payment_block": None})

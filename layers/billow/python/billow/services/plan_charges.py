@@ -19,13 +19,14 @@ from billow.domain.charge_models import parse_properties, properties_as_lago
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.errors import NotFound, ValidationFailed
 from billow.domain.identifiers import Identifier, IdentifierList
-from billow.domain.money import Cents
+from billow.domain.money import MAX_CENTS, Cents
 from billow.domain.usage import (
     EARLIEST_VALUES_KEPT,
     BillableMetric,
     Charge,
     ChargeFilter,
     ChargeModelName,
+    UsageThreshold,
 )
 from billow.services.billable_metrics import uses_key
 from billow.services.catalog_writes import CatalogInput
@@ -58,6 +59,42 @@ class ChargeInput(CatalogInput):
 
 
 ChargeInputs = Annotated[list[ChargeInput], Field(max_length=100)]
+
+
+class UsageThresholdInput(CatalogInput):
+    """Lago's UsageThresholdInput."""
+
+    threshold_display_name: DisplayName | None = None
+    amount_cents: Annotated[int, Field(gt=0, le=MAX_CENTS)]
+    recurring: bool | None = None
+
+
+UsageThresholdInputs = Annotated[list[UsageThresholdInput], Field(max_length=20)]
+
+
+def build_thresholds(
+    given: Sequence[UsageThresholdInput], before: Sequence[UsageThreshold]
+) -> list[UsageThreshold]:
+    """Lago's rules: at most one recurring threshold, and no two fixed ones at the same
+    amount. A threshold the plan already had (same amount and kind) keeps its id."""
+    if sum(1 for item in given if item.recurring) > 1:
+        raise ValidationFailed({"usage_thresholds": ["multiple_recurring_thresholds"]})
+    amounts = [item.amount_cents for item in given if not item.recurring]
+    if len(set(amounts)) != len(amounts):
+        raise ValidationFailed({"usage_thresholds": ["duplicated_amount_cents"]})
+    kept = {(t.amount_cents, t.recurring): t for t in before}
+    now = iso(utcnow())
+    return [
+        UsageThreshold(
+            lago_id=previous.lago_id if previous else new_id(),
+            threshold_display_name=item.threshold_display_name,
+            amount_cents=item.amount_cents,
+            recurring=bool(item.recurring),
+            created_at=previous.created_at if previous else now,
+        )
+        for item in given
+        for previous in [kept.get((item.amount_cents, bool(item.recurring)))]
+    ]
 
 
 def _properties(model: ChargeModelName, raw: dict[str, Any] | None) -> dict[str, Any]:

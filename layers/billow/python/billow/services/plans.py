@@ -24,7 +24,13 @@ from billow.services.catalog_writes import (
     updates_from,
 )
 from billow.services.lookups import get_plan, require_taxes
-from billow.services.plan_charges import ChargeInputs, build_charges, stage_metric_uses
+from billow.services.plan_charges import (
+    ChargeInputs,
+    UsageThresholdInputs,
+    build_charges,
+    build_thresholds,
+    stage_metric_uses,
+)
 from billow.services.stripe_sync_requests import stage_sync, sync_views
 from billow.services.subscriptions.terminate import terminate_subscription
 
@@ -53,7 +59,7 @@ class PlanInput(CatalogInput):
     tax_codes: IdentifierList | None = None
     charges: ChargeInputs | None = None
     fixed_charges: list[Any] | None = None
-    usage_thresholds: list[Any] | None = None
+    usage_thresholds: UsageThresholdInputs | None = None
     minimum_commitment: dict[str, Any] | None = None
 
 
@@ -75,7 +81,7 @@ BILLING_TERMS = frozenset({"code", "interval", "amount_currency", "pay_in_advanc
 def _refuse_usage_billing(given: PlanInput) -> None:
     unsupported: dict[str, object] = {
         field: ["not_supported"]
-        for field in ("fixed_charges", "usage_thresholds", "minimum_commitment")
+        for field in ("fixed_charges", "minimum_commitment")
         if getattr(given, field)
     }
     if unsupported:
@@ -157,6 +163,7 @@ def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput
         pay_in_advance=bool(given.pay_in_advance),
         tax_codes=[tax.code for tax in taxes],
         charges=charges,
+        usage_thresholds=build_thresholds(given.usage_thresholds or [], []),
         created_at=iso(utcnow()),
     )
     transaction = Transaction()
@@ -185,6 +192,10 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         # Lago applies a plan's new charges to its running subscriptions at once: Billow
         # bills each period's usage with the plan's charges as they are at its end.
         updates["charges"] = build_charges(deps, organization_id, given.charges, before.charges)
+    if given.usage_thresholds is not None:
+        updates["usage_thresholds"] = build_thresholds(
+            given.usage_thresholds, before.usage_thresholds
+        )
     subscriptions = [
         subscription
         for subscription in deps.store.list_subscriptions(organization_id)

@@ -63,9 +63,18 @@ class ChargeObject(LagoObject):
     taxes: list[TaxObject]
 
 
+class UsageThresholdObject(LagoObject):
+    lago_id: str
+    threshold_display_name: str | None
+    amount_cents: int
+    recurring: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
 class PlanObject(LagoObject):
-    """A plan: a subscription fee per interval and usage charges (Billow has no
-    commitments, fixed charges or thresholds, so those are always null or empty)."""
+    """A plan: a subscription fee per interval, usage charges and progressive billing's
+    thresholds (Billow has no commitments or fixed charges: always null or empty)."""
 
     lago_id: str
     name: str
@@ -86,7 +95,7 @@ class PlanObject(LagoObject):
     minimum_commitment: None
     charges: list[ChargeObject]
     fixed_charges: NoItems
-    usage_thresholds: NoItems
+    usage_thresholds: list[UsageThresholdObject]
     taxes: list[TaxObject]
     stripe_sync: StripeSyncObject
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from billow.api.responses.catalog import UsageThresholdObject
 from billow.api.responses.common import Day, LagoObject, NoItems, PaginationMeta, Timestamp
 from billow.api.responses.customers import CustomerObject
 from billow.domain.invoices import InvoiceStatus, InvoiceType, PaymentStatus
@@ -42,6 +43,14 @@ class FeeAppliedTax(LagoObject):
     amount_cents: int
     amount_currency: str
     created_at: Timestamp
+
+
+class AppliedUsageThreshold(LagoObject):
+    """The progressive billing threshold a ``progressive_billing`` invoice was issued at."""
+
+    lifetime_usage_amount_cents: int
+    created_at: Timestamp
+    usage_threshold: UsageThresholdObject
 
 
 class FeeItem(LagoObject):
@@ -177,7 +186,7 @@ class InvoiceObject(LagoObject):
     metadata: NoItems
     applied_taxes: list[InvoiceAppliedTax]
     applied_invoice_custom_sections: NoItems
-    applied_usage_thresholds: NoItems
+    applied_usage_thresholds: list[AppliedUsageThreshold]
     fees: list[FeeObject]
     credits: list[CreditObject]
     subscriptions: NoItems

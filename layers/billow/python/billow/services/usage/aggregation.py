@@ -38,11 +38,11 @@ from billow.domain.usage import (
     numeric,
     period_key,
 )
-from billow.messages import AdvanceFeeDue
+from billow.messages import AdvanceFeeDue, ThresholdCheckRequested
 from billow.services.retries import retry_on_race
 from billow.services.subscription_billing import period_at, timezone_of
 from billow.services.usage.fees import advance_fee
-from billow.topology import ADVANCE_FEE_DUE
+from billow.topology import ADVANCE_FEE_DUE, THRESHOLD_CHECK_REQUESTED
 
 MAX_ITEMS_PER_CHUNK = 90
 """DynamoDB's transactions take 100 items; a chunk stops before it would need more."""
@@ -73,6 +73,8 @@ class _Target:
     """Lago's ``operation_type`` property: ``remove`` takes a unique value away."""
     currency: str = ""
     """The plan's currency (a pay-in-advance charge prices each event as it folds)."""
+    has_thresholds: bool = False
+    """The plan bills progressively: its usage is checked against its thresholds."""
 
     @property
     def value_key(self) -> Item | None:
@@ -195,6 +197,7 @@ def _targets(lookups: _Lookups, event: UsageEvent) -> tuple[list[_Target], Outbo
                 distinct_value=distinct,
                 operation=str(event.properties.get("operation_type") or "add"),
                 currency=plan.amount_currency,
+                has_thresholds=bool(plan.usage_thresholds),
             )
         )
     return targets, None
@@ -252,6 +255,7 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
         # Each pay-in-advance fee is an event in the chunk's outbox item: bounded too,
         # so the item stays far below DynamoDB's 400 KB.
         advance += sum(1 for target in targets if target.charge.pay_in_advance)
+        advance += sum(1 for target in targets if target.has_thresholds)
         if planned and len(wanted) + len(organizations) + advance + 1 > MAX_ITEMS_PER_CHUNK:
             break
         keys = wanted
@@ -296,7 +300,7 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
             transaction, {"PK": pair[0], "SK": pair[1]}, present, mark, stored.get(pair)
         )
     deps.store.usage.stage_receipt(transaction, records[0].stream_id, len(planned))
-    transaction.publish([*errors, *fees])
+    transaction.publish([*errors, *fees, *_threshold_checks(planned)])
     deps.store.commit(transaction)
     return len(planned)
 
@@ -326,6 +330,30 @@ def _advance_fee_due(target: _Target, before: AggregateState, after: AggregateSt
         payload.model_dump(),
         event_id=stable_id("advance-fee-due", sub.lago_id, charge.lago_id, payload.transaction_id),
     )
+
+
+def _threshold_checks(planned: list[list[_Target]]) -> list[OutboxEvent]:
+    """One check per subscription period with new usage, for plans billed progressively."""
+    periods = {
+        (target.subscription.lago_id, target.period[0]): target
+        for targets in planned
+        for target in targets
+        if target.has_thresholds
+        and not target.charge.pay_in_advance
+        and target.subscription.billed_by == "billow"
+    }
+    return [
+        internal_event(
+            target.subscription.organization_id,
+            THRESHOLD_CHECK_REQUESTED,
+            ThresholdCheckRequested(
+                subscription_id=target.subscription.lago_id,
+                external_subscription_id=target.subscription.external_id,
+                period=(iso(target.period[0]), iso(target.period[1])),
+            ).model_dump(),
+        )
+        for target in periods.values()
+    ]
 
 
 def _distinct_change(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billow.adapters.table import Transaction
+from billow.adapters.usage_records import group_key
 from billow.composition import Dependencies
 from billow.domain import charge_models
 from billow.domain.catalog import Plan, plain
@@ -143,7 +144,7 @@ def advance_fee(
     )
 
 
-def _fee_draft(
+def fee_draft(
     sub: Subscription,
     plan: Plan,
     usage: ChargeUsage,
@@ -219,6 +220,20 @@ def _true_up(
     )
 
 
+def remainder(draft: FeeDraft, billed: int) -> FeeDraft:
+    """A charge's fee less what progressive billing already invoiced of it this period."""
+    if not billed:
+        return draft
+    amount = max(0, draft.amount_cents - billed)
+    return draft.model_copy(
+        update={
+            "amount_cents": amount,
+            "unit_amount_cents": amount,
+            "description": f"Less {billed} already invoiced within the period",
+        }
+    )
+
+
 def usage_fees(
     deps: Dependencies,
     sub: Subscription,
@@ -227,15 +242,22 @@ def usage_fees(
     span: tuple[datetime, datetime],
 ) -> tuple[list[FeeDraft], Callable[[Transaction], None]]:
     """The in-arrears charge fees of a period that ends (or is cut short by a
-    termination) at ``span[1]``, and the writes that must commit with their invoice: what
-    recurring metrics carry into the next period, moved exactly once."""
+    termination) at ``span[1]``, less what progressive billing invoiced of them, and the
+    writes that must commit with their invoice: what recurring metrics carry into the
+    next period, and the period closed to progressive billing, each exactly once."""
     drafts: list[FeeDraft] = []
     usages = period_usage(deps, sub, plan, period)
+    progress = deps.store.usage.get_progress(
+        sub.organization_id, sub.lago_id, period_key(period[0])
+    )
     for usage in usages:
         if usage.charge.pay_in_advance:
             continue  # each event's fee was invoiced as it came (advance_fees)
         charge_drafts = [
-            _fee_draft(sub, plan, usage, group, span)
+            remainder(
+                fee_draft(sub, plan, usage, group, span),
+                progress.billed.get(group_key(usage.charge.lago_id, _filter_id(group)), 0),
+            )
             for group in usage.groups
             if group.units or group.amount.amount_cents or group.state.events_count
         ]
@@ -244,13 +266,21 @@ def usage_fees(
             parent = (
                 charge_drafts[0]
                 if charge_drafts
-                else _fee_draft(sub, plan, usage, usage.groups[-1], span)
+                else fee_draft(sub, plan, usage, usage.groups[-1], span)
             )
             true_up = _true_up(sub, plan, usage, parent, period, span)
             if true_up is not None:
                 drafts.append(true_up)
 
-    def stage_carries(transaction: Transaction) -> None:
+    def stage_writes(transaction: Transaction) -> None:
+        if plan.usage_thresholds or progress.version is not None:
+            deps.store.usage.stage_progress(
+                transaction,
+                sub.organization_id,
+                sub.lago_id,
+                period_key(period[0]),
+                progress.model_copy(update={"closed": True}),
+            )
         for usage in usages:
             if not usage.metric.recurring or usage.metric.aggregation_type not in RECURRING_CARRY:
                 continue
@@ -260,10 +290,14 @@ def usage_fees(
                     sub.organization_id,
                     sub.lago_id,
                     usage.charge.lago_id,
-                    group.charge_filter.lago_id if group.charge_filter else None,
+                    _filter_id(group),
                     group.carried + group.state.total,
                     iso(span[1]),
                     group.carried_at,
                 )
 
-    return drafts, stage_carries
+    return drafts, stage_writes
+
+
+def _filter_id(group: GroupUsage) -> str | None:
+    return group.charge_filter.lago_id if group.charge_filter else None
