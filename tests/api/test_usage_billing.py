@@ -766,3 +766,39 @@ def test_progressive_billing_invoices_usage_as_it_reaches_each_threshold(
     ]
     assert charge_fees(closing) == [("18", 200)]  # 18.00 − 6.00 − 10.00
     assert closing["fees_amount_cents"] == 1000 + 200
+
+
+def test_events_that_arrive_after_their_period_was_billed_are_kept_but_not_billed(
+    local_billow: Any, org: Any
+) -> None:
+    """As Lago: a finalized invoice never changes. An event timestamped in a period
+    already invoiced is stored (``GET /events``) and counted in that period's usage,
+    but no invoice bills it, and the next period does not either."""
+    calls = metric(org, "calls", "count_agg")
+    plan = usage_plan(org, "late", [charge(calls, "standard", properties={"amount": "1"})])
+    subscription = subscribe(org, plan, "late-1")
+    start, end = period_of(subscription)
+    send(org, "late-1", "calls", start + HOUR, "on-time")
+    local_billow.wait_idle()
+    local_billow.fire_schedule("billing-run", end)
+    local_billow.wait_idle()
+    (billed,) = invoices_of(org, "late-1-customer")
+    assert charge_fees(billed) == [("1", 100)]
+
+    send(org, "late-1", "calls", start + 2 * HOUR, "late")
+    local_billow.wait_idle()
+    assert (
+        org.api.get("/events/late")[1]["event"]["lago_subscription_id"] == subscription["lago_id"]
+    )
+    (still,) = invoices_of(org, "late-1-customer")
+    assert (
+        still["fees"] == billed["fees"]
+        and still["total_amount_cents"] == billed["total_amount_cents"]
+    )
+    next_end = billing_period(
+        end, interval="monthly", billing_time="anniversary", anchor=start, timezone="UTC"
+    ).end
+    local_billow.fire_schedule("billing-run", next_end)
+    local_billow.wait_idle()
+    second = [i for i in invoices_of(org, "late-1-customer") if i["lago_id"] != billed["lago_id"]]
+    assert charge_fees(second[0]) == []  # nothing used in the second period
