@@ -802,3 +802,43 @@ def test_events_that_arrive_after_their_period_was_billed_are_kept_but_not_bille
     local_billow.wait_idle()
     second = [i for i in invoices_of(org, "late-1-customer") if i["lago_id"] != billed["lago_id"]]
     assert charge_fees(second[0]) == []  # nothing used in the second period
+
+
+def test_a_subscription_can_have_its_own_thresholds(local_billow: Any, org: Any) -> None:
+    calls = metric(org, "calls", "count_agg")
+    plan = usage_plan(org, "plain", [charge(calls, "standard", properties={"amount": "1"})])
+    status, body = org.api.post("/customers", json={"customer": {"external_id": "own-customer"}})
+    assert status == 200, body
+    status, body = org.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": "own-customer",
+                "plan_code": plan["code"],
+                "external_id": "own-1",
+                "plan_overrides": {"amount_cents": 5},
+            }
+        },
+    )
+    assert status == 422
+    assert body["error_details"] == {"plan_overrides.amount_cents": ["not_supported"]}
+    status, body = org.api.post(
+        "/subscriptions",
+        json={
+            "subscription": {
+                "external_customer_id": "own-customer",
+                "plan_code": plan["code"],
+                "external_id": "own-1",
+                "billing_time": "anniversary",
+                "plan_overrides": {"usage_thresholds": [{"amount_cents": 300}]},
+            }
+        },
+    )
+    assert status == 200, body
+    start, _ = period_of(body["subscription"])
+    for n in range(4):
+        send(org, "own-1", "calls", start + HOUR, f"own-{n}")
+    local_billow.wait_idle()
+    (invoice,) = invoices_of(org, "own-customer")
+    assert invoice["invoice_type"] == "progressive_billing"
+    assert charge_fees(invoice) == [("4", 400)]

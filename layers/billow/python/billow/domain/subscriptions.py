@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from billow.domain.clock import iso
+from billow.domain.usage import UsageThreshold
 
 SubscriptionStatus = Literal["pending", "active", "terminated", "canceled"]
 BillingTime = Literal["calendar", "anniversary"]
@@ -83,6 +84,9 @@ class Subscription(BaseModel):
     billed_until: str | None = None
     """End of the last span of time invoiced: no span is ever invoiced twice."""
     checkout: CheckoutLink | None = None
+    usage_thresholds: list[UsageThreshold] | None = None
+    """Its own progressive billing thresholds (Lago's ``plan_overrides``), in place of
+    the plan's; None follows the plan."""
     """The hosted checkout it waits for, when made through one."""
     created_at: str
     updated_at: str
@@ -91,6 +95,10 @@ class Subscription(BaseModel):
     @property
     def is_live(self) -> bool:
         return self.status in {"pending", "active"}
+
+    def thresholds(self, plan_thresholds: list[UsageThreshold]) -> list[UsageThreshold]:
+        """The progressive billing thresholds it is billed by: its own, else its plan's."""
+        return self.usage_thresholds if self.usage_thresholds is not None else plan_thresholds
 
     def trial_over(self, at: datetime) -> bool:
         """No trial, or one that has ended by ``at``."""

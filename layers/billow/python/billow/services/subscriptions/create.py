@@ -59,8 +59,13 @@ def _create(
     deps: Dependencies, organization_id: str, request: CreateSubscription, now: datetime
 ) -> CreateResult:
     body = request.subscription
-    if body.plan_overrides:
-        raise ValidationFailed({"plan_overrides": ["not_supported"]})
+    if body.plan_overrides is not None and body.plan_overrides.unsupported():
+        raise ValidationFailed(
+            {
+                f"plan_overrides.{name}": ["not_supported"]
+                for name in body.plan_overrides.unsupported()
+            }
+        )
     organization = get_organization(deps, organization_id)
     customer = get_customer(deps, organization_id, body.external_customer_id)
     plan = get_plan(deps, organization_id, body.plan_code)

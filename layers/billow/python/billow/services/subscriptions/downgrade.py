@@ -9,6 +9,7 @@ from billow.domain.catalog import Plan
 from billow.domain.clock import iso, new_id
 from billow.domain.subscriptions import Subscription
 from billow.services.lookups import get_customer
+from billow.services.plan_charges import build_thresholds
 from billow.services.stripe_sync.subscriptions import assign_owner
 from billow.services.subscription_billing import Change, next_due
 from billow.services.subscriptions.requests import SubscriptionInput
@@ -45,6 +46,11 @@ def downgrade(
         subscription_at=boundary,
         previous_plan_code=old_plan.code,
         payment_method=body.payment_method or existing.payment_method,
+        usage_thresholds=(
+            build_thresholds(body.plan_overrides.usage_thresholds, [])
+            if body.plan_overrides and body.plan_overrides.usage_thresholds is not None
+            else None
+        ),
         created_at=iso(now),
         updated_at=iso(now),
     )

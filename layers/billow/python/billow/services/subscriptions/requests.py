@@ -10,6 +10,7 @@ from billow.domain.clock import IsoDateTime
 from billow.domain.identifiers import Identifier
 from billow.domain.money import Currency, HoldableCents
 from billow.domain.subscriptions import PaymentMethodChoice
+from billow.services.plan_charges import UsageThresholdInputs
 
 
 class AuthorizationInput(BaseModel):
@@ -39,6 +40,19 @@ class CheckoutInput(BaseModel):
     tax_id_collection: bool = False
 
 
+class PlanOverridesInput(BaseModel):
+    """Lago's PlanOverridesObject, as far as Billow takes it: the subscription's own
+    progressive billing thresholds. Any other override is refused (422) rather than
+    ignored: the subscription would be billed otherwise than its client asked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    usage_thresholds: UsageThresholdInputs | None = None
+
+    def unsupported(self) -> list[str]:
+        return sorted(name for name, value in (self.model_extra or {}).items() if value is not None)
+
+
 class SubscriptionInput(BaseModel):
     """Lago's subscription input. Fields Billow does not support yet are refused, not ignored."""
 
@@ -52,7 +66,7 @@ class SubscriptionInput(BaseModel):
     subscription_at: IsoDateTime | None = None
     ending_at: IsoDateTime | None = None
     payment_method: PaymentMethodChoice | None = None
-    plan_overrides: dict[str, object] | None = None
+    plan_overrides: PlanOverridesInput | None = None
     checkout: CheckoutInput | None = None
 
 

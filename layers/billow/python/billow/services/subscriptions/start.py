@@ -12,6 +12,7 @@ from billow.domain.customers import Customer
 from billow.domain.organizations import Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import Subscription
+from billow.services.plan_charges import build_thresholds
 from billow.services.stripe_sync.subscriptions import assign_owner
 from billow.services.subscription_billing import (
     Change,
@@ -45,6 +46,11 @@ def new_subscription(
         subscription_at=iso(starts),
         ending_at=iso(body.ending_at) if body.ending_at else None,
         payment_method=body.payment_method,
+        usage_thresholds=(
+            build_thresholds(body.plan_overrides.usage_thresholds, [])
+            if body.plan_overrides and body.plan_overrides.usage_thresholds is not None
+            else None
+        ),
         created_at=iso(now),
         updated_at=iso(now),
     )

@@ -197,7 +197,7 @@ def _targets(lookups: _Lookups, event: UsageEvent) -> tuple[list[_Target], Outbo
                 distinct_value=distinct,
                 operation=str(event.properties.get("operation_type") or "add"),
                 currency=plan.amount_currency,
-                has_thresholds=bool(plan.usage_thresholds),
+                has_thresholds=bool(sub.thresholds(plan.usage_thresholds)),
             )
         )
     return targets, None

@@ -273,7 +273,7 @@ def usage_fees(
                 drafts.append(true_up)
 
     def stage_writes(transaction: Transaction) -> None:
-        if plan.usage_thresholds or progress.version is not None:
+        if sub.thresholds(plan.usage_thresholds) or progress.version is not None:
             deps.store.usage.stage_progress(
                 transaction,
                 sub.organization_id,

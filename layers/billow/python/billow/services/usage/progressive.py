@@ -39,7 +39,8 @@ def check_thresholds(
     customer = deps.store.get_customer(organization_id, sub.external_customer_id) if sub else None
     if not (sub and plan and organization and customer) or sub.status != "active":
         return "not_billed_here"
-    if sub.billed_by != "billow" or not plan.usage_thresholds:
+    thresholds = sub.thresholds(plan.usage_thresholds)
+    if sub.billed_by != "billow" or not thresholds:
         return "not_billed_here"
     period = (datetime.fromisoformat(check.period[0]), datetime.fromisoformat(check.period[1]))
     now = utcnow()
@@ -48,7 +49,7 @@ def check_thresholds(
         return "period_closed"  # the period's own invoice bills what is left
     usages = [u for u in period_usage(deps, sub, plan, period) if not u.charge.pay_in_advance]
     usage_cents = sum(usage.amount_cents for usage in usages)
-    level, threshold = thresholds_reached(plan.usage_thresholds, usage_cents)
+    level, threshold = thresholds_reached(thresholds, usage_cents)
     if level <= progress.level or threshold is None:
         return "below_next_threshold"
     started = datetime.fromisoformat(sub.started_at or check.period[0])
