@@ -163,7 +163,7 @@ def main(api_url: str, api_key: str) -> dict[str, Any]:
                 for charge in usage.charges_usage
             },
             "filters": sorted(
-                [f.invoice_display_name or "", f.units, f.amount_cents]
+                [f.invoice_display_name, f.units, f.amount_cents]
                 for charge in usage.charges_usage
                 for f in charge.filters
             ),

@@ -114,5 +114,5 @@ def test_lagos_python_client_drives_usage_billing(local_billow: Any, org: Any) -
         # 3 EU calls × 0.05 + 2 other calls × 0.02; 21 GB − 5 free = 16 → 2 packs × 3
         "amount_cents": 19 + 600,
         "charges": {"api_calls": ["5", 5, 19], "storage": ["21", 1, 600]},
-        "filters": [["", "2", 4], ["EU calls", "3", 15]],
+        "filters": [["API calls", "2", 4], ["EU calls", "3", 15]],
     }
