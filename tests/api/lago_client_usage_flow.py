@@ -93,63 +93,39 @@ def main(api_url: str, api_key: str) -> dict[str, Any]:
     assert subscription is not None and subscription.started_at
     # Usage counts from the subscription's start: a second after it.
     started_at = int(datetime.fromisoformat(subscription.started_at).timestamp()) + 1
-    event = client.events.create(
-        Event(
-            transaction_id="one",
+
+    def event(transaction_id: str, code: str, **properties: Any) -> Event:
+        return Event(
+            transaction_id=transaction_id,
             external_subscription_id="usage-sub",
-            code="api_calls",
+            code=code,
             timestamp=started_at,
-            properties={"region": "eu"},
+            properties=properties,
         )
-    )
+
+    created = client.events.create(event("one", "api_calls", region="eu"))
     client.events.batch_create(
         BatchEvent(
             events=[
-                Event(
-                    transaction_id=f"batch-{n}",
-                    external_subscription_id="usage-sub",
-                    code="api_calls",
-                    timestamp=started_at,
-                    properties={"region": "us" if n % 2 else "eu"},
-                )
-                for n in range(4)
-            ]
-            + [
-                Event(
-                    transaction_id="gb-1",
-                    external_subscription_id="usage-sub",
-                    code="storage",
-                    timestamp=started_at,
-                    properties={"gb": 21},
+                *(
+                    event(f"batch-{n}", "api_calls", region="us" if n % 2 else "eu")
+                    for n in range(4)
                 ),
+                event("gb-1", "storage", gb=21),
                 # The first event again, as a client retrying it would send it.
-                Event(
-                    transaction_id="one",
-                    external_subscription_id="usage-sub",
-                    code="api_calls",
-                    timestamp=started_at,
-                    properties={"region": "eu"},
-                ),
+                event("one", "api_calls", region="eu"),
             ]
         )
     )
     try:
-        client.events.create(
-            Event(
-                transaction_id="one",
-                external_subscription_id="usage-sub",
-                code="api_calls",
-                timestamp=started_at,
-                properties={"region": "us"},
-            )
-        )
+        client.events.create(event("one", "api_calls", region="us"))
         reused = "accepted"
     except LagoApiError as error:
         reused = f"{error.status_code}"
     found = client.events.find("one")
     usage = usage_settled(client, 6)
     return {
-        "event": event.transaction_id if event else None,
+        "event": created.transaction_id if created else None,
         "found": [found.transaction_id, found.lago_subscription_id is not None],
         "reused": reused,
         "usage": {

@@ -14,6 +14,20 @@ from tests.api.conftest import StripeOrg, attach_card
 ROOT = Path(__file__).resolve().parents[2]
 LAGO_PYTHON = ROOT / ".venv" / "lago-client" / "bin" / "python"
 
+
+def run_flow(script: str, *arguments: str) -> Any:
+    """Run one of the client flows in the client's own environment; what it printed."""
+    run = subprocess.run(
+        [str(LAGO_PYTHON), str(Path(__file__).with_name(script)), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 pytestmark = pytest.mark.skipif(
     not LAGO_PYTHON.exists(), reason="run `make install` to create .venv/lago-client"
 )
@@ -26,21 +40,7 @@ def test_lagos_python_client_drives_customers_payment_methods_and_endpoints(
     existing = client.v1.customers.create(params={"name": "Already in Stripe"})
     card_id = attach_card(client, existing.id, default=True)
 
-    run = subprocess.run(
-        [
-            str(LAGO_PYTHON),
-            str(Path(__file__).with_name("lago_client_flow.py")),
-            local_billow.api_url,
-            stripe_org.api_key,
-            existing.id,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
+    seen = run_flow("lago_client_flow.py", local_billow.api_url, stripe_org.api_key, existing.id)
 
     assert seen["created"]["provider_customer_id"].startswith("cus_")
     assert seen["found"] == seen["created"]["lago_id"] == seen["deleted"]
@@ -63,21 +63,9 @@ def test_lagos_python_client_drives_the_billing_cycle(
     existing = client.v1.customers.create(params={"name": "Billed through the client"})
     attach_card(client, existing.id, default=True)
 
-    run = subprocess.run(
-        [
-            str(LAGO_PYTHON),
-            str(Path(__file__).with_name("lago_client_billing_flow.py")),
-            local_billow.api_url,
-            stripe_org.api_key,
-            existing.id,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    seen = run_flow(
+        "lago_client_billing_flow.py", local_billow.api_url, stripe_org.api_key, existing.id
     )
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
 
     assert seen["tax_rate"] == 20.0
     assert seen["plan"] == ["startup", 9900, ["vat_20"]]
@@ -92,20 +80,7 @@ def test_lagos_python_client_drives_the_billing_cycle(
 
 
 def test_lagos_python_client_drives_usage_billing(local_billow: Any, org: Any) -> None:
-    run = subprocess.run(
-        [
-            str(LAGO_PYTHON),
-            str(Path(__file__).with_name("lago_client_usage_flow.py")),
-            local_billow.api_url,
-            org.api_key,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
+    seen = run_flow("lago_client_usage_flow.py", local_billow.api_url, org.api_key)
 
     assert seen["event"] == "one"
     assert seen["found"] == ["one", True]

@@ -41,6 +41,14 @@ def metric(org: Any, code: str, aggregation: str, **fields: Any) -> dict[str, An
     return body["billable_metric"]  # type: ignore[no-any-return]
 
 
+def tiers(*ranges: tuple[int, int | None, str, str]) -> list[dict[str, Any]]:
+    """Graduated or volume ranges: (from, to, flat amount, per unit amount) each."""
+    return [
+        {"from_value": low, "to_value": high, "flat_amount": flat, "per_unit_amount": unit}
+        for low, high, flat, unit in ranges
+    ]
+
+
 def charge(billable_metric: dict[str, Any], model: str, **fields: Any) -> dict[str, Any]:
     return {"billable_metric_id": billable_metric["lago_id"], "charge_model": model, **fields}
 
@@ -84,6 +92,23 @@ def usage_plan(org: Any, code: str, charges: list[dict[str, Any]], **fields: Any
     )
     assert status == 200, body
     return body["plan"]  # type: ignore[no-any-return]
+
+
+def plan_with(org: Any, code: str, one_charge: dict[str, Any]) -> tuple[int, Any]:
+    """Try to make a free plan with one charge."""
+    return org.api.post(  # type: ignore[no-any-return]
+        "/plans",
+        json={
+            "plan": {
+                "name": "Bad",
+                "code": code,
+                "interval": "monthly",
+                "amount_cents": 0,
+                "amount_currency": "EUR",
+                "charges": [one_charge],
+            }
+        },
+    )
 
 
 def period_of(subscription: dict[str, Any]) -> tuple[datetime, datetime]:
@@ -213,35 +238,11 @@ def test_plans_carry_charges_and_refuse_bad_ones(org: Any) -> None:
             charge(
                 calls,
                 "graduated",
-                properties={
-                    "graduated_ranges": [
-                        {
-                            "from_value": 0,
-                            "to_value": 10,
-                            "flat_amount": "1",
-                            "per_unit_amount": "0.5",
-                        },
-                        {
-                            "from_value": 10,
-                            "to_value": None,
-                            "flat_amount": "0",
-                            "per_unit_amount": "0.4",
-                        },
-                    ]
-                },
+                properties={"graduated_ranges": tiers((0, 10, "1", "0.5"), (10, None, "0", "0.4"))},
                 filters=[
                     {
                         "values": {"region": ["eu"]},
-                        "properties": {
-                            "graduated_ranges": [
-                                {
-                                    "from_value": 0,
-                                    "to_value": None,
-                                    "flat_amount": "0",
-                                    "per_unit_amount": "1",
-                                }
-                            ]
-                        },
+                        "properties": {"graduated_ranges": tiers((0, None, "0", "1"))},
                     }
                 ],
             )
@@ -275,19 +276,7 @@ def test_plans_carry_charges_and_refuse_bad_ones(org: Any) -> None:
         ),
     ]
     for index, (bad, expected) in enumerate(refusals):
-        status, body = org.api.post(
-            "/plans",
-            json={
-                "plan": {
-                    "name": "Bad",
-                    "code": f"bad-{index}",
-                    "interval": "monthly",
-                    "amount_cents": 0,
-                    "amount_currency": "EUR",
-                    "charges": [bad],
-                }
-            },
-        )
+        status, body = plan_with(org, f"bad-{index}", bad)
         assert status == expected, (index, body)
         assert org.api.get(f"/plans/bad-{index}")[0] == 404
 
@@ -395,42 +384,12 @@ def test_every_aggregation_and_charge_model_is_billed_at_the_period_end(
             charge(
                 storage,
                 "graduated",
-                properties={
-                    "graduated_ranges": [
-                        {
-                            "from_value": 0,
-                            "to_value": 10,
-                            "flat_amount": "1",
-                            "per_unit_amount": "0.5",
-                        },
-                        {
-                            "from_value": 10,
-                            "to_value": None,
-                            "flat_amount": "0",
-                            "per_unit_amount": "0.4",
-                        },
-                    ]
-                },
+                properties={"graduated_ranges": tiers((0, 10, "1", "0.5"), (10, None, "0", "0.4"))},
             ),
             charge(
                 seats,
                 "volume",
-                properties={
-                    "volume_ranges": [
-                        {
-                            "from_value": 0,
-                            "to_value": 2,
-                            "flat_amount": "0",
-                            "per_unit_amount": "3",
-                        },
-                        {
-                            "from_value": 3,
-                            "to_value": None,
-                            "flat_amount": "5",
-                            "per_unit_amount": "2",
-                        },
-                    ]
-                },
+                properties={"volume_ranges": tiers((0, 2, "0", "3"), (3, None, "5", "2"))},
             ),
             charge(peak, "package", properties={"amount": "4", "package_size": 4, "free_units": 1}),
             charge(tier, "standard", properties={"amount": "1.5"}),
@@ -596,12 +555,7 @@ def test_pay_in_advance_charges_invoice_each_event_at_once_and_charge_it_through
     org = stripe_org
     calls = metric(org, "calls", "count_agg")
     storage = metric(org, "storage", "sum_agg", field_name="gb")
-    graduated = {
-        "graduated_ranges": [
-            {"from_value": 0, "to_value": 10, "flat_amount": "0", "per_unit_amount": "1"},
-            {"from_value": 10, "to_value": None, "flat_amount": "0", "per_unit_amount": "0.5"},
-        ]
-    }
+    graduated = {"graduated_ranges": tiers((0, 10, "0", "1"), (10, None, "0", "0.5"))}
     usage_plan(
         org,
         "instant",
@@ -662,11 +616,7 @@ def test_pay_in_advance_charges_invoice_each_event_at_once_and_charge_it_through
 def test_pay_in_advance_charges_follow_lagos_rules(org: Any) -> None:
     peak = metric(org, "peak", "max_agg", field_name="cpus")
     calls = metric(org, "calls", "count_agg")
-    volume = {
-        "volume_ranges": [
-            {"from_value": 0, "to_value": None, "flat_amount": "0", "per_unit_amount": "1"}
-        ]
-    }
+    volume = {"volume_ranges": tiers((0, None, "0", "1"))}
     for index, (bad, field) in enumerate(
         [
             (
@@ -690,19 +640,7 @@ def test_pay_in_advance_charges_follow_lagos_rules(org: Any) -> None:
             ),
         ]
     ):
-        status, body = org.api.post(
-            "/plans",
-            json={
-                "plan": {
-                    "name": "Bad",
-                    "code": f"bad-{index}",
-                    "interval": "monthly",
-                    "amount_cents": 0,
-                    "amount_currency": "EUR",
-                    "charges": [bad],
-                }
-            },
-        )
+        status, body = plan_with(org, f"bad-{index}", bad)
         assert status == 422 and field in body["error_details"], (index, body)
 
 

@@ -14,9 +14,9 @@ from typing import Literal
 
 from billow.composition import Dependencies
 from billow.domain.clock import stable_id, utcnow
-from billow.domain.invoices import FeeItem
 from billow.messages import AdvanceFeeDue
 from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.usage.fees import charge_item
 
 Outcome = Literal["invoiced", "orphaned"]
 
@@ -40,15 +40,7 @@ def invoice_advance_fee(deps: Dependencies, organization_id: str, fee: AdvanceFe
     charge_filter = next((f for f in charge.filters if f.lago_id == fee.charge_filter_id), None)
     draft = FeeDraft(
         key=f"advance:{charge.lago_id}:{fee.transaction_id}",
-        item=FeeItem(
-            type="charge",
-            code=metric.code,
-            name=metric.name,
-            invoice_display_name=charge.invoice_display_name,
-            lago_item_id=metric.lago_id,
-            filter_invoice_display_name=charge_filter.display_name if charge_filter else None,
-            filters=charge_filter.values if charge_filter else None,
-        ),
+        item=charge_item(metric, charge, charge_filter),
         amount_cents=fee.amount_cents,
         unit_amount_cents=fee.amount_cents,
         units=fee.units,

@@ -144,6 +144,21 @@ def advance_fee(
     )
 
 
+def charge_item(
+    metric: BillableMetric, charge: Charge, charge_filter: ChargeFilter | None
+) -> FeeItem:
+    """A charge fee's item: the metric it bills, and the filter it prices if any."""
+    return FeeItem(
+        type="charge",
+        code=metric.code,
+        name=metric.name,
+        invoice_display_name=charge.invoice_display_name,
+        lago_item_id=metric.lago_id,
+        filter_invoice_display_name=charge_filter.display_name if charge_filter else None,
+        filters=charge_filter.values if charge_filter else None,
+    )
+
+
 def fee_draft(
     sub: Subscription,
     plan: Plan,
@@ -156,15 +171,7 @@ def fee_draft(
     filter_id = charge_filter.lago_id if charge_filter else "-"
     return FeeDraft(
         key=f"charge:{sub.lago_id}:{charge.lago_id}:{filter_id}",
-        item=FeeItem(
-            type="charge",
-            code=metric.code,
-            name=metric.name,
-            invoice_display_name=charge.invoice_display_name,
-            lago_item_id=metric.lago_id,
-            filter_invoice_display_name=charge_filter.display_name if charge_filter else None,
-            filters=charge_filter.values if charge_filter else None,
-        ),
+        item=charge_item(metric, charge, charge_filter),
         amount_cents=group.amount.amount_cents,
         unit_amount_cents=group.amount.unit_amount_cents,
         units=plain(group.units),
