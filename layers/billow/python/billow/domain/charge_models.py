@@ -204,24 +204,38 @@ def _standard(properties: StandardProperties, usage: Usage) -> tuple[Decimal, di
     return usage.units * properties.amount, {}
 
 
-def _graduated(properties: GraduatedProperties, usage: Usage) -> tuple[Decimal, dict[str, object]]:
+def _tiered(
+    ranges: Sequence[Range | PercentageRange], units: Decimal
+) -> tuple[Decimal, list[dict[str, object]]]:
+    """Graduated tiers, each priced on its own units (per unit, or a percentage of the
+    units for ``graduated_percentage``) plus its flat amount; Lago's breakdown of each."""
     total = Decimal(0)
     details: list[dict[str, object]] = []
-    for tier, units in _tiers(properties.graduated_ranges, usage.units):
-        assert isinstance(tier, Range)
-        per_unit = units * tier.per_unit_amount
-        total += per_unit + tier.flat_amount
+    for tier, tier_units in _tiers(ranges, units):
+        if isinstance(tier, Range):
+            priced, price = (
+                tier_units * tier.per_unit_amount,
+                {"per_unit_amount": plain(tier.per_unit_amount)},
+            )
+        else:
+            priced, price = tier_units * tier.rate / HUNDRED, {"rate": plain(tier.rate)}
+        total += priced + tier.flat_amount
         details.append(
             {
-                "units": plain(units),
+                "units": plain(tier_units),
                 "from_value": tier.from_value,
                 "to_value": tier.to_value,
                 "flat_unit_amount": plain(tier.flat_amount),
-                "per_unit_amount": plain(tier.per_unit_amount),
-                "per_unit_total_amount": plain(per_unit),
-                "total_with_flat_amount": plain(per_unit + tier.flat_amount),
+                **price,
+                "per_unit_total_amount": plain(priced),
+                "total_with_flat_amount": plain(priced + tier.flat_amount),
             }
         )
+    return total, details
+
+
+def _graduated(properties: GraduatedProperties, usage: Usage) -> tuple[Decimal, dict[str, object]]:
+    total, details = _tiered(properties.graduated_ranges, usage.units)
     return total, {"graduated_ranges": details}
 
 
@@ -283,23 +297,7 @@ def _percentage(
 def _graduated_percentage(
     properties: GraduatedPercentageProperties, usage: Usage
 ) -> tuple[Decimal, dict[str, object]]:
-    total = Decimal(0)
-    details: list[dict[str, object]] = []
-    for tier, units in _tiers(properties.graduated_percentage_ranges, usage.units):
-        assert isinstance(tier, PercentageRange)
-        per_unit = units * tier.rate / HUNDRED
-        total += per_unit + tier.flat_amount
-        details.append(
-            {
-                "units": plain(units),
-                "from_value": tier.from_value,
-                "to_value": tier.to_value,
-                "flat_unit_amount": plain(tier.flat_amount),
-                "rate": plain(tier.rate),
-                "per_unit_total_amount": plain(per_unit),
-                "total_with_flat_amount": plain(per_unit + tier.flat_amount),
-            }
-        )
+    total, details = _tiered(properties.graduated_percentage_ranges, usage.units)
     return total, {"graduated_percentage_ranges": details}
 
 
