@@ -130,16 +130,9 @@ class SubscriptionInvoice(StripeObject):
     ):
         super().__init__()
         self.created = now
-        subtotal = sum(int(line["amount"]) for line in lines)
-        discounts = [entry for line in lines for entry in line.get("discount_amounts") or []]
-        excluding_tax = subtotal - sum(int(entry["amount"]) for entry in discounts)
-        taxes = total_taxes(lines)
-        amount = excluding_tax + sum(tax["amount"] for tax in taxes)
         account = self._account or "acct_emulator"
         self.account_country = "US"
-        self.amount_due = amount
         self.amount_paid = 0
-        self.amount_remaining = amount
         self.attempt_count = 0
         self.attempted = False
         self.auto_advance = True
@@ -155,7 +148,7 @@ class SubscriptionInvoice(StripeObject):
         self.hosted_invoice_url = f"https://invoice.stripe.com/i/{account}/test_{self.id}"
         self.invoice_pdf = f"{self.hosted_invoice_url}/pdf"
         self.last_finalization_error: dict[str, Any] | None = None
-        self.lines = {
+        self.lines: dict[str, Any] = {
             "object": "list",
             "data": lines,
             "has_more": False,
@@ -163,7 +156,7 @@ class SubscriptionInvoice(StripeObject):
         }
         self.metadata: dict[str, str] = {}
         self.number: str | None = None
-        self.parent = {
+        self.parent: dict[str, Any] = {
             "type": "subscription_details",
             "quote_details": None,
             "subscription_details": {
@@ -174,19 +167,31 @@ class SubscriptionInvoice(StripeObject):
         self.period_start = now
         self.period_end = now
         self.status = "draft"
+        self.automatically_finalizes_at: int | None = now + grace_seconds(self._account)
         self.status_transitions: dict[str, int | None] = {
             "finalized_at": None,
             "marked_uncollectible_at": None,
             "paid_at": None,
             "voided_at": None,
         }
+        self.payments: dict[str, Any] = {"object": "list", "data": []}
+        self._total_up(lines)
+
+    def _total_up(self, lines: list[dict[str, Any]]) -> None:
+        """The invoice's totals from its lines (their discounts and taxes)."""
+        subtotal = sum(int(line["amount"]) for line in lines)
+        discounts = [entry for line in lines for entry in line.get("discount_amounts") or []]
+        excluding_tax = subtotal - sum(int(entry["amount"]) for entry in discounts)
+        taxes = total_taxes(lines)
+        amount = excluding_tax + sum(tax["amount"] for tax in taxes)
+        self.amount_due = amount
+        self.amount_remaining = amount - self.amount_paid
         self.subtotal = subtotal
         self.subtotal_excluding_tax = subtotal
         self.total = amount
         self.total_excluding_tax = excluding_tax
         self.total_discount_amounts: list[Any] = _by_discount(discounts)
         self.total_taxes = taxes
-        self.payments: dict[str, Any] = {"object": "list", "data": []}
 
 
 def _by_discount(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,6 +215,16 @@ def _card_for(subscription: Any) -> Any | None:
 
 GRACE_S = 3600
 """Stripe finalizes a renewal's draft about an hour after making it (its default)."""
+_GRACE_BY_ACCOUNT: dict[str, int] = {}
+
+
+def set_grace_hours(account: str, hours: int) -> None:
+    """The account's "finalize invoices after" setting (Stripe's dashboard)."""
+    _GRACE_BY_ACCOUNT[account] = hours * 3600
+
+
+def grace_seconds(account: str | None) -> int:
+    return _GRACE_BY_ACCOUNT.get(account or "", GRACE_S)
 
 
 def apply_discounts(
@@ -289,6 +304,7 @@ def finalize_and_charge(invoice: SubscriptionInvoice, subscription: Any, now: in
         invoice.last_finalization_error = location_invalid("customer").body["error"]
         emit("invoice.finalization_failed", invoice)
         return
+    invoice.automatically_finalizes_at = None
     prefix = subscription.customer[-8:].upper()
     _NUMBERS[prefix] = _NUMBERS.get(prefix, 0) + 1
     invoice.number = f"{prefix}-{_NUMBERS[prefix]:04d}"
@@ -343,8 +359,9 @@ def finalize_due_drafts(subscriptions: list[Any], moment: int) -> None:
             continue
         if not draft.auto_advance:  # its finalization failed: Stripe waits for a fix
             continue
-        if draft.created + GRACE_S <= moment:
-            finalize_and_charge(draft, sub, draft.created + GRACE_S)
+        due = draft.automatically_finalizes_at
+        if due is not None and due <= moment:
+            finalize_and_charge(draft, sub, due)
 
 
 # -- test clocks -----------------------------------------------------------------------
