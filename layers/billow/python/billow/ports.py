@@ -231,6 +231,21 @@ class PaymentProvider(Protocol):
 
     def create_product(self, name: str, metadata: dict[str, str], idempotency_key: str) -> str: ...
 
+    def add_invoice_item(
+        self,
+        *,
+        customer_id: str,
+        invoice_id: str,
+        product_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        """Add an amount to a draft invoice, as a line of ``product_id``."""
+        ...
+
     def update_product(
         self, product_id: str, name: str, active: bool, idempotency_key: str
     ) -> None: ...

@@ -585,6 +585,36 @@ class StripeGateway:
         )
         return product.id
 
+    def add_invoice_item(
+        self,
+        *,
+        customer_id: str,
+        invoice_id: str,
+        product_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        item = self._call(
+            lambda: self.client.v1.invoice_items.create(
+                params={
+                    "customer": customer_id,
+                    "invoice": invoice_id,
+                    "price_data": {
+                        "currency": currency,
+                        "product": product_id,
+                        "unit_amount": amount,
+                    },
+                    "description": description,
+                    "metadata": metadata,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return item.id
+
     def update_product(
         self, product_id: str, name: str, active: bool, idempotency_key: str
     ) -> None:

@@ -63,6 +63,10 @@ class StripeConnection(BaseModel):
     invoices, instead of Billow's tax rates."""
     livemode: bool = False
     """A live key: dashboard links to its objects leave out Stripe's ``/test`` path."""
+    usage_sync_refused: str | None = None
+    """Why usage is no longer added to this account's Stripe invoices (Stripe finalizes
+    them too soon after making them); subscriptions to plans with charges are then
+    billed by Billow."""
 
     def as_lago(self) -> dict[str, object]:
         return {
@@ -77,6 +81,7 @@ class StripeConnection(BaseModel):
             "sync_subscriptions": self.sync_subscriptions,
             "portal_return_url": self.portal_return_url,
             "automatic_tax": self.automatic_tax,
+            "usage_sync_refused": self.usage_sync_refused,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from billow.domain.catalog import AddOn, Coupon, Interval, Plan
 
@@ -29,11 +29,14 @@ SUBSCRIPTION_SYNC_OFF = "subscription_sync_disabled"
 FREE_PLAN = "free_plan"
 IN_TRIAL = "trial"
 CUSTOMER_NOT_IN_STRIPE = "customer_not_in_stripe"
-USAGE_CHARGES = "plan_has_usage_charges"
-"""Stripe would bill the plan's fee but not its usage: Billow bills such plans itself
-until usage is synced to Stripe's invoices."""
+USAGE_CHARGES = "usage_sync_refused"
+"""The plan charges for usage and the connection no longer adds usage to Stripe's
+invoices (its account finalizes them too soon): Billow bills such plans itself."""
 MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER = 500
 """Stripe's ceiling on a customer's active subscriptions."""
+USAGE_WITHIN_PERIOD = "usage_invoiced_within_period"
+"""The plan invoices usage within the period (pay-in-advance charges, progressive
+billing), which Stripe's period invoices cannot: Billow bills it."""
 HANDOVER_NEXT_PERIOD = "sync_starts_next_period"
 """Billow billed it before sync was turned on; Stripe takes over at its next period."""
 NO_STRIPE_PROVIDER = "payment_provider_not_stripe"
@@ -89,6 +92,9 @@ class StripeSyncState(BaseModel):
     """A subscription's: the Billow plan whose Price its Stripe twin carries. A new Price
     of the same plan applies from the next period; another plan's at once, prorated."""
     coupon_terms: str | None = None
+    charge_products: dict[str, str] = Field(default_factory=dict)
+    """A plan's: the Stripe Product of each usage charge (by charge id), which the usage
+    Billow adds to Stripe's invoices is a line of."""
     stripe_url: str | None = None
     error: SyncError | None = None
     synced_at: str | None = None

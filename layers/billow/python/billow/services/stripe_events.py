@@ -36,6 +36,7 @@ from billow.services.payment_methods import (
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
 from billow.services.provider_sync import adopt_stripe_address
 from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
+from billow.services.stripe_sync.usage import add_usage_to_renewal
 from billow.services.subscriptions.canceled_in_stripe import end_from_stripe
 from billow.services.subscriptions.checkout import complete_checkout, expire_checkout
 from billow.topology import STRIPE_EVENT_RECEIVED
@@ -212,6 +213,8 @@ def _apply(
     if kind == "customer.subscription.deleted":
         return end_from_stripe(deps, connection.organization_id, obj)
     if kind in MIRRORED:
+        if kind == "invoice.created":
+            add_usage_to_renewal(deps, connection, obj)
         return mirror_invoice(deps, connection, obj)
     if kind.startswith("checkout.session.") and obj.get("mode") == "subscription":
         if kind == "checkout.session.expired":

@@ -22,6 +22,7 @@ from billow.domain.stripe_sync import (
     IN_TRIAL,
     SUBSCRIPTION_SYNC_OFF,
     USAGE_CHARGES,
+    USAGE_WITHIN_PERIOD,
     SyncedType,
     not_synced,
 )
@@ -103,15 +104,18 @@ def billing_owner(
     deps: Dependencies, customer: Customer, plan: Plan, trial_over: bool = False
 ) -> Owner:
     """Seed 004's rules: Stripe bills a subscription to a synced plan, unless the plan is
-    free or charges for usage, the subscription is in its trial (Billow hands it over
-    when the trial ends, ``trial_over``), or the customer is not in Stripe."""
+    free (or charges for usage Stripe's invoices can no longer take), the subscription is
+    in its trial (Billow hands it over when the trial ends, ``trial_over``), or the
+    customer is not in Stripe."""
     connection = catalog_connection(deps, customer.organization_id)
     if connection is None or not connection.sync_subscriptions:
         return "billow", SUBSCRIPTION_SYNC_OFF
     if plan.amount_cents == 0:
         return "billow", FREE_PLAN
-    if plan.charges:
+    if plan.charges and connection.usage_sync_refused is not None:
         return "billow", USAGE_CHARGES
+    if plan.usage_thresholds or any(charge.pay_in_advance for charge in plan.charges):
+        return "billow", USAGE_WITHIN_PERIOD
     if plan.trial_period > 0 and not trial_over:
         return "billow", IN_TRIAL
     if not customer.stripe_customer_id:

@@ -25,6 +25,9 @@ class StripeIntegrationObject(LagoObject):
     portal_return_url: str | None
     """Where Stripe's Billing Portal sends a customer back to."""
     automatic_tax: bool
+    usage_sync_refused: str | None
+    """Why usage is no longer added to Stripe's invoices
+    (``finalization_grace_period_too_short``)."""
     """Stripe Tax computes the taxes of Stripe's subscriptions and of Billow's invoices."""
     created_at: Timestamp
     updated_at: Timestamp

@@ -42,7 +42,7 @@ def _moment(stamp: Any) -> str:
     return iso(datetime.fromtimestamp(int(stamp), UTC))
 
 
-def _owner(
+def owner_of(
     deps: Dependencies, organization_id: str, stripe_invoice: dict[str, Any]
 ) -> Subscription | None:
     """The Billow subscription the Stripe subscription bills (its external id is in the
@@ -146,7 +146,7 @@ def mirror_invoice(
 ) -> Applied:
     """Copy the Stripe invoice an event carries (as it was when the event was made)."""
     organization_id = connection.organization_id
-    sub = _owner(deps, organization_id, current)
+    sub = owner_of(deps, organization_id, current)
     if sub is None:
         return "ignored"  # not an invoice of a subscription Billow synced
     plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)

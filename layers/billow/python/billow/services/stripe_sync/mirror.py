@@ -274,7 +274,26 @@ class _Mirror:
             stripe_name=name,
             price_id=price_id,
             price_terms=terms,
+            charge_products=self._charge_products(item) if isinstance(item, Plan) else {},
         )
+
+    def _charge_products(self, plan: Plan) -> dict[str, str]:
+        """Seed 004: each usage charge is a Product of its own, ``<plan> <metric>``, made
+        once (the usage Billow adds to Stripe's invoices is a line of it)."""
+        made = dict(self.state.charge_products)
+        metrics = self.deps.store.usage.get_metrics_by_id(
+            plan.organization_id, [charge.billable_metric_id for charge in plan.charges]
+        )
+        for charge in plan.charges:
+            metric = metrics.get(charge.billable_metric_id)
+            if charge.lago_id in made or metric is None:
+                continue
+            made[charge.lago_id] = self.gateway.create_product(
+                f"{plan.name} {metric.name}",
+                {**self._metadata(plan.code), "billow_charge_id": charge.lago_id},
+                f"billow-charge-{charge.lago_id}-product",
+            )
+        return made
 
     def _retire_product(self, version: int) -> StripeSyncState:
         """Deleted in Billow: the Product and its Price are archived, never deleted
