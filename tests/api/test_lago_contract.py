@@ -347,6 +347,7 @@ def test_usage_bodies_match_lago(local_billow: Any, org: Any, subscribed: Any) -
         usage_thresholds=[{"threshold_display_name": "Five", "amount_cents": 500}],
     )
     check({"plan": plan}, "Plan")
+    check(org.api.get("/plans/usage/charges")[1], "ChargesPaginated")
     subscription = subscribe(org, plan, "usage-contract")
     start, end = period_of(subscription)
     status, body = org.api.post(

@@ -780,3 +780,60 @@ def test_a_subscription_can_have_its_own_thresholds(local_billow: Any, org: Any)
     (invoice,) = invoices_of(org, "own-customer")
     assert invoice["invoice_type"] == "progressive_billing"
     assert charge_fees(invoice) == [("4", 400)]
+
+
+def test_a_plans_charges_one_at_a_time(local_billow: Any, org: Any, subscribed: Any) -> None:
+    calls = metric(org, "calls", "count_agg")
+    storage = metric(org, "storage", "sum_agg", field_name="gb")
+    plan = usage_plan(
+        org, "api", [charge(calls, "standard", properties={"amount": "1"}, code="api_calls")]
+    )
+    status, body = org.api.post(
+        "/plans/api/charges",
+        json={
+            "charge": charge(
+                storage, "package", properties={"amount": "3", "package_size": 10}, code="gb"
+            )
+        },
+    )
+    assert status == 200, body
+    assert (body["charge"]["code"], body["charge"]["charge_model"]) == ("gb", "package")
+    status, listed = org.api.get("/plans/api/charges")
+    assert [c["code"] for c in listed["charges"]] == ["api_calls", "gb"]
+    assert listed["meta"]["total_count"] == 2
+    assert org.api.get("/plans/api")[1]["plan"]["charges"] == listed["charges"]
+
+    status, body = org.api.put(
+        "/plans/api/charges/api_calls", json={"charge": {"properties": {"amount": "2"}}}
+    )
+    assert status == 200, body
+    assert body["charge"]["properties"] == {"amount": "2"}
+    assert body["charge"]["lago_id"] == plan["charges"][0]["lago_id"]  # its usage stays
+    status, body = org.api.put(
+        "/plans/api/charges/api_calls", json={"charge": {"properties": {"amount": "-2"}}}
+    )
+    assert status == 422
+    assert org.api.get("/plans/api/charges/api_calls")[1]["charge"]["properties"] == {"amount": "2"}
+
+    refusals = [
+        ("/plans/api/charges", charge(storage, "standard", properties={"amount": "1"}), 422),
+        (
+            "/plans/api/charges",
+            charge(storage, "standard", properties={"amount": "1"}, code="gb"),
+            422,
+        ),
+        (
+            "/plans/nope/charges",
+            charge(storage, "standard", properties={"amount": "1"}, code="x"),
+            404,
+        ),
+    ]
+    for path, bad, expected in refusals:
+        assert org.api.post(path, json={"charge": bad})[0] == expected, bad
+
+    status, body = org.api.delete("/plans/api/charges/gb")
+    assert status == 200 and body["charge"]["code"] == "gb"
+    assert org.api.get("/plans/api/charges/gb")[0] == 404
+    assert [c["code"] for c in org.api.get("/plans/api/charges")[1]["charges"]] == ["api_calls"]
+    local_billow.wait_idle()
+    assert len(webhooks(subscribed, "plan.updated")) == 3  # added, changed, removed

@@ -61,6 +61,22 @@ class ChargeInput(CatalogInput):
 ChargeInputs = Annotated[list[ChargeInput], Field(max_length=100)]
 
 
+class ChargeChanges(CatalogInput):
+    """Lago's ChargeUpdateInput: what a ``PUT /plans/{code}/charges/{charge_code}`` sends."""
+
+    billable_metric_id: str | None = None
+    code: Identifier | None = None
+    charge_model: ChargeModelName | None = None
+    invoice_display_name: DisplayName | None = None
+    pay_in_advance: bool | None = None
+    invoiceable: bool | None = None
+    prorated: bool | None = None
+    min_amount_cents: Cents | None = None
+    properties: dict[str, Any] | None = None
+    filters: Annotated[list[ChargeFilterInput], Field(max_length=100)] | None = None
+    tax_codes: IdentifierList | None = None
+
+
 class UsageThresholdInput(CatalogInput):
     """Lago's UsageThresholdInput."""
 

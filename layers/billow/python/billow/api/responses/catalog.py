@@ -173,6 +173,15 @@ class TaxesPage(LagoObject):
     meta: PaginationMeta
 
 
+class ChargeResponse(LagoObject):
+    charge: ChargeObject
+
+
+class ChargesPage(LagoObject):
+    charges: list[ChargeObject]
+    meta: PaginationMeta
+
+
 class PlanResponse(LagoObject):
     plan: PlanObject
 

@@ -10,8 +10,11 @@ from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
 from billow.api.pagination import DEFAULT_PER_PAGE, Page, PerPage, page_meta
-from billow.api.responses.catalog import PlanResponse, PlansPage
+from billow.api.responses.catalog import ChargeResponse, ChargesPage, PlanResponse, PlansPage
+from billow.domain.usage import Charge
+from billow.services import plan_charge_routes as charge_routes
 from billow.services import plans as service
+from billow.services.plan_charges import ChargeChanges, ChargeInput
 
 router = Router()
 
@@ -60,3 +63,71 @@ def delete_plan(code: str) -> PlanResponse:
     organization = organization_id(router)
     plan = service.delete_plan(deps(), organization, code)
     return PlanResponse.model_validate({"plan": service.present(deps(), organization, [plan])[0]})
+
+
+# -- one charge at a time ---------------------------------------------------------------
+
+
+class ChargeCreateBody(BaseModel):
+    charge: ChargeInput
+
+
+class ChargeUpdateBody(BaseModel):
+    charge: ChargeChanges
+
+
+def _shown(charges: list[Charge]) -> list[dict[str, object]]:
+    """Lago's ChargeObject of each, with its taxes (read once for all)."""
+    codes = {code for charge in charges for code in charge.tax_codes}
+    taxes = {tax.code: tax for tax in deps().store.get_taxes(organization_id(router), codes)}
+    return [
+        charge.as_lago([taxes[code] for code in charge.tax_codes if code in taxes])
+        for charge in charges
+    ]
+
+
+def _charge_body(charge: Charge) -> ChargeResponse:
+    return ChargeResponse.model_validate({"charge": _shown([charge])[0]})
+
+
+@router.get("/api/v1/plans/<code>/charges")
+def list_charges(code: str, page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE) -> ChargesPage:
+    charges = charge_routes.list_charges(deps(), organization_id(router), code)
+    shown = charges[(page - 1) * per_page : page * per_page]
+    return ChargesPage.model_validate(
+        {
+            "charges": _shown(shown),
+            "meta": page_meta(len(charges), page, per_page),
+        }
+    )
+
+
+@router.post("/api/v1/plans/<code>/charges")
+def create_charge(code: str, body: Annotated[ChargeCreateBody, Body()]) -> ChargeResponse:
+    return _charge_body(
+        charge_routes.create_charge(deps(), organization_id(router), code, body.charge)
+    )
+
+
+@router.get("/api/v1/plans/<code>/charges/<charge_code>")
+def get_charge(code: str, charge_code: str) -> ChargeResponse:
+    return _charge_body(
+        charge_routes.get_charge(deps(), organization_id(router), code, charge_code)
+    )
+
+
+@router.put("/api/v1/plans/<code>/charges/<charge_code>")
+def update_charge(
+    code: str, charge_code: str, body: Annotated[ChargeUpdateBody, Body()]
+) -> ChargeResponse:
+    changes = body.charge.model_dump(exclude_unset=True)
+    return _charge_body(
+        charge_routes.update_charge(deps(), organization_id(router), code, charge_code, changes)
+    )
+
+
+@router.delete("/api/v1/plans/<code>/charges/<charge_code>")
+def delete_charge(code: str, charge_code: str) -> ChargeResponse:
+    return _charge_body(
+        charge_routes.delete_charge(deps(), organization_id(router), code, charge_code)
+    )
