@@ -688,9 +688,12 @@ def test_progressive_billing_invoices_usage_as_it_reaches_each_threshold(
     assert first["applied_usage_thresholds"][0]["lifetime_usage_amount_cents"] == 600
     calls_made(4)  # 10.00: the next level is at 15.00
     assert len(progressive()) == 1
-    calls_made(6)  # 16.00: 5.00 + one recurring 10.00 reached; 10.00 more is invoiced
+    # 16.00: 5.00 + one recurring 10.00 is reached at 15.00, and what grew since 6.00 is
+    # invoiced: the 15th call's fold may come alone or with the 16th, as the stream batches.
+    calls_made(6)
     first, second = progressive()
-    assert charge_fees(second) == [("16", 1000)]
+    ((units, cents),) = charge_fees(second)
+    assert units in ("15", "16") and cents == (int(units) - 6) * 100
     assert second["applied_usage_thresholds"][0]["usage_threshold"]["recurring"] is True
     reached = webhooks(subscribed, "subscription.usage_threshold_reached")
     assert [w["subscription"]["usage_threshold"]["amount_cents"] for w in reached] == [500, 1000]
@@ -702,8 +705,9 @@ def test_progressive_billing_invoices_usage_as_it_reaches_each_threshold(
     (closing,) = [
         i for i in invoices_of(org, "prog-1-customer") if i["invoice_type"] == "subscription"
     ]
-    assert charge_fees(closing) == [("18", 200)]  # 18.00 − 6.00 − 10.00
-    assert closing["fees_amount_cents"] == 1000 + 200
+    left = 1800 - 600 - cents  # 18.00 less what the two progressive invoices billed
+    assert charge_fees(closing) == [("18", left)]
+    assert closing["fees_amount_cents"] == 1000 + left
 
 
 def test_events_that_arrive_after_their_period_was_billed_are_kept_but_not_billed(
@@ -779,7 +783,9 @@ def test_a_subscription_can_have_its_own_thresholds(local_billow: Any, org: Any)
     local_billow.wait_idle()
     (invoice,) = invoices_of(org, "own-customer")
     assert invoice["invoice_type"] == "progressive_billing"
-    assert charge_fees(invoice) == [("4", 400)]
+    # Reached at the third call: the fourth is folded with it or after it.
+    ((units, cents),) = charge_fees(invoice)
+    assert units in ("3", "4") and cents == int(units) * 100
 
 
 def test_a_plans_charges_one_at_a_time(local_billow: Any, org: Any, subscribed: Any) -> None:
