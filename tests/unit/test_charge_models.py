@@ -126,6 +126,23 @@ def test_graduated_amount_details_show_each_tier() -> None:
     assert details.unit_amount_cents == 113  # 17 / 15 = 1.1333
 
 
+def test_missing_ranges_are_named_as_lago_names_them() -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_properties("graduated", {"graduated_ranges": []})
+    assert refused.value.details == {"graduated_ranges": ["missing_graduated_ranges"]}
+
+
+def test_a_percentage_tier_without_units_costs_nothing() -> None:
+    """Unlike graduated and volume tiers, whose first flat amount is due at 0 units."""
+    ranges = {
+        "graduated_percentage_ranges": [
+            {"from_value": 0, "to_value": None, "rate": "1", "flat_amount": "2"}
+        ]
+    }
+    assert cents("graduated_percentage", ranges, "0") == 0
+    assert cents("graduated_percentage", ranges, "100") == 300  # 100 × 1 % + 2
+
+
 @pytest.mark.parametrize(
     ("model", "properties", "field"),
     [
@@ -135,7 +152,6 @@ def test_graduated_amount_details_show_each_tier() -> None:
         ("package", {"amount": "1", "package_size": 0}, "package_size"),
         ("package", {"amount": "1", "package_size": 1, "free_units": -1}, "free_units"),
         ("percentage", {"rate": "-2"}, "rate"),
-        ("graduated", {"graduated_ranges": []}, "graduated_ranges"),
         (
             "graduated",
             {

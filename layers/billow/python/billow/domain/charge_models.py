@@ -143,6 +143,8 @@ def parse_properties(charge_model: ChargeModel, raw: dict[str, Any] | None) -> C
         fields = sorted({str(issue["loc"][0]) for issue in error.errors() if issue["loc"]})
         raise ValidationFailed({field: [f"invalid_{field}"] for field in fields}) from None
     ranges_field = _RANGES.get(charge_model)
+    if ranges_field is not None and not getattr(parsed, ranges_field):
+        raise ValidationFailed({ranges_field: [f"missing_{ranges_field}"]})
     if ranges_field is not None and not _contiguous(getattr(parsed, ranges_field)):
         raise ValidationFailed({ranges_field: [f"invalid_{ranges_field}"]})
     return parsed  # type: ignore[return-value]
@@ -217,8 +219,10 @@ def _tiered(
                 tier_units * tier.per_unit_amount,
                 {"per_unit_amount": plain(tier.per_unit_amount)},
             )
-        else:
+        elif tier_units:
             priced, price = tier_units * tier.rate / HUNDRED, {"rate": plain(tier.rate)}
+        else:
+            break  # Lago: a percentage tier without units adds nothing, not even its flat
         total += priced + tier.flat_amount
         details.append(
             {
