@@ -25,7 +25,7 @@ from billow.domain.subscriptions import Subscription
 from billow.services.invoicing import FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync_requests import billing_owner, sync_requested
-from billow.services.usage.fees import usage_fees
+from billow.services.usage.fees import usage_fees, usage_start
 
 INSTANT = timedelta(microseconds=1)
 
@@ -267,7 +267,7 @@ class Change:
         if not plan.charges or sub.started_at is None or sub.billed_by == "stripe":
             return
         period = period_at(sub, plan, at - INSTANT, timezone)
-        start = max(period.start, parse_iso(sub.started_at))
+        start = usage_start(sub, period.start)
         if start >= at:
             return
         drafts, writes = usage_fees(self.deps, sub, plan, (period.start, period.end), (start, at))

@@ -28,7 +28,7 @@ from billow.domain.errors import ConcurrentUpdate
 from billow.domain.integrations import StripeConnection
 from billow.services.stripe_sync.invoices import owner_of
 from billow.services.subscription_billing import INSTANT, period_at, timezone_of
-from billow.services.usage.fees import usage_fees
+from billow.services.usage.fees import usage_fees, usage_start
 
 MIN_GRACE = timedelta(hours=1)
 GRACE_TOO_SHORT = "finalization_grace_period_too_short"
@@ -58,9 +58,8 @@ def add_usage_to_renewal(
     timezone = timezone_of(organization, customer)
     current = period_at(sub, plan, created, timezone)
     period = period_at(sub, plan, current.start - INSTANT, timezone)
-    started = datetime.fromisoformat(sub.started_at or iso(period.start))
     drafts, writes = usage_fees(
-        deps, sub, plan, (period.start, period.end), (max(period.start, started), period.end)
+        deps, sub, plan, (period.start, period.end), (usage_start(sub, period.start), period.end)
     )
     state = deps.store.stripe_sync.get(organization_id, "plan", plan.lago_id)
     products = state.charge_products if state else {}

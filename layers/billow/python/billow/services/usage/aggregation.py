@@ -77,6 +77,10 @@ class _Target:
     """The plan bills progressively: its usage is checked against its thresholds."""
 
     @property
+    def filter_id(self) -> str | None:
+        return self.charge_filter.lago_id if self.charge_filter else None
+
+    @property
     def value_key(self) -> Item | None:
         if self.distinct_value is None:
             return None
@@ -86,7 +90,7 @@ class _Target:
             self.subscription.lago_id,
             scope,
             self.charge.lago_id,
-            self.charge_filter.lago_id if self.charge_filter else None,
+            self.filter_id,
             self.distinct_value,
         )
 
@@ -292,7 +296,7 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
             state,
             int(str(item["version"])) if item else None,
             target.charge.lago_id,
-            target.charge_filter.lago_id if target.charge_filter else None,
+            target.filter_id,
             (period_key(target.period[0]), period_key(target.period[1])),
         )
     for pair, (present, mark) in marks.items():
@@ -316,7 +320,7 @@ def _advance_fee_due(target: _Target, before: AggregateState, after: AggregateSt
         subscription_id=sub.lago_id,
         external_subscription_id=sub.external_id,
         charge_id=charge.lago_id,
-        charge_filter_id=target.charge_filter.lago_id if target.charge_filter else None,
+        charge_filter_id=target.filter_id,
         transaction_id=target.contribution.transaction_id,
         period=(iso(target.period[0]), iso(target.period[1] - timedelta(seconds=1))),
         units=plain(units),

@@ -17,7 +17,7 @@ from billow.domain.periods import local_date
 from billow.domain.subscriptions import Subscription
 from billow.services.lookups import get_customer, get_organization
 from billow.services.subscription_billing import INSTANT, period_at, timezone_of
-from billow.services.usage.fees import ChargeUsage, GroupUsage, period_usage
+from billow.services.usage.fees import ChargeUsage, GroupUsage, period_usage, usage_start
 
 PAST_PERIODS_MAX = 12
 
@@ -84,9 +84,7 @@ def _usage_object(
     if apply_taxes and amount:
         taxes = _taxes(deps, sub.organization_id, customer, plan, usages)
     return {
-        "from_datetime": iso(
-            max(period[0], datetime.fromisoformat(sub.started_at or iso(period[0])))
-        ),
+        "from_datetime": iso(usage_start(sub, period[0])),
         "to_datetime": iso(period[1] - INSTANT),
         "issuing_date": local_date(period[1], timezone).isoformat(),
         "lago_invoice_id": None,

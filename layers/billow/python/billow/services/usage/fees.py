@@ -18,14 +18,19 @@ from billow.adapters.usage_records import group_key
 from billow.composition import Dependencies
 from billow.domain import charge_models
 from billow.domain.catalog import Plan, plain
-from billow.domain.clock import iso
+from billow.domain.clock import iso, parse_iso
 from billow.domain.invoices import FeeItem
 from billow.domain.money import currency_exponent
 from billow.domain.subscriptions import Subscription
-from billow.domain.usage import AggregateState, BillableMetric, Charge, ChargeFilter, period_key
+from billow.domain.usage import (
+    RECURRING_AGGREGATIONS,
+    AggregateState,
+    BillableMetric,
+    Charge,
+    ChargeFilter,
+    period_key,
+)
 from billow.services.invoicing import FeeDraft
-
-RECURRING_CARRY = frozenset({"sum_agg", "unique_count_agg", "weighted_sum_agg"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class GroupUsage:
     carried: Decimal
     carried_at: str | None
     """The moment the carried value held at, as stored (None: nothing carried yet)."""
+
+    @property
+    def filter_id(self) -> str | None:
+        return self.charge_filter.lago_id if self.charge_filter else None
 
 
 @dataclass(frozen=True)
@@ -94,23 +103,33 @@ def period_usage(
             value, at = (Decimal(0), None)
             if metric.recurring:
                 value, at = carried.get((charge.lago_id, filter_id), (Decimal(0), None))
-            units = metric.rounded(state.units(metric, value, period))
-            model = charge.charge_model
-            properties = charge_models.parse_properties(
-                model, charge_filter.properties if charge_filter else charge.properties
-            )
-            amount = charge_models.charge_amount(
-                properties,
-                charge_models.Usage(
-                    units=units,
-                    events_count=state.events_count,
-                    first_event_values=state.first_values(),
-                ),
-                plan.amount_currency,
+            units, amount = priced(
+                metric, charge, charge_filter, state, value, period, plan.amount_currency
             )
             groups.append(GroupUsage(charge_filter, state, units, amount, value, at))
         usages.append(ChargeUsage(charge, metric, groups))
     return usages
+
+
+def priced(
+    metric: BillableMetric,
+    charge: Charge,
+    charge_filter: ChargeFilter | None,
+    state: AggregateState,
+    carried: Decimal,
+    period: tuple[datetime, datetime],
+    currency: str,
+) -> tuple[Decimal, charge_models.ChargeAmount]:
+    """An aggregate's units (rounded by the metric) and what the charge, or the filter it
+    prices, makes of them."""
+    properties = charge_models.parse_properties(
+        charge.charge_model, charge_filter.properties if charge_filter else charge.properties
+    )
+    units = metric.rounded(state.units(metric, carried, period))
+    usage = charge_models.Usage(
+        units=units, events_count=state.events_count, first_event_values=state.first_values()
+    )
+    return units, charge_models.charge_amount(properties, usage, currency)
 
 
 def advance_fee(
@@ -124,24 +143,23 @@ def advance_fee(
 ) -> tuple[Decimal, charge_models.ChargeAmount]:
     """What one event adds to a pay-in-advance charge, as Lago prices it: the charge's
     amount with the event, less its amount without it (units and amount)."""
-    properties = charge_models.parse_properties(
-        charge.charge_model, charge_filter.properties if charge_filter else charge.properties
+    units_before, amount_before = priced(
+        metric, charge, charge_filter, before, Decimal(0), period, currency
     )
-
-    def priced(state: AggregateState) -> tuple[Decimal, charge_models.ChargeAmount]:
-        units = metric.rounded(state.units(metric, Decimal(0), period))
-        usage = charge_models.Usage(
-            units=units, events_count=state.events_count, first_event_values=state.first_values()
-        )
-        return units, charge_models.charge_amount(properties, usage, currency)
-
-    (units_before, amount_before), (units_after, amount_after) = priced(before), priced(after)
+    units_after, amount_after = priced(
+        metric, charge, charge_filter, after, Decimal(0), period, currency
+    )
     return units_after - units_before, charge_models.ChargeAmount(
         amount_cents=amount_after.amount_cents - amount_before.amount_cents,
         precise_amount=amount_after.precise_amount - amount_before.precise_amount,
         unit_amount_cents=amount_after.amount_cents - amount_before.amount_cents,
         amount_details=amount_after.amount_details,
     )
+
+
+def usage_start(sub: Subscription, period_start: datetime) -> datetime:
+    """Where a period's usage is counted from: its start, or the subscription's if later."""
+    return max(period_start, parse_iso(sub.started_at)) if sub.started_at else period_start
 
 
 def charge_item(
@@ -168,9 +186,8 @@ def fee_draft(
 ) -> FeeDraft:
     charge, metric = usage.charge, usage.metric
     charge_filter = group.charge_filter
-    filter_id = charge_filter.lago_id if charge_filter else "-"
     return FeeDraft(
-        key=f"charge:{sub.lago_id}:{charge.lago_id}:{filter_id}",
+        key=f"charge:{sub.lago_id}:{charge.lago_id}:{group.filter_id or '-'}",
         item=charge_item(metric, charge, charge_filter),
         amount_cents=group.amount.amount_cents,
         unit_amount_cents=group.amount.unit_amount_cents,
@@ -182,7 +199,7 @@ def fee_draft(
         tax_code_choices=[charge.tax_codes, plan.tax_codes],
         coupon_plan_code=plan.code,
         charge_id=charge.lago_id,
-        charge_filter_id=charge_filter.lago_id if charge_filter else None,
+        charge_filter_id=group.filter_id,
         events_count=group.state.events_count,
         total_aggregated_units=plain(usage.units),
         precise_amount=plain(group.amount.precise_amount),
@@ -263,7 +280,7 @@ def usage_fees(
         charge_drafts = [
             remainder(
                 fee_draft(sub, plan, usage, group, span),
-                progress.billed.get(group_key(usage.charge.lago_id, _filter_id(group)), 0),
+                progress.billed.get(group_key(usage.charge.lago_id, group.filter_id), 0),
             )
             for group in usage.groups
             if group.units or group.amount.amount_cents or group.state.events_count
@@ -289,7 +306,10 @@ def usage_fees(
                 progress.model_copy(update={"closed": True}),
             )
         for usage in usages:
-            if not usage.metric.recurring or usage.metric.aggregation_type not in RECURRING_CARRY:
+            if (
+                not usage.metric.recurring
+                or usage.metric.aggregation_type not in RECURRING_AGGREGATIONS
+            ):
                 continue
             for group in usage.groups:
                 deps.store.usage.stage_carry(
@@ -297,14 +317,10 @@ def usage_fees(
                     sub.organization_id,
                     sub.lago_id,
                     usage.charge.lago_id,
-                    _filter_id(group),
+                    group.filter_id,
                     group.carried + group.state.total,
                     iso(span[1]),
                     group.carried_at,
                 )
 
     return drafts, stage_writes
-
-
-def _filter_id(group: GroupUsage) -> str | None:
-    return group.charge_filter.lago_id if group.charge_filter else None

@@ -23,7 +23,7 @@ from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.usage import period_key, thresholds_reached
 from billow.messages import ThresholdCheckRequested
 from billow.services.invoicing import FeeDraft, issue_invoice
-from billow.services.usage.fees import fee_draft, period_usage
+from billow.services.usage.fees import fee_draft, period_usage, usage_start
 
 Outcome = Literal["invoiced", "below_next_threshold", "period_closed", "not_billed_here"]
 
@@ -52,14 +52,12 @@ def check_thresholds(
     level, threshold = thresholds_reached(thresholds, usage_cents)
     if level <= progress.level or threshold is None:
         return "below_next_threshold"
-    started = datetime.fromisoformat(sub.started_at or check.period[0])
-    span = (max(period[0], started), period[1])
+    span = (usage_start(sub, period[0]), period[1])
     drafts: list[FeeDraft] = []
     billed = dict(progress.billed)
     for usage in usages:
         for group in usage.groups:
-            filter_id = group.charge_filter.lago_id if group.charge_filter else None
-            key = group_key(usage.charge.lago_id, filter_id)
+            key = group_key(usage.charge.lago_id, group.filter_id)
             grown = group.amount.amount_cents - progress.billed.get(key, 0)
             if grown <= 0:
                 continue
