@@ -77,7 +77,7 @@ class FeeDraft(BaseModel):
     """For a minimum-spend true-up: the key of the charge fee it tops up."""
 
 
-def _taxes_for(
+def taxes_for(
     deps: Dependencies, organization_id: str, customer: Customer, choices: list[list[str]]
 ) -> list[Tax]:
     """Lago's precedence: the fee's own codes, its item's, then the customer's, then the
@@ -165,7 +165,7 @@ def _taxed(
             taxed = with_service_taxes(untaxed, service.model_copy(update={"fee_taxes": by_fee}))
             return taxed, {}, calculation, None
     taxes = {
-        draft.key: _taxes_for(deps, organization.id, customer, draft.tax_code_choices)
+        draft.key: taxes_for(deps, organization.id, customer, draft.tax_code_choices)
         for draft in drafts
     }
     return totals_with(taxes), taxes, None, refusal

@@ -15,6 +15,7 @@ from billow.domain.errors import NotAllowed, NotFound
 from billow.domain.invoice_math import FeeLine, TaxRate, compute_invoice
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import Subscription
+from billow.services.invoicing import taxes_for
 from billow.services.lookups import get_customer, get_organization
 from billow.services.subscription_billing import INSTANT, period_at, timezone_of
 from billow.services.usage.fees import ChargeUsage, GroupUsage, period_usage, usage_start
@@ -105,22 +106,13 @@ def _taxes(
 ) -> int:
     """Taxes as the invoice would charge them, with Lago's precedence (the charge's, the
     plan's, the customer's, then the organization's)."""
-    rates: dict[str, list[Tax]] = {}
-    fallback: list[Tax] | None = None
+    rates: dict[tuple[str, ...], list[Tax]] = {}
     lines: list[FeeLine] = []
     for usage in usages:
-        codes = usage.charge.tax_codes or plan.tax_codes or customer.tax_codes
-        key = ",".join(codes)
-        if key not in rates:
-            if codes:
-                rates[key] = deps.store.get_taxes(organization_id, codes)
-            else:
-                fallback = (
-                    fallback
-                    if fallback is not None
-                    else deps.store.organization_taxes(organization_id)
-                )
-                rates[key] = fallback
+        choices = [usage.charge.tax_codes, plan.tax_codes]
+        key = tuple(next((codes for codes in choices if codes), []))
+        if key not in rates:  # charges with the same codes share one read
+            rates[key] = taxes_for(deps, organization_id, customer, choices)
         lines.append(
             FeeLine(
                 key=usage.charge.lago_id,
