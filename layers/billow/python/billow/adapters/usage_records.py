@@ -6,6 +6,8 @@ A repository of its own, composed by the Store (``store.usage``). Access pattern
 - metric by id (deleted ones too): PK={org} SK=METRIC#{lago_id}; live metric by code:
   PK={org} SK=METRIC_CODE#{code} → lago_id; list, newest first (keys only):
   GSI3PK={org}#METRICS GSI3SK={created_at}#{lago_id}, counted like the catalog's lists
+- how many plans charge for a metric (its definition stays while any do): PK={org}
+  SK=COUNTER#METRIC_USES#{metric_lago_id}, count ``plans``
 - raw event (TTL ``EVENT_RETENTION_S``): PK={org}#EVENTS#{bucket}
   SK=EVENT#{len(transaction_id)}#{transaction_id}#{external_subscription_id}. The bucket
   is a hash of the transaction id over ``EVENT_BUCKETS`` partitions, so one busy
@@ -191,6 +193,30 @@ class UsageRecords:
             metric.lago_id,
             metric.code if metric.deleted_at is None else None,
             before.code if before is not None and before.deleted_at is None else None,
+        )
+
+    @staticmethod
+    def _uses_key(organization_id: str, metric_id: str) -> Item:
+        return {"PK": org_pk(organization_id), "SK": f"COUNTER#METRIC_USES#{metric_id}"}
+
+    def plans_using(self, metric: BillableMetric) -> int:
+        key = self._uses_key(metric.organization_id, metric.lago_id)
+        item = self._store._get(str(key["PK"]), str(key["SK"]))
+        return int(str(item.get("plans", 0))) if item else 0
+
+    def stage_plan_uses(
+        self, transaction: Transaction, organization_id: str, moves: dict[str, int]
+    ) -> None:
+        """Move metrics' counts of the plans that charge for them (+1 or -1 by metric id)."""
+        for metric_id, delta in sorted(moves.items()):
+            transaction.add_counts(self._uses_key(organization_id, metric_id), {"plans": delta})
+
+    def stage_unused(self, transaction: Transaction, metric: BillableMetric) -> None:
+        """Fail the transaction should a plan charge for the metric meanwhile."""
+        transaction.condition_check(
+            self._uses_key(metric.organization_id, metric.lago_id),
+            "attribute_not_exists(PK) OR plans = :none",
+            {":none": 0},
         )
 
     # -- raw events ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Billable metrics (Lago's /billable_metrics): what usage events count and how.
 
-A metric that plans price (``plans_using``) keeps what its aggregates were built on, as
+A metric that plans price (``store.usage.plans_using``) keeps what its aggregates were built on, as
 Lago does: its code, aggregation, field, recurrence and filters stay, only its name,
 description and rounding change; and it cannot be deleted while a plan charges for it
 (Lago would drop those plans' charges silently; Billow refuses and says why).
@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from billow.adapters.table import Transaction, org_pk
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Name, Text
 from billow.domain.clock import iso, new_id, utcnow
@@ -73,17 +73,6 @@ class BillableMetricCreateInput(BillableMetricInput):
 NULLABLE = frozenset({"description", "field_name", "rounding_function", "rounding_precision"})
 DEFINITION = frozenset({"code", "aggregation_type", "field_name", "recurring", "filters"})
 """What a metric's aggregates were built on: kept while plans charge for it."""
-
-
-def uses_key(organization_id: str, metric_id: str) -> dict[str, str]:
-    """The counter of the plans that charge for a metric (moved by plan writes)."""
-    return {"PK": org_pk(organization_id), "SK": f"COUNTER#METRIC_USES#{metric_id}"}
-
-
-def plans_using(deps: Dependencies, metric: BillableMetric) -> int:
-    key = uses_key(metric.organization_id, metric.lago_id)
-    item = deps.store._get(key["PK"], key["SK"])
-    return int(str(item.get("plans", 0))) if item else 0
 
 
 def _checked(metric: BillableMetric) -> BillableMetric:
@@ -161,7 +150,7 @@ def update_metric(
     updates.pop("weighted_interval", None)
     if "filters" in updates:
         updates["filters"] = [MetricFilter(key=f.key, values=f.values) for f in given.filters or []]
-    if plans_using(deps, before):
+    if deps.store.usage.plans_using(before):
         updates = {name: value for name, value in updates.items() if name not in DEFINITION}
     after = _checked(before.model_copy(update={**updates, "version": before.version + 1}))
     renamed = after.code != before.code
@@ -181,13 +170,11 @@ def update_metric(
 
 def delete_metric(deps: Dependencies, organization_id: str, code: str) -> BillableMetric:
     before = get_metric(deps, organization_id, code)
-    if plans_using(deps, before):
+    if deps.store.usage.plans_using(before):
         raise ValidationFailed({"billable_metric": ["attached_to_plans"]})
     after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
     transaction = Transaction()
     deps.store.usage.stage_metric(transaction, after, before)
-    # Refused should a plan start charging for it meanwhile.
-    key = uses_key(organization_id, before.lago_id)
-    transaction.condition_check(key, "attribute_not_exists(PK) OR plans = :none", {":none": 0})
+    deps.store.usage.stage_unused(transaction, before)
     deps.store.commit(transaction)
     return after

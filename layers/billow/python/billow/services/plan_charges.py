@@ -28,7 +28,6 @@ from billow.domain.usage import (
     ChargeModelName,
     UsageThreshold,
 )
-from billow.services.billable_metrics import uses_key
 from billow.services.catalog_writes import CatalogInput
 from billow.services.lookups import require_taxes
 
@@ -217,6 +216,7 @@ def build_charges(
 
 
 def stage_metric_uses(
+    deps: Dependencies,
     transaction: Transaction,
     organization_id: str,
     before: Sequence[Charge],
@@ -225,7 +225,6 @@ def stage_metric_uses(
     """Count the plan among each metric's users (a metric in use keeps its definition)."""
     was = {charge.billable_metric_id for charge in before}
     now = {charge.billable_metric_id for charge in after}
-    for metric_id in sorted(was ^ now):
-        transaction.add_counts(
-            uses_key(organization_id, metric_id), {"plans": 1 if metric_id in now else -1}
-        )
+    deps.store.usage.stage_plan_uses(
+        transaction, organization_id, {m: 1 if m in now else -1 for m in was ^ now}
+    )
