@@ -40,26 +40,6 @@ class ChargeFilterInput(CatalogInput):
     values: Annotated[dict[str, list[str]], Field(min_length=1)]
 
 
-class ChargeInput(CatalogInput):
-    """One of Lago's ``plan.charges``."""
-
-    id: str | None = None
-    billable_metric_id: str
-    code: Identifier | None = None
-    charge_model: ChargeModelName
-    invoice_display_name: DisplayName | None = None
-    pay_in_advance: bool | None = None
-    invoiceable: bool | None = None
-    prorated: bool | None = None
-    min_amount_cents: Cents | None = None
-    properties: dict[str, Any] | None = None
-    filters: Annotated[list[ChargeFilterInput], Field(max_length=100)] | None = None
-    tax_codes: IdentifierList | None = None
-
-
-ChargeInputs = Annotated[list[ChargeInput], Field(max_length=100)]
-
-
 class ChargeChanges(CatalogInput):
     """Lago's ChargeUpdateInput: what a ``PUT /plans/{code}/charges/{charge_code}`` sends."""
 
@@ -74,6 +54,17 @@ class ChargeChanges(CatalogInput):
     properties: dict[str, Any] | None = None
     filters: Annotated[list[ChargeFilterInput], Field(max_length=100)] | None = None
     tax_codes: IdentifierList | None = None
+
+
+class ChargeInput(ChargeChanges):
+    """One of Lago's ``plan.charges`` (a whole charge: its metric and model named)."""
+
+    id: str | None = None
+    billable_metric_id: str
+    charge_model: ChargeModelName
+
+
+ChargeInputs = Annotated[list[ChargeInput], Field(max_length=100)]
 
 
 class UsageThresholdInput(CatalogInput):
