@@ -22,7 +22,8 @@ from typing import Any
 from aiohttp import web
 
 from .accounts import ACCOUNTS
-from .common import Routes, read_params
+from .billing import set_grace_hours
+from .common import Routes, as_int, read_params, require
 from .errors import StripeApiError, json_response
 
 VALID_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9]{16,}$")
@@ -296,6 +297,19 @@ async def reset_request_counts(request: web.Request) -> web.Response:
     return json_response({"reset": True})
 
 
+async def set_finalization_grace(request: web.Request) -> web.Response:
+    """``POST /_config/invoice_finalization_grace api_key=... hours=...``: the account's
+    "finalize invoices after N hours" setting (0 to 72; Stripe's default is one hour),
+    which Billing's renewal drafts wait for."""
+    params = await read_params(request)
+    account = _account(request, params)
+    hours = as_int(require(params, "hours"), "hours")
+    if hours > 72:
+        raise StripeApiError(400, "hours must be between 0 and 72", param="hours")
+    set_grace_hours(account, hours)
+    return json_response({"hours": hours})
+
+
 ROUTES: Routes = [
     ("POST", "/_config/revoked_keys", revoke_key),
     ("POST", "/_config/roll_key", roll_key),
@@ -303,4 +317,5 @@ ROUTES: Routes = [
     ("POST", "/_config/drop_deliveries", drop_deliveries),
     ("GET", "/_config/requests", request_counts),
     ("DELETE", "/_config/requests", reset_request_counts),
+    ("POST", "/_config/invoice_finalization_grace", set_finalization_grace),
 ]

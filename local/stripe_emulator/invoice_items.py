@@ -8,8 +8,8 @@ subscription's percentage discounts on discountable lines, automatic tax when th
 invoice has it), and finalization charges them. Only a draft takes, changes or loses
 items; a finalized invoice is Stripe's 400.
 
-``POST /_config/invoice_finalization_grace`` (``api_key``, ``hours`` from 0 to 72) plays
-the dashboard's "finalize invoices after" setting for the key's account.
+The account's grace period is set with ``POST /_config/invoice_finalization_grace``
+(``controls``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from aiohttp import web
 from localstripe.resources import StripeObject, store
 
 from . import upstream
-from .accounts import ACCOUNTS
-from .billing import SubscriptionInvoice, set_grace_hours
+from .billing import SubscriptionInvoice
 from .common import (
     Routes,
     all_of,
+    apply_changes,
     as_dict,
     as_int,
     find,
@@ -36,7 +36,6 @@ from .common import (
     require,
     updated_metadata,
 )
-from .controls import VALID_KEY
 from .errors import StripeApiError, json_response
 from .events import emit
 from .tax import tax_invoice_lines
@@ -241,19 +240,22 @@ async def update(request: web.Request) -> web.StreamResponse:
     params.pop("expand", None)
     reject_unknown(params, ("amount", "description", "metadata", "discountable"))
     invoice = _draft(item.invoice, None)
+    changes: dict[str, Any] = {}
     if "amount" in params:
-        item.amount = as_int(params["amount"], "amount", -(10**12))
+        changes["amount"] = as_int(params["amount"], "amount", -(10**12))
     if "description" in params:
-        item.description = params["description"]
+        changes["description"] = params["description"]
     if "metadata" in params:
-        item.metadata = updated_metadata(item.metadata, params["metadata"])
+        changes["metadata"] = updated_metadata(item.metadata, params["metadata"])
     if "discountable" in params:
-        item.discountable = str(params["discountable"]).lower() == "true"
+        changes["discountable"] = str(params["discountable"]).lower() == "true"
+    previous = apply_changes(item, changes)
     lines = invoice.lines["data"]
     index = next(i for i, line in enumerate(lines) if line["id"] == item._line()["id"])
     lines[index] = item._line()
     recompute(invoice)
-    emit("invoiceitem.updated", item)
+    if previous:
+        emit("invoiceitem.updated", item, previous)
     return json_response(item._export())
 
 
@@ -284,23 +286,10 @@ async def list_all(request: web.Request) -> web.Response:
     )
 
 
-async def set_grace(request: web.Request) -> web.Response:
-    params = await read_params(request)
-    key = params.get("api_key")
-    if not isinstance(key, str) or not VALID_KEY.match(key):
-        raise StripeApiError(400, "api_key must be a test secret key", param="api_key")
-    hours = as_int(require(params, "hours"), "hours")
-    if hours > 72:
-        raise StripeApiError(400, "hours must be between 0 and 72", param="hours")
-    set_grace_hours(request.app[ACCOUNTS].account_of(key), hours)
-    return json_response({"hours": hours})
-
-
 ROUTES: Routes = [
     ("POST", "/v1/invoiceitems", create),
     ("GET", "/v1/invoiceitems", list_all),
     ("GET", "/v1/invoiceitems/{id}", retrieve),
     ("POST", "/v1/invoiceitems/{id}", update),
     ("DELETE", "/v1/invoiceitems/{id}", delete),
-    ("POST", "/_config/invoice_finalization_grace", set_grace),
 ]
