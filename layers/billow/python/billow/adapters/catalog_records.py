@@ -106,7 +106,7 @@ def _stage_listed(
     )
 
 
-def _load(model: type[M], item: Item) -> M:
+def load(model: type[M], item: Item) -> M:
     fields = {name: int(str(item[name])) for name in _OUTSIDE_DOCUMENT if name in item}
     return model.model_validate({**document(item), **fields})
 
@@ -153,6 +153,34 @@ def _stage_pointer(
         )
 
 
+def stage_coded(
+    transaction: Transaction,
+    obj: Any,
+    before: Any | None,
+    *,
+    kind: str,
+    family: str,
+    prefix: str,
+) -> None:
+    """Stage the write of an object kept by id (``{prefix}#{lago_id}``), listed in
+    ``family``, and its code pointer (``{prefix}_CODE#{code}``): created with the
+    object, moved when the code changes, removed when the object is deleted (it stays
+    readable by id). Plans and billable metrics are kept so."""
+    transaction.put_versioned(
+        _item(obj.organization_id, f"{prefix}#{obj.lago_id}", kind, obj, family),
+        before.version if before else None,
+    )
+    _stage_listed(transaction, family, obj, before, obj)
+    _stage_pointer(
+        transaction,
+        obj.organization_id,
+        f"{prefix}_CODE#",
+        obj.lago_id,
+        obj.code if obj.deleted_at is None else None,
+        before.code if before is not None and before.deleted_at is None else None,
+    )
+
+
 class CatalogRecords(ListRecords):
     """Taxes, plans, add-ons, coupons and applied coupons of an organization."""
 
@@ -162,7 +190,7 @@ class CatalogRecords(ListRecords):
         """Objects ``skip`` to ``skip + take`` of a family's list, newest first, and how
         many it holds."""
         keys = self.page_keys("GSI3", [list_partition(organization_id, family, "")], skip, take)
-        page = [_load(model, item) for item in self.get_items(keys)]
+        page = [load(model, item) for item in self.get_items(keys)]
         return page, self.count(organization_id, family, [ALL])
 
     def _catalog(self, organization_id: str, prefix: str) -> Iterator[Item]:
@@ -192,10 +220,10 @@ class CatalogRecords(ListRecords):
 
     def get_tax(self, organization_id: str, code: str) -> Tax | None:
         item = self._find(organization_id, f"TAX#{code}")
-        return _load(Tax, item) if item else None
+        return load(Tax, item) if item else None
 
     def list_taxes(self, organization_id: str) -> list[Tax]:
-        return [_load(Tax, item) for item in self._catalog(organization_id, "TAX#")]
+        return [load(Tax, item) for item in self._catalog(organization_id, "TAX#")]
 
     def get_taxes(self, organization_id: str, codes: Iterable[str]) -> list[Tax]:
         """The taxes named, in the order named; codes of deleted taxes are skipped. One
@@ -245,40 +273,26 @@ class CatalogRecords(ListRecords):
     def get_plan_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
         """Deleted plans included: subscriptions and invoices refer to plans by id."""
         item = self._find(organization_id, f"PLAN#{lago_id}")
-        return _load(Plan, item) if item else None
+        return load(Plan, item) if item else None
 
     def all_plans(self, organization_id: str) -> list[Plan]:
         """Live and deleted plans."""
-        return [_load(Plan, item) for item in self._catalog(organization_id, "PLAN#")]
+        return [load(Plan, item) for item in self._catalog(organization_id, "PLAN#")]
 
     def list_plans(self, organization_id: str) -> list[Plan]:
         return [plan for plan in self.all_plans(organization_id) if plan.deleted_at is None]
 
     def stage_plan(self, transaction: Transaction, plan: Plan, before: Plan | None) -> None:
-        """Stage a plan write and its code pointer: created with the plan, moved when the
-        code changes, removed when the plan is deleted."""
-        transaction.put_versioned(
-            _item(plan.organization_id, f"PLAN#{plan.lago_id}", "plan", plan, PLANS),
-            before.version if before else None,
-        )
-        _stage_listed(transaction, PLANS, plan, before, plan)
-        _stage_pointer(
-            transaction,
-            plan.organization_id,
-            "PLAN_CODE#",
-            plan.lago_id,
-            plan.code if plan.deleted_at is None else None,
-            before.code if before is not None and before.deleted_at is None else None,
-        )
+        stage_coded(transaction, plan, before, kind="plan", family=PLANS, prefix="PLAN")
 
     # -- add-ons -------------------------------------------------------------------------
 
     def get_add_on(self, organization_id: str, code: str) -> AddOn | None:
         item = self._find(organization_id, f"ADD_ON#{code}")
-        return _load(AddOn, item) if item else None
+        return load(AddOn, item) if item else None
 
     def list_add_ons(self, organization_id: str) -> list[AddOn]:
-        return [_load(AddOn, item) for item in self._catalog(organization_id, "ADD_ON#")]
+        return [load(AddOn, item) for item in self._catalog(organization_id, "ADD_ON#")]
 
     def stage_add_on(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
         """Create, replace or rename (the code is the key) an add-on."""
@@ -315,11 +329,11 @@ class CatalogRecords(ListRecords):
 
     def get_coupon_by_id(self, organization_id: str, lago_id: str) -> Coupon | None:
         item = self._find(organization_id, f"COUPON#{lago_id}")
-        return _load(Coupon, item) if item else None
+        return load(Coupon, item) if item else None
 
     def all_coupons(self, organization_id: str) -> list[Coupon]:
         """Live and deleted coupons."""
-        return [_load(Coupon, item) for item in self._catalog(organization_id, "COUPON#")]
+        return [load(Coupon, item) for item in self._catalog(organization_id, "COUPON#")]
 
     def stage_coupon(self, transaction: Transaction, coupon: Coupon, before: Coupon | None) -> None:
         """Stage a coupon write and its code pointer, as for plans. The write also expects
@@ -372,19 +386,19 @@ class CatalogRecords(ListRecords):
         self, organization_id: str, customer_lago_id: str, lago_id: str
     ) -> AppliedCoupon | None:
         item = self._find(organization_id, f"APPLIED_COUPON#{customer_lago_id}#{lago_id}")
-        return _load(AppliedCoupon, item) if item else None
+        return load(AppliedCoupon, item) if item else None
 
     def customer_applied_coupons(
         self, organization_id: str, customer_lago_id: str
     ) -> list[AppliedCoupon]:
         """Active and terminated, oldest first."""
         items = self._catalog(organization_id, f"APPLIED_COUPON#{customer_lago_id}#")
-        found = [_load(AppliedCoupon, item) for item in items]
+        found = [load(AppliedCoupon, item) for item in items]
         return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
 
     def all_applied_coupons(self, organization_id: str) -> list[AppliedCoupon]:
         found = [
-            _load(AppliedCoupon, item) for item in self._catalog(organization_id, "APPLIED_COUPON#")
+            load(AppliedCoupon, item) for item in self._catalog(organization_id, "APPLIED_COUPON#")
         ]
         return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
 
@@ -411,7 +425,7 @@ class CatalogRecords(ListRecords):
             for status in statuses
         ]
         keys = self.page_keys(index, partitions, skip, take)
-        page = [_load(AppliedCoupon, item) for item in self.get_items(keys)]
+        page = [load(AppliedCoupon, item) for item in self.get_items(keys)]
         total = sum(
             self.count(organization_id, APPLIED_COUPONS, statuses, scope=f"{customer}{code}"[1:])
             for code in codes
@@ -423,7 +437,7 @@ class CatalogRecords(ListRecords):
             {"PK": org_pk(organization_id), "SK": f"COUPON#{lago_id}"}
             for lago_id in dict.fromkeys(lago_ids)
         ]
-        return [_load(Coupon, item) for item in self.get_items(keys)]
+        return [load(Coupon, item) for item in self.get_items(keys)]
 
     def active_applied_coupons(
         self, organization_id: str, customer_lago_id: str

@@ -37,12 +37,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from billow.adapters.catalog_records import (
-    _item,
-    _load,
-    _stage_listed,
-    _stage_pointer,
-)
+from billow.adapters.catalog_records import load, stage_coded
 from billow.adapters.listing import ALL, ListRecords, list_partition
 from billow.adapters.table import Item, Transaction, expires_in, org_pk, packed, unpacked
 from billow.domain.errors import ConcurrentUpdate
@@ -155,7 +150,7 @@ class UsageRecords:
 
     def get_metric_by_id(self, organization_id: str, lago_id: str) -> BillableMetric | None:
         item = self._store._get(org_pk(organization_id), f"METRIC#{lago_id}")
-        return _load(BillableMetric, item) if item else None
+        return load(BillableMetric, item) if item else None
 
     def get_metrics_by_id(
         self, organization_id: str, lago_ids: Sequence[str]
@@ -164,7 +159,7 @@ class UsageRecords:
             {"PK": org_pk(organization_id), "SK": f"METRIC#{lago_id}"}
             for lago_id in dict.fromkeys(lago_ids)
         ]
-        metrics = [_load(BillableMetric, item) for item in self._store.get_items(keys)]
+        metrics = [load(BillableMetric, item) for item in self._store.get_items(keys)]
         return {metric.lago_id: metric for metric in metrics}
 
     def metric_page(
@@ -173,7 +168,7 @@ class UsageRecords:
         keys = self._store.page_keys(
             "GSI3", [list_partition(organization_id, METRICS, "")], skip, take
         )
-        page = [_load(BillableMetric, item) for item in self._store.get_items(keys)]
+        page = [load(BillableMetric, item) for item in self._store.get_items(keys)]
         return page, self._store.count(organization_id, METRICS, [ALL])
 
     def stage_metric(
@@ -181,19 +176,7 @@ class UsageRecords:
     ) -> None:
         """A metric write, its list entry and count, and its code pointer (moved by a new
         code, removed by a delete)."""
-        transaction.put_versioned(
-            _item(metric.organization_id, f"METRIC#{metric.lago_id}", "metric", metric, METRICS),
-            before.version if before else None,
-        )
-        _stage_listed(transaction, METRICS, metric, before, metric)
-        _stage_pointer(
-            transaction,
-            metric.organization_id,
-            "METRIC_CODE#",
-            metric.lago_id,
-            metric.code if metric.deleted_at is None else None,
-            before.code if before is not None and before.deleted_at is None else None,
-        )
+        stage_coded(transaction, metric, before, kind="metric", family=METRICS, prefix="METRIC")
 
     @staticmethod
     def _uses_key(organization_id: str, metric_id: str) -> Item:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from billow.adapters.table import Item, Transaction
-from billow.adapters.usage_records import aggregate_key, value_key
+from billow.adapters.usage_records import StoredAggregate, aggregate_key, value_key
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan, plain
 from billow.domain.clock import iso, parse_iso, stable_id
@@ -267,34 +267,33 @@ def _fold_chunk(deps: Dependencies, lookups: _Lookups, records: Sequence[Streame
         if error is not None:
             errors.append(error)
     stored = deps.store.usage.read_for_fold(list(keys.values()))
-    states: dict[tuple[str, str], tuple[AggregateState, _Target]] = {}
+    states: dict[tuple[str, str], tuple[AggregateState, _Target, int | None]] = {}
+    """Per aggregate: its state so far, the first target folded into it, the version read."""
     marks: dict[tuple[str, str], tuple[bool, str]] = {}
     fees: list[OutboxEvent] = []
     for targets in planned:
         for target in targets:
             pair = (str(target.key["PK"]), str(target.key["SK"]))
             if pair not in states:
-                item = stored.get(pair)
-                start = AggregateState.model_validate_json(str(item["state"])) if item else None
-                states[pair] = (start or AggregateState(), target)
+                read = StoredAggregate(stored.get(pair))
+                states[pair] = (read.state, target, read.version)
             contribution = target.contribution
             value_key_ = target.value_key
             if value_key_ is not None:
                 change, marks = _distinct_change(target, value_key_, stored, marks)
                 contribution = contribution.model_copy(update={"distinct_change": change})
-            state, first = states[pair]
+            state, first, version = states[pair]
             folded = state.fold(contribution, target.period[1], _keep_earliest(target))
-            states[pair] = (folded, first)
+            states[pair] = (folded, first, version)
             if target.charge.pay_in_advance and target.subscription.billed_by == "billow":
                 fees.append(_advance_fee_due(target, state, folded))
     transaction = Transaction()
-    for pair, (state, target) in states.items():
-        item = stored.get(pair)
+    for state, target, version in states.values():
         deps.store.usage.stage_aggregate(
             transaction,
             target.key,
             state,
-            int(str(item["version"])) if item else None,
+            version,
             target.charge.lago_id,
             target.filter_id,
             (period_key(target.period[0]), period_key(target.period[1])),
