@@ -9,7 +9,7 @@ from billow.domain.catalog import Plan, Tax
 from billow.domain.customers import Customer
 from billow.domain.errors import NotFound
 from billow.domain.organizations import Organization
-from billow.domain.subscriptions import PaymentMethodChoice
+from billow.domain.subscriptions import PaymentMethodChoice, Subscription
 
 
 def get_organization(deps: Dependencies, organization_id: str) -> Organization:
@@ -24,6 +24,21 @@ def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     if plan is None:
         raise NotFound("plan")
     return plan
+
+
+def billing_context(
+    deps: Dependencies, organization_id: str, sub: Subscription | None
+) -> tuple[Plan, Organization, Customer] | None:
+    """What billing a subscription needs besides it: its plan, organization and customer
+    (None when the subscription or any of them is gone)."""
+    if sub is None:
+        return None
+    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+    organization = deps.store.get_organization(organization_id)
+    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
+    if plan is None or organization is None or customer is None:
+        return None
+    return plan, organization, customer
 
 
 def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:

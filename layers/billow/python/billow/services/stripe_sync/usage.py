@@ -26,6 +26,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import iso, utcnow
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.integrations import StripeConnection
+from billow.services.lookups import billing_context
 from billow.services.stripe_sync.invoices import owner_of
 from billow.services.subscription_billing import INSTANT, period_at, timezone_of
 from billow.services.usage.fees import usage_fees, usage_start
@@ -45,11 +46,10 @@ def add_usage_to_renewal(
         return "ignored"  # a first invoice, or a proration of a change: no period ended
     organization_id = connection.organization_id
     sub = owner_of(deps, organization_id, stripe_invoice)
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id) if sub else None
-    organization = deps.store.get_organization(organization_id)
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id) if sub else None
-    if not (sub and plan and plan.charges and organization and customer):
+    context = billing_context(deps, organization_id, sub)
+    if sub is None or context is None or not context[0].charges:
         return "ignored"
+    plan, organization, customer = context
     created = datetime.fromtimestamp(int(stripe_invoice["created"]), UTC)
     _refuse_if_short_grace(deps, connection, stripe_invoice, created)
     # The Billow period that ended last: Stripe renews at Billow's boundary (calendar

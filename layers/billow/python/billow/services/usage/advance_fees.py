@@ -16,6 +16,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import stable_id, utcnow
 from billow.messages import AdvanceFeeDue
 from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.lookups import billing_context
 from billow.services.usage.fees import charge_item
 
 Outcome = Literal["invoiced", "orphaned"]
@@ -25,18 +26,18 @@ def invoice_advance_fee(deps: Dependencies, organization_id: str, fee: AdvanceFe
     sub = deps.store.get_subscription(
         organization_id, fee.external_subscription_id, fee.subscription_id
     )
-    organization = deps.store.get_organization(organization_id)
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id) if sub else None
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id) if sub else None
-    charge = next((c for c in plan.charges if c.lago_id == fee.charge_id), None) if plan else None
+    context = billing_context(deps, organization_id, sub)
+    if sub is None or context is None:
+        return "orphaned"
+    plan, organization, customer = context
+    charge = next((c for c in plan.charges if c.lago_id == fee.charge_id), None)
     metric = (
         deps.store.usage.get_metric_by_id(organization_id, charge.billable_metric_id)
         if charge
         else None
     )
-    if None in (sub, organization, plan, customer, charge, metric):
+    if charge is None or metric is None:
         return "orphaned"
-    assert sub and organization and plan and customer and charge and metric
     charge_filter = next((f for f in charge.filters if f.lago_id == fee.charge_filter_id), None)
     draft = FeeDraft(
         key=f"advance:{charge.lago_id}:{fee.transaction_id}",

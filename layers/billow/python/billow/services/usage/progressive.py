@@ -23,6 +23,7 @@ from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.usage import period_key, thresholds_reached
 from billow.messages import ThresholdCheckRequested
 from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.lookups import billing_context
 from billow.services.usage.fees import fee_draft, period_usage, usage_start
 
 Outcome = Literal["invoiced", "below_next_threshold", "period_closed", "not_billed_here"]
@@ -34,11 +35,10 @@ def check_thresholds(
     sub = deps.store.get_subscription(
         organization_id, check.external_subscription_id, check.subscription_id
     )
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id) if sub else None
-    organization = deps.store.get_organization(organization_id)
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id) if sub else None
-    if not (sub and plan and organization and customer) or sub.status != "active":
+    context = billing_context(deps, organization_id, sub)
+    if sub is None or context is None or sub.status != "active":
         return "not_billed_here"
+    plan, organization, customer = context
     thresholds = sub.thresholds(plan.usage_thresholds)
     if sub.billed_by != "billow" or not thresholds:
         return "not_billed_here"
