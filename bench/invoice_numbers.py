@@ -135,8 +135,8 @@ def seed(organization_id: str, count: int) -> list[tuple[str, str]]:
     and making thousands one by one would take most of the run."""
     store = dependencies().store
     external_id, lago_id = subscribe(organization_id, 0)
-    subscription = store.get_subscription(organization_id, external_id, lago_id)
-    customer = store.get_customer(organization_id, "numbers-000000")
+    subscription = store.subscriptions.get(organization_id, external_id, lago_id)
+    customer = store.customers.get(organization_id, "numbers-000000")
     assert subscription is not None and customer is not None
     made = [(external_id, lago_id)]
     table = boto3.resource("dynamodb").Table(store.table_name)
@@ -158,8 +158,8 @@ def seed(organization_id: str, count: int) -> list[tuple[str, str]]:
                     "lago_customer_id": copy.lago_id,
                 }
             )
-            writer.put_item(Item=store.customer_item(copy))
-            writer.put_item(Item=store.subscription_item(sub))
+            writer.put_item(Item=store.customers.item(copy))
+            writer.put_item(Item=store.subscriptions.item(sub))
             made.append((sub.external_id, sub.lago_id))
     return made
 

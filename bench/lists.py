@@ -151,8 +151,8 @@ def seed(api: str, organization_id: str, api_key: str, count: int) -> None:
         bearer(api_key),
     )
     assert status == 200, body
-    customer_template = store.get_customer(organization_id, "c-0")
-    invoice_template = store.get_invoice(organization_id, body["invoice"]["lago_id"])
+    customer_template = store.customers.get(organization_id, "c-0")
+    invoice_template = store.invoices.get(organization_id, body["invoice"]["lago_id"])
     assert customer_template is not None and invoice_template is not None
     start = datetime(2024, 1, 1, tzinfo=UTC)
     customers: list[Customer] = []
@@ -182,11 +182,11 @@ def seed(api: str, organization_id: str, api_key: str, count: int) -> None:
                 }
             )
         )
-    items = [store.customer_item(c) for c in customers]
-    items += [store.invoice_item(i) for i in invoices]
+    items = [store.customers.item(c) for c in customers]
+    items += [store.invoices.item(i) for i in invoices]
     with contextlib.suppress(ImportError):
         from billow.adapters.billing_records import invoice_listing  # noqa: PLC0415
-        from billow.adapters.dynamodb import customer_listing  # noqa: PLC0415
+        from billow.adapters.customer_records import customer_listing  # noqa: PLC0415
 
         # Counters hold the template's counts too: their ADDs are added to the seeds'.
         counters = _counter_items(

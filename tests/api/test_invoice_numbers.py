@@ -125,7 +125,7 @@ def test_an_invoice_issued_while_a_numberer_works_waits_unseen_then_gets_the_nex
     taken = _sequence_writes(monkeypatch)
     store = dependencies().store
     now = int(time.time() * 1000)
-    assert store.take_numbering_lease(org.id, "a numberer at work", now, now + 60_000)
+    assert store.numbering.take_lease(org.id, "a numberer at work", now, now + 60_000)
 
     work(dependencies(), first)
     work(dependencies(), second)
@@ -134,11 +134,11 @@ def test_an_invoice_issued_while_a_numberer_works_waits_unseen_then_gets_the_nex
     # Issued (the subscriptions moved on) but not shown, numbered or announced yet.
     assert invoices_of(org, "numbered-0") == [] and invoices_of(org, "numbered-1") == []
     assert webhooks(webhook_receiver, "invoice.created") == []
-    assert len(store.invoices_to_number(org.id, 10)) == 2
+    assert len(store.numbering.list_waiting(org.id, 10)) == 2
     assert taken == []
 
     # The numberer's last look after it lets go numbers both, in one transaction.
-    store.release_numbering_lease(org.id, "a numberer at work")
+    store.numbering.release_lease(org.id, "a numberer at work")
     numbered = invoice_numbering.number_waiting(dependencies(), org.id)
     assert sorted(invoice.sequential_id for invoice in numbered.values()) == [1, 2]
     assert taken == [2]
@@ -157,9 +157,9 @@ def test_invoices_a_stopped_numberer_left_waiting_are_numbered_by_the_hourly_swe
     now = int(time.time() * 1000)
     # A numberer that took the lease and died: it holds it for a moment more.
     held_until = now + 3_000
-    assert store.take_numbering_lease(org.id, "a numberer that died", now, held_until)
+    assert store.numbering.take_lease(org.id, "a numberer that died", now, held_until)
     work(dependencies(), due)
-    assert len(store.invoices_to_number(org.id, 10)) == 1
+    assert len(store.numbering.list_waiting(org.id, 10)) == 1
     monkeypatch.setattr(invoice_numbering, "STRANDED_AFTER", timedelta(0))
     # The lease lapses, and the waiting invoice is older than the cutoff (whole seconds).
     time.sleep(max(0.0, held_until / 1000 - time.time()) + 1.1)
@@ -167,7 +167,7 @@ def test_invoices_a_stopped_numberer_left_waiting_are_numbered_by_the_hourly_swe
     result = local_billow.fire_schedule("billing-run", DUE + timedelta(hours=1))
 
     assert result["numbered"] >= 1
-    assert store.invoices_to_number(org.id, 10) == []
+    assert store.numbering.list_waiting(org.id, 10) == []
     (invoice,) = _all_invoices(org)
     assert invoice["sequential_id"] == 1
 
@@ -193,12 +193,12 @@ def test_a_one_off_invoice_answers_with_its_number_even_while_another_numberer_w
     assert status == 200, body
     store = dependencies().store
     now = int(time.time() * 1000)
-    assert store.take_numbering_lease(org.id, "busy", now, now + 60_000)
+    assert store.numbering.take_lease(org.id, "busy", now, now + 60_000)
     # The other numberer finishes a moment later and takes one last look.
     finish = threading.Timer(
         0.3,
         lambda: (
-            store.release_numbering_lease(org.id, "busy"),
+            store.numbering.release_lease(org.id, "busy"),
             invoice_numbering.number_waiting(dependencies(), org.id),
         ),
     )
@@ -225,10 +225,10 @@ def test_two_numberers_at_once_still_give_each_number_once(
     due = _subscribe(org, 8)
     store = dependencies().store
     now = int(time.time() * 1000)
-    assert store.take_numbering_lease(org.id, "holds everyone off", now, now + 60_000)
+    assert store.numbering.take_lease(org.id, "holds everyone off", now, now + 60_000)
     for one in due:
         work(dependencies(), one)
-    organization = store.get_organization(org.id)
+    organization = store.organizations.get(org.id)
     assert organization is not None
     start = threading.Barrier(2)
 
@@ -246,7 +246,7 @@ def test_two_numberers_at_once_still_give_each_number_once(
         with ThreadPoolExecutor(2) as pool:
             first, second = pool.map(lambda _: numberer(), range(2))
     finally:
-        store.release_numbering_lease(org.id, "holds everyone off")
+        store.numbering.release_lease(org.id, "holds everyone off")
     assert not set(first) & set(second)
     assert sorted(i.sequential_id for i in [*first.values(), *second.values()]) == list(range(1, 9))
     assert sorted(invoice["sequential_id"] for invoice in _all_invoices(org)) == list(range(1, 9))

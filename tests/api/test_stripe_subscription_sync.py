@@ -357,7 +357,7 @@ def test_late_and_repeated_invoice_events_change_nothing(
     )
     stripe_invoice = billing.stripe.v1.invoices.retrieve(paid["stripe_invoice"]["id"]).to_dict()
     deps = dependencies()
-    connection = deps.store.get_connection(billing.id, "stripe")
+    connection = deps.store.connections.get(billing.id, "stripe")
     assert connection is not None
     as_created = {**stripe_invoice, "status": "draft", "amount_paid": 0, "number": None}
     assert mirror_invoice(deps, connection, as_created) == "processed"
@@ -525,4 +525,4 @@ def test_simultaneous_creations_never_pass_stripes_cap(
         racer.join()
     refusal = str({"external_customer_id": ["stripe_subscriptions_limit_reached"]})
     assert sorted(outcomes) == sorted(["made"] + [refusal] * 3)
-    assert dependencies().store.stripe_billed_count(billing.id, "acme") == 2
+    assert dependencies().store.subscriptions.count_stripe_billed(billing.id, "acme") == 2

@@ -1,40 +1,10 @@
-"""Subscriptions, invoices and payment retries in the table (invoices waiting for their
-number, and the number sequence: ``billow.adapters.invoice_numbering``).
+"""Subscriptions, invoices and payment retries: one repository each (access patterns:
+the Store's, ``billow.adapters.dynamodb``; invoices waiting for their number and the
+number sequence: ``billow.adapters.invoice_numbering``).
 
-Access patterns (``{org}`` is ``ORG#{id}``):
-
-- subscriptions of an external id: PK={org} SK begins_with SUBSCRIPTION#{external_id}#
-- all subscriptions of an organization (a plan's users): PK={org} SK begins_with SUBSCRIPTION#
-- subscription lists, newest first (keys only), sort key ``{created_at}#{lago_id}``, one
-  partition per status: GSI3PK={org}#SUBSCRIPTIONS#STATUS#{status}; a customer's:
-  GSI4PK={org}#SUBSCRIPTIONS#CUSTOMER#{external_id}#STATUS#{status}; a plan's:
-  GSI5PK={org}#SUBSCRIPTIONS#PLAN#{code}#STATUS#{status}; both:
-  GSI6PK={org}#SUBSCRIPTIONS#CUSTOMER#{external_id}#PLAN#{code}#STATUS#{status}
-- subscription counts by status: PK={org} SK begins_with COUNTER#SUBSCRIPTIONS#SHARD#, and
-  COUNTER#SUBSCRIPTIONS#{CUSTOMER#{id} | PLAN#{code} | CUSTOMER#{id}#PLAN#{code}}
-- one start per generation of an external id: PK={org} SK=SUBSCRIPTION_START#{external_id}#{n}
-- subscriptions due for billing (system sweep, sparse, GSI2: ids only):
-  GSI2PK=BILLING_DUE#{shard} GSI2SK <= {now}… (``{next_billing_at}#{org}#{lago_id}``)
-- invoice by id: PK={org} SK=INVOICE#{lago_id}
-- invoice lists, newest first (keys only, ``billow.adapters.listing``), sort key
-  ``{issuing_date}#{created_at}#{sequential_id:012}`` (so issuing dates are key ranges):
-  all: GSI3PK={org}#INVOICES; a customer's: GSI4PK={org}#INVOICES#CUSTOMER#{external_id};
-  by state: GSI5PK={org}#INVOICES#STATE#{status}.{payment_status};
-  a customer's by state:
-  GSI6PK={org}#INVOICES#CUSTOMER#{external_id}#STATE#{status}.{payment_status}
-- invoice counts: PK={org} SK begins_with COUNTER#INVOICES#SHARD# (``all`` and one count
-  per state, summed over the shards) and PK={org} SK=COUNTER#INVOICES#CUSTOMER#{external_id}
-- a customer's invoices waiting for a payment method (sparse):
-  GSI1PK={org}#AWAITING_PAYMENT_METHOD#{customer_lago_id}
-- charge attempts in flight, oldest first (system sweep, sparse, GSI2: it copies only
-  organization_id and lago_id, so an invoice entering or leaving it costs one write unit):
-  GSI2PK=PAYMENT_IN_FLIGHT#{shard} GSI2SK <= {cutoff}… (``{requested_at}#{org}#{lago_id}``)
-- payment retries (dunning) of an invoice: PK={org} SK=DUNNING#{invoice_id}
-- retries due (system sweep, sparse): GSI1PK=DUNNING_DUE#{shard} GSI1SK <= {now}…
-
-The two due indexes and the in-flight index are the only cross-tenant reads here; they
-serve the scheduled runs, which hand each item back to a worker that reads it again from
-its organization's partition.
+The due and in-flight indexes are sparse and sharded, and copy ids only: an object
+entering or leaving one costs one write unit, and a scheduled run hands each entry back
+to a worker that reads the object again from its organization's partition.
 """
 
 from __future__ import annotations
@@ -48,6 +18,7 @@ from billow.adapters.listing import (
     ALL,
     Listing,
     ListRecords,
+    Repository,
     Tally,
     counter_key,
     list_attributes,
@@ -175,19 +146,33 @@ class SubscriptionSelection:
         return index, [f"{prefix}#STATUS#{status}" for status in self.statuses], scope
 
 
-class BillingRecords(ListRecords):
-    # -- subscriptions --------------------------------------------------------------------
+def _due(
+    db: ListRecords, index_prefix: str, now: str, attributes: str, index: str = "GSI1"
+) -> Iterator[Item]:
+    """Everything a sparse, sharded due index holds for ``now`` or earlier."""
+    for shard in range(DUE_INDEX_SHARDS):
+        yield from db.query(
+            IndexName=index,
+            KeyConditionExpression=f"{index}PK = :pk AND {index}SK <= :now",
+            ExpressionAttributeValues={
+                ":pk": f"{index_prefix}#{shard}",
+                ":now": now + DUE_SUFFIX,
+            },
+            ProjectionExpression=attributes,
+        )
 
+
+class SubscriptionRecords(Repository):
     @staticmethod
-    def subscription_key(subscription: Subscription) -> Item:
+    def key(subscription: Subscription) -> Item:
         return {
             "PK": org_pk(subscription.organization_id),
             "SK": f"SUBSCRIPTION#{subscription.external_id}#{subscription.lago_id}",
         }
 
-    def subscription_item(self, subscription: Subscription) -> Item:
+    def item(self, subscription: Subscription) -> Item:
         item: Item = {
-            **self.subscription_key(subscription),
+            **self.key(subscription),
             "kind": "subscription",
             "data": packed(subscription),
             "version": subscription.version,
@@ -205,14 +190,12 @@ class BillingRecords(ListRecords):
             item["lago_id"] = subscription.lago_id
         return item
 
-    def stage_subscription(
+    def stage(
         self, transaction: Transaction, subscription: Subscription, before: Subscription | None
     ) -> None:
         """Stage a write that only succeeds over the subscription as the caller read it
         (``before``; None: new). Its counts move with it, when its listed state changes."""
-        transaction.put_versioned(
-            self.subscription_item(subscription), before.version if before else None
-        )
+        transaction.put_versioned(self.item(subscription), before.version if before else None)
         stage_counts(
             transaction,
             subscription.organization_id,
@@ -222,7 +205,7 @@ class BillingRecords(ListRecords):
         )
 
     @staticmethod
-    def stage_subscription_start(
+    def stage_start(
         transaction: Transaction, organization_id: str, external_id: str, generation: int
     ) -> None:
         """The ``generation``-th subscription of an external id can start only once: two
@@ -236,68 +219,53 @@ class BillingRecords(ListRecords):
             condition="attribute_not_exists(PK)",
         )
 
-    def subscriptions_for(self, organization_id: str, external_id: str) -> list[Subscription]:
+    def list_for_external_id(self, organization_id: str, external_id: str) -> list[Subscription]:
         """Every subscription that carried this external id, oldest first."""
         subscriptions = [
             Subscription.model_validate(document(item))
-            for item in self._query_prefix(org_pk(organization_id), f"SUBSCRIPTION#{external_id}#")
+            for item in self._db.query_prefix(
+                org_pk(organization_id), f"SUBSCRIPTION#{external_id}#"
+            )
         ]
         matching = [s for s in subscriptions if s.external_id == external_id]
         return sorted(matching, key=lambda s: (s.created_at, s.lago_id))
 
-    def get_subscription(
-        self, organization_id: str, external_id: str, lago_id: str
-    ) -> Subscription | None:
-        item = self._get(org_pk(organization_id), f"SUBSCRIPTION#{external_id}#{lago_id}")
+    def get(self, organization_id: str, external_id: str, lago_id: str) -> Subscription | None:
+        item = self._db.get_item(org_pk(organization_id), f"SUBSCRIPTION#{external_id}#{lago_id}")
         return Subscription.model_validate(document(item)) if item else None
 
-    def list_subscriptions(self, organization_id: str) -> Iterator[Subscription]:
+    def list_all(self, organization_id: str) -> Iterator[Subscription]:
         """Every subscription: for the few uses that must visit each (a plan's users)."""
-        for item in self._query_prefix(org_pk(organization_id), "SUBSCRIPTION#"):
+        for item in self._db.query_prefix(org_pk(organization_id), "SUBSCRIPTION#"):
             yield Subscription.model_validate(document(item))
 
-    def subscription_page(
+    def list_page(
         self, organization_id: str, selection: SubscriptionSelection, skip: int, take: int
     ) -> list[Subscription]:
         """Subscriptions ``skip`` to ``skip + take`` of a selection, newest first."""
         index, partitions, _ = selection.lists(organization_id)
-        keys = self.page_keys(index, partitions, skip, take)
-        return [Subscription.model_validate(document(item)) for item in self.get_items(keys)]
+        keys = self._db.page_keys(index, partitions, skip, take)
+        return [Subscription.model_validate(document(item)) for item in self._db.get_items(keys)]
 
-    def subscriptions_in(
+    def list_in(
         self, organization_id: str, selection: SubscriptionSelection
     ) -> Iterator[Subscription]:
         """Every subscription of a selection (a plan's live ones, say), newest first."""
         index, partitions, _ = selection.lists(organization_id)
-        keys = self.every_key(index, partitions)
+        keys = self._db.every_key(index, partitions)
         for start in range(0, len(keys), 100):
-            for item in self.get_items(keys[start : start + 100]):
+            for item in self._db.get_items(keys[start : start + 100]):
                 yield Subscription.model_validate(document(item))
 
-    def subscription_count(self, organization_id: str, selection: SubscriptionSelection) -> int:
+    def count(self, organization_id: str, selection: SubscriptionSelection) -> int:
         _, _, scope = selection.lists(organization_id)
-        return self.count(organization_id, SUBSCRIPTIONS, selection.statuses, scope)
+        return self._db.count(organization_id, SUBSCRIPTIONS, selection.statuses, scope)
 
-    def _due(
-        self, index_prefix: str, now: str, attributes: str, index: str = "GSI1"
-    ) -> Iterator[Item]:
-        """Everything a sparse, sharded due index holds for ``now`` or earlier."""
-        for shard in range(DUE_INDEX_SHARDS):
-            yield from self._query(
-                IndexName=index,
-                KeyConditionExpression=f"{index}PK = :pk AND {index}SK <= :now",
-                ExpressionAttributeValues={
-                    ":pk": f"{index_prefix}#{shard}",
-                    ":now": now + DUE_SUFFIX,
-                },
-                ProjectionExpression=attributes,
-            )
-
-    def active_subscription_counts(
+    def count_active_by_plan(
         self, organization_id: str, plan_lago_ids: Sequence[str]
     ) -> dict[str, int]:
         """Active subscriptions of each plan, from their counters (one BatchGetItem)."""
-        counts = self.scoped_counts(
+        counts = self._db.scoped_counts(
             organization_id,
             [(SUBSCRIPTIONS, plan_id_scope(plan_id)) for plan_id in plan_lago_ids],
             "active",
@@ -305,7 +273,7 @@ class BillingRecords(ListRecords):
         return {scope.removeprefix("PLAN_ID#"): n for (_, scope), n in counts.items()}
 
     @staticmethod
-    def cap_stripe_billed(
+    def stage_stripe_billed_cap(
         transaction: Transaction, subscription: Subscription, maximum: int
     ) -> None:
         """Fail the transaction if it makes the customer's active Stripe-billed
@@ -318,22 +286,24 @@ class BillingRecords(ListRecords):
         )
         transaction.cap_count(key, "active", maximum)
 
-    def stripe_billed_count(self, organization_id: str, external_customer_id: str) -> int:
+    def count_stripe_billed(self, organization_id: str, external_customer_id: str) -> int:
         """The customer's live subscriptions Stripe bills, from their counter."""
         scope = stripe_billed_scope(external_customer_id)
-        counts = self.scoped_counts(organization_id, [(SUBSCRIPTIONS, scope)], "active")
+        counts = self._db.scoped_counts(organization_id, [(SUBSCRIPTIONS, scope)], "active")
         return sum(counts.values())
 
-    def due_subscriptions(self, now: str) -> Iterator[Item]:
+    def list_due(self, now: str) -> Iterator[Item]:
         """Live subscriptions whose next billing time is at or before ``now``: each names
         its organization, external id (from its key; ids never hold ``#``) and id."""
-        for item in self._due("BILLING_DUE", now, "organization_id, lago_id, SK", index="GSI2"):
+        for item in _due(
+            self._db, "BILLING_DUE", now, "organization_id, lago_id, SK", index="GSI2"
+        ):
             external_id = str(item["SK"]).removeprefix("SUBSCRIPTION#").rsplit("#", 1)[0]
             yield {**item, "external_id": external_id}
 
-    # -- invoices ------------------------------------------------------------------------
 
-    def invoice_item(self, invoice: Invoice) -> Item:
+class InvoiceRecords(Repository):
+    def item(self, invoice: Invoice) -> Item:
         item: Item = {
             "PK": org_pk(invoice.organization_id),
             "SK": f"INVOICE#{invoice.lago_id}",
@@ -358,14 +328,12 @@ class BillingRecords(ListRecords):
             item["lago_id"] = invoice.lago_id
         return item
 
-    def stage_invoice(
-        self, transaction: Transaction, invoice: Invoice, before: Invoice | None
-    ) -> None:
+    def stage(self, transaction: Transaction, invoice: Invoice, before: Invoice | None) -> None:
         """New invoices must not exist yet (that is what makes billing exactly-once); a
         changed one must still be as read (``before``). Its counts move with it: nothing
         when its state stays, one small ADD on its customer's counter and one on a shard
         of the organization's when it is created or its state changes."""
-        transaction.put_versioned(self.invoice_item(invoice), before.version if before else None)
+        transaction.put_versioned(self.item(invoice), before.version if before else None)
         stage_counts(
             transaction,
             invoice.organization_id,
@@ -374,8 +342,8 @@ class BillingRecords(ListRecords):
             invoice_listing(invoice),
         )
 
-    def get_invoice(self, organization_id: str, lago_id: str) -> Invoice | None:
-        item = self._get(org_pk(organization_id), f"INVOICE#{lago_id}")
+    def get(self, organization_id: str, lago_id: str) -> Invoice | None:
+        item = self._db.get_item(org_pk(organization_id), f"INVOICE#{lago_id}")
         return Invoice.model_validate(document(item)) if item else None
 
     @staticmethod
@@ -390,56 +358,62 @@ class BillingRecords(ListRecords):
             return ("GSI4" if scope else "GSI3"), [prefix], scope
         return ("GSI6" if scope else "GSI5"), [f"{prefix}#STATE#{s}" for s in states], scope
 
-    def invoice_page(
+    def list_page(
         self, organization_id: str, selection: InvoiceSelection, skip: int, take: int
     ) -> list[Invoice]:
         """Invoices ``skip`` to ``skip + take`` of a selection, newest first."""
         index, partitions, _ = self._invoice_lists(organization_id, selection)
-        keys = self.page_keys(index, partitions, skip, take, selection.sort_keys())
-        return [Invoice.model_validate(document(item)) for item in self.get_items(keys)]
+        keys = self._db.page_keys(index, partitions, skip, take, selection.sort_keys())
+        return [Invoice.model_validate(document(item)) for item in self._db.get_items(keys)]
 
-    def invoice_count(self, organization_id: str, selection: InvoiceSelection) -> int:
+    def count(self, organization_id: str, selection: InvoiceSelection) -> int:
         """Exact, from the counters; a date range has no counter, so its keys are counted."""
         index, partitions, scope = self._invoice_lists(organization_id, selection)
         sort_keys = selection.sort_keys()
         if sort_keys is not None:
-            return self.count_keys(index, partitions, sort_keys)
-        return self.count(organization_id, INVOICES, selection.states or [ALL], scope)
+            return self._db.count_keys(index, partitions, sort_keys)
+        return self._db.count(organization_id, INVOICES, selection.states or [ALL], scope)
 
-    def invoices_in(self, organization_id: str, selection: InvoiceSelection) -> Iterator[Invoice]:
+    def list_in(self, organization_id: str, selection: InvoiceSelection) -> Iterator[Invoice]:
         """Every invoice of a selection, newest first: for filters no key serves."""
         index, partitions, _ = self._invoice_lists(organization_id, selection)
-        keys = self.every_key(index, partitions, selection.sort_keys())
+        keys = self._db.every_key(index, partitions, selection.sort_keys())
         for start in range(0, len(keys), 100):
-            for item in self.get_items(keys[start : start + 100]):
+            for item in self._db.get_items(keys[start : start + 100]):
                 yield Invoice.model_validate(document(item))
 
-    def invoices_awaiting_payment_method(
+    def list_awaiting_payment_method(
         self, organization_id: str, customer_lago_id: str
     ) -> list[Invoice]:
         found = []
-        for item in self._query_index(
+        for item in self._db.query_index(
             f"{org_pk(organization_id)}#AWAITING_PAYMENT_METHOD#{customer_lago_id}"
         ):
-            invoice = self.get_invoice(organization_id, str(item["SK"]).removeprefix("INVOICE#"))
+            invoice = self.get(organization_id, str(item["SK"]).removeprefix("INVOICE#"))
             if invoice is not None:
                 found.append(invoice)
         return found
 
-    def payments_in_flight(self, requested_before: str) -> Iterator[Item]:
+    def list_payments_in_flight(self, requested_before: str) -> Iterator[Item]:
         """Charge attempts requested at or before ``requested_before`` whose outcome is
         still unknown (each item names its organization and invoice)."""
-        return self._due(
-            "PAYMENT_IN_FLIGHT", requested_before, "organization_id, lago_id", index="GSI2"
+        return _due(
+            self._db,
+            "PAYMENT_IN_FLIGHT",
+            requested_before,
+            "organization_id, lago_id",
+            index="GSI2",
         )
 
-    # -- payment retries -----------------------------------------------------------------
 
-    def get_dunning(self, organization_id: str, invoice_id: str) -> Item | None:
-        return self._get(org_pk(organization_id), f"DUNNING#{invoice_id}")
+class DunningRecords(Repository):
+    """Payment retries planned for each invoice."""
+
+    def get(self, organization_id: str, invoice_id: str) -> Item | None:
+        return self._db.get_item(org_pk(organization_id), f"DUNNING#{invoice_id}")
 
     @staticmethod
-    def stage_dunning(
+    def stage(
         transaction: Transaction,
         organization_id: str,
         invoice_id: str,
@@ -472,7 +446,7 @@ class BillingRecords(ListRecords):
                 values={":expected": expected_after_attempt},
             )
 
-    def due_retries(self, now: str) -> Iterator[Item]:
-        return self._due(
-            "DUNNING_DUE", now, "organization_id, invoice_id, after_attempt, retries_done"
+    def list_due(self, now: str) -> Iterator[Item]:
+        return _due(
+            self._db, "DUNNING_DUE", now, "organization_id, invoice_id, after_attempt, retries_done"
         )

@@ -1,4 +1,5 @@
-"""The catalog's items in the organization's partition (see the Store's access patterns).
+"""The catalog's repositories: taxes, plans, add-ons, coupons and applied coupons (access
+patterns: the Store's, ``billow.adapters.dynamodb``).
 
 Each object is a JSON document in ``data`` with its optimistic-locking ``version`` (and a
 coupon's ``applied_count``) beside it as plain attributes, so a grant can bump them
@@ -20,15 +21,18 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from billow.adapters.customer_records import CUSTOMERS
 from billow.adapters.listing import (
     ALL,
     Listing,
     ListRecords,
+    Repository,
     Tally,
     list_attributes,
     list_partition,
     listing_by_status,
     stage_counts,
+    tax_scope,
 )
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, application_order
@@ -67,10 +71,6 @@ def catalog_listing(family: str, obj: Any) -> Listing | None:
             {Tally("", ALL), *(Tally(tax_scope(code), ALL) for code in _tax_codes(obj))}
         ),
     )
-
-
-def tax_scope(code: str) -> str:
-    return f"TAX#{code}"
 
 
 def _tax_codes(obj: Any) -> set[str]:
@@ -181,80 +181,84 @@ def stage_coded(
     )
 
 
-class CatalogRecords(ListRecords):
-    """Taxes, plans, add-ons, coupons and applied coupons of an organization."""
+def _page(
+    db: ListRecords, organization_id: str, family: str, model: type[M], skip: int, take: int
+) -> tuple[list[M], int]:
+    """Objects ``skip`` to ``skip + take`` of a family's list, newest first, and how
+    many it holds."""
+    keys = db.page_keys("GSI3", [list_partition(organization_id, family, "")], skip, take)
+    page = [load(model, item) for item in db.get_items(keys)]
+    return page, db.count(organization_id, family, [ALL])
 
-    def catalog_page(
-        self, organization_id: str, family: str, model: type[M], skip: int, take: int
-    ) -> tuple[list[M], int]:
-        """Objects ``skip`` to ``skip + take`` of a family's list, newest first, and how
-        many it holds."""
-        keys = self.page_keys("GSI3", [list_partition(organization_id, family, "")], skip, take)
-        page = [load(model, item) for item in self.get_items(keys)]
-        return page, self.count(organization_id, family, [ALL])
 
-    def _catalog(self, organization_id: str, prefix: str) -> Iterator[Item]:
-        """Consistent, so an object is usable the moment its creation was answered."""
-        return self._query(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
-            ExpressionAttributeValues={":pk": org_pk(organization_id), ":prefix": prefix},
-            ConsistentRead=True,
-        )
+def _catalog(db: ListRecords, organization_id: str, prefix: str) -> Iterator[Item]:
+    """Consistent, so an object is usable the moment its creation was answered."""
+    return db.query(
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+        ExpressionAttributeValues={":pk": org_pk(organization_id), ":prefix": prefix},
+        ConsistentRead=True,
+    )
 
-    def _find(self, organization_id: str, sk: str) -> Item | None:
-        return self._get(org_pk(organization_id), sk)
 
-    def tax_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Tax], int]:
-        return self.catalog_page(organization_id, TAXES, Tax, skip, take)
+def _find(db: ListRecords, organization_id: str, sk: str) -> Item | None:
+    return db.get_item(org_pk(organization_id), sk)
 
-    def plan_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Plan], int]:
-        return self.catalog_page(organization_id, PLANS, Plan, skip, take)
 
-    def add_on_page(self, organization_id: str, skip: int, take: int) -> tuple[list[AddOn], int]:
-        return self.catalog_page(organization_id, ADD_ONS, AddOn, skip, take)
+class TaxRecords(Repository):
+    def list_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Tax], int]:
+        return _page(self._db, organization_id, TAXES, Tax, skip, take)
 
-    def coupon_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Coupon], int]:
-        return self.catalog_page(organization_id, COUPONS, Coupon, skip, take)
-
-    # -- taxes ---------------------------------------------------------------------------
-
-    def get_tax(self, organization_id: str, code: str) -> Tax | None:
-        item = self._find(organization_id, f"TAX#{code}")
+    def get(self, organization_id: str, code: str) -> Tax | None:
+        item = _find(self._db, organization_id, f"TAX#{code}")
         return load(Tax, item) if item else None
 
-    def list_taxes(self, organization_id: str) -> list[Tax]:
-        return [load(Tax, item) for item in self._catalog(organization_id, "TAX#")]
+    def list_all(self, organization_id: str) -> list[Tax]:
+        return [load(Tax, item) for item in _catalog(self._db, organization_id, "TAX#")]
 
-    def get_taxes(self, organization_id: str, codes: Iterable[str]) -> list[Tax]:
+    def get_many(self, organization_id: str, codes: Iterable[str]) -> list[Tax]:
         """The taxes named, in the order named; codes of deleted taxes are skipped. One
         Query: an organization has few taxes, fewer than a BatchGetItem round trip costs."""
         wanted = list(dict.fromkeys(codes))
         if not wanted:
             return []
-        known = {tax.code: tax for tax in self.list_taxes(organization_id)}
+        known = {tax.code: tax for tax in self.list_all(organization_id)}
         return [known[code] for code in wanted if code in known]
 
-    def organization_taxes(self, organization_id: str) -> list[Tax]:
+    def list_organization_defaults(self, organization_id: str) -> list[Tax]:
         """Taxes for customers without tax codes of their own."""
-        taxes = [tax for tax in self.list_taxes(organization_id) if tax.applied_to_organization]
+        taxes = [tax for tax in self.list_all(organization_id) if tax.applied_to_organization]
         return sorted(taxes, key=lambda tax: (tax.created_at, tax.code))
 
-    def stage_tax(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
+    def stage(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
         """Create, replace or rename (the code is the key) a tax."""
         item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax, TAXES)
         if before is not None and before.code != tax.code:
-            self._delete_tax_item(transaction, before)
+            self._delete_item(transaction, before)
             transaction.put_versioned(item, None)
         else:
             transaction.put_versioned(item, before.version if before else None)
         _stage_listed(transaction, TAXES, tax, before, tax)
 
-    def stage_tax_delete(self, transaction: Transaction, tax: Tax) -> None:
-        self._delete_tax_item(transaction, tax)
+    def stage_delete(self, transaction: Transaction, tax: Tax) -> None:
+        self._delete_item(transaction, tax)
         _stage_listed(transaction, TAXES, tax, tax, None)
 
+    def count_users(self, organization_id: str, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many customers, plans and add-ons carry each tax, from the counters their
+        writes keep (one BatchGetItem)."""
+        families = {"customers_count": CUSTOMERS, "plans_count": PLANS, "add_ons_count": ADD_ONS}
+        counts = self._db.scoped_counts(
+            organization_id,
+            [(family, tax_scope(code)) for code in codes for family in families.values()],
+            ALL,
+        )
+        return {
+            code: {field: counts[(family, tax_scope(code))] for field, family in families.items()}
+            for code in codes
+        }
+
     @staticmethod
-    def _delete_tax_item(transaction: Transaction, tax: Tax) -> None:
+    def _delete_item(transaction: Transaction, tax: Tax) -> None:
         _delete(
             transaction,
             {"PK": org_pk(tax.organization_id), "SK": f"TAX#{tax.code}"},
@@ -262,54 +266,60 @@ class CatalogRecords(ListRecords):
             {":expected": tax.version},
         )
 
-    # -- plans ---------------------------------------------------------------------------
 
-    def get_plan(self, organization_id: str, code: str) -> Plan | None:
+class PlanRecords(Repository):
+    def list_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Plan], int]:
+        return _page(self._db, organization_id, PLANS, Plan, skip, take)
+
+    def get(self, organization_id: str, code: str) -> Plan | None:
         """The live plan with this code (a deleted plan has given its code up)."""
-        pointer = self._find(organization_id, f"PLAN_CODE#{code}")
-        plan = self.get_plan_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
+        pointer = _find(self._db, organization_id, f"PLAN_CODE#{code}")
+        plan = self.get_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
         return plan if plan is not None and plan.deleted_at is None else None
 
-    def get_plan_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
+    def get_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
         """Deleted plans included: subscriptions and invoices refer to plans by id."""
-        item = self._find(organization_id, f"PLAN#{lago_id}")
+        item = _find(self._db, organization_id, f"PLAN#{lago_id}")
         return load(Plan, item) if item else None
 
-    def all_plans(self, organization_id: str) -> list[Plan]:
+    def list_with_deleted(self, organization_id: str) -> list[Plan]:
         """Live and deleted plans."""
-        return [load(Plan, item) for item in self._catalog(organization_id, "PLAN#")]
+        return [load(Plan, item) for item in _catalog(self._db, organization_id, "PLAN#")]
 
-    def list_plans(self, organization_id: str) -> list[Plan]:
-        return [plan for plan in self.all_plans(organization_id) if plan.deleted_at is None]
+    def list_all(self, organization_id: str) -> list[Plan]:
+        return [plan for plan in self.list_with_deleted(organization_id) if plan.deleted_at is None]
 
-    def stage_plan(self, transaction: Transaction, plan: Plan, before: Plan | None) -> None:
+    def stage(self, transaction: Transaction, plan: Plan, before: Plan | None) -> None:
         stage_coded(transaction, plan, before, kind="plan", family=PLANS, prefix="PLAN")
 
-    # -- add-ons -------------------------------------------------------------------------
 
-    def get_add_on(self, organization_id: str, code: str) -> AddOn | None:
-        item = self._find(organization_id, f"ADD_ON#{code}")
+class AddOnRecords(Repository):
+    def list_page(self, organization_id: str, skip: int, take: int) -> tuple[list[AddOn], int]:
+        return _page(self._db, organization_id, ADD_ONS, AddOn, skip, take)
+
+    def get(self, organization_id: str, code: str) -> AddOn | None:
+        item = _find(self._db, organization_id, f"ADD_ON#{code}")
         return load(AddOn, item) if item else None
 
-    def list_add_ons(self, organization_id: str) -> list[AddOn]:
-        return [load(AddOn, item) for item in self._catalog(organization_id, "ADD_ON#")]
+    def list_all(self, organization_id: str) -> list[AddOn]:
+        return [load(AddOn, item) for item in _catalog(self._db, organization_id, "ADD_ON#")]
 
-    def stage_add_on(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
+    def stage(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
         """Create, replace or rename (the code is the key) an add-on."""
         item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on, ADD_ONS)
         if before is not None and before.code != add_on.code:
-            self._delete_add_on_item(transaction, before)
+            self._delete_item(transaction, before)
             transaction.put_versioned(item, None)
         else:
             transaction.put_versioned(item, before.version if before else None)
         _stage_listed(transaction, ADD_ONS, add_on, before, add_on)
 
-    def stage_add_on_delete(self, transaction: Transaction, add_on: AddOn) -> None:
-        self._delete_add_on_item(transaction, add_on)
+    def stage_delete(self, transaction: Transaction, add_on: AddOn) -> None:
+        self._delete_item(transaction, add_on)
         _stage_listed(transaction, ADD_ONS, add_on, add_on, None)
 
     @staticmethod
-    def _delete_add_on_item(transaction: Transaction, add_on: AddOn) -> None:
+    def _delete_item(transaction: Transaction, add_on: AddOn) -> None:
         _delete(
             transaction,
             {"PK": org_pk(add_on.organization_id), "SK": f"ADD_ON#{add_on.code}"},
@@ -317,25 +327,26 @@ class CatalogRecords(ListRecords):
             {":expected": add_on.version},
         )
 
-    # -- coupons -------------------------------------------------------------------------
 
-    def get_coupon(self, organization_id: str, code: str) -> Coupon | None:
+class CouponRecords(Repository):
+    def list_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Coupon], int]:
+        return _page(self._db, organization_id, COUPONS, Coupon, skip, take)
+
+    def get(self, organization_id: str, code: str) -> Coupon | None:
         """The coupon that holds this code now (a deleted coupon has given it up)."""
-        pointer = self._find(organization_id, f"COUPON_CODE#{code}")
-        coupon = (
-            self.get_coupon_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
-        )
+        pointer = _find(self._db, organization_id, f"COUPON_CODE#{code}")
+        coupon = self.get_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
         return coupon if coupon is not None and coupon.deleted_at is None else None
 
-    def get_coupon_by_id(self, organization_id: str, lago_id: str) -> Coupon | None:
-        item = self._find(organization_id, f"COUPON#{lago_id}")
+    def get_by_id(self, organization_id: str, lago_id: str) -> Coupon | None:
+        item = _find(self._db, organization_id, f"COUPON#{lago_id}")
         return load(Coupon, item) if item else None
 
-    def all_coupons(self, organization_id: str) -> list[Coupon]:
+    def list_with_deleted(self, organization_id: str) -> list[Coupon]:
         """Live and deleted coupons."""
-        return [load(Coupon, item) for item in self._catalog(organization_id, "COUPON#")]
+        return [load(Coupon, item) for item in _catalog(self._db, organization_id, "COUPON#")]
 
-    def stage_coupon(self, transaction: Transaction, coupon: Coupon, before: Coupon | None) -> None:
+    def stage(self, transaction: Transaction, coupon: Coupon, before: Coupon | None) -> None:
         """Stage a coupon write and its code pointer, as for plans. The write also expects
         the grant count read, so terms cannot change under a grant made meanwhile."""
         item = _item(
@@ -364,7 +375,7 @@ class CatalogRecords(ListRecords):
             before.code if before is not None and before.deleted_at is None else None,
         )
 
-    def stage_coupon_grant(self, transaction: Transaction, coupon: Coupon) -> None:
+    def stage_grant(self, transaction: Transaction, coupon: Coupon) -> None:
         """Count a grant, only while the coupon is as read: an edit or deletion since then
         cancels the transaction. Grants of a non-reusable coupon also bump its version, so
         two of them never commit side by side; grants of a reusable one run in parallel."""
@@ -380,29 +391,35 @@ class CatalogRecords(ListRecords):
             },
         )
 
-    # -- applied coupons -----------------------------------------------------------------
+    def get_many_by_id(self, organization_id: str, lago_ids: Iterable[str]) -> list[Coupon]:
+        keys = [
+            {"PK": org_pk(organization_id), "SK": f"COUPON#{lago_id}"}
+            for lago_id in dict.fromkeys(lago_ids)
+        ]
+        return [load(Coupon, item) for item in self._db.get_items(keys)]
 
-    def get_applied_coupon(
+
+class AppliedCouponRecords(Repository):
+    def get(
         self, organization_id: str, customer_lago_id: str, lago_id: str
     ) -> AppliedCoupon | None:
-        item = self._find(organization_id, f"APPLIED_COUPON#{customer_lago_id}#{lago_id}")
+        item = _find(self._db, organization_id, f"APPLIED_COUPON#{customer_lago_id}#{lago_id}")
         return load(AppliedCoupon, item) if item else None
 
-    def customer_applied_coupons(
-        self, organization_id: str, customer_lago_id: str
-    ) -> list[AppliedCoupon]:
+    def list_for_customer(self, organization_id: str, customer_lago_id: str) -> list[AppliedCoupon]:
         """Active and terminated, oldest first."""
-        items = self._catalog(organization_id, f"APPLIED_COUPON#{customer_lago_id}#")
+        items = _catalog(self._db, organization_id, f"APPLIED_COUPON#{customer_lago_id}#")
         found = [load(AppliedCoupon, item) for item in items]
         return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
 
-    def all_applied_coupons(self, organization_id: str) -> list[AppliedCoupon]:
+    def list_all(self, organization_id: str) -> list[AppliedCoupon]:
         found = [
-            load(AppliedCoupon, item) for item in self._catalog(organization_id, "APPLIED_COUPON#")
+            load(AppliedCoupon, item)
+            for item in _catalog(self._db, organization_id, "APPLIED_COUPON#")
         ]
         return sorted(found, key=lambda applied: (applied.created_at, applied.lago_id))
 
-    def applied_coupon_page(
+    def list_page(
         self,
         organization_id: str,
         customer_lago_id: str | None,
@@ -424,32 +441,25 @@ class CatalogRecords(ListRecords):
             for code in codes
             for status in statuses
         ]
-        keys = self.page_keys(index, partitions, skip, take)
-        page = [load(AppliedCoupon, item) for item in self.get_items(keys)]
+        keys = self._db.page_keys(index, partitions, skip, take)
+        page = [load(AppliedCoupon, item) for item in self._db.get_items(keys)]
         total = sum(
-            self.count(organization_id, APPLIED_COUPONS, statuses, scope=f"{customer}{code}"[1:])
+            self._db.count(
+                organization_id, APPLIED_COUPONS, statuses, scope=f"{customer}{code}"[1:]
+            )
             for code in codes
         )
         return page, total
 
-    def get_coupons_by_ids(self, organization_id: str, lago_ids: Iterable[str]) -> list[Coupon]:
-        keys = [
-            {"PK": org_pk(organization_id), "SK": f"COUPON#{lago_id}"}
-            for lago_id in dict.fromkeys(lago_ids)
-        ]
-        return [load(Coupon, item) for item in self.get_items(keys)]
-
-    def active_applied_coupons(
-        self, organization_id: str, customer_lago_id: str
-    ) -> list[AppliedCoupon]:
+    def list_active(self, organization_id: str, customer_lago_id: str) -> list[AppliedCoupon]:
         """A customer's active coupons in the order invoices use them (one Query)."""
         return application_order(
             applied
-            for applied in self.customer_applied_coupons(organization_id, customer_lago_id)
+            for applied in self.list_for_customer(organization_id, customer_lago_id)
             if applied.status == "active"
         )
 
-    def stage_applied_coupon(
+    def stage(
         self,
         transaction: Transaction,
         applied_coupon: AppliedCoupon,

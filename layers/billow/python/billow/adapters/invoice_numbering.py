@@ -1,22 +1,16 @@
 """Invoices waiting for their number, the organization's number sequence, and the lease of
-whoever is numbering them.
+whoever is numbering them (access patterns: the Store's, ``billow.adapters.dynamodb``).
 
-Access patterns (``{org}`` is ``ORG#{id}``):
-
-- invoices waiting for a number, one organization: PK={org} SK begins_with
-  INVOICE_TO_NUMBER# (strongly consistent: a numberer must see every invoice committed
-  before it looks, see ``billow.services.invoice_numbering``)
-- waiting invoices of every organization, oldest first (system sweep, sparse, GSI2: ids
-  only): GSI2PK=INVOICES_TO_NUMBER#{shard} GSI2SK <= {cutoff}… (``{queued_at}#{org}#{id}``)
-- the number sequence: PK={org} SK=INVOICE_SEQUENCE (the last number given)
-- the numbering lease: PK={org} SK=INVOICE_NUMBERING_LEASE (owner, held_until)
+Waiting invoices are read strongly consistent: a numberer must see every invoice
+committed before it looks (``billow.services.invoice_numbering``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from billow.adapters.table import Item, TableBase, Transaction, document, org_pk, packed
+from billow.adapters.listing import Repository
+from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.invoices import Invoice
 from billow.domain.subscriptions import DUE_INDEX_SHARDS, due_shard
@@ -31,10 +25,8 @@ def _waiting_key(organization_id: str, lago_id: str) -> Item:
     return {"PK": org_pk(organization_id), "SK": f"{WAITING}{lago_id}"}
 
 
-class NumberingRecords(TableBase):
-    def stage_invoice_to_number(
-        self, transaction: Transaction, invoice: Invoice, queued_at: str
-    ) -> None:
+class NumberingRecords(Repository):
+    def stage_waiting(self, transaction: Transaction, invoice: Invoice, queued_at: str) -> None:
         """An issued invoice, kept aside until it gets its number. Keyed by the invoice's
         id, and refused when that invoice is already waiting or already numbered: the id
         is derived from what it bills, so a second issuer of the same thing fails here."""
@@ -55,13 +47,13 @@ class NumberingRecords(TableBase):
             "attribute_not_exists(PK)",
         )
 
-    def get_invoice_to_number(self, organization_id: str, lago_id: str) -> Invoice | None:
-        item = self._get(org_pk(organization_id), f"{WAITING}{lago_id}")
+    def get_waiting(self, organization_id: str, lago_id: str) -> Invoice | None:
+        item = self._db.get_item(org_pk(organization_id), f"{WAITING}{lago_id}")
         return Invoice.model_validate(document(item)) if item else None
 
-    def invoices_to_number(self, organization_id: str, limit: int) -> list[Invoice]:
+    def list_waiting(self, organization_id: str, limit: int) -> list[Invoice]:
         """Up to ``limit`` waiting invoices, read strongly consistent."""
-        page = self.table.query(
+        page = self._db.table.query(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
             ExpressionAttributeValues={":pk": org_pk(organization_id), ":prefix": WAITING},
             ConsistentRead=True,
@@ -69,11 +61,11 @@ class NumberingRecords(TableBase):
         )
         return [Invoice.model_validate(document(item)) for item in page["Items"]]
 
-    def stranded_invoices_to_number(self, cutoff: str) -> Iterator[str]:
+    def list_stranded(self, cutoff: str) -> Iterator[str]:
         """Organizations with an invoice waiting since before ``cutoff`` (a numberer that
         stopped half-way): each named once per waiting invoice."""
         for shard in range(DUE_INDEX_SHARDS):
-            for item in self._query(
+            for item in self._db.query(
                 IndexName="GSI2",
                 KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :cutoff",
                 ExpressionAttributeValues={":pk": f"{SWEEP}#{shard}", ":cutoff": cutoff},
@@ -97,12 +89,12 @@ class NumberingRecords(TableBase):
             condition="attribute_exists(PK)",
         )
 
-    def invoice_sequence(self, organization_id: str) -> int:
-        item = self._get(org_pk(organization_id), SEQUENCE)
+    def get_sequence(self, organization_id: str) -> int:
+        item = self._db.get_item(org_pk(organization_id), SEQUENCE)
         return int(str(item["value"])) if item else 0
 
     @staticmethod
-    def stage_invoice_sequence(
+    def stage_sequence(
         transaction: Transaction, organization_id: str, read: int, taken: int
     ) -> None:
         """Take numbers ``read + 1`` to ``read + taken``; fails if another numberer took
@@ -119,13 +111,11 @@ class NumberingRecords(TableBase):
             names=None if read == 0 else {"#value": "value"},
         )
 
-    def numbering_lease_held(self, organization_id: str, now_ms: int) -> bool:
-        item = self._get(org_pk(organization_id), LEASE)
+    def lease_held(self, organization_id: str, now_ms: int) -> bool:
+        item = self._db.get_item(org_pk(organization_id), LEASE)
         return item is not None and int(str(item["held_until"])) > now_ms
 
-    def take_numbering_lease(
-        self, organization_id: str, owner: str, now_ms: int, held_until: int
-    ) -> bool:
+    def take_lease(self, organization_id: str, owner: str, now_ms: int, held_until: int) -> bool:
         """Become the organization's numberer, unless someone holds an unexpired lease."""
         transaction = Transaction()
         transaction.put(
@@ -140,12 +130,12 @@ class NumberingRecords(TableBase):
             values={":now": now_ms},
         )
         try:
-            self.commit(transaction)
+            self._db.commit(transaction)
         except ConcurrentUpdate:
             return False
         return True
 
-    def release_numbering_lease(self, organization_id: str, owner: str) -> None:
+    def release_lease(self, organization_id: str, owner: str) -> None:
         """Give the lease up, unless it expired and someone else took it meanwhile."""
         transaction = Transaction()
         transaction.delete(
@@ -155,6 +145,6 @@ class NumberingRecords(TableBase):
             names={"#owner": "owner"},
         )
         try:
-            self.commit(transaction)
+            self._db.commit(transaction)
         except ConcurrentUpdate:
             return

@@ -84,6 +84,11 @@ def listing_by_status(
     )
 
 
+def tax_scope(code: str) -> str:
+    """The counter scope of the objects carrying a tax, which the tax shows as its users."""
+    return f"TAX#{code}"
+
+
 def list_partition(organization_id: str, family: str, suffix: str) -> str:
     return f"{org_pk(organization_id)}#{family}{suffix}"
 
@@ -134,7 +139,7 @@ def stage_counts(
 
 
 class ListRecords(TableBase):
-    """Reads of pages and counts; the record mixins say which lists their objects are in."""
+    """The table with reads of pages and counts: what every repository reads through."""
 
     def count(
         self, organization_id: str, family: str, names: Iterable[str], scope: str = ""
@@ -143,11 +148,11 @@ class ListRecords(TableBase):
         wanted = list(dict.fromkeys(names))
         if scope:
             key = counter_key(organization_id, family, scope, 0)
-            item = self._get(key["PK"], key["SK"])
+            item = self.get_item(key["PK"], key["SK"])
             items = [item] if item else []
         else:
             items = list(
-                self._query(
+                self.query(
                     KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
                     ExpressionAttributeValues={
                         ":pk": org_pk(organization_id),
@@ -276,3 +281,11 @@ class ListRecords(TableBase):
                 break
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return found
+
+
+class Repository:
+    """One entity's items: built by the Store over its table (``db``), which every
+    repository shares, so they all write through one client and commit alike."""
+
+    def __init__(self, db: ListRecords) -> None:
+        self._db = db

@@ -1,12 +1,6 @@
 """The sync state of each catalog object mirrored in Stripe.
 
-A repository of its own, composed by the Store (``store.stripe_sync``) rather than mixed
-into it. Access patterns; ``{org}`` is ``ORG#{id}``:
-
-- an object's state: PK={org} SK=STRIPE_SYNC#{object_type}#{lago_id}
-- the states of a page of objects: one BatchGetItem of those keys
-- the objects whose sync failed (the resync route; sparse, GSI2 copies ids only):
-  GSI2PK={org}#STRIPE_SYNC_FAILED GSI2SK={object_type}#{lago_id}
+``store.stripe_sync``; access patterns: the Store's (``billow.adapters.dynamodb``).
 
 State attributes are stored as they are (no packed document): the catalog write that
 asks for a sync sets a few of them in its own transaction, without reading the state.
@@ -17,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import cast
 
-from billow.adapters.listing import ListRecords
+from billow.adapters.listing import Repository
 from billow.adapters.table import Item, Transaction, org_pk
 from billow.domain.events import OutboxEvent
 from billow.domain.stripe_sync import StripeSyncState, SyncedType
@@ -35,10 +29,7 @@ def _state(item: Item) -> StripeSyncState:
     )
 
 
-class StripeSyncRecords:
-    def __init__(self, store: ListRecords) -> None:
-        self._store = store
-
+class StripeSyncRecords(Repository):
     def stage_requested(
         self,
         transaction: Transaction,
@@ -73,7 +64,7 @@ class StripeSyncRecords:
         self, organization_id: str, object_type: SyncedType, lago_id: str
     ) -> StripeSyncState | None:
         key = _key(organization_id, object_type, lago_id)
-        item = self._store.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        item = self._db.table.get_item(Key=key, ConsistentRead=True).get("Item")
         return _state(item) if item else None
 
     def get_many(
@@ -81,7 +72,7 @@ class StripeSyncRecords:
     ) -> dict[str, StripeSyncState]:
         """The states of several objects of one type, by id (absent ones left out)."""
         keys = [_key(organization_id, object_type, lago_id) for lago_id in dict.fromkeys(lago_ids)]
-        return {str(item["lago_id"]): _state(item) for item in self._store.get_items(keys)}
+        return {str(item["lago_id"]): _state(item) for item in self._db.get_items(keys)}
 
     def record(self, state: StripeSyncState, events: Sequence[OutboxEvent] = ()) -> StripeSyncState:
         """Write what a sync found (and the events it causes), unless the state changed
@@ -103,12 +94,12 @@ class StripeSyncRecords:
         transaction = Transaction()
         transaction.put(item, condition="revision = :read", values={":read": state.revision})
         transaction.publish(events)
-        self._store.commit(transaction)
+        self._db.commit(transaction)
         return written
 
     def failed(self, organization_id: str) -> Iterator[tuple[SyncedType, str]]:
         """The objects whose last sync failed, as (object type, id)."""
-        for item in self._store._query(
+        for item in self._db.query(
             IndexName="GSI2",
             KeyConditionExpression="GSI2PK = :pk",
             ExpressionAttributeValues={":pk": f"{org_pk(organization_id)}#{FAILED}"},

@@ -207,7 +207,7 @@ class Transaction:
 
 
 class TableBase:
-    """Generic access to the single table; record mixins add one area's items each."""
+    """Generic access to the single table: keys, queries and transactions."""
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
@@ -246,14 +246,14 @@ class TableBase:
                 raise ConcurrentUpdate(str(error)) from error
             raise
 
-    def _get(self, pk: str, sk: str) -> Item | None:
+    def get_item(self, pk: str, sk: str) -> Item | None:
         """The item, or None. Keys hold ids from URLs and bodies: one too long to be a
         key names nothing, so a lookup of it is a 404 rather than DynamoDB's error."""
         if len(sk.encode()) > MAX_SORT_KEY_BYTES:
             return None
         return self.table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
 
-    def _query(self, **kwargs: Any) -> Iterator[Item]:
+    def query(self, **kwargs: Any) -> Iterator[Item]:
         """Every item a Query matches, page after page."""
         while True:
             page = self.table.query(**kwargs)
@@ -262,17 +262,17 @@ class TableBase:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
+    def query_prefix(self, pk: str, prefix: str) -> Iterator[Item]:
         """Items whose sort key starts with ``prefix`` (none when no key could)."""
         if len(prefix.encode()) > MAX_SORT_KEY_BYTES:
             return iter(())
-        return self._query(
+        return self.query(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
             ExpressionAttributeValues={":pk": pk, ":prefix": prefix},
         )
 
-    def _query_index(self, gsi1pk: str) -> Iterator[Item]:
-        return self._query(
+    def query_index(self, gsi1pk: str) -> Iterator[Item]:
+        return self.query(
             IndexName="GSI1",
             KeyConditionExpression="GSI1PK = :pk",
             ExpressionAttributeValues={":pk": gsi1pk},

@@ -1,31 +1,14 @@
 """Usage's items: billable metrics, raw events, charge aggregates and their bookkeeping.
 
-A repository of its own, composed by the Store (``store.usage``). Access patterns;
-``{org}`` is ``ORG#{id}``:
+``store.usage``; access patterns: the Store's (``billow.adapters.dynamodb``).
 
-- metric by id (deleted ones too): PK={org} SK=METRIC#{lago_id}; live metric by code:
-  PK={org} SK=METRIC_CODE#{code} → lago_id; list, newest first (keys only):
-  GSI3PK={org}#METRICS GSI3SK={created_at}#{lago_id}, counted like the catalog's lists
-- how many plans charge for a metric (its definition stays while any do): PK={org}
-  SK=COUNTER#METRIC_USES#{metric_lago_id}, count ``plans``
-- raw event (TTL ``EVENT_RETENTION_S``): PK={org}#EVENTS#{bucket}
-  SK=EVENT#{len(transaction_id)}#{transaction_id}#{external_subscription_id}. The bucket
-  is a hash of the transaction id over ``EVENT_BUCKETS`` partitions, so one busy
-  subscription's writes spread over them (DynamoDB takes about 1,000 write units a second
-  per partition key), and an event is found by its transaction id alone (Lago's
-  ``GET /events/{transaction_id}``). The length prefix makes ``begins_with`` exact
-  whatever characters an id holds.
-- a charge's aggregate for one period (and filter): PK={org}
-  SK=USAGE#{subscription_lago_id}#{period_start}#{charge_lago_id}#{filter_lago_id or -};
-  billing and current usage read a period's with one Query: O(charges), never the events
-- what a recurring charge carries into the next period: PK={org}
-  SK=USAGE_CARRY#{subscription_lago_id}#{charge_lago_id}#{filter or -}
-- whether a value is present for a unique count: PK={org}
-  SK=USAGE_VALUE#{subscription}#{period_start or LIFETIME}#{charge}#{filter or -}#{sha256(value)}
-- what progressive billing invoiced of a period, and whether the period is closed:
-  PK={org} SK=USAGE_PROGRESS#{subscription_lago_id}#{period_start}
-- a stream chunk already folded (TTL 2 days; DynamoDB streams keep records 24 hours):
-  PK=USAGE_RECEIPT#{first stream record's eventID} SK=USAGE_RECEIPT (ids, no tenant data)
+Raw events are spread over ``EVENT_BUCKETS`` partitions by a hash of the transaction id,
+so one busy subscription's writes spread over them (DynamoDB takes about 1,000 write
+units a second per partition key), and an event is found by its transaction id alone
+(Lago's ``GET /events/{transaction_id}``); the length prefix in their key makes
+``begins_with`` exact whatever characters an id holds. Billing and current usage read a
+period's aggregates with one Query: O(charges), never the events. Stream receipts hold
+ids, no tenant data, and outlive the stream's 24 hours.
 """
 
 from __future__ import annotations
@@ -38,7 +21,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from billow.adapters.catalog_records import load, stage_coded
-from billow.adapters.listing import ALL, ListRecords, list_partition
+from billow.adapters.listing import ALL, Repository, list_partition
 from billow.adapters.table import Item, Transaction, expires_in, org_pk, packed, unpacked
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.usage import AggregateState, BillableMetric, UsageEvent
@@ -134,22 +117,19 @@ def group_key(charge_id: str, filter_id: str | None) -> str:
     return f"{charge_id}#{filter_id or NO_FILTER}"
 
 
-class UsageRecords:
-    def __init__(self, store: ListRecords) -> None:
-        self._store = store
-
+class UsageRecords(Repository):
     # -- metrics -------------------------------------------------------------------------
 
     def get_metric(self, organization_id: str, code: str) -> BillableMetric | None:
         """The live metric with this code (a deleted one has given its code up)."""
-        pointer = self._store._get(org_pk(organization_id), f"METRIC_CODE#{code}")
+        pointer = self._db.get_item(org_pk(organization_id), f"METRIC_CODE#{code}")
         metric = (
             self.get_metric_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
         )
         return metric if metric is not None and metric.deleted_at is None else None
 
     def get_metric_by_id(self, organization_id: str, lago_id: str) -> BillableMetric | None:
-        item = self._store._get(org_pk(organization_id), f"METRIC#{lago_id}")
+        item = self._db.get_item(org_pk(organization_id), f"METRIC#{lago_id}")
         return load(BillableMetric, item) if item else None
 
     def get_metrics_by_id(
@@ -159,17 +139,17 @@ class UsageRecords:
             {"PK": org_pk(organization_id), "SK": f"METRIC#{lago_id}"}
             for lago_id in dict.fromkeys(lago_ids)
         ]
-        metrics = [load(BillableMetric, item) for item in self._store.get_items(keys)]
+        metrics = [load(BillableMetric, item) for item in self._db.get_items(keys)]
         return {metric.lago_id: metric for metric in metrics}
 
     def metric_page(
         self, organization_id: str, skip: int, take: int
     ) -> tuple[list[BillableMetric], int]:
-        keys = self._store.page_keys(
+        keys = self._db.page_keys(
             "GSI3", [list_partition(organization_id, METRICS, "")], skip, take
         )
-        page = [load(BillableMetric, item) for item in self._store.get_items(keys)]
-        return page, self._store.count(organization_id, METRICS, [ALL])
+        page = [load(BillableMetric, item) for item in self._db.get_items(keys)]
+        return page, self._db.count(organization_id, METRICS, [ALL])
 
     def stage_metric(
         self, transaction: Transaction, metric: BillableMetric, before: BillableMetric | None
@@ -184,7 +164,7 @@ class UsageRecords:
 
     def plans_using(self, metric: BillableMetric) -> int:
         key = self._uses_key(metric.organization_id, metric.lago_id)
-        item = self._store._get(str(key["PK"]), str(key["SK"]))
+        item = self._db.get_item(str(key["PK"]), str(key["SK"]))
         return int(str(item.get("plans", 0))) if item else 0
 
     def stage_plan_uses(
@@ -210,14 +190,13 @@ class UsageRecords:
         the same event is settled by the stream, which reports only the first write as new."""
         wanted = [event_key(organization_id, tx, sub) for tx, sub in dict.fromkeys(keys)]
         return [
-            UsageEvent.model_validate(unpacked(item["data"]))
-            for item in self._store.get_items(wanted)
+            UsageEvent.model_validate(unpacked(item["data"])) for item in self._db.get_items(wanted)
         ]
 
     def put_events(self, events: Sequence[UsageEvent]) -> None:
         """Store events (BatchWriteItem, 25 at a time). Only an event's first write is an
         INSERT on the stream, so an event written twice is still aggregated once."""
-        with self._store.table.batch_writer() as batch:
+        with self._db.table.batch_writer() as batch:
             for event in events:
                 batch.put_item(Item=self._event_item(event))
 
@@ -226,7 +205,7 @@ class UsageRecords:
         transaction = Transaction()
         transaction.put(self._event_item(event), condition="attribute_not_exists(PK)")
         try:
-            self._store.commit(transaction)
+            self._db.commit(transaction)
         except ConcurrentUpdate:
             return False
         return True
@@ -246,7 +225,7 @@ class UsageRecords:
         """The event with this transaction id (the first by external subscription id when
         several subscriptions used it, as Lago answers)."""
         prefix = _event_prefix(transaction_id)
-        for item in self._store._query(
+        for item in self._db.query(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
             ExpressionAttributeValues={
                 ":pk": events_partition(organization_id, transaction_id),
@@ -261,7 +240,7 @@ class UsageRecords:
     # -- progressive billing ---------------------------------------------------------------
 
     def get_progress(self, organization_id: str, subscription_id: str, period: str) -> Progress:
-        item = self._store._get(
+        item = self._db.get_item(
             org_pk(organization_id), f"USAGE_PROGRESS#{subscription_id}#{period}"
         )
         if item is None:
@@ -300,7 +279,7 @@ class UsageRecords:
         """Every charge's (and filter's) aggregate of one period: one Query."""
         return [
             StoredAggregate(item)
-            for item in self._store._query_prefix(
+            for item in self._db.query_prefix(
                 org_pk(organization_id), f"USAGE#{subscription_id}#{period}#"
             )
         ]
@@ -310,7 +289,7 @@ class UsageRecords:
     ) -> dict[tuple[str, str | None], tuple[Decimal, str]]:
         """What each recurring charge (and filter) carries: (value, the moment it holds at)."""
         found: dict[tuple[str, str | None], tuple[Decimal, str]] = {}
-        for item in self._store._query_prefix(
+        for item in self._db.query_prefix(
             org_pk(organization_id), f"USAGE_CARRY#{subscription_id}#"
         ):
             filter_id = str(item["filter_id"])
@@ -356,7 +335,7 @@ class UsageRecords:
         """Aggregates and value marks a stream chunk is about to change (consistent)."""
         return {
             (str(item["PK"]), str(item["SK"])): item
-            for item in self._store.get_items(keys, consistent=True)
+            for item in self._db.get_items(keys, consistent=True)
         }
 
     @staticmethod
@@ -412,5 +391,5 @@ class UsageRecords:
     def receipt(self, stream_event_id: str) -> int | None:
         """How many records the chunk starting at this stream record covered, if folded."""
         key = receipt_key(stream_event_id)
-        item = self._store._get(str(key["PK"]), str(key["SK"]))
+        item = self._db.get_item(str(key["PK"]), str(key["SK"]))
         return int(str(item["covered"])) if item else None

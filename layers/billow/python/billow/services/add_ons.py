@@ -49,7 +49,7 @@ NULLABLE = frozenset({"invoice_display_name", "description"})
 
 
 def get_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
-    add_on = deps.store.get_add_on(organization_id, code)
+    add_on = deps.store.add_ons.get(organization_id, code)
     if add_on is None:
         raise NotFound("add_on")
     return add_on
@@ -59,13 +59,13 @@ def list_page(
     deps: Dependencies, organization_id: str, page: int, per_page: int
 ) -> tuple[list[AddOn], int]:
     """Page ``page`` of the add-ons, newest first, and how many there are."""
-    return deps.store.add_on_page(organization_id, (page - 1) * per_page, per_page)
+    return deps.store.add_ons.list_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(
     deps: Dependencies, organization_id: str, add_ons: Sequence[AddOn]
 ) -> list[dict[str, object]]:
-    taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
+    taxes = {tax.code: tax for tax in deps.store.taxes.list_all(organization_id)}
     mirrored = sync_views(deps, organization_id, "add_on", [add_on.lago_id for add_on in add_ons])
     return [
         {
@@ -78,7 +78,7 @@ def present(
 
 def create_add_on(deps: Dependencies, organization_id: str, given: AddOnCreateInput) -> AddOn:
     taxes = require_taxes(deps, organization_id, given.tax_codes)
-    if deps.store.get_add_on(organization_id, given.code) is not None:
+    if deps.store.add_ons.get(organization_id, given.code) is not None:
         raise code_taken()
     add_on = AddOn(
         lago_id=new_id(),
@@ -93,7 +93,7 @@ def create_add_on(deps: Dependencies, organization_id: str, given: AddOnCreateIn
         created_at=iso(utcnow()),
     )
     transaction = Transaction()
-    deps.store.stage_add_on(transaction, add_on, None)
+    deps.store.add_ons.stage(transaction, add_on, None)
     stage_sync(
         deps, transaction, organization_id, "add_on", add_on.lago_id, add_on.code, add_on.version
     )
@@ -110,17 +110,17 @@ def update_add_on(deps: Dependencies, organization_id: str, code: str, given: Ad
         ]
     after = before.model_copy(update={**updates, "version": before.version + 1})
     renamed = after.code != before.code
-    if renamed and deps.store.get_add_on(organization_id, after.code) is not None:
+    if renamed and deps.store.add_ons.get(organization_id, after.code) is not None:
         raise code_taken()
     transaction = Transaction()
-    deps.store.stage_add_on(transaction, after, before)
+    deps.store.add_ons.stage(transaction, after, before)
     stage_sync(
         deps, transaction, organization_id, "add_on", after.lago_id, after.code, after.version
     )
     commit_claiming_code(
         deps,
         transaction,
-        (lambda: deps.store.get_add_on(organization_id, after.code) is not None)
+        (lambda: deps.store.add_ons.get(organization_id, after.code) is not None)
         if renamed
         else None,
     )
@@ -131,7 +131,7 @@ def delete_add_on(deps: Dependencies, organization_id: str, code: str) -> AddOn:
     """Invoices keep their own copy of an add-on fee, so nothing else refers to it."""
     add_on = get_add_on(deps, organization_id, code)
     transaction = Transaction()
-    deps.store.stage_add_on_delete(transaction, add_on)
+    deps.store.add_ons.stage_delete(transaction, add_on)
     stage_sync(
         deps,
         transaction,

@@ -108,15 +108,15 @@ def apply_coupon(
     customer = get_customer(deps, organization_id, given.external_customer_id)
     for _ in range(GRANT_ATTEMPTS):
         now = iso(utcnow())
-        coupon = deps.store.get_coupon(organization_id, given.coupon_code)
+        coupon = deps.store.coupons.get(organization_id, given.coupon_code)
         if coupon is None or coupon.ended_at(now):
             raise NotFound("coupon")
         applied = _granted(coupon, customer, given, now)
-        already = deps.store.customer_applied_coupons(organization_id, customer.lago_id)
+        already = deps.store.applied_coupons.list_for_customer(organization_id, customer.lago_id)
         _refuse(coupon, applied, customer, already)
         transaction = Transaction()
-        deps.store.stage_applied_coupon(transaction, applied, None)
-        deps.store.stage_coupon_grant(transaction, coupon)
+        deps.store.applied_coupons.stage(transaction, applied, None)
+        deps.store.coupons.stage_grant(transaction, coupon)
         try:
             deps.store.commit(transaction)
         except ConcurrentUpdate:
@@ -138,11 +138,11 @@ def list_page(
     many the selection holds (codes filter on the coupon's code, which a grant keeps)."""
     customer_lago_id = None
     if external_customer_id is not None:
-        customer = deps.store.get_customer(organization_id, external_customer_id)
+        customer = deps.store.customers.get(organization_id, external_customer_id)
         if customer is None:
             return [], 0
         customer_lago_id = customer.lago_id
-    found, total = deps.store.applied_coupon_page(
+    found, total = deps.store.applied_coupons.list_page(
         organization_id,
         customer_lago_id,
         [status] if status else list(get_args(Status)),
@@ -152,7 +152,7 @@ def list_page(
     )
     coupons = {
         coupon.lago_id: coupon
-        for coupon in deps.store.get_coupons_by_ids(
+        for coupon in deps.store.coupons.get_many_by_id(
             organization_id, (applied.lago_coupon_id for applied in found)
         )
     }
@@ -170,10 +170,10 @@ def terminate(
 ) -> tuple[AppliedCoupon, Coupon]:
     """Remove a coupon from a customer: it stops applying to the next invoices."""
     customer = get_customer(deps, organization_id, external_customer_id)
-    before = deps.store.get_applied_coupon(organization_id, customer.lago_id, lago_id)
+    before = deps.store.applied_coupons.get(organization_id, customer.lago_id, lago_id)
     if before is None:
         raise NotFound("applied_coupon")
-    coupon = deps.store.get_coupon_by_id(organization_id, before.lago_coupon_id)
+    coupon = deps.store.coupons.get_by_id(organization_id, before.lago_coupon_id)
     if coupon is None:
         raise NotFound("coupon")
     if before.status == "terminated":
@@ -186,6 +186,6 @@ def terminate(
         }
     )
     transaction = Transaction()
-    deps.store.stage_applied_coupon(transaction, after, before)
+    deps.store.applied_coupons.stage(transaction, after, before)
     deps.store.commit(transaction)
     return after, coupon

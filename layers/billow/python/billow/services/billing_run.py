@@ -39,7 +39,7 @@ def run(deps: Dependencies, now: datetime) -> int:
                 lago_id=str(item["lago_id"]),
                 now=moment,
             ).model_dump()
-            for item in deps.store.due_subscriptions(moment)
+            for item in deps.store.subscriptions.list_due(moment)
         ),
     )
 

@@ -115,13 +115,13 @@ def _plan_codes(deps: Dependencies, organization_id: str, given: AppliesToInput)
         raise ValidationFailed({"billable_metric_codes": ["not_supported"]})
     codes = list(dict.fromkeys(given.plan_codes or []))
     for code in codes:
-        if deps.store.get_plan(organization_id, code) is None:
+        if deps.store.plans.get(organization_id, code) is None:
             raise NotFound("plans")
     return codes
 
 
 def get_coupon(deps: Dependencies, organization_id: str, code: str) -> Coupon:
-    coupon = deps.store.get_coupon(organization_id, code)
+    coupon = deps.store.coupons.get(organization_id, code)
     if coupon is None:
         raise NotFound("coupon")
     return coupon
@@ -131,7 +131,7 @@ def list_page(
     deps: Dependencies, organization_id: str, page: int, per_page: int
 ) -> tuple[list[Coupon], int]:
     """Page ``page`` of the coupons not deleted, newest first, and how many there are."""
-    return deps.store.coupon_page(organization_id, (page - 1) * per_page, per_page)
+    return deps.store.coupons.list_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(
@@ -164,10 +164,10 @@ def create_coupon(deps: Dependencies, organization_id: str, given: CouponCreateI
         created_at=now,
     )
     coupon = _normalized(coupon, now, check_expiry=True)
-    if deps.store.get_coupon(organization_id, coupon.code) is not None:
+    if deps.store.coupons.get(organization_id, coupon.code) is not None:
         raise code_taken()
     transaction = Transaction()
-    deps.store.stage_coupon(transaction, coupon, None)
+    deps.store.coupons.stage(transaction, coupon, None)
     stage_sync(
         deps, transaction, organization_id, "coupon", coupon.lago_id, coupon.code, coupon.version
     )
@@ -195,17 +195,17 @@ def update_coupon(
         check_expiry=updates.get("expiration_at", before.expiration_at) != before.expiration_at,
     )
     renamed = after.code != before.code
-    if renamed and deps.store.get_coupon(organization_id, after.code) is not None:
+    if renamed and deps.store.coupons.get(organization_id, after.code) is not None:
         raise code_taken()
     transaction = Transaction()
-    deps.store.stage_coupon(transaction, after, before)
+    deps.store.coupons.stage(transaction, after, before)
     stage_sync(
         deps, transaction, organization_id, "coupon", after.lago_id, after.code, after.version
     )
     commit_claiming_code(
         deps,
         transaction,
-        (lambda: deps.store.get_coupon(organization_id, after.code) is not None)
+        (lambda: deps.store.coupons.get(organization_id, after.code) is not None)
         if renamed
         else None,
     )
@@ -224,7 +224,7 @@ def delete_coupon(deps: Dependencies, organization_id: str, code: str) -> Coupon
         }
     )
     transaction = Transaction()
-    deps.store.stage_coupon(transaction, after, before)
+    deps.store.coupons.stage(transaction, after, before)
     stage_sync(
         deps, transaction, organization_id, "coupon", after.lago_id, after.code, after.version
     )

@@ -9,7 +9,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import (
@@ -263,11 +263,11 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
         taxes = require_taxes(deps, organization_id, given.tax_codes)
         given = given.model_copy(update={"tax_codes": [tax.code for tax in taxes]})
     for _ in range(3):
-        before = deps.store.get_customer(organization_id, given.external_id)
+        before = deps.store.customers.get(organization_id, given.external_id)
         now = iso(utcnow())
         if before is None:
-            sequence = deps.store.next_customer_sequence(organization_id)
-            organization = deps.store.get_organization(organization_id)
+            sequence = deps.store.organizations.next_customer_sequence(organization_id)
+            organization = deps.store.organizations.get(organization_id)
             prefix = organization.document_number_prefix if organization else "CUS"
             blank = Customer(
                 lago_id=new_id(),
@@ -295,7 +295,7 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
         if work and not work.inline:
             events.append(provider_sync.sync_request(after, work.action))
         transaction = Transaction()
-        deps.store.save_customer(transaction, after, before)
+        deps.store.customers.stage(transaction, after, before)
         transaction.publish(events)
         try:
             deps.store.commit(transaction)
@@ -310,7 +310,7 @@ def upsert_customer(deps: Dependencies, organization_id: str, given: CustomerInp
 def present(deps: Dependencies, customers: Sequence[Customer]) -> list[dict[str, object]]:
     """Customers as Lago shows them, with their taxes (one Query, only if any has some)."""
     taxes = (
-        {tax.code: tax for tax in deps.store.list_taxes(customers[0].organization_id)}
+        {tax.code: tax for tax in deps.store.taxes.list_all(customers[0].organization_id)}
         if any(customer.tax_codes for customer in customers)
         else {}
     )
@@ -326,14 +326,14 @@ def list_page(
     """Page ``page`` of the customers, newest first, and how many there are (reads the
     list keys before the page and the page's customers only)."""
     skip = (page - 1) * per_page
-    found = deps.store.customer_page(organization_id, skip, per_page)
-    return found, deps.store.customer_count(organization_id)
+    found = deps.store.customers.list_page(organization_id, skip, per_page)
+    return found, deps.store.customers.count(organization_id)
 
 
 def delete_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:
     """Deletes Billow's customer and its payment methods; the Stripe customer stays (as in Lago)."""
     customer = get_customer(deps, organization_id, external_id)
-    deps.store.delete_customer(customer)
+    deps.store.customers.delete(customer, deps.store.payment_methods.list_for(customer))
     return customer
 
 
@@ -342,7 +342,7 @@ def checkout_url(deps: Dependencies, organization_id: str, external_id: str) -> 
     customer = get_customer(deps, organization_id, external_id)
     billing = customer.billing_configuration
     connection = (
-        deps.store.get_connection(organization_id, billing.payment_provider_code)
+        deps.store.connections.get(organization_id, billing.payment_provider_code)
         if customer.uses_stripe and billing.payment_provider_code
         else None
     )

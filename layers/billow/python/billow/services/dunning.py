@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso
 from billow.domain.errors import ConcurrentUpdate, ValidationFailed
@@ -36,13 +36,13 @@ def plan_retry(deps: Dependencies, event: OutboxEvent) -> RetryPlan:
     if not isinstance(failure, dict):
         return "not_a_payment_failure"
     organization_id = event.organization_id
-    invoice = deps.store.get_invoice(organization_id, str(failure.get("lago_invoice_id")))
-    organization = deps.store.get_organization(organization_id)
+    invoice = deps.store.invoices.get(organization_id, str(failure.get("lago_invoice_id")))
+    organization = deps.store.organizations.get(organization_id)
     if invoice is None or organization is None:
         return "unknown_invoice"
     if not invoice.is_payable or invoice.payment_status != "failed":
         return "nothing_to_retry"
-    record = deps.store.get_dunning(organization_id, invoice.lago_id)
+    record = deps.store.dunning.get(organization_id, invoice.lago_id)
     planned_after = int(record["after_attempt"]) if record else None
     if planned_after is not None and planned_after >= invoice.payment_attempts:
         return "already_planned"
@@ -54,7 +54,7 @@ def plan_retry(deps: Dependencies, event: OutboxEvent) -> RetryPlan:
         else None
     )
     transaction = Transaction()
-    deps.store.stage_dunning(
+    deps.store.dunning.stage(
         transaction,
         organization_id,
         invoice.lago_id,
@@ -73,7 +73,7 @@ def plan_retry(deps: Dependencies, event: OutboxEvent) -> RetryPlan:
 def run_due_retries(deps: Dependencies, now: datetime) -> int:
     """Start every retry due at ``now``; returns how many were started."""
     started = 0
-    for item in deps.store.due_retries(iso(now)):
+    for item in deps.store.dunning.list_due(iso(now)):
         organization_id = str(item["organization_id"])
         invoice_id = str(item["invoice_id"])
         after_attempt = int(item["after_attempt"])
@@ -83,7 +83,7 @@ def run_due_retries(deps: Dependencies, now: datetime) -> int:
         except ValidationFailed:
             pass  # paid or voided since: nothing more to retry
         transaction = Transaction()
-        deps.store.stage_dunning(
+        deps.store.dunning.stage(
             transaction,
             organization_id,
             invoice_id,

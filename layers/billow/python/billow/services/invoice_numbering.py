@@ -78,10 +78,10 @@ def _take_lease(deps: Dependencies, organization_id: str) -> str | None:
     """The lease's owner id if this caller now holds it; None if a numberer is at work.
     Read first: a held lease is seen without a write, so busy issuers do not collide."""
     now = _now_ms()
-    if deps.store.numbering_lease_held(organization_id, now):
+    if deps.store.numbering.lease_held(organization_id, now):
         return None
     owner = new_id()
-    if deps.store.take_numbering_lease(organization_id, owner, now, now + LEASE_MS):
+    if deps.store.numbering.take_lease(organization_id, owner, now, now + LEASE_MS):
         return owner
     return None  # taken since the read: that numberer looks after it took the lease
 
@@ -100,21 +100,21 @@ def commit_issued(
     owner = _take_lease(deps, organization.id)
     if owner is None:
         transaction = Transaction()
-        deps.store.stage_invoice_to_number(transaction, invoice, queued_at=iso(utcnow()))
+        deps.store.numbering.stage_waiting(transaction, invoice, queued_at=iso(utcnow()))
         transaction.publish(stage_rest(transaction))
         deps.store.commit(transaction)
         return number_waiting(deps, organization.id).get(invoice.lago_id, invoice)
     try:
-        read = deps.store.invoice_sequence(organization.id)
+        read = deps.store.numbering.get_sequence(organization.id)
         final = _numbered(organization, invoice, read + 1, iso(utcnow()))
         transaction = Transaction()
-        deps.store.stage_invoice_sequence(transaction, organization.id, read, 1)
-        deps.store.stage_invoice(transaction, final, before=None)
-        deps.store.stage_not_waiting(transaction, final)
+        deps.store.numbering.stage_sequence(transaction, organization.id, read, 1)
+        deps.store.invoices.stage(transaction, final, before=None)
+        deps.store.numbering.stage_not_waiting(transaction, final)
         transaction.publish([*stage_rest(transaction), *_announced(final, customer)])
         deps.store.commit(transaction)
     finally:
-        deps.store.release_numbering_lease(organization.id, owner)
+        deps.store.numbering.release_lease(organization.id, owner)
         # The last look, also when this invoice lost its race (a normal outcome): issuers
         # that saw the lease held meanwhile count on it.
         number_waiting(deps, organization.id)
@@ -126,16 +126,16 @@ def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoic
     will number them). Returns the invoices this call numbered, by id."""
     numbered: dict[str, Invoice] = {}
     deadline = time.monotonic() + WORK_S
-    while deps.store.invoices_to_number(organization_id, 1):
+    while deps.store.numbering.list_waiting(organization_id, 1):
         owner = _take_lease(deps, organization_id)
         if owner is None:
             break
         try:
-            organization = deps.store.get_organization(organization_id)
+            organization = deps.store.organizations.get(organization_id)
             if organization is not None:
                 numbered.update(_number_all(deps, organization, deadline))
         finally:
-            deps.store.release_numbering_lease(organization_id, owner)
+            deps.store.numbering.release_lease(organization_id, owner)
         if organization is None or time.monotonic() >= deadline:
             break
     return numbered
@@ -186,25 +186,25 @@ def _announced(invoice: Invoice, customer: dict[str, object] | None) -> list[Out
 
 def _number_next(deps: Dependencies, organization: Organization) -> dict[str, Invoice]:
     """Number up to ``BATCH`` waiting invoices in one transaction, in the order of their ids."""
-    waiting = deps.store.invoices_to_number(organization.id, BATCH)
+    waiting = deps.store.numbering.list_waiting(organization.id, BATCH)
     if not waiting:
         return {}
-    read = deps.store.invoice_sequence(organization.id)
+    read = deps.store.numbering.get_sequence(organization.id)
     customers = {
         customer.external_id: customer.as_lago()
-        for customer in deps.store.get_customers(
+        for customer in deps.store.customers.get_many(
             organization.id, (invoice.external_customer_id for invoice in waiting)
         )
     }
     requested_at = iso(utcnow())
     transaction = Transaction()
-    deps.store.stage_invoice_sequence(transaction, organization.id, read, len(waiting))
+    deps.store.numbering.stage_sequence(transaction, organization.id, read, len(waiting))
     events: list[OutboxEvent] = []
     numbered: dict[str, Invoice] = {}
     for offset, invoice in enumerate(waiting, start=1):
         final = _numbered(organization, invoice, read + offset, requested_at)
-        deps.store.stage_invoice(transaction, final, before=None)
-        deps.store.stage_numbered(transaction, final)
+        deps.store.invoices.stage(transaction, final, before=None)
+        deps.store.numbering.stage_numbered(transaction, final)
         events += _announced(final, customers.get(final.external_customer_id))
         numbered[final.lago_id] = final
     transaction.publish(events)
@@ -221,7 +221,7 @@ def await_number(deps: Dependencies, organization_id: str, lago_id: str) -> Invo
         numbered = number_waiting(deps, organization_id).get(lago_id)
         if numbered is not None:
             return numbered
-        issued = deps.store.get_invoice(organization_id, lago_id)
+        issued = deps.store.invoices.get(organization_id, lago_id)
         if issued is not None or time.monotonic() >= deadline:
             return issued
         time.sleep(AWAIT_STEP_S)
@@ -229,5 +229,5 @@ def await_number(deps: Dependencies, organization_id: str, lago_id: str) -> Invo
 
 def number_stranded(deps: Dependencies, now: datetime) -> int:
     """Number what a numberer that stopped half-way left waiting; returns how many."""
-    organizations = dict.fromkeys(deps.store.stranded_invoices_to_number(iso(now - STRANDED_AFTER)))
+    organizations = dict.fromkeys(deps.store.numbering.list_stranded(iso(now - STRANDED_AFTER)))
     return sum(len(number_waiting(deps, organization)) for organization in organizations)

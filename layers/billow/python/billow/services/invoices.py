@@ -78,7 +78,7 @@ def create_one_off(
     unknown add-on or tax code is Lago's 404, and a total Stripe could not charge a 422;
     either way nothing is issued."""
     customer = get_customer(deps, organization_id, body.external_customer_id)
-    organization = deps.store.get_organization(organization_id)
+    organization = deps.store.organizations.get(organization_id)
     if organization is None:
         raise NotFound("organization")
     require_taxes(
@@ -87,7 +87,7 @@ def create_one_off(
     drafts = []
     currency = body.currency
     for index, fee in enumerate(body.fees):
-        add_on = deps.store.get_add_on(organization_id, fee.add_on_code)
+        add_on = deps.store.add_ons.get(organization_id, fee.add_on_code)
         if add_on is None:
             raise NotFound("add_on")
         currency = currency or customer.currency or add_on.amount_currency
@@ -152,7 +152,7 @@ def present_all(
     BatchGetItem). ``today`` is the day ``payment_overdue`` is judged on."""
     if not invoices:
         return []
-    found = deps.store.get_customers(
+    found = deps.store.customers.get_many(
         invoices[0].organization_id, (invoice.external_customer_id for invoice in invoices)
     )
     customers = {customer.external_id: customer.as_lago() for customer in found}
@@ -163,7 +163,7 @@ def present_all(
 
 
 def get(deps: Dependencies, organization_id: str, lago_id: str, today: date) -> dict[str, object]:
-    invoice = deps.store.get_invoice(organization_id, lago_id)
+    invoice = deps.store.invoices.get(organization_id, lago_id)
     if invoice is None:
         raise NotFound("invoice")
     return present(deps, invoice, today)
@@ -194,7 +194,7 @@ def _customers_matching(deps: Dependencies, organization_id: str, term: str) -> 
     fields = ("name", "firstname", "lastname", "external_id", "email")
     return {
         customer.external_id
-        for customer in deps.store.list_customers(organization_id)
+        for customer in deps.store.customers.list_all(organization_id)
         if any(term in (getattr(customer, field) or "").casefold() for field in fields)
     }
 
@@ -256,10 +256,12 @@ def list_page(
     skip = (page - 1) * per_page
     kept = _unkeyed_check(deps, organization_id, filters, today)
     if kept is None:
-        found = deps.store.invoice_page(organization_id, selection, skip, per_page)
-        return found, deps.store.invoice_count(organization_id, selection)
+        found = deps.store.invoices.list_page(organization_id, selection, skip, per_page)
+        return found, deps.store.invoices.count(organization_id, selection)
     matching = [
-        invoice for invoice in deps.store.invoices_in(organization_id, selection) if kept(invoice)
+        invoice
+        for invoice in deps.store.invoices.list_in(organization_id, selection)
+        if kept(invoice)
     ]
     return matching[skip : skip + per_page], len(matching)
 

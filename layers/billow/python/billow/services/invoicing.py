@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
 from billow.domain.clock import iso, stable_id
@@ -84,8 +84,8 @@ def taxes_for(
     organization's default taxes."""
     for codes in [*choices, customer.tax_codes]:
         if codes:
-            return deps.store.get_taxes(organization_id, codes)
-    return deps.store.organization_taxes(organization_id)
+            return deps.store.taxes.get_many(organization_id, codes)
+    return deps.store.taxes.list_organization_defaults(organization_id)
 
 
 def _coupon_state(coupon: AppliedCoupon) -> CouponState:
@@ -205,7 +205,7 @@ def issue_invoice(
     # No read of ``invoice_id`` first: its write is conditional on the id being new, and a
     # repeat (a replayed request, a second worker) finds the first one when that fails.
     coupons = (
-        deps.store.active_applied_coupons(organization.id, customer.lago_id)
+        deps.store.applied_coupons.list_active(organization.id, customer.lago_id)
         if apply_coupons
         else []
     )
@@ -344,7 +344,7 @@ def issue_invoice(
             coupon = by_id[credit.lago_id]
             if credit.amount_cents == 0 and not credit.terminated:
                 continue
-            deps.store.stage_applied_coupon(
+            deps.store.applied_coupons.stage(
                 transaction,
                 coupon.model_copy(
                     update={
@@ -367,9 +367,9 @@ def issue_invoice(
     try:
         return commit_issued(deps, organization, invoice, customer.as_lago(), stage_rest)
     except ConcurrentUpdate:
-        issued = deps.store.get_invoice(
+        issued = deps.store.invoices.get(
             organization.id, invoice_id
-        ) or deps.store.get_invoice_to_number(organization.id, invoice_id)
+        ) or deps.store.numbering.get_waiting(organization.id, invoice_id)
         if issued is None:
             raise  # what it was decided on changed: the caller reads again and decides again
         return issued

@@ -13,14 +13,14 @@ from billow.domain.subscriptions import PaymentMethodChoice, Subscription
 
 
 def get_organization(deps: Dependencies, organization_id: str) -> Organization:
-    organization = deps.store.get_organization(organization_id)
+    organization = deps.store.organizations.get(organization_id)
     if organization is None:
         raise NotFound("organization")
     return organization
 
 
 def get_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
-    plan = deps.store.get_plan(organization_id, code)
+    plan = deps.store.plans.get(organization_id, code)
     if plan is None:
         raise NotFound("plan")
     return plan
@@ -33,16 +33,16 @@ def billing_context(
     (None when the subscription or any of them is gone)."""
     if sub is None:
         return None
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
-    organization = deps.store.get_organization(organization_id)
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
+    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
+    organization = deps.store.organizations.get(organization_id)
+    customer = deps.store.customers.get(organization_id, sub.external_customer_id)
     if plan is None or organization is None or customer is None:
         return None
     return plan, organization, customer
 
 
 def get_customer(deps: Dependencies, organization_id: str, external_id: str) -> Customer:
-    customer = deps.store.get_customer(organization_id, external_id)
+    customer = deps.store.customers.get(organization_id, external_id)
     if customer is None:
         raise NotFound("customer")
     return customer
@@ -56,7 +56,7 @@ def check_payment_method(
         return
     if not any(
         method.lago_id == choice.payment_method_id
-        for method in deps.store.list_payment_methods(customer)
+        for method in deps.store.payment_methods.list_for(customer)
     ):
         raise NotFound("payment_method")
 
@@ -66,7 +66,7 @@ def require_taxes(
 ) -> list[Tax]:
     """The taxes named, once each; any unknown code is Lago's 404 ``tax_not_found``."""
     wanted = list(dict.fromkeys(codes or []))
-    found = deps.store.get_taxes(organization_id, wanted)
+    found = deps.store.taxes.get_many(organization_id, wanted)
     if len(found) != len(wanted):
         raise NotFound("tax")
     return found

@@ -47,7 +47,7 @@ def create_organization(
         document_number_prefix=document_prefix(name, organization_id),
     )
     try:
-        deps.store.create_organization(organization, hash_api_key(key))
+        deps.store.organizations.create(organization, hash_api_key(key))
     except ConcurrentUpdate as taken:  # the id is new: only the API key can already exist
         raise ValidationFailed({"api_key": ["value_already_exist"]}) from taken
     return NewOrganization(
@@ -56,7 +56,7 @@ def create_organization(
 
 
 def organization_for_api_key(deps: Dependencies, api_key: str) -> str | None:
-    return deps.store.organization_for_api_key(hash_api_key(api_key))
+    return deps.store.organizations.get_id_for_api_key(hash_api_key(api_key))
 
 
 class OrganizationBillingInput(BaseModel):
@@ -179,7 +179,7 @@ def update_organization(
 ) -> Organization:
     """Lago's organization update. ``webhook_url`` moves the first webhook endpoint (or
     creates it) first, so a URL it refuses leaves the organization as it was."""
-    organization = deps.store.get_organization(organization_id)
+    organization = deps.store.organizations.get(organization_id)
     if organization is None:
         raise NotFound("organization")
     refused = request.unsupported()
@@ -188,15 +188,15 @@ def update_organization(
     if request.webhook_url is not None:
         point_first_endpoint_at(deps, organization_id, request.webhook_url)
     updated = organization.model_copy(update=_changes(request))
-    deps.store.save_organization(updated)
+    deps.store.organizations.save(updated)
     return updated
 
 
 def present(deps: Dependencies, organization: Organization) -> dict[str, object]:
     """The organization as Lago shows it, with its webhook URLs and default taxes."""
-    endpoints = deps.store.list_endpoints(organization.id)
+    endpoints = deps.store.webhook_endpoints.list_all(organization.id)
     return organization_as_lago(
         organization,
         [endpoint.webhook_url for endpoint in endpoints],
-        deps.store.organization_taxes(organization.id),
+        deps.store.taxes.list_organization_defaults(organization.id),
     )

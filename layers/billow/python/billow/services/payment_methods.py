@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, stable_id, utcnow
 from billow.domain.customers import (
@@ -46,7 +46,7 @@ from billow.services.stripe_connection import provider_rejection, stripe_account
 def list_payment_methods(
     deps: Dependencies, organization_id: str, external_id: str
 ) -> list[PaymentMethod]:
-    return deps.store.list_payment_methods(get_customer(deps, organization_id, external_id))
+    return deps.store.payment_methods.list_for(get_customer(deps, organization_id, external_id))
 
 
 def _find(methods: list[PaymentMethod], lago_id: str) -> PaymentMethod:
@@ -83,8 +83,8 @@ class _Snapshot:
 
 
 def _read(deps: Dependencies, customer: Customer) -> _Snapshot:
-    state = deps.store.get_default_state(customer)  # first: see _stage
-    return _Snapshot(state, deps.store.list_payment_methods(customer))
+    state = deps.store.payment_methods.get_default_state(customer)  # first: see _stage
+    return _Snapshot(state, deps.store.payment_methods.list_for(customer))
 
 
 def _stage(
@@ -97,9 +97,11 @@ def _stage(
     """Stage ``methods`` as the customer's payment methods. The state is read before the
     methods and written expecting the version read, so the write fails if anything changed
     the methods since (even between the two reads)."""
-    deps.store.replace_payment_methods(transaction, read.methods, methods)
+    deps.store.payment_methods.stage_replacement(transaction, read.methods, methods)
     state = read.state.model_copy(update={**state_changes, "version": read.state.version + 1})
-    deps.store.stage_default_state(transaction, state, expected_version=read.state.version)
+    deps.store.payment_methods.stage_default_state(
+        transaction, state, expected_version=read.state.version
+    )
 
 
 def _stage_removal(
@@ -160,7 +162,7 @@ def delete_payment_method(
     it finds it detached, so nothing brings it back. Like Lago, no other card becomes the
     default, and the method is returned as no longer the default."""
     customer = get_customer(deps, organization_id, external_id)
-    removed = _find(deps.store.list_payment_methods(customer), lago_id)
+    removed = _find(deps.store.payment_methods.list_for(customer), lago_id)
     account = stripe_account(deps, customer)
     if account is not None:
         _detach(account[1], customer, removed)

@@ -92,7 +92,7 @@ def list_page(
     deps: Dependencies, organization_id: str, page: int, per_page: int
 ) -> tuple[list[Plan], int]:
     """Page ``page`` of the live plans, newest first, and how many there are."""
-    return deps.store.plan_page(organization_id, (page - 1) * per_page, per_page)
+    return deps.store.plans.list_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def _body(
@@ -110,8 +110,8 @@ def _body(
 def present(
     deps: Dependencies, organization_id: str, plans: Sequence[Plan]
 ) -> list[dict[str, object]]:
-    taxes = {tax.code: tax for tax in deps.store.list_taxes(organization_id)}
-    active = deps.store.active_subscription_counts(
+    taxes = {tax.code: tax for tax in deps.store.taxes.list_all(organization_id)}
+    active = deps.store.subscriptions.count_active_by_plan(
         organization_id, [plan.lago_id for plan in plans]
     )
     mirrored = sync_views(deps, organization_id, "plan", [plan.lago_id for plan in plans])
@@ -133,7 +133,7 @@ def _announce(
     deps: Dependencies, webhook_type: str, plan: Plan, active_subscriptions: int
 ) -> OutboxEvent:
     codes = {*plan.tax_codes, *(code for charge in plan.charges for code in charge.tax_codes)}
-    taxes = {tax.code: tax for tax in deps.store.get_taxes(plan.organization_id, codes)}
+    taxes = {tax.code: tax for tax in deps.store.taxes.get_many(plan.organization_id, codes)}
     body = _body(
         plan,
         [taxes[code] for code in plan.tax_codes if code in taxes],
@@ -146,7 +146,7 @@ def _announce(
 def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput) -> Plan:
     _refuse_usage_billing(given)
     taxes = require_taxes(deps, organization_id, given.tax_codes)
-    if deps.store.get_plan(organization_id, given.code) is not None:
+    if deps.store.plans.get(organization_id, given.code) is not None:
         raise code_taken()
     charges = build_charges(deps, organization_id, given.charges or [], [])
     plan = Plan(
@@ -167,7 +167,7 @@ def create_plan(deps: Dependencies, organization_id: str, given: PlanCreateInput
         created_at=iso(utcnow()),
     )
     transaction = Transaction()
-    deps.store.stage_plan(transaction, plan, None)
+    deps.store.plans.stage(transaction, plan, None)
     stage_metric_uses(deps, transaction, organization_id, [], plan.charges)
     stage_sync(deps, transaction, organization_id, "plan", plan.lago_id, plan.code, plan.version)
     transaction.publish([_announce(deps, "plan.created", plan, 0)])
@@ -198,7 +198,7 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         )
     subscriptions = [
         subscription
-        for subscription in deps.store.list_subscriptions(organization_id)
+        for subscription in deps.store.subscriptions.list_all(organization_id)
         if subscription.plan_lago_id == before.lago_id
     ]
     if subscriptions:
@@ -206,11 +206,11 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
     after = before.model_copy(update={**updates, "version": before.version + 1})
     renamed = after.code != before.code
     if renamed:
-        if deps.store.get_plan(organization_id, after.code) is not None:
+        if deps.store.plans.get(organization_id, after.code) is not None:
             raise code_taken()
         _rename_in_coupons(deps, organization_id, before.code, after.code)
     transaction = Transaction()
-    deps.store.stage_plan(transaction, after, before)
+    deps.store.plans.stage(transaction, after, before)
     stage_metric_uses(deps, transaction, organization_id, before.charges, after.charges)
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
     active = sum(1 for subscription in subscriptions if subscription.status == "active")
@@ -218,7 +218,9 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
     commit_claiming_code(
         deps,
         transaction,
-        (lambda: deps.store.get_plan(organization_id, after.code) is not None) if renamed else None,
+        (lambda: deps.store.plans.get(organization_id, after.code) is not None)
+        if renamed
+        else None,
     )
     return after
 
@@ -230,14 +232,16 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     before = get_plan(deps, organization_id, code)
     after = before.model_copy(update={"deleted_at": iso(utcnow()), "version": before.version + 1})
     transaction = Transaction()
-    deps.store.stage_plan(transaction, after, before)
+    deps.store.plans.stage(transaction, after, before)
     stage_metric_uses(deps, transaction, organization_id, before.charges, [])
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
-    active = deps.store.active_subscription_counts(organization_id, [after.lago_id])[after.lago_id]
+    active = deps.store.subscriptions.count_active_by_plan(organization_id, [after.lago_id])[
+        after.lago_id
+    ]
     transaction.publish([_announce(deps, "plan.deleted", after, active)])
     deps.store.commit(transaction)
     now = utcnow()
-    for sub in deps.store.list_subscriptions(organization_id):
+    for sub in deps.store.subscriptions.list_all(organization_id):
         if sub.plan_lago_id == after.lago_id and sub.is_live:
             terminate_subscription(
                 deps,
@@ -257,10 +261,10 @@ def _rename_in_coupons(deps: Dependencies, organization_id: str, old: str, new: 
     def swap(codes: list[str]) -> list[str]:
         return list(dict.fromkeys(new if code == old else code for code in codes))
 
-    for coupon in deps.store.all_coupons(organization_id):
+    for coupon in deps.store.coupons.list_with_deleted(organization_id):
         if old in coupon.plan_codes:
             transaction = Transaction()
-            deps.store.stage_coupon(
+            deps.store.coupons.stage(
                 transaction,
                 coupon.model_copy(
                     update={"plan_codes": swap(coupon.plan_codes), "version": coupon.version + 1}
@@ -268,10 +272,10 @@ def _rename_in_coupons(deps: Dependencies, organization_id: str, old: str, new: 
                 coupon,
             )
             deps.store.commit(transaction)
-    for applied in deps.store.all_applied_coupons(organization_id):
+    for applied in deps.store.applied_coupons.list_all(organization_id):
         if applied.status == "active" and old in applied.plan_codes:
             transaction = Transaction()
-            deps.store.stage_applied_coupon(
+            deps.store.applied_coupons.stage(
                 transaction,
                 applied.model_copy(
                     update={"plan_codes": swap(applied.plan_codes), "version": applied.version + 1}

@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer, ErrorDetail
@@ -58,10 +58,10 @@ def sync_customer(
 ) -> Customer | None:
     """Do ``action`` (create, link or update) in Stripe; returns the customer as now stored
     (None when it was deleted meanwhile)."""
-    customer = deps.store.get_customer(organization_id, external_id)
+    customer = deps.store.customers.get(organization_id, external_id)
     if customer is None or not customer.uses_stripe:
         return customer
-    connection = deps.store.get_connection(
+    connection = deps.store.connections.get(
         organization_id, customer.billing_configuration.payment_provider_code or ""
     )
     if connection is None:
@@ -247,13 +247,13 @@ def _update_customer(deps: Dependencies, customer: Customer, change: CustomerCha
             return current
         changed = changed.model_copy(update={"version": current.version + 1})
         transaction = Transaction()
-        deps.store.save_customer(transaction, changed, current)
+        deps.store.customers.stage(transaction, changed, current)
         transaction.publish(events)
         try:
             deps.store.commit(transaction)
             return changed
         except ConcurrentUpdate:
-            current = deps.store.get_customer(customer.organization_id, customer.external_id)
+            current = deps.store.customers.get(customer.organization_id, customer.external_id)
             if current is None:
                 return customer
     raise ConcurrentUpdate(f"customer {customer.external_id} kept changing")

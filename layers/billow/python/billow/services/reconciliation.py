@@ -86,8 +86,8 @@ def _repairs(found: dict[str, Repairs], organization_id: str) -> Repairs:
 
 def sweep(deps: Dependencies, now: datetime) -> SweepReport:
     found: dict[str, Repairs] = {}
-    for organization_id in deps.store.organization_ids():
-        for connection in deps.store.list_connections(organization_id):
+    for organization_id in deps.store.organizations.list_ids():
+        for connection in deps.store.connections.list_all(organization_id):
             try:
                 recovered = recover_events(deps, connection, now)
             except ProviderError as error:
@@ -109,10 +109,10 @@ def sweep(deps: Dependencies, now: datetime) -> SweepReport:
 
 
 def _settle_quiet_attempts(deps: Dependencies, now: datetime, found: dict[str, Repairs]) -> None:
-    quiet = deps.store.payments_in_flight(iso(now - IN_FLIGHT_GRACE))
+    quiet = deps.store.invoices.list_payments_in_flight(iso(now - IN_FLIGHT_GRACE))
     for item in itertools.islice(quiet, QUIET_ATTEMPTS_PER_RUN):
         organization_id = str(item["organization_id"])
-        invoice = deps.store.get_invoice(organization_id, str(item["lago_id"]))
+        invoice = deps.store.invoices.get(organization_id, str(item["lago_id"]))
         if invoice is None or not invoice.payment_in_flight:
             continue
         try:

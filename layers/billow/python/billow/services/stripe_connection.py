@@ -81,7 +81,7 @@ def _check_sync(deps: Dependencies, organization_id: str, request: ConnectStripe
         raise ValidationFailed({"sync_subscriptions": ["requires_sync_catalog"]})
     if request.sync_catalog and any(
         connection.sync_catalog and connection.code != request.code
-        for connection in deps.store.list_connections(organization_id)
+        for connection in deps.store.connections.list_all(organization_id)
     ):
         raise ValidationFailed({"sync_catalog": ["already_enabled_on_another_connection"]})
 
@@ -91,7 +91,7 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
     if problem:
         raise ValidationFailed({"secret_key": [problem]})
     _check_sync(deps, organization_id, request)
-    existing = deps.store.get_connection(organization_id, request.code)
+    existing = deps.store.connections.get(organization_id, request.code)
     previous = deps.secrets.get(existing.secret_name, existing.secret_version) if existing else None
     now = iso(utcnow())
     lago_id = existing.lago_id if existing else new_id()
@@ -124,7 +124,7 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         automatic_tax=request.automatic_tax,
         livemode="_live_" in request.secret_key,
     )
-    deps.store.save_connection(
+    deps.store.connections.save(
         connection,
         [
             internal_event(
@@ -199,16 +199,16 @@ def _forget_endpoint(deps: Dependencies, secret_key: str, endpoint_id: str) -> b
 
 
 def list_connections(deps: Dependencies, organization_id: str) -> list[StripeConnection]:
-    return deps.store.list_connections(organization_id)
+    return deps.store.connections.list_all(organization_id)
 
 
 def disconnect(deps: Dependencies, organization_id: str, code: str) -> StripeConnection:
-    connection = deps.store.get_connection(organization_id, code)
+    connection = deps.store.connections.get(organization_id, code)
     if connection is None:
         raise NotFound("integration")
     secret = deps.secrets.get(connection.secret_name, connection.secret_version)
     _forget_endpoint(deps, secret.secret_key, connection.webhook_endpoint_id)
-    deps.store.delete_connection(connection)
+    deps.store.connections.delete(connection)
     deps.secrets.delete(connection.secret_name)
     return connection
 
@@ -218,7 +218,7 @@ def connection_for(
 ) -> StripeConnection | None:
     """The connection a customer names by code, else the organization's first one."""
     if code:
-        return deps.store.get_connection(organization_id, code)
+        return deps.store.connections.get(organization_id, code)
     connections = sorted(list_connections(deps, organization_id), key=lambda c: c.created_at)
     return connections[0] if connections else None
 

@@ -18,8 +18,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from billow.adapters.dynamodb import Transaction
-from billow.adapters.table import document
+from billow.adapters.table import Transaction, document
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.errors import ConcurrentUpdate, ProviderError
@@ -98,7 +97,7 @@ def receive(
     now: datetime,
 ) -> Intake:
     """Verify and store one delivery; returns what became of it (``Intake``)."""
-    connection = deps.store.get_connection(organization_id, code)
+    connection = deps.store.connections.get(organization_id, code)
     if connection is None:
         raise RejectedDelivery("no Stripe connection")
     secret = deps.secrets.get(connection.secret_name, connection.secret_version)
@@ -118,7 +117,7 @@ def ingest(
     if _confirms_recorded_payment(deps, organization_id, event):
         return "known"
     transaction = Transaction()
-    deps.store.stage_stripe_event(transaction, organization_id, code, event, iso(now))
+    deps.store.stripe_events.stage(transaction, organization_id, code, event, iso(now))
     transaction.publish([_process_command(organization_id, event["id"])])
     try:
         deps.store.commit(transaction)
@@ -146,7 +145,7 @@ def _confirms_recorded_payment(
     invoice_id = metadata.get("lago_invoice_id") if isinstance(metadata, dict) else None
     if not isinstance(invoice_id, str) or not invoice_id:
         return False
-    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    invoice = deps.store.invoices.get(organization_id, invoice_id)
     return (
         invoice is not None
         and invoice.payment_status == "succeeded"
@@ -168,10 +167,10 @@ def _process_command(
 
 def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> Processed:
     """Apply a stored event once; returns the outcome recorded on it."""
-    item = deps.store.get_stripe_event(organization_id, stripe_event_id)
+    item = deps.store.stripe_events.get(organization_id, stripe_event_id)
     if item is None or item["status"] != "received":
         return "skipped"
-    connection = deps.store.get_connection(organization_id, item["connection_code"])
+    connection = deps.store.connections.get(organization_id, item["connection_code"])
     event = document(item)
     transaction = Transaction()
     outcome: Processed = "ignored"
@@ -189,11 +188,13 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> P
             # why, and reported to the finance team in the same write.
             transaction, outcome, error = Transaction(), "rejected", unmatched.reason
             transaction.publish([unmatched.report])
-    deps.store.mark_stripe_event(transaction, organization_id, stripe_event_id, outcome, error)
+    deps.store.stripe_events.stage_outcome(
+        transaction, organization_id, stripe_event_id, outcome, error
+    )
     try:
         deps.store.commit(transaction)
     except ConcurrentUpdate:
-        again = deps.store.get_stripe_event(organization_id, stripe_event_id)
+        again = deps.store.stripe_events.get(organization_id, stripe_event_id)
         if again is not None and again["status"] == "received":
             raise  # our staged writes lost a race: the queue retries with fresh reads
         return "skipped"  # another delivery of the same event processed it
@@ -221,9 +222,9 @@ def _apply(
             return expire_checkout(deps, connection, obj)
         return complete_checkout(deps, connection, obj, _created(event), transaction)
     if kind == "payment_method.detached":
-        method = deps.store.payment_method_by_stripe_id(connection.organization_id, obj["id"])
+        method = deps.store.payment_methods.get_by_stripe_id(connection.organization_id, obj["id"])
         customer = (
-            deps.store.get_customer(connection.organization_id, method.external_customer_id)
+            deps.store.customers.get(connection.organization_id, method.external_customer_id)
             if method
             else None
         )
@@ -232,7 +233,7 @@ def _apply(
         return stage_provider_method_removal(deps, transaction, customer, obj["id"])
     customer_id = obj["id"] if kind == "customer.updated" else obj.get("customer")
     customer = (
-        deps.store.customer_by_stripe_id(connection.organization_id, customer_id)
+        deps.store.customers.get_by_stripe_id(connection.organization_id, customer_id)
         if isinstance(customer_id, str)
         else None
     )
@@ -295,7 +296,7 @@ def republish_unprocessed(deps: Dependencies, organization_id: str, now: datetim
     harmless."""
     commands = [
         _process_command(organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), iso(now))
-        for item in deps.store.pending_stripe_events(organization_id, iso(now - STALE_AFTER))
+        for item in deps.store.stripe_events.list_pending(organization_id, iso(now - STALE_AFTER))
     ]
     for start in range(0, len(commands), 50):
         transaction = Transaction()
@@ -312,7 +313,7 @@ def recover_events(deps: Dependencies, connection: StripeConnection, now: dateti
     that became visible in Stripe's list a little late is not skipped; what was seen twice
     is recognised by its id. The first look starts when the account was connected."""
     organization_id, code = connection.organization_id, connection.code
-    cursor = deps.store.stripe_events_cursor(organization_id, code)
+    cursor = deps.store.stripe_events.get_cursor(organization_id, code)
     if cursor is None:
         cursor = int(parse_iso(connection.created_at).timestamp())
     newest, recovered = cursor, 0
@@ -321,9 +322,9 @@ def recover_events(deps: Dependencies, connection: StripeConnection, now: dateti
     )
     for event in events:
         newest = max(newest, int(event.get("created") or 0))
-        if deps.store.get_stripe_event(organization_id, str(event["id"])) is not None:
+        if deps.store.stripe_events.get(organization_id, str(event["id"])) is not None:
             continue
         if ingest(deps, organization_id, code, event, now) == "stored":
             recovered += 1
-    deps.store.save_stripe_events_cursor(organization_id, code, newest)
+    deps.store.stripe_events.save_cursor(organization_id, code, newest)
     return recovered

@@ -31,7 +31,9 @@ from billow.topology import STRIPE_SYNC_REQUESTED
 
 def catalog_connection(deps: Dependencies, organization_id: str) -> StripeConnection | None:
     """The connection that mirrors the organization's catalog, if one does."""
-    return next((c for c in deps.store.list_connections(organization_id) if c.sync_catalog), None)
+    return next(
+        (c for c in deps.store.connections.list_all(organization_id) if c.sync_catalog), None
+    )
 
 
 def sync_requested(organization_id: str, object_type: SyncedType, lago_id: str) -> OutboxEvent:

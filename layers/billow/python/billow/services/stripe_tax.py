@@ -17,7 +17,7 @@ import hashlib
 import json
 from decimal import Decimal
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.customers import Customer
 from billow.domain.errors import ProviderError
@@ -105,10 +105,10 @@ def record_transaction(deps: Dependencies, organization_id: str, invoice_id: str
     """Record the invoice's tax transaction once; False when there is nothing to record
     (no Stripe Tax calculation, or recorded already). The transaction's reference is the
     invoice's id, which Stripe keeps unique in the account."""
-    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    invoice = deps.store.invoices.get(organization_id, invoice_id)
     if invoice is None or invoice.stripe_tax is None or invoice.stripe_tax.transaction_id:
         return False
-    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
     account = stripe_account(deps, customer)
     if account is None:
         return False
@@ -119,12 +119,12 @@ def record_transaction(deps: Dependencies, organization_id: str, invoice_id: str
     )
 
     def save() -> None:
-        current: Invoice | None = deps.store.get_invoice(organization_id, invoice_id)
+        current: Invoice | None = deps.store.invoices.get(organization_id, invoice_id)
         if current is None or current.stripe_tax is None or current.stripe_tax.transaction_id:
             return
         recorded = current.stripe_tax.model_copy(update={"transaction_id": transaction_id})
         transaction = Transaction()
-        deps.store.stage_invoice(
+        deps.store.invoices.stage(
             transaction,
             current.model_copy(update={"stripe_tax": recorded, "version": current.version + 1}),
             current,

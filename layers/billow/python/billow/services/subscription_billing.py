@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan
 from billow.domain.clock import iso, parse_iso, stable_id
@@ -284,9 +284,11 @@ class Change:
         for write in self.usage_writes:
             write(transaction)
         for sub, before in self.writes:
-            self.deps.store.stage_subscription(transaction, sub, before)
+            self.deps.store.subscriptions.stage(transaction, sub, before)
             if self.stripe_limit is not None and sub.billed_by == "stripe":
-                self.deps.store.cap_stripe_billed(transaction, sub, self.stripe_limit)
+                self.deps.store.subscriptions.stage_stripe_billed_cap(
+                    transaction, sub, self.stripe_limit
+                )
             if _changes_stripe(sub, before):
                 # Its Stripe twin follows: made, moved to another Price, or canceled.
                 self.deps.store.stripe_sync.stage_requested(
@@ -299,7 +301,7 @@ class Change:
                 )
                 events.append(sync_requested(sub.organization_id, "subscription", sub.lago_id))
         for organization_id, external_id, generation in self.starts:
-            self.deps.store.stage_subscription_start(
+            self.deps.store.subscriptions.stage_start(
                 transaction, organization_id, external_id, generation
             )
         return events
@@ -367,13 +369,13 @@ def bill_due(
 def _bill_due_once(
     deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
 ) -> tuple[str, datetime | None]:
-    sub = original = deps.store.get_subscription(organization_id, external_id, lago_id)
+    sub = original = deps.store.subscriptions.get(organization_id, external_id, lago_id)
     due = sub.due_at() if sub else None
     if sub is None or not sub.is_live or due is None or due > now:
         return "not_due", due
-    organization = deps.store.get_organization(organization_id)
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+    organization = deps.store.organizations.get(organization_id)
+    customer = deps.store.customers.get(organization_id, sub.external_customer_id)
+    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
     if organization is None or customer is None or plan is None:
         return "orphaned", None
     timezone = timezone_of(organization, customer)
@@ -408,7 +410,7 @@ def _bill_due_once(
         return "terminated", None
     at_boundary = period_at(sub, plan, due, timezone).start == due
     if at_boundary and sub.next_subscription_id:
-        successor = deps.store.get_subscription(
+        successor = deps.store.subscriptions.get(
             organization_id, sub.external_id, sub.next_subscription_id
         )
         if successor is not None and successor.status == "pending":
@@ -477,7 +479,7 @@ def _cancel_pending_successor(
 ) -> None:
     if not sub.next_subscription_id:
         return
-    successor = deps.store.get_subscription(
+    successor = deps.store.subscriptions.get(
         sub.organization_id, sub.external_id, sub.next_subscription_id
     )
     if successor is not None and successor.status == "pending":
@@ -499,7 +501,7 @@ def _swap_plans(
 ) -> tuple[str, datetime | None]:
     """A downgrade takes effect at the period boundary: the old plan's last fee and the new
     plan's first fee share one invoice."""
-    new_plan = deps.store.get_plan_by_id(sub.organization_id, successor.plan_lago_id)
+    new_plan = deps.store.plans.get_by_id(sub.organization_id, successor.plan_lago_id)
     timezone = timezone_of(organization, customer)
     ended, draft = terminate(sub, plan, due, timezone, bill=True)
     if draft:

@@ -37,7 +37,7 @@ class TaxCreateInput(TaxInput):
 
 
 def get_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:
-    tax = deps.store.get_tax(organization_id, code)
+    tax = deps.store.taxes.get(organization_id, code)
     if tax is None:
         raise NotFound("tax")
     return tax
@@ -47,18 +47,18 @@ def list_page(
     deps: Dependencies, organization_id: str, page: int, per_page: int
 ) -> tuple[list[Tax], int]:
     """Page ``page`` of the taxes, newest first, and how many there are."""
-    return deps.store.tax_page(organization_id, (page - 1) * per_page, per_page)
+    return deps.store.taxes.list_page(organization_id, (page - 1) * per_page, per_page)
 
 
 def present(
     deps: Dependencies, organization_id: str, taxes: Sequence[Tax]
 ) -> list[dict[str, object]]:
-    users = deps.store.tax_users(organization_id, [tax.code for tax in taxes])
+    users = deps.store.taxes.count_users(organization_id, [tax.code for tax in taxes])
     return [tax.as_lago(TaxCounts.model_validate(users[tax.code])) for tax in taxes]
 
 
 def create_tax(deps: Dependencies, organization_id: str, given: TaxCreateInput) -> Tax:
-    if deps.store.get_tax(organization_id, given.code) is not None:
+    if deps.store.taxes.get(organization_id, given.code) is not None:
         raise code_taken()
     tax = Tax(
         lago_id=new_id(),
@@ -71,7 +71,7 @@ def create_tax(deps: Dependencies, organization_id: str, given: TaxCreateInput) 
         created_at=iso(utcnow()),
     )
     transaction = Transaction()
-    deps.store.stage_tax(transaction, tax, None)
+    deps.store.taxes.stage(transaction, tax, None)
     commit_claiming_code(deps, transaction, lambda: True)
     return tax
 
@@ -83,15 +83,17 @@ def update_tax(deps: Dependencies, organization_id: str, code: str, given: TaxIn
     )
     renamed = after.code != before.code
     if renamed:
-        if deps.store.get_tax(organization_id, after.code) is not None:
+        if deps.store.taxes.get(organization_id, after.code) is not None:
             raise code_taken()
         _retarget(deps, organization_id, before.code, after.code)
     transaction = Transaction()
-    deps.store.stage_tax(transaction, after, before)
+    deps.store.taxes.stage(transaction, after, before)
     commit_claiming_code(
         deps,
         transaction,
-        (lambda: deps.store.get_tax(organization_id, after.code) is not None) if renamed else None,
+        (lambda: deps.store.taxes.get(organization_id, after.code) is not None)
+        if renamed
+        else None,
     )
     return after
 
@@ -101,7 +103,7 @@ def delete_tax(deps: Dependencies, organization_id: str, code: str) -> Tax:
     tax = get_tax(deps, organization_id, code)
     _retarget(deps, organization_id, tax.code, None)
     transaction = Transaction()
-    deps.store.stage_tax_delete(transaction, tax)
+    deps.store.taxes.stage_delete(transaction, tax)
     deps.store.commit(transaction)
     return tax
 
@@ -116,7 +118,7 @@ def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | Non
 
     Runs before the tax itself is renamed or deleted, one holder at a time, so a failure
     part-way leaves the tax in place and the same request can simply be sent again."""
-    for customer in deps.store.list_customers(organization_id):
+    for customer in deps.store.customers.list_all(organization_id):
         if old in customer.tax_codes:
             transaction = Transaction()
             changed = customer.model_copy(
@@ -125,12 +127,12 @@ def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | Non
                     "version": customer.version + 1,
                 }
             )
-            deps.store.save_customer(transaction, changed, customer)
+            deps.store.customers.stage(transaction, changed, customer)
             deps.store.commit(transaction)
-    for plan in deps.store.all_plans(organization_id):
+    for plan in deps.store.plans.list_with_deleted(organization_id):
         if old in plan.tax_codes:
             transaction = Transaction()
-            deps.store.stage_plan(
+            deps.store.plans.stage(
                 transaction,
                 plan.model_copy(
                     update={
@@ -141,10 +143,10 @@ def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | Non
                 plan,
             )
             deps.store.commit(transaction)
-    for add_on in deps.store.list_add_ons(organization_id):
+    for add_on in deps.store.add_ons.list_all(organization_id):
         if old in add_on.tax_codes:
             transaction = Transaction()
-            deps.store.stage_add_on(
+            deps.store.add_ons.stage(
                 transaction,
                 add_on.model_copy(
                     update={

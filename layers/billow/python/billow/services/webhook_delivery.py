@@ -19,15 +19,15 @@ def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
     Endpoints that succeeded are remembered, so a retry of the same message only goes to
     the ones that failed; receivers de-duplicate with ``X-Lago-Unique-Key`` (the event id).
     """
-    organization = deps.store.get_organization(event.organization_id)
+    organization = deps.store.organizations.get(event.organization_id)
     if organization is None:
         return []
     endpoints = [
         endpoint
-        for endpoint in deps.store.list_endpoints(event.organization_id)
+        for endpoint in deps.store.webhook_endpoints.list_all(event.organization_id)
         if endpoint.wants(event.event_type)
     ]
-    done = deps.store.delivered_endpoints(event.organization_id, event.event_id)
+    done = deps.store.deliveries.list_delivered_endpoints(event.organization_id, event.event_id)
     body = json.dumps(event.payload, separators=(",", ":")).encode()
     headers = delivery_headers(body, organization.hmac_key, event.event_id)
     failed: list[str] = []
@@ -36,7 +36,7 @@ def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
             continue
         outcome = send(endpoint.webhook_url, body, headers)
         status = "succeeded" if outcome.ok else "failed"
-        deps.store.record_delivery(
+        deps.store.deliveries.record(
             event.organization_id, event.event_id, endpoint.lago_id, status, outcome.detail
         )
         if not outcome.ok:

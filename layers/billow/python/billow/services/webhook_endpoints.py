@@ -36,7 +36,7 @@ def create_endpoint(
     deps: Dependencies, organization_id: str, given: WebhookEndpointInput
 ) -> WebhookEndpoint:
     url = str(given.webhook_url)
-    existing = deps.store.list_endpoints(organization_id)
+    existing = deps.store.webhook_endpoints.list_all(organization_id)
     if len(existing) >= MAX_ENDPOINTS_PER_ORGANIZATION:
         raise ValidationFailed({"base": ["exceeded_limit"]})
     _check_unique_url(existing, url)
@@ -49,12 +49,12 @@ def create_endpoint(
         created_at=iso(utcnow()),
         created_ns=time.time_ns(),
     )
-    deps.store.save_endpoint(endpoint)
+    deps.store.webhook_endpoints.save(endpoint)
     return endpoint
 
 
 def get_endpoint(deps: Dependencies, organization_id: str, lago_id: str) -> WebhookEndpoint:
-    endpoint = deps.store.get_endpoint(organization_id, lago_id)
+    endpoint = deps.store.webhook_endpoints.get(organization_id, lago_id)
     if endpoint is None:
         raise NotFound("webhook_endpoint")
     return endpoint
@@ -65,19 +65,21 @@ def update_endpoint(
 ) -> WebhookEndpoint:
     endpoint = get_endpoint(deps, organization_id, lago_id)
     url = str(given.webhook_url)
-    _check_unique_url(deps.store.list_endpoints(organization_id), url, except_id=lago_id)
+    _check_unique_url(
+        deps.store.webhook_endpoints.list_all(organization_id), url, except_id=lago_id
+    )
     updates: dict[str, object] = {"webhook_url": url}
     for field in ("name", "event_types"):
         if field in given.model_fields_set:
             updates[field] = getattr(given, field)
     endpoint = endpoint.model_copy(update=updates)
-    deps.store.save_endpoint(endpoint)
+    deps.store.webhook_endpoints.save(endpoint)
     return endpoint
 
 
 def delete_endpoint(deps: Dependencies, organization_id: str, lago_id: str) -> WebhookEndpoint:
     endpoint = get_endpoint(deps, organization_id, lago_id)
-    deps.store.delete_endpoint(endpoint)
+    deps.store.webhook_endpoints.delete(endpoint)
     return endpoint
 
 
@@ -87,7 +89,7 @@ def point_first_endpoint_at(
     """Lago's organization ``webhook_url``: the first (oldest) endpoint takes the URL, or
     one is created when there is none, with the checks every endpoint gets."""
     given = WebhookEndpointInput(webhook_url=url)
-    existing = deps.store.list_endpoints(organization_id)
+    existing = deps.store.webhook_endpoints.list_all(organization_id)
     if not existing:
         return create_endpoint(deps, organization_id, given)
     return update_endpoint(deps, organization_id, existing[0].lago_id, given)

@@ -79,7 +79,7 @@ class ChargeUpdateBody(BaseModel):
 def _shown(charges: list[Charge]) -> list[dict[str, object]]:
     """Lago's ChargeObject of each, with its taxes (read once for all)."""
     codes = {code for charge in charges for code in charge.tax_codes}
-    taxes = {tax.code: tax for tax in deps().store.get_taxes(organization_id(router), codes)}
+    taxes = {tax.code: tax for tax in deps().store.taxes.get_many(organization_id(router), codes)}
     return [
         charge.as_lago([taxes[code] for code in charge.tax_codes if code in taxes])
         for charge in charges

@@ -32,7 +32,9 @@ def create_webhook_endpoint(
 def list_webhook_endpoints(
     page: Page = 1, per_page: PerPage = DEFAULT_PER_PAGE
 ) -> WebhookEndpointsPage:
-    shown, meta = paginate(deps().store.list_endpoints(organization_id(router)), page, per_page)
+    shown, meta = paginate(
+        deps().store.webhook_endpoints.list_all(organization_id(router)), page, per_page
+    )
     return WebhookEndpointsPage.model_validate(
         {"webhook_endpoints": [endpoint.as_lago() for endpoint in shown], "meta": meta}
     )

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from billow.adapters.billing_records import AWAITING_PAYMENT_METHOD
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, utcnow
 from billow.domain.customers import Customer
@@ -97,7 +97,7 @@ def stage_awaiting_invoices(
     in the same transaction that records the method."""
     events = []
     now = iso(utcnow())
-    for invoice in deps.store.invoices_awaiting_payment_method(
+    for invoice in deps.store.invoices.list_awaiting_payment_method(
         customer.organization_id, customer.lago_id
     ):
         if not invoice.is_payable or invoice.payment_block not in AWAITING_PAYMENT_METHOD:
@@ -112,7 +112,7 @@ def stage_awaiting_invoices(
                 "updated_at": now,
             }
         )
-        deps.store.stage_invoice(transaction, updated, before=invoice)
+        deps.store.invoices.stage(transaction, updated, before=invoice)
         events.append(payment_requested(updated))
     return events
 
@@ -133,7 +133,7 @@ def reconcile_attempt(deps: Dependencies, invoice: Invoice) -> Reconciled:
     never got past a block); ``in_progress``: Stripe has one still under way (or one Billow
     will not apply, which is reported).
     """
-    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(invoice.organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
     if customer is None or stripe is None:
         return "not_in_stripe"

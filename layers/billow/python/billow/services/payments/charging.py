@@ -52,14 +52,14 @@ def charge(
     deps: Dependencies, organization_id: str, invoice_id: str, attempt: int
 ) -> ChargeOutcome:
     """Make charge attempt ``attempt`` of an invoice; returns what happened, for the logs."""
-    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    invoice = deps.store.invoices.get(organization_id, invoice_id)
     if invoice is None or not invoice.is_payable or invoice.payment_attempts != attempt:
         return "stale"
     if invoice.payment_block in {"manual", "skip_psp"}:
         return "not_charged"
     if not invoice.payment_in_flight:
         return "stale"  # this attempt's outcome is already known: a redelivered message
-    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
     if customer is None or stripe is None:
         _block(deps, invoice, "no_payment_provider")
@@ -135,7 +135,7 @@ def _close_link_before_charging(
         try:
             current = save_invoice(deps, current, {"payment_link_session_id": None}, [])
         except ConcurrentUpdate:
-            fresh = deps.store.get_invoice(invoice.organization_id, invoice.lago_id)
+            fresh = deps.store.invoices.get(invoice.organization_id, invoice.lago_id)
             if (
                 fresh is None
                 or not fresh.payment_in_flight
@@ -200,7 +200,7 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
         return
     # A card saved between our look and this write found no invoice waiting for it: look
     # once more now that the wait is recorded (a card saved later finds the invoice).
-    customer = deps.store.get_customer(invoice.organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(invoice.organization_id, invoice.external_customer_id)
     if customer is not None and payment_method_id(deps, customer, invoice) is not None:
         with contextlib.suppress(ValidationFailed):  # paid or voided meanwhile
             request_attempt(

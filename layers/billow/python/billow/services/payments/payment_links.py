@@ -33,7 +33,7 @@ def payment_url(deps: Dependencies, organization_id: str, invoice_id: str) -> di
             invoice = get_invoice(deps, organization_id, invoice_id)
             if not invoice.is_payable:
                 raise _not_payable_by_link()
-        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+        customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
         stripe = stripe_account(deps, customer)
         if customer is None or stripe is None or not customer.stripe_customer_id:
             raise ValidationFailed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, utcnow
 from billow.domain.customers import Customer
@@ -29,7 +29,7 @@ def charge_metadata(invoice: Invoice, attempt: int | None) -> dict[str, str]:
 
 
 def get_invoice(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
-    invoice = deps.store.get_invoice(organization_id, invoice_id)
+    invoice = deps.store.invoices.get(organization_id, invoice_id)
     if invoice is None:
         raise NotFound("invoice")
     return invoice
@@ -42,7 +42,7 @@ def save_invoice(
         update={**changes, "version": invoice.version + 1, "updated_at": iso(utcnow())}
     )
     transaction = Transaction()
-    deps.store.stage_invoice(transaction, updated, before=invoice)
+    deps.store.invoices.stage(transaction, updated, before=invoice)
     transaction.publish(events)
     deps.store.commit(transaction)
     return updated
@@ -50,7 +50,7 @@ def save_invoice(
 
 def payment_method_id(deps: Dependencies, customer: Customer, invoice: Invoice) -> str | None:
     """The invoice's assigned method, else the customer's default (Billow's copy: no call)."""
-    methods = deps.store.list_payment_methods(customer)
+    methods = deps.store.payment_methods.list_for(customer)
     chosen = invoice.payment_method.payment_method_id if invoice.payment_method else None
     for method in methods:
         if (chosen and method.lago_id == chosen) or (not chosen and method.is_default):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import stable_id
 from billow.domain.customers import Customer
@@ -56,7 +56,7 @@ def settle_success(
     def record() -> Invoice | None:
         invoice, customer = first_try.pop() if first_try else (None, None)
         if invoice is None:
-            invoice = deps.store.get_invoice(organization_id, invoice_id)
+            invoice = deps.store.invoices.get(organization_id, invoice_id)
         if invoice is None or invoice.payment_status == "succeeded" or invoice.is_voided:
             return invoice
         changes: dict[str, Any] = {
@@ -68,7 +68,7 @@ def settle_success(
         }
         updated = invoice.model_copy(update=changes)
         if customer is None:
-            customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+            customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
         return save_invoice(
             deps,
             invoice,
@@ -82,7 +82,7 @@ def settle_success(
     duplicate = invoice.is_voided or invoice.provider_payment_id != payment_intent_id
     if not duplicate and not invoice.payment_link_session_id:
         return  # the usual case: nothing left to give back or to close, no more reads
-    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
     stripe = stripe_account(deps, customer)
     if stripe is None:
         return
@@ -114,10 +114,10 @@ def settle_failure(
 
     def record() -> str | None:
         """Returns the payment link this failure replaced, if any."""
-        invoice = deps.store.get_invoice(organization_id, invoice_id)
+        invoice = deps.store.invoices.get(organization_id, invoice_id)
         if invoice is None or not failure_applies(invoice, attempt):
             return None
-        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+        customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
         changes: dict[str, Any] = {
             "payment_status": "failed",
             "last_payment_error": error,
@@ -175,14 +175,14 @@ def apply_provider_payment(
     organization_id = connection.organization_id
     if payment.organization_id != organization_id or not payment.invoice_id:
         return "ignored"
-    invoice = deps.store.get_invoice(organization_id, payment.invoice_id)
+    invoice = deps.store.invoices.get(organization_id, payment.invoice_id)
     if invoice is None:
         return "ignored"
     if payment.succeeded and invoice.provider_payment_id == payment.id:
         return "processed"  # Stripe's echo of a charge Billow recorded already
     if not payment.succeeded and not (payment.failed and payment.attempt is not None):
         return "ignored"  # under way, or a payment link's failed try (its page stays open)
-    customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+    customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
     problem = payment_mismatch(payment, invoice, customer.stripe_customer_id if customer else None)
     if problem:
         raise UnmatchedPayment(problem, _unmatched_report(invoice, customer, payment, problem))

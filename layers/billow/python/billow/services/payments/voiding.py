@@ -22,7 +22,7 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
         if invoice.status != "finalized" or invoice.payment_status == "succeeded":
             raise NotAllowed("not_voidable")
         updated = invoice.model_copy(update={"status": "voided", "voided_at": iso(utcnow())})
-        customer = deps.store.get_customer(organization_id, invoice.external_customer_id)
+        customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
         return save_invoice(
             deps,
             invoice,
@@ -32,7 +32,7 @@ def void(deps: Dependencies, organization_id: str, invoice_id: str) -> Invoice:
 
     voided = retry_on_race(record)
     if voided.payment_link_session_id:
-        customer = deps.store.get_customer(organization_id, voided.external_customer_id)
+        customer = deps.store.customers.get(organization_id, voided.external_customer_id)
         stripe = stripe_account(deps, customer)
         if stripe is not None:
             stripe[1].expire_payment_link(voided.payment_link_session_id)

@@ -15,12 +15,12 @@ from billow.services.stripe_sync_requests import SyncAsked, catalog_connection, 
 
 def _live_catalog(deps: Dependencies, organization_id: str) -> Iterator[SyncAsked]:
     now = iso(utcnow())
-    for plan in deps.store.all_plans(organization_id):
+    for plan in deps.store.plans.list_with_deleted(organization_id):
         if plan.deleted_at is None:
             yield "plan", plan.lago_id, plan.code, plan.version
-    for add_on in deps.store.list_add_ons(organization_id):
+    for add_on in deps.store.add_ons.list_all(organization_id):
         yield "add_on", add_on.lago_id, add_on.code, add_on.version
-    for coupon in deps.store.all_coupons(organization_id):
+    for coupon in deps.store.coupons.list_with_deleted(organization_id):
         if coupon.deleted_at is None and coupon.ended_at(now) is None:
             yield "coupon", coupon.lago_id, coupon.code, coupon.version
 

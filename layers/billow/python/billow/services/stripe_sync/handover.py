@@ -24,7 +24,7 @@ def hand_over_at_next_period(deps: Dependencies, organization_id: str) -> int:
     """Hand over (pending) or mark (active) each Billow-billed subscription Stripe would
     now bill; returns how many. Doing it twice is harmless: a marked one is left as it is."""
     marked = 0
-    for sub in deps.store.subscriptions_in(
+    for sub in deps.store.subscriptions.list_in(
         organization_id, SubscriptionSelection(statuses=["active", "pending"])
     ):
         if sub.billed_by != "billow" or sub.not_synced_reason in (HANDOVER_NEXT_PERIOD, IN_TRIAL):
@@ -36,11 +36,11 @@ def hand_over_at_next_period(deps: Dependencies, organization_id: str) -> int:
 
 def _mark(deps: Dependencies, organization_id: str, external_id: str, lago_id: str) -> bool:
     def mark() -> bool:
-        sub = deps.store.get_subscription(organization_id, external_id, lago_id)
+        sub = deps.store.subscriptions.get(organization_id, external_id, lago_id)
         if sub is None or not sub.is_live or sub.billed_by != "billow":
             return False
-        customer = deps.store.get_customer(organization_id, sub.external_customer_id)
-        plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+        customer = deps.store.customers.get(organization_id, sub.external_customer_id)
+        plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
         if customer is None or plan is None:
             return False
         owner, reason = billing_owner(deps, customer, plan, trial_over=sub.trial_over(utcnow()))

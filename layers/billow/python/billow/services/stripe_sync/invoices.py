@@ -54,7 +54,7 @@ def owner_of(
     external_id = metadata.get("billow_external_id")
     if not isinstance(external_id, str):
         return None
-    history = deps.store.subscriptions_for(organization_id, external_id)
+    history = deps.store.subscriptions.list_for_external_id(organization_id, external_id)
     billing = [sub for sub in history if sub.stripe_subscription_id == details.get("subscription")]
     checkout = [
         sub
@@ -149,12 +149,12 @@ def mirror_invoice(
     sub = owner_of(deps, organization_id, current)
     if sub is None:
         return "ignored"  # not an invoice of a subscription Billow synced
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
+    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
+    customer = deps.store.customers.get(organization_id, sub.external_customer_id)
     lago_id = stable_id("stripe-invoice", organization_id, str(current["id"]))
 
     def upsert() -> None:
-        existing = deps.store.get_invoice(organization_id, lago_id)
+        existing = deps.store.invoices.get(organization_id, lago_id)
         known = existing.stripe_invoice if existing else None
         arrived = _stage(str(current["status"]), int(current.get("attempt_count") or 0))
         if known is not None and arrived < _stage(known.status, known.attempt_count):
@@ -187,7 +187,7 @@ def mirror_invoice(
                 )
             )
         transaction = Transaction()
-        deps.store.stage_invoice(transaction, saved, existing)
+        deps.store.invoices.stage(transaction, saved, existing)
         transaction.publish(events)
         deps.store.commit(transaction)
 

@@ -106,12 +106,12 @@ def _sync(
 
 def _request_plan_subscribers(deps: Dependencies, organization_id: str, plan_id: str) -> None:
     """A plan got a new Price: its subscriptions Stripe bills follow it."""
-    plan = deps.store.get_plan_by_id(organization_id, plan_id)
+    plan = deps.store.plans.get_by_id(organization_id, plan_id)
     if plan is None:
         return
     billed = [
         sub
-        for sub in deps.store.subscriptions_in(
+        for sub in deps.store.subscriptions.list_in(
             organization_id, SubscriptionSelection(statuses=["active"], plan=plan.code)
         )
         if sub.billed_by == "stripe" and sub.plan_lago_id == plan_id
@@ -208,14 +208,14 @@ class _Mirror:
     def run(self) -> StripeSyncState:
         state = self.state
         if state.object_type == "plan":
-            plan = self.deps.store.get_plan_by_id(state.organization_id, state.lago_id)
+            plan = self.deps.store.plans.get_by_id(state.organization_id, state.lago_id)
             if plan is None:
                 return self._done(state.requested_version)
             if plan.deleted_at is not None:
                 return self._retire_product(plan.version)
             return self._product_and_price(plan)
         if state.object_type == "add_on":
-            add_on = self.deps.store.get_add_on(state.organization_id, state.code)
+            add_on = self.deps.store.add_ons.get(state.organization_id, state.code)
             if add_on is None or add_on.lago_id != state.lago_id:
                 return self._retire_product(state.requested_version)  # deleted in Billow
             return self._product_and_price(add_on)
@@ -309,7 +309,7 @@ class _Mirror:
 
     def _coupon(self) -> StripeSyncState:
         state = self.state
-        coupon = self.deps.store.get_coupon_by_id(state.organization_id, state.lago_id)
+        coupon = self.deps.store.coupons.get_by_id(state.organization_id, state.lago_id)
         if coupon is None:
             return self._done(state.requested_version)
         if coupon.deleted_at is not None or coupon.ended_at(iso(utcnow())) is not None:
@@ -338,7 +338,7 @@ class _Mirror:
 
     def _subscription(self) -> StripeSyncState:
         state, store = self.state, self.deps.store
-        sub = store.get_subscription(state.organization_id, state.code, state.lago_id)
+        sub = store.subscriptions.get(state.organization_id, state.code, state.lago_id)
         if sub is None or sub.billed_by != "stripe":
             return self._done(state.requested_version)
         stripe_id = sub.stripe_subscription_id
@@ -352,9 +352,9 @@ class _Mirror:
             return self._done(sub.version, stripe_id=stripe_id, retired=True)
         if sub.status == "pending":
             return state.model_copy(update={"status": "pending"})  # its twin comes at its start
-        plan = store.get_plan_by_id(sub.organization_id, sub.plan_lago_id)
-        customer = store.get_customer(sub.organization_id, sub.external_customer_id)
-        organization = store.get_organization(sub.organization_id)
+        plan = store.plans.get_by_id(sub.organization_id, sub.plan_lago_id)
+        customer = store.customers.get(sub.organization_id, sub.external_customer_id)
+        organization = store.organizations.get(sub.organization_id)
         if plan is None or customer is None or organization is None:
             return self._done(sub.version)
         price_id = plan_price(self.deps, self.connection, plan)
@@ -400,7 +400,9 @@ class _Mirror:
             other.lago_id != sub.lago_id
             and other.is_live
             and other.stripe_subscription_id == sub.stripe_subscription_id
-            for other in self.deps.store.subscriptions_for(sub.organization_id, sub.external_id)
+            for other in self.deps.store.subscriptions.list_for_external_id(
+                sub.organization_id, sub.external_id
+            )
         )
 
     def _payment_method(self, sub: Subscription, customer: Customer) -> str | None:
@@ -411,7 +413,7 @@ class _Mirror:
         return next(
             (
                 method.provider_method_id
-                for method in self.deps.store.list_payment_methods(customer)
+                for method in self.deps.store.payment_methods.list_for(customer)
                 if method.lago_id == chosen
             ),
             None,

@@ -11,7 +11,7 @@ from billow.services.stripe_sync_requests import SyncAsked, request_syncs
 def resync_failed(deps: Dependencies, organization_id: str, code: str) -> int:
     """Re-queue the failed objects; returns how many. Each is marked ``pending`` again
     with its request, so a sync that fails again is announced again."""
-    connection = deps.store.get_connection(organization_id, code)
+    connection = deps.store.connections.get(organization_id, code)
     if connection is None:
         raise NotFound("integration")
     if not connection.sync_catalog:

@@ -39,7 +39,7 @@ def assign_owner(
     )
     new_in_stripe = owner == "stripe" and (predecessor is None or predecessor.billed_by != "stripe")
     if new_in_stripe and (
-        deps.store.stripe_billed_count(customer.organization_id, customer.external_id)
+        deps.store.subscriptions.count_stripe_billed(customer.organization_id, customer.external_id)
         >= stripe_sync.MAX_STRIPE_SUBSCRIPTIONS_PER_CUSTOMER
     ):
         raise ValidationFailed({"external_customer_id": ["stripe_subscriptions_limit_reached"]})
@@ -68,7 +68,7 @@ def record_stripe_subscription(
     """Remember the Stripe subscription on the Billow one (re-read on a race)."""
 
     def save() -> None:
-        current = deps.store.get_subscription(organization_id, external_id, lago_id)
+        current = deps.store.subscriptions.get(organization_id, external_id, lago_id)
         if current is None or current.stripe_subscription_id == stripe_id:
             return
         change = Change(deps)
@@ -85,12 +85,12 @@ def hand_back_to_billow(
     had never been meant for Stripe (the first invoice keeps the id a start gives it)."""
 
     def bill() -> None:
-        sub = deps.store.get_subscription(organization_id, external_id, lago_id)
+        sub = deps.store.subscriptions.get(organization_id, external_id, lago_id)
         if sub is None or sub.billed_by != "stripe" or sub.stripe_subscription_id:
             return
-        organization = deps.store.get_organization(organization_id)
-        customer = deps.store.get_customer(organization_id, sub.external_customer_id)
-        plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+        organization = deps.store.organizations.get(organization_id)
+        customer = deps.store.customers.get(organization_id, sub.external_customer_id)
+        plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
         if organization is None or customer is None or plan is None:
             return
         # Nothing was billed: the fees its start dropped only moved ``billed_until``.

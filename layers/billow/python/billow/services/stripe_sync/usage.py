@@ -106,9 +106,9 @@ def _refuse_if_short_grace(
         return
     if datetime.fromtimestamp(int(finalizes), UTC) - created < MIN_GRACE:
         # Read again: the connection may have been edited since this event was taken up.
-        current = deps.store.get_connection(connection.organization_id, connection.code)
+        current = deps.store.connections.get(connection.organization_id, connection.code)
         if current is not None and current.usage_sync_refused is None:
-            deps.store.save_connection(
+            deps.store.connections.save(
                 current.model_copy(
                     update={"usage_sync_refused": GRACE_TOO_SHORT, "updated_at": iso(utcnow())}
                 )

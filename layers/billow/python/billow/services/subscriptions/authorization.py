@@ -26,7 +26,7 @@ def authorize(
             {"authorization": ["customer_not_linked_to_stripe"]}, code="invalid_payment_provider"
         )
     _, gateway = account
-    methods = deps.store.list_payment_methods(customer)
+    methods = deps.store.payment_methods.list_for(customer)
     chosen = choice.payment_method_id if choice else None
     method = next((m for m in methods if (m.lago_id == chosen if chosen else m.is_default)), None)
     if method is None:

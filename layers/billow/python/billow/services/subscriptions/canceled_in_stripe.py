@@ -20,7 +20,7 @@ def end_from_stripe(
     external_id = (stripe_subscription.get("metadata") or {}).get("billow_external_id")
     if not isinstance(external_id, str):
         return "ignored"  # not one Billow made
-    for sub in deps.store.subscriptions_for(organization_id, external_id):
+    for sub in deps.store.subscriptions.list_for_external_id(organization_id, external_id):
         if sub.is_live and sub.stripe_subscription_id == stripe_subscription.get("id"):
             terminate_subscription(
                 deps,

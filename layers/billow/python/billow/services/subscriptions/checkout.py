@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from billow.adapters.dynamodb import Transaction
+from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain import stripe_sync
 from billow.domain.catalog import Plan
@@ -177,7 +177,7 @@ def _waiting_for(
         isinstance(lago_id, str) and isinstance(external_id, str)
     ):
         return None
-    sub = deps.store.get_subscription(organization_id, external_id, lago_id)
+    sub = deps.store.subscriptions.get(organization_id, external_id, lago_id)
     if sub is None or sub.checkout is None or sub.checkout.session_id != session.get("id"):
         return None
     return sub
@@ -204,9 +204,9 @@ def complete_checkout(
         sub = _waiting_for(deps, organization_id, session)
         if sub is None or sub.status != "pending":
             return sub
-        organization = deps.store.get_organization(organization_id)
-        customer = deps.store.get_customer(organization_id, sub.external_customer_id)
-        plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+        organization = deps.store.organizations.get(organization_id)
+        customer = deps.store.customers.get(organization_id, sub.external_customer_id)
+        plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
         if organization is None or customer is None or plan is None:
             return None
         timezone, now = timezone_of(organization, customer), utcnow()
@@ -236,7 +236,7 @@ def complete_checkout(
         return "processed"
     if sub.stripe_subscription_id != made.id:
         return "ignored"
-    customer = deps.store.get_customer(organization_id, sub.external_customer_id)
+    customer = deps.store.customers.get(organization_id, sub.external_customer_id)
     if customer is not None and made.default_payment_method is not None:
         stage_saved_card(
             deps, transaction, connection, gateway, customer, made.default_payment_method, created
@@ -255,9 +255,9 @@ def expire_checkout(
         sub = _waiting_for(deps, organization_id, session)
         if sub is None or sub.status != "pending":
             return "ignored"
-        organization = deps.store.get_organization(organization_id)
-        customer = deps.store.get_customer(organization_id, sub.external_customer_id)
-        plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+        organization = deps.store.organizations.get(organization_id)
+        customer = deps.store.customers.get(organization_id, sub.external_customer_id)
+        plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
         if organization is None or customer is None or plan is None:
             return "ignored"
         change = Change(deps)

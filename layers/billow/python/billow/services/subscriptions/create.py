@@ -76,12 +76,12 @@ def _create(
     check_payment_method(deps, customer, body.payment_method)
     timezone = timezone_of(organization, customer)
     external_id = body.external_id or new_id()
-    history = deps.store.subscriptions_for(organization_id, external_id)
+    history = deps.store.subscriptions.list_for_external_id(organization_id, external_id)
     existing = live_subscription(history)
     if existing and existing.external_customer_id != customer.external_id:
         raise ValidationFailed({"external_id": ["value_already_exist"]})
     if existing and existing.plan_code == plan.code:
-        current = deps.store.get_plan_by_id(organization_id, existing.plan_lago_id) or plan
+        current = deps.store.plans.get_by_id(organization_id, existing.plan_lago_id) or plan
         return CreateResult(
             view=SubscriptionView(subscription=existing, plan=current, timezone=timezone),
             change="unchanged",
@@ -113,7 +113,7 @@ def _create(
         )
         change = "started"
     else:
-        old_plan = deps.store.get_plan_by_id(organization_id, existing.plan_lago_id) or plan
+        old_plan = deps.store.plans.get_by_id(organization_id, existing.plan_lago_id) or plan
         if existing.status == "pending" or is_upgrade(_yearly(old_plan), _yearly(plan)):
             sub = upgrade(deps, organization, customer, existing, old_plan, plan, body, now)
             change = "upgraded"

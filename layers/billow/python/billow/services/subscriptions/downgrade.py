@@ -57,7 +57,7 @@ def downgrade(
     successor = assign_owner(deps, customer, plan, successor, predecessor=existing)
     change = Change(deps)
     if existing.next_subscription_id:
-        previous = deps.store.get_subscription(
+        previous = deps.store.subscriptions.get(
             existing.organization_id, existing.external_id, existing.next_subscription_id
         )
         if previous is not None and previous.status == "pending":

@@ -23,7 +23,7 @@ def find(
     status: SubscriptionStatus | None = None,
 ) -> Subscription:
     """The subscription an external id names: the live one, else the latest (Lago's GET)."""
-    subscriptions = deps.store.subscriptions_for(organization_id, external_id)
+    subscriptions = deps.store.subscriptions.list_for_external_id(organization_id, external_id)
     if status:
         matching = [s for s in subscriptions if s.status == status]
         if not matching:

@@ -26,5 +26,5 @@ def list_subscriptions(
         plan=plan_code,
     )
     skip = (page - 1) * per_page
-    found = deps.store.subscription_page(organization_id, selection, skip, per_page)
-    return found, deps.store.subscription_count(organization_id, selection)
+    found = deps.store.subscriptions.list_page(organization_id, selection, skip, per_page)
+    return found, deps.store.subscriptions.count(organization_id, selection)

@@ -66,7 +66,7 @@ def terminate_subscription(
             )
         )
         if current.next_subscription_id:
-            successor = deps.store.get_subscription(
+            successor = deps.store.subscriptions.get(
                 organization_id, current.external_id, current.next_subscription_id
             )
             if successor is not None and successor.status == "pending":

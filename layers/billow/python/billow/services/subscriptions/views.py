@@ -71,7 +71,7 @@ def views(
             customer = get_customer(deps, organization_id, sub.external_customer_id)
             timezones[sub.external_customer_id] = timezone_of(organization, customer)
         if sub.plan_lago_id not in plans:
-            plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+            plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
             if plan is None:
                 raise NotFound("plan")
             plans[sub.plan_lago_id] = plan

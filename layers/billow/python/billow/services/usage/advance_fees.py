@@ -23,7 +23,7 @@ Outcome = Literal["invoiced", "orphaned"]
 
 
 def invoice_advance_fee(deps: Dependencies, organization_id: str, fee: AdvanceFeeDue) -> Outcome:
-    sub = deps.store.get_subscription(
+    sub = deps.store.subscriptions.get(
         organization_id, fee.external_subscription_id, fee.subscription_id
     )
     context = billing_context(deps, organization_id, sub)

@@ -108,7 +108,7 @@ class _Lookups:
     def subscriptions_of(self, organization_id: str, external_id: str) -> list[Subscription]:
         key = (organization_id, external_id)
         if key not in self.subscriptions:
-            self.subscriptions[key] = self.deps.store.subscriptions_for(
+            self.subscriptions[key] = self.deps.store.subscriptions.list_for_external_id(
                 organization_id, external_id
             )
         return self.subscriptions[key]
@@ -122,14 +122,14 @@ class _Lookups:
     def plan(self, organization_id: str, lago_id: str) -> Plan | None:
         key = (organization_id, lago_id)
         if key not in self.plans:
-            self.plans[key] = self.deps.store.get_plan_by_id(organization_id, lago_id)
+            self.plans[key] = self.deps.store.plans.get_by_id(organization_id, lago_id)
         return self.plans[key]
 
     def timezone(self, sub: Subscription) -> str:
         key = (sub.organization_id, sub.external_customer_id)
         if key not in self.timezones:
-            organization = self.deps.store.get_organization(sub.organization_id)
-            customer = self.deps.store.get_customer(sub.organization_id, sub.external_customer_id)
+            organization = self.deps.store.organizations.get(sub.organization_id)
+            customer = self.deps.store.customers.get(sub.organization_id, sub.external_customer_id)
             self.timezones[key] = (
                 timezone_of(organization, customer) if organization and customer else "UTC"
             )

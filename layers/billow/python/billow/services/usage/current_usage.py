@@ -126,7 +126,7 @@ def _taxes(
 def _active(
     deps: Dependencies, organization_id: str, customer: Customer, external_id: str
 ) -> Subscription:
-    subscriptions = deps.store.subscriptions_for(organization_id, external_id)
+    subscriptions = deps.store.subscriptions.list_for_external_id(organization_id, external_id)
     live = [s for s in subscriptions if s.external_customer_id == customer.external_id]
     if not live:
         raise NotFound("subscription")
@@ -146,7 +146,7 @@ def current_usage(
 ) -> dict[str, object]:
     customer = get_customer(deps, organization_id, external_customer_id)
     sub = _active(deps, organization_id, customer, external_subscription_id)
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
     if plan is None:
         raise NotFound("plan")
     timezone = timezone_of(get_organization(deps, organization_id), customer)
@@ -169,13 +169,15 @@ def past_usage(
     customer = get_customer(deps, organization_id, external_customer_id)
     subscriptions = [
         s
-        for s in deps.store.subscriptions_for(organization_id, external_subscription_id)
+        for s in deps.store.subscriptions.list_for_external_id(
+            organization_id, external_subscription_id
+        )
         if s.external_customer_id == customer.external_id and s.started_at
     ]
     if not subscriptions:
         raise NotFound("subscription")
     sub = max(subscriptions, key=lambda s: s.started_at or "")
-    plan = deps.store.get_plan_by_id(organization_id, sub.plan_lago_id)
+    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
     if plan is None:
         raise NotFound("plan")
     timezone = timezone_of(get_organization(deps, organization_id), customer)

@@ -130,7 +130,9 @@ def find_event(deps: Dependencies, organization_id: str, transaction_id: str) ->
     if event is None:
         raise NotFound("event")
     owner = live_at(
-        deps.store.subscriptions_for(organization_id, event.external_subscription_id),
+        deps.store.subscriptions.list_for_external_id(
+            organization_id, event.external_subscription_id
+        ),
         event.moment,
     )
     return event.as_lago(owner.lago_id if owner else None)

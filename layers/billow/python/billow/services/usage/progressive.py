@@ -32,7 +32,7 @@ Outcome = Literal["invoiced", "below_next_threshold", "period_closed", "not_bill
 def check_thresholds(
     deps: Dependencies, organization_id: str, check: ThresholdCheckRequested
 ) -> Outcome:
-    sub = deps.store.get_subscription(
+    sub = deps.store.subscriptions.get(
         organization_id, check.external_subscription_id, check.subscription_id
     )
     context = billing_context(deps, organization_id, sub)

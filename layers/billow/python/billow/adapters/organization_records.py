@@ -1,0 +1,109 @@
+"""Organizations, their API keys and their Stripe connections (access patterns: the
+Store's, ``billow.adapters.dynamodb``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from billow.adapters.listing import Repository
+from billow.adapters.table import Transaction, document, org_pk, packed
+from billow.domain.events import OutboxEvent
+from billow.domain.integrations import StripeConnection
+from billow.domain.organizations import Organization
+
+
+class OrganizationRecords(Repository):
+    def create(self, organization: Organization, api_key_hash: str) -> None:
+        transaction = Transaction()
+        transaction.put(
+            {
+                "PK": org_pk(organization.id),
+                "SK": "ORGANIZATION",
+                "kind": "organization",
+                "GSI1PK": "ORGANIZATIONS",
+                "GSI1SK": organization.id,
+                "data": packed(organization),
+                "customer_sequence": 0,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+        transaction.put(
+            {
+                "PK": f"API_KEY#{api_key_hash}",
+                "SK": "API_KEY",
+                "kind": "api_key",
+                "organization_id": organization.id,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+        self._db.commit(transaction)
+
+    def get(self, organization_id: str) -> Organization | None:
+        item = self._db.get_item(org_pk(organization_id), "ORGANIZATION")
+        return Organization.model_validate(document(item)) if item else None
+
+    def save(self, organization: Organization) -> None:
+        """Replace the organization's document, leaving its counters alone."""
+        self._db.table.update_item(
+            Key={"PK": org_pk(organization.id), "SK": "ORGANIZATION"},
+            UpdateExpression="SET #data = :data",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#data": "data"},
+            ExpressionAttributeValues={":data": packed(organization)},
+        )
+
+    def get_id_for_api_key(self, api_key_hash: str) -> str | None:
+        item = self._db.table.get_item(Key={"PK": f"API_KEY#{api_key_hash}", "SK": "API_KEY"}).get(
+            "Item"
+        )
+        return str(item["organization_id"]) if item else None
+
+    def list_ids(self) -> Iterator[str]:
+        for item in self._db.query_index("ORGANIZATIONS"):
+            yield str(item["GSI1SK"])
+
+    def next_customer_sequence(self, organization_id: str) -> int:
+        """Sequential customer numbers per organization, from an atomic counter."""
+        result = self._db.table.update_item(
+            Key={"PK": org_pk(organization_id), "SK": "ORGANIZATION"},
+            UpdateExpression="ADD customer_sequence :one",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(str(result["Attributes"]["customer_sequence"]))
+
+
+def _connection_key(organization_id: str, code: str) -> dict[str, str]:
+    return {"PK": org_pk(organization_id), "SK": f"INTEGRATION#stripe#{code}"}
+
+
+class ConnectionRecords(Repository):
+    """An organization's Stripe connections, by code."""
+
+    def save(self, connection: StripeConnection, events: Sequence[OutboxEvent] = ()) -> None:
+        """Store the connection, with the commands its change causes (sync started)."""
+        transaction = Transaction()
+        transaction.put(
+            {
+                **_connection_key(connection.organization_id, connection.code),
+                "kind": "stripe_connection",
+                "data": packed(connection),
+            }
+        )
+        transaction.publish(events)
+        self._db.commit(transaction)
+
+    def get(self, organization_id: str, code: str) -> StripeConnection | None:
+        key = _connection_key(organization_id, code)
+        item = self._db.get_item(key["PK"], key["SK"])
+        return StripeConnection.model_validate(document(item)) if item else None
+
+    def list_all(self, organization_id: str) -> list[StripeConnection]:
+        return [
+            StripeConnection.model_validate(document(item))
+            for item in self._db.query_prefix(org_pk(organization_id), "INTEGRATION#stripe#")
+        ]
+
+    def delete(self, connection: StripeConnection) -> None:
+        self._db.table.delete_item(Key=_connection_key(connection.organization_id, connection.code))
