@@ -5,8 +5,12 @@ what its bundle would: the runtime requirements (plus boto3, which the Lambda ru
 provides), the ``billow`` layer and the function's own folder. No dev packages (moto,
 aiohttp, localstripe) are on the path, so the figures are the bundle's, not the venv's.
 
-For functions that call Stripe, "first Stripe use" adds what the first request pays for
-the lazily imported Stripe adapter; "first traced call" is what the first invocation
+The API imports a route module when a request first needs it (``billow.api.routes``):
+"first request routes" is what loading the routes of one typical request
+(``FIRST_REQUESTS``) through that index adds, and "+ routes ×" the import with it, so
+the ratio a first request really sees is shown beside the import's own. For functions
+that call Stripe, "first Stripe use" adds what the first request pays for the lazily
+imported Stripe adapter; "first traced call" is what the first invocation
 pays to build the X-Ray tracer where tracing is on (``billow.tracing``).
 
 Each figure is also given as a ratio to a baseline measured in the same rounds, the same
@@ -49,12 +53,22 @@ BEFORE = "239b56ef17452caeeda5bf0050645b2eeaf8ddb9"
 DEPS = ROOT / ".build" / "bench-deps"
 BILLOW_LAYER = ROOT / "layers" / "billow" / "python"
 
+FIRST_REQUESTS = {"api": "/api/v1/customers"}
+"""The path of one typical first request, for functions that load routes per request."""
+
 PROBE = r"""
 import importlib, json, sys, time
 start = time.perf_counter()
 getattr(importlib.import_module(sys.argv[1]), sys.argv[2])
 imported = time.perf_counter()
 loaded = sorted({name.split(".")[0] for name in sys.modules})
+first_request = sys.argv[4]
+if first_request:
+    api = importlib.import_module("billow.api.app")
+    if hasattr(api, "include_routes"):  # before it, every route was loaded at import
+        routes = importlib.import_module("billow.api.routes")
+        api.include_routes([routes.module_for(first_request)])
+routes_done = time.perf_counter()
 if sys.argv[3] == "1":
     importlib.import_module("billow.adapters.stripe_gateway")
 stripe_done = time.perf_counter()
@@ -63,7 +77,8 @@ if tracing is not None:
     tracing._tracer()
 print(json.dumps({
     "import_s": imported - start,
-    "stripe_s": stripe_done - imported,
+    "routes_s": routes_done - imported,
+    "stripe_s": stripe_done - routes_done,
     "tracer_s": time.perf_counter() - stripe_done if tracing is not None else None,
     "top_level": loaded,
 }))
@@ -158,25 +173,31 @@ def measure(function: Function, trees: list[Path], runs: int) -> list[dict[str, 
     import with ``-X importtime`` gives Billow's own share."""
     module, attribute = function.handler.rsplit(".", 1)
     stripe_flag = "1" if function.calls_stripe else "0"
+    first_request = FIRST_REQUESTS.get(function.code, "")
     envs = [_environment(tree, function.code) for tree in trees]
     baseline_env = _environment(trees[-1], function.code)
     samples: list[list[dict[str, object]]] = [[] for _ in trees]
     for _ in range(runs):
         baseline_s = float(str(_probe(baseline_env, BASELINE)[0]["import_s"]))
         for env, taken in zip(envs, samples, strict=True):
-            sample = _probe(env, PROBE, module, attribute, stripe_flag)[0]
-            sample["ratio"] = float(str(sample["import_s"])) / baseline_s
+            sample = _probe(env, PROBE, module, attribute, stripe_flag, first_request)[0]
+            import_s = float(str(sample["import_s"]))
+            sample["ratio"] = import_s / baseline_s
+            sample["routes_ratio"] = (import_s + float(str(sample["routes_s"]))) / baseline_s
             sample["baseline_s"] = baseline_s
             taken.append(sample)
     figures = []
     for env, taken in zip(envs, samples, strict=True):
-        _, log = _probe(env, PROBE, module, attribute, stripe_flag, importtime=True)
+        # Billow's own share of the import alone, as the import+init column.
+        _, log = _probe(env, PROBE, module, attribute, stripe_flag, "", importtime=True)
         traced = [float(str(run["tracer_s"])) for run in taken if run["tracer_s"] is not None]
         figures.append(
             {
                 "import_ms": _median(taken, "import_s") * 1000,
                 "baseline_ms": _median(taken, "baseline_s") * 1000,
                 "ratio": _median(taken, "ratio"),
+                "routes_ms": _median(taken, "routes_s") * 1000 if first_request else None,
+                "routes_ratio": _median(taken, "routes_ratio"),
                 "stripe_ms": _median(taken, "stripe_s") * 1000,
                 "tracer_ms": statistics.median(traced) * 1000 if traced else None,
                 "own_ms": _own_import_us(log, module) / 1000,
@@ -250,7 +271,8 @@ def main() -> None:
         before_tree = checkout(args.before, Path(scratch))
         header = (
             f"{'function':<22}{'baseline ms':>12}{'before ms':>11}{'before ×':>10}"
-            f"{'import+init ms':>15}{'× baseline':>11}{'own code ms':>13}"
+            f"{'import+init ms':>15}{'× baseline':>11}{'first request routes ms':>25}"
+            f"{'+ routes ×':>12}{'own code ms':>13}"
             f"{'first Stripe use ms':>21}{'first traced call ms':>22}{'layer deps MB':>15}"
             "  stripe at import"
         )
@@ -267,11 +289,14 @@ def main() -> None:
             tracer_ms = now["tracer_ms"]
             tracer = "at import" if tracer_ms is None else f"{float(str(tracer_ms)):.1f}"
             stripe = f"{float(str(now['stripe_ms'])):.1f}" if function.calls_stripe else "-"
+            routes_ms, routes = now["routes_ms"], f"{'-':>25}{'-':>12}"
+            if routes_ms is not None:
+                routes = f"{float(str(routes_ms)):>25.1f}{float(str(now['routes_ratio'])):>12.2f}"
             top_level = [str(name) for name in now["top_level"]]  # type: ignore[attr-defined]
             print(
                 f"{function.name:<22}{float(str(now['baseline_ms'])):>12.1f}{before}"
                 f"{float(str(now['import_ms'])):>15.1f}{float(str(now['ratio'])):>11.2f}"
-                f"{float(str(now['own_ms'])):>13.1f}{stripe:>21}{tracer:>22}"
+                f"{routes}{float(str(now['own_ms'])):>13.1f}{stripe:>21}{tracer:>22}"
                 f"{loaded_size_mb(top_level):>15.1f}  {'YES' if 'stripe' in top_level else 'no'}"
             )
 

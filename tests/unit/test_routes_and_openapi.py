@@ -4,6 +4,8 @@ document is the one the code generates."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from billow.api import stripe_webhook
@@ -63,3 +65,24 @@ def test_every_json_success_body_has_a_closed_schema() -> None:
                 if schemas.get(name, {}).get("additionalProperties") is not False:
                     open_bodies.append(f"{method.upper()} {path} {status}")
     assert open_bodies == []
+
+
+DOCUMENT_AFTER_REQUESTS = """
+from billow.api import app, routes
+
+app.include_routes(reversed(routes.MODULES))
+print(app.openapi_document())
+"""
+
+
+def test_openapi_document_is_the_same_whatever_order_requests_loaded_the_routes() -> None:
+    """The API registers route modules as requests first need them, in any order: the
+    document ``make openapi`` writes must still come out byte for byte the same."""
+    result = subprocess.run(
+        [sys.executable, "-c", DOCUMENT_AFTER_REQUESTS],
+        env={"PYTHONPATH": str(ROOT / "layers" / "billow" / "python"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == (ROOT / "docs" / "openapi.json").read_text()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import re
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -13,25 +16,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billow.api import routes
 from billow.api.errors import error_response, validation_response
 from billow.api.json_nesting import nests_deeper_than
 from billow.api.responses.common import ErrorBody
-from billow.api.routes import (
-    add_ons,
-    applied_coupons,
-    billable_metrics,
-    coupons,
-    customers,
-    events,
-    integrations,
-    invoices,
-    organizations,
-    payment_methods,
-    plans,
-    subscriptions,
-    taxes,
-    webhook_endpoints,
-)
 from billow.composition import dependencies
 from billow.domain.errors import (
     ConcurrentUpdate,
@@ -39,12 +27,12 @@ from billow.domain.errors import (
     NotFound,
     ProviderError,
     ValidationFailed,
+    provider_rejection,
 )
-from billow.services.organizations import organization_for_api_key
-from billow.services.stripe_connection import provider_rejection
+from billow.services.api_keys import organization_for_api_key
 
 MAX_BODY_BYTES = 1_048_576
-API_PREFIX = "/api/v1/"
+API_PREFIX = routes.API_PREFIX
 
 logger = Logger(service="billow")
 
@@ -62,24 +50,30 @@ class _Resolver(APIGatewayHttpResolver):
 
 
 app = _Resolver(enable_validation=True)
-ROUTERS = (
-    customers,
-    integrations,
-    invoices,
-    organizations,
-    payment_methods,
-    subscriptions,
-    webhook_endpoints,
-    taxes,
-    plans,
-    add_ons,
-    coupons,
-    applied_coupons,
-    billable_metrics,
-    events,
-)
-for module in ROUTERS:
-    app.include_router(module.router)
+
+_included: set[str] = set()
+_including = threading.Lock()
+
+
+def include_routes(modules: Iterable[str]) -> None:
+    """Import route modules (``billow.api.routes``) and add their routes to ``app``, each
+    once per process: the API loads only the modules its requests need (cold starts).
+
+    Powertools takes routes added after requests were resolved: it matches each request
+    against its route lists as they are then (static routes first, then dynamic ones,
+    rebuilt per request, nothing cached), and builds a route's validation on the route's
+    first call. The lock keeps two threads (one serving a request, one writing the
+    OpenAPI document) from registering a module twice; a module counts as included only
+    once its routes are all in."""
+    missing = [name for name in modules if name not in _included]
+    if not missing:
+        return
+    with _including:
+        for name in missing:
+            if name not in _included:
+                module = importlib.import_module(f"{routes.__name__}.{name}")
+                app.include_router(module.router)
+                _included.add(name)
 
 
 @app.get(
@@ -188,13 +182,30 @@ def _document_errors(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _in_module_order(paths: dict[str, Any]) -> dict[str, Any]:
+    """The document's paths in one order, whatever order requests loaded the modules in.
+
+    Powertools lists paths as their routes were registered, those with parameters first;
+    a module's routes register together, in the module's order. Sorting on (parameters,
+    module) puts the modules' blocks in ``routes.MODULES`` order, and the routes of the
+    API itself (``/checkout/completed``) after them."""
+
+    def rank(path: str) -> tuple[bool, int]:
+        module = routes.module_for(path)
+        position = len(routes.MODULES) if module is None else routes.MODULES.index(module)
+        return "{" not in path, position
+
+    return {path: paths[path] for path in sorted(paths, key=rank)}
+
+
 def openapi_document() -> str:
-    """The API's OpenAPI document, generated from the routes and their pydantic models.
+    """The API's OpenAPI document, generated from every route and their pydantic models.
 
     Powertools' OpenAPI models are imported here, not at the top: building their hundred
     pydantic classes is about 100 ms that no request needs, only the document."""
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer  # noqa: PLC0415
 
+    include_routes(routes.MODULES)
     generated = app.get_openapi_json_schema(
         title="Billow",
         version="1.0.0",
@@ -202,7 +213,9 @@ def openapi_document() -> str:
         security_schemes={"bearerAuth": HTTPBearer()},
         security=[{"bearerAuth": []}],
     )
-    return json.dumps(_document_errors(json.loads(generated)), indent=2)
+    document = json.loads(generated)
+    document["paths"] = _in_module_order(document["paths"])
+    return json.dumps(_document_errors(document), indent=2)
 
 
 def _bearer(event: APIGatewayProxyEventV2) -> str | None:
@@ -283,4 +296,7 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _reply(error_response(400, "bad_request", {"body": ["too_deeply_nested"]}))
     if organization_id is not None:
         app.append_context(organization_id=organization_id)
+    module = routes.module_for(request.path)
+    if module is not None:
+        include_routes([module])
     return app.resolve(routed, context)

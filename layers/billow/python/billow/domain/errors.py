@@ -71,5 +71,17 @@ class ProviderError(BillowError):
         return {"message": self.message, "error_code": self.code or self.kind}
 
 
+def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
+    """Lago's 422 for a third party refusing: the field at fault and Stripe's own words."""
+    return ValidationFailed(
+        {
+            field: [error.code or error.kind],
+            "third_party": "stripe",
+            "thirdparty_error": error.message,
+        },
+        code="third_party_error",
+    )
+
+
 class ConcurrentUpdate(BillowError):
     """A conditional write lost a race; the caller may re-read and retry."""

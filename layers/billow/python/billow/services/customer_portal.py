@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from billow.composition import Dependencies
-from billow.domain.errors import ProviderError, ValidationFailed
+from billow.domain.errors import ProviderError, ValidationFailed, provider_rejection
 from billow.domain.integrations import StripeConnection
 from billow.ports import PaymentProvider
 from billow.services.lookups import get_customer
-from billow.services.stripe_connection import provider_rejection, stripe_account
+from billow.services.stripe_connection import stripe_account
 
 CONFIGURATION_VERSION = 1
 """Bumped when ``FEATURES`` change: each connected account then gets a new configuration."""

@@ -22,7 +22,13 @@ from billow.domain.customers import (
     CustomerMetadata,
     PaymentProvider,
 )
-from billow.domain.errors import ConcurrentUpdate, NotFound, ProviderError, ValidationFailed
+from billow.domain.errors import (
+    ConcurrentUpdate,
+    NotFound,
+    ProviderError,
+    ValidationFailed,
+    provider_rejection,
+)
 from billow.domain.events import OutboxEvent, webhook_event
 from billow.domain.identifiers import Identifier, IdentifierList
 from billow.domain.integrations import StripeConnection
@@ -30,7 +36,7 @@ from billow.domain.money import Currency
 from billow.domain.profiles import Country, is_email_list
 from billow.services import provider_sync
 from billow.services.lookups import get_customer, require_taxes
-from billow.services.stripe_connection import connection_for, provider_rejection
+from billow.services.stripe_connection import connection_for
 
 
 @cache

@@ -1,5 +1,5 @@
-"""Creating organizations (tenants), resolving API keys to them, and Lago's organization
-settings (PUT /organizations)."""
+"""Creating organizations (tenants) and Lago's organization settings (PUT /organizations);
+resolving API keys to organizations is ``billow.services.api_keys``."""
 
 from __future__ import annotations
 
@@ -53,10 +53,6 @@ def create_organization(
     return NewOrganization(
         id=organization.id, name=organization.name, api_key=key, hmac_key=organization.hmac_key
     )
-
-
-def organization_for_api_key(deps: Dependencies, api_key: str) -> str | None:
-    return deps.store.organizations.get_id_for_api_key(hash_api_key(api_key))
 
 
 class OrganizationBillingInput(BaseModel):

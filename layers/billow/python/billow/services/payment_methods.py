@@ -33,14 +33,14 @@ from billow.domain.customers import (
     detach_key,
     is_own_request,
 )
-from billow.domain.errors import NotFound, ProviderError
+from billow.domain.errors import NotFound, ProviderError, provider_rejection
 from billow.domain.integrations import StripeConnection
 from billow.domain.payments import Applied
 from billow.ports import CardDetails, PaymentProvider
 from billow.services.lookups import get_customer
 from billow.services.payments.attempts import stage_awaiting_invoices
 from billow.services.retries import retry_on_race
-from billow.services.stripe_connection import provider_rejection, stripe_account
+from billow.services.stripe_connection import stripe_account
 
 
 def list_payment_methods(

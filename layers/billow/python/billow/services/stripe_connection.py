@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, utcnow
 from billow.domain.customers import Customer
-from billow.domain.errors import NotFound, ProviderError, ValidationFailed
+from billow.domain.errors import NotFound, ProviderError, ValidationFailed, provider_rejection
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import (
     STRIPE_WEBHOOK_EVENTS,
@@ -43,18 +43,6 @@ class ConnectStripe(BaseModel):
     """Where Stripe's Billing Portal sends the customer back to."""
     automatic_tax: bool = False
     """Stripe Tax computes taxes (Stripe's subscriptions and checkouts, Billow's invoices)."""
-
-
-def provider_rejection(error: ProviderError, field: str) -> ValidationFailed:
-    """Lago's 422 for a third party refusing: the field at fault and Stripe's own words."""
-    return ValidationFailed(
-        {
-            field: [error.code or error.kind],
-            "third_party": "stripe",
-            "thirdparty_error": error.message,
-        },
-        code="third_party_error",
-    )
 
 
 def provider_error_event(connection: StripeConnection, error: ProviderError) -> OutboxEvent:

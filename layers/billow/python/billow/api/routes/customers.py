@@ -1,11 +1,11 @@
-"""Lago customers: /api/v1/customers."""
+"""Lago customers: /api/v1/customers (their usage is ``customer_usage``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from billow.api.context import deps, organization_id
@@ -16,10 +16,8 @@ from billow.api.responses.customers import (
     CustomersPage,
     PortalUrlResponse,
 )
-from billow.api.responses.usage import CustomerUsageResponse, PastUsageResponse
 from billow.domain.clock import utcnow
 from billow.services import customer_portal, customers, lookups
-from billow.services.usage import current_usage
 
 router = Router()
 
@@ -67,40 +65,3 @@ def get_portal_url(external_customer_id: str) -> PortalUrlResponse:
         deps(), organization_id(router), external_customer_id, utcnow()
     )
     return PortalUrlResponse.model_validate({"customer": {"portal_url": url}})
-
-
-@router.get("/api/v1/customers/<external_customer_id>/current_usage")
-def get_current_usage(
-    external_customer_id: str, external_subscription_id: str, apply_taxes: bool = True
-) -> CustomerUsageResponse:
-    usage = current_usage.current_usage(
-        deps(),
-        organization_id(router),
-        external_customer_id,
-        external_subscription_id,
-        utcnow(),
-        apply_taxes,
-    )
-    return CustomerUsageResponse.model_validate({"customer_usage": usage})
-
-
-@router.get("/api/v1/customers/<external_customer_id>/past_usage")
-def get_past_usage(
-    external_customer_id: str,
-    external_subscription_id: str,
-    periods_count: Annotated[int, Query(ge=1, le=current_usage.PAST_PERIODS_MAX)] = 1,
-    page: Page = 1,
-    per_page: PerPage = DEFAULT_PER_PAGE,
-) -> PastUsageResponse:
-    periods = current_usage.past_usage(
-        deps(),
-        organization_id(router),
-        external_customer_id,
-        external_subscription_id,
-        utcnow(),
-        periods_count,
-    )
-    shown = periods[(page - 1) * per_page : page * per_page]
-    return PastUsageResponse.model_validate(
-        {"usage_periods": shown, "meta": page_meta(len(periods), page, per_page)}
-    )
