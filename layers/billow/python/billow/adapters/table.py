@@ -1,4 +1,4 @@
-"""The table itself: keys, the transaction builder and the base every record mixin uses."""
+"""The table itself: keys, the transaction builder and the access every repository goes through."""
 
 from __future__ import annotations
 
