@@ -8,6 +8,8 @@ import hmac
 import json
 from typing import Any
 
+from billow.adapters.table import org_pk
+from billow.composition import dependencies
 from tests.api.test_customers import webhooks
 from tests.conftest import WebhookReceiver
 
@@ -163,6 +165,29 @@ def test_a_retry_goes_only_to_the_endpoint_that_failed(
         assert [r.answered for r in healthy.requests] == [200]
         keys = {r.headers["X-Lago-Unique-Key"] for r in healthy.requests + flaky.requests}
         assert len(keys) == 1
+        # The failed attempt recorded both outcomes (the retry skipped the healthy one), and
+        # the retry its own.
+        recorded = _delivery_records(org)
+        assert sorted((item["status"], int(item["attempts"])) for item in recorded) == [
+            ("succeeded", 1),
+            ("succeeded", 2),
+        ]
     finally:
         healthy.stop()
         flaky.stop()
+
+
+def _delivery_records(org: Any) -> list[dict[str, Any]]:
+    return list(dependencies().store.query_prefix(org_pk(org.id), "WEBHOOK_DELIVERY#"))
+
+
+def test_events_every_endpoint_took_at_once_leave_no_delivery_records(
+    org: Any, subscribed: Any, wait_for: Any, local_billow: Any
+) -> None:
+    """Records exist for retries to skip what succeeded; with nothing to retry, a delivery
+    costs no write."""
+    for external_id in ("quiet-1", "quiet-2"):
+        org.api.post("/customers", json={"customer": {"external_id": external_id}})
+    wait_for(lambda: len(webhooks(subscribed, "customer.created")) == 2)
+    local_billow.wait_idle()
+    assert _delivery_records(org) == []

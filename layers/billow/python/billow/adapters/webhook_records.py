@@ -43,13 +43,13 @@ class WebhookEndpointRecords(Repository):
 class DeliveryRecords(Repository):
     """Each endpoint's outcome for each outgoing event (kept 30 days)."""
 
-    def list_delivered_endpoints(self, organization_id: str, event_id: str) -> set[str]:
+    def list_outcomes(self, organization_id: str, event_id: str) -> dict[str, str]:
+        """The last outcome recorded for each endpoint (``succeeded``, ``failed``)."""
         return {
-            str(item["endpoint_id"])
+            str(item["endpoint_id"]): str(item["status"])
             for item in self._db.query_prefix(
                 org_pk(organization_id), f"WEBHOOK_DELIVERY#{event_id}#"
             )
-            if item.get("status") == "succeeded"
         }
 
     def record(
