@@ -43,13 +43,13 @@ class WebhookEndpointRecords(Repository):
 class DeliveryRecords(Repository):
     """Each endpoint's outcome for each outgoing event (kept 30 days)."""
 
-    def list_outcomes(self, organization_id: str, event_id: str) -> dict[str, str]:
-        """The last outcome recorded for each endpoint (``succeeded``, ``failed``)."""
+    def list_delivered_endpoints(self, organization_id: str, event_id: str) -> set[str]:
         return {
-            str(item["endpoint_id"]): str(item["status"])
+            str(item["endpoint_id"])
             for item in self._db.query_prefix(
                 org_pk(organization_id), f"WEBHOOK_DELIVERY#{event_id}#"
             )
+            if item.get("status") == "succeeded"
         }
 
     def record(

@@ -30,11 +30,8 @@ def _hmac_key(deps: Dependencies, organization_id: str) -> str | None:
 def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
     """Send to each endpoint not yet served; returns the endpoints that failed this time.
 
-    When an endpoint fails, every outcome of this attempt is recorded, so the retry of the
-    message goes only to the endpoints that failed (and the retry records its own). When
-    all succeed at the first attempt nothing is written: nothing will come back for them.
-    Delivery is at least once, as Lago's: a function stopped between two sends sends the
-    first again, and receivers de-duplicate with ``X-Lago-Unique-Key`` (the event id).
+    Endpoints that succeeded are remembered, so a retry of the same message only goes to
+    the ones that failed; receivers de-duplicate with ``X-Lago-Unique-Key`` (the event id).
     """
     hmac_key = _hmac_key(deps, event.organization_id)
     if hmac_key is None:
@@ -44,22 +41,18 @@ def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
         for endpoint in deps.store.webhook_endpoints.list_all(event.organization_id)
         if endpoint.wants(event.event_type)
     ]
-    recorded = deps.store.deliveries.list_outcomes(event.organization_id, event.event_id)
+    done = deps.store.deliveries.list_delivered_endpoints(event.organization_id, event.event_id)
     body = json.dumps(event.payload, separators=(",", ":")).encode()
     headers = delivery_headers(body, hmac_key, event.event_id)
-    outcomes = {
-        endpoint.lago_id: send(endpoint.webhook_url, body, headers)
-        for endpoint in endpoints
-        if recorded.get(endpoint.lago_id) != "succeeded"
-    }
-    failed = [endpoint_id for endpoint_id, outcome in outcomes.items() if not outcome.ok]
-    if failed or recorded:
-        for endpoint_id, outcome in outcomes.items():
-            deps.store.deliveries.record(
-                event.organization_id,
-                event.event_id,
-                endpoint_id,
-                "succeeded" if outcome.ok else "failed",
-                outcome.detail,
-            )
+    failed: list[str] = []
+    for endpoint in endpoints:
+        if endpoint.lago_id in done:
+            continue
+        outcome = send(endpoint.webhook_url, body, headers)
+        status = "succeeded" if outcome.ok else "failed"
+        deps.store.deliveries.record(
+            event.organization_id, event.event_id, endpoint.lago_id, status, outcome.detail
+        )
+        if not outcome.ok:
+            failed.append(endpoint.lago_id)
     return failed
