@@ -8,7 +8,7 @@ the median latency through the local API, for both sizes side by side, and their
 Seeding: one customer and one one-off invoice are made through the API; the rest are
 copies of them (new ids, external ids, sequential ids and creation times, one invoice per
 customer) written with BatchWriteItem. Each copy is the item the use cases write, built by
-the Store's own ``customer_item``/``invoice_item``; the counter items (when the code has
+the Store's own ``customers.item``/``invoices.item``; the counter items (when the code has
 them, ``billow.adapters.listing``) are written with the totals that the use cases' ADDs
 reach, shard by shard. Seeding 20,000 objects through HTTP one by one would take an hour.
 The same script runs against older code, which has no counters (it lists by reading all).

@@ -15,6 +15,7 @@ import functools
 import inspect
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -156,6 +157,8 @@ def _partition_queries() -> None:
     original_query, original_all_items = Table.query, Table.all_items
     signature = inspect.signature(original_query)
 
+    # Wrapped, so the next patch (``_index_partitions``) reads moto's signature through it.
+    @functools.wraps(original_query)
     def query(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs).arguments
         conditions = bound.get("hash_key_conditions") or []
@@ -254,6 +257,79 @@ def _index_partition(table: Any, attribute: str, value: Any) -> list[Any]:
     return list(cached[1].get(value, []))
 
 
+@dataclass(frozen=True)
+class _Window:
+    """A limited index Query with no condition on the sort key and no filter: moto needs
+    only the entries from its start key to ``limit`` past it, in its own order."""
+
+    hash_attrs: tuple[str, ...]
+    range_attrs: tuple[str | None, ...]
+    forward: bool
+    limit: int
+    start_key: dict[str, Any] | None
+
+
+def _page_window(table: Any, index: Any, bound: dict[str, Any]) -> _Window | None:
+    """The window a Query reads, or None when moto must see the whole partition."""
+    from moto.dynamodb.comparisons import OpDefault  # noqa: PLC0415  (moto's "no filter")
+
+    limit = bound.get("limit")
+    if (
+        not limit
+        or bound.get("range_comparison")
+        or bound.get("range_key_conditions")
+        or not isinstance(bound.get("filter_expression"), OpDefault | None)
+        or bound.get("filter_kwargs")
+    ):
+        return None
+    hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+    ranges = [key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE"]
+    if len(hashes) != 1 or len(ranges) != 1:
+        return None
+    return _Window(
+        hash_attrs=(hashes[0], table.hash_key_attr),
+        range_attrs=(ranges[0], table.range_key_attr),
+        forward=bound.get("scan_index_forward") is not False,
+        limit=int(limit),
+        start_key=bound.get("exclusive_start_key"),
+    )
+
+
+def _page_of(table: Any, attribute: str, value: Any, window: _Window, sort: Any) -> list[Any]:
+    """The entries of an index partition a limited Query can return, found by bisection
+    in the partition sorted once per write generation (as moto sorts it), so a page costs
+    its own size whatever the partition holds, as in DynamoDB. One entry either side is
+    kept so moto still sees where the page starts and that more follow."""
+    _index_partition(table, attribute, value)  # (re)groups the partitions if written since
+    memo = vars(table)["_index_groups"][attribute][2]
+    key = ("window", value, window.hash_attrs, window.range_attrs, window.forward)
+    if key not in memo:
+        indexed = [
+            entry
+            for entry in _index_partition(table, attribute, value)
+            if entry.attrs.get(window.range_attrs[0]) is not None
+        ]
+        ordered = sort(table, list(window.hash_attrs), list(window.range_attrs), indexed)
+        memo[key] = ordered if window.forward else ordered[::-1]
+    ordered = memo[key]
+    start = 0
+    if window.start_key is not None:
+        start = bisect.bisect_left(
+            range(len(ordered)),
+            True,
+            key=lambda position: (
+                not table._item_comes_before_dct(
+                    ordered[position],
+                    window.start_key,
+                    list(window.hash_attrs),
+                    list(window.range_attrs),
+                    window.forward,
+                )
+            ),
+        )
+    return list(ordered[max(0, start - 1) : start + window.limit + 1])
+
+
 def _index_partitions() -> None:
     """An index Query makes moto look at every item of the table for the index partition,
     sort the partition, and weigh each entry at its whole item's size for the 1 MB page
@@ -261,7 +337,10 @@ def _index_partitions() -> None:
     them, once per write generation of the table (a page read after the data is written
     costs the partition, not the table); and an entry of a keys-only or INCLUDE index
     weighs what DynamoDB weighs, its projected attributes, so moto pages where DynamoDB
-    does. Billow's requests and moto's answers are otherwise unchanged."""
+    does. A limited Query with no sort-key condition or filter (a list's page) is handed
+    only its window of the sorted partition (``_page_of``), so it costs its page, as in
+    DynamoDB, not the partition. Billow's requests and moto's answers are otherwise
+    unchanged."""
     from moto.dynamodb.models.dynamo_type import Item, bytesize  # noqa: PLC0415
     from moto.dynamodb.models.table import Table  # noqa: PLC0415
 
@@ -287,7 +366,7 @@ def _index_partitions() -> None:
                 key["AttributeName"] for key in index.schema
             }
             weighed |= set((index.projection or {}).get("NonKeyAttributes", []))
-        state.query = (self, conditions[0], weighed)
+        state.query = (self, conditions[0], weighed, _page_window(self, index, bound))
         try:
             return original_query(self, *args, **kwargs)
         finally:
@@ -298,13 +377,15 @@ def _index_partitions() -> None:
         if noted is None or noted[0] is not self:
             return all_items.original(self)  # type: ignore[attr-defined]
         (name, value) = noted[1]
+        if noted[3] is not None:
+            return _page_of(self, name, value, noted[3], original_sorted)
         return _index_partition(self, name, value)
 
     def sorted_items(
         self: Any, hash_attrs: list[str], range_attrs: list[Any], items: list[Any]
     ) -> list[Any]:
         noted = getattr(state, "query", None)
-        if noted is None or noted[0] is not self:
+        if noted is None or noted[0] is not self or noted[3] is not None:
             return list(original_sorted(self, hash_attrs, range_attrs, items))
         (name, value) = noted[1]
         cached = vars(self)["_index_groups"][name]

@@ -8,6 +8,11 @@ import hmac
 import json
 from typing import Any
 
+from billow.adapters.http_sender import Delivery
+from billow.adapters.organization_records import OrganizationRecords
+from billow.composition import dependencies
+from billow.domain.events import webhook_event
+from billow.services.webhook_delivery import deliver
 from tests.api.test_customers import webhooks
 from tests.conftest import WebhookReceiver
 
@@ -166,3 +171,34 @@ def test_a_retry_goes_only_to_the_endpoint_that_failed(
     finally:
         healthy.stop()
         flaky.stop()
+
+
+def test_the_organizations_hmac_key_is_read_once_per_process(
+    org: Any, subscribed: Any, monkeypatch: Any
+) -> None:
+    """The key never changes once made: each delivery after the first signs without
+    reading the organization again."""
+    reads: list[str] = []
+    original = OrganizationRecords.get
+
+    def counted(records: OrganizationRecords, organization_id: str) -> Any:
+        reads.append(organization_id)
+        return original(records, organization_id)
+
+    monkeypatch.setattr(OrganizationRecords, "get", counted)
+    sent: list[tuple[bytes, dict[str, str]]] = []
+
+    def send(url: str, body: bytes, headers: dict[str, str]) -> Delivery:
+        sent.append((body, headers))
+        return Delivery(True, "HTTP 200")
+
+    for n in range(3):
+        event = webhook_event(org.id, "customer.updated", "customer", {"external_id": f"c{n}"})
+        assert deliver(dependencies(), event, send) == []
+    assert reads == [org.id]
+    assert len(sent) == 3
+    for body, headers in sent:
+        expected = base64.b64encode(
+            hmac.new(org.hmac_key.encode(), body, hashlib.sha256).digest()
+        ).decode()
+        assert headers["X-Lago-Signature"] == expected

@@ -13,14 +13,28 @@ from billow.domain.webhooks import delivery_headers
 Sender = Callable[[str, bytes, dict[str, str]], Delivery]
 
 
+_HMAC_KEYS: dict[str, str] = {}
+"""Each organization's HMAC key, read once per process: it is made with the organization
+and never changes, so every delivery after the first saves a read."""
+
+
+def _hmac_key(deps: Dependencies, organization_id: str) -> str | None:
+    if organization_id not in _HMAC_KEYS:
+        organization = deps.store.organizations.get(organization_id)
+        if organization is None:
+            return None
+        _HMAC_KEYS[organization_id] = organization.hmac_key
+    return _HMAC_KEYS[organization_id]
+
+
 def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
     """Send to each endpoint not yet served; returns the endpoints that failed this time.
 
     Endpoints that succeeded are remembered, so a retry of the same message only goes to
     the ones that failed; receivers de-duplicate with ``X-Lago-Unique-Key`` (the event id).
     """
-    organization = deps.store.organizations.get(event.organization_id)
-    if organization is None:
+    hmac_key = _hmac_key(deps, event.organization_id)
+    if hmac_key is None:
         return []
     endpoints = [
         endpoint
@@ -29,7 +43,7 @@ def deliver(deps: Dependencies, event: OutboxEvent, send: Sender) -> list[str]:
     ]
     done = deps.store.deliveries.list_delivered_endpoints(event.organization_id, event.event_id)
     body = json.dumps(event.payload, separators=(",", ":")).encode()
-    headers = delivery_headers(body, organization.hmac_key, event.event_id)
+    headers = delivery_headers(body, hmac_key, event.event_id)
     failed: list[str] = []
     for endpoint in endpoints:
         if endpoint.lago_id in done:
