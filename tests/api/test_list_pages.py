@@ -410,6 +410,45 @@ def test_a_plan_shows_its_active_subscriptions_from_counters(org: Org) -> None:
     assert plan["active_subscriptions_count"] == 2
 
 
+def test_changing_or_deleting_a_plan_reads_its_own_subscriptions_only(
+    org: Org, local_billow: LocalRuntime
+) -> None:
+    """A plan's update learns from its counter whether it has subscriptions (its terms
+    then stay) and how many are active; its deletion lists its live ones by its code. Before,
+    each read every subscription of the organization."""
+    create_plan(org, "busy", 1000)
+    create_plan(org, "quiet", 2000)
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda n: (customer(org, f"b{n}"), subscribe(org, f"b{n}-sub", f"b{n}", "busy")),
+                range(COUNTER_SHARDS + 4),
+            )
+        )
+    customer(org, "q")
+    subscribe(org, "q-sub", "q", "quiet")
+    local_billow.wait_idle()
+
+    with items_read() as calls:
+        status, body = org.api.put("/plans/quiet", json={"plan": {"code": "q2", "name": "Q"}})
+    assert status == 200, body
+    assert (body["plan"]["code"], body["plan"]["name"]) == ("quiet", "Q")  # its terms stay
+    assert body["plan"]["active_subscriptions_count"] == 1
+    assert max(count for what, count in calls if what == "query") <= COUNTER_SHARDS
+
+    with items_read() as calls:
+        status, body = org.api.delete("/plans/quiet")
+        assert status == 200, body
+        local_billow.wait_idle()
+    assert max(count for what, count in calls if what == "query") <= COUNTER_SHARDS
+    status, body = org.api.get("/subscriptions/q-sub?status=terminated")
+    assert status == 200, body
+    assert body["subscription"]["status"] == "terminated"
+    status, body = org.api.get("/subscriptions?plan_code=busy&per_page=100")
+    assert status == 200, body
+    assert body["meta"]["total_count"] == COUNTER_SHARDS + 4
+
+
 def _apply(org: Any, customer_id: str, code: str) -> dict[str, Any]:
     status, body = org.api.post(
         "/applied_coupons",

@@ -27,7 +27,12 @@ from billow.adapters.listing import (
 )
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.invoices import Invoice, InvoiceStatus, PaymentStatus
-from billow.domain.subscriptions import DUE_INDEX_SHARDS, Subscription, due_shard
+from billow.domain.subscriptions import (
+    DUE_INDEX_SHARDS,
+    Subscription,
+    SubscriptionStatus,
+    due_shard,
+)
 
 AWAITING_PAYMENT_METHOD = frozenset({"no_payment_method", "no_payment_provider"})
 """Blocks a saved card lifts: it proves the customer is now reachable in Stripe too."""
@@ -271,6 +276,13 @@ class SubscriptionRecords(Repository):
             "active",
         )
         return {scope.removeprefix("PLAN_ID#"): n for (_, scope), n in counts.items()}
+
+    def count_by_plan(self, organization_id: str, plan_lago_id: str) -> dict[str, int]:
+        """A plan's subscriptions by status, from its counter (one GetItem): by the plan's
+        id, which is what subscriptions move between when they change plans."""
+        key = counter_key(organization_id, SUBSCRIPTIONS, plan_id_scope(plan_lago_id), 0)
+        item = self._db.get_item(key["PK"], key["SK"]) or {}
+        return {status: int(str(item.get(status, 0))) for status in get_args(SubscriptionStatus)}
 
     @staticmethod
     def stage_stripe_billed_cap(

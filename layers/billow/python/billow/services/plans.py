@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
+from billow.adapters.billing_records import SubscriptionSelection
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Interval, Name, Number, Plan, Tax, Text
@@ -196,12 +197,8 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
         updates["usage_thresholds"] = build_thresholds(
             given.usage_thresholds, before.usage_thresholds
         )
-    subscriptions = [
-        subscription
-        for subscription in deps.store.subscriptions.list_all(organization_id)
-        if subscription.plan_lago_id == before.lago_id
-    ]
-    if subscriptions:
+    subscriptions = deps.store.subscriptions.count_by_plan(organization_id, before.lago_id)
+    if sum(subscriptions.values()):
         updates = {name: value for name, value in updates.items() if name not in BILLING_TERMS}
     after = before.model_copy(update={**updates, "version": before.version + 1})
     renamed = after.code != before.code
@@ -213,8 +210,7 @@ def update_plan(deps: Dependencies, organization_id: str, code: str, given: Plan
     deps.store.plans.stage(transaction, after, before)
     stage_metric_uses(deps, transaction, organization_id, before.charges, after.charges)
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
-    active = sum(1 for subscription in subscriptions if subscription.status == "active")
-    transaction.publish([_announce(deps, "plan.updated", after, active)])
+    transaction.publish([_announce(deps, "plan.updated", after, subscriptions["active"])])
     commit_claiming_code(
         deps,
         transaction,
@@ -241,8 +237,11 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     transaction.publish([_announce(deps, "plan.deleted", after, active)])
     deps.store.commit(transaction)
     now = utcnow()
-    for sub in deps.store.subscriptions.list_all(organization_id):
-        if sub.plan_lago_id == after.lago_id and sub.is_live:
+    # A plan keeps its code while it has subscriptions (``BILLING_TERMS``), so its live
+    # ones are those its code lists.
+    live = SubscriptionSelection(statuses=("pending", "active"), plan=after.code)
+    for sub in list(deps.store.subscriptions.list_in(organization_id, live)):
+        if sub.plan_lago_id == after.lago_id:
             terminate_subscription(
                 deps,
                 organization_id,
