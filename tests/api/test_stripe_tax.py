@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from billow.composition import Dependencies, dependencies
+from billow.domain.integrations import StripeConnection
+from billow.services.stripe_tax import tax_account
 from tests.api.billing_helpers import (
     create_plan,
     invoices_of,
@@ -165,3 +168,33 @@ def test_a_checkout_is_taxed_and_the_address_it_took_comes_back_to_billow(
     assert any(
         body["customer"]["country"] == "FR" for body in webhooks(subscribed, "customer.updated")
     )
+
+
+@pytest.mark.parametrize("automatic_tax", [False, True])
+def test_billing_builds_a_stripe_gateway_only_when_stripe_tax_is_on(
+    local_billow: Any, org: Any, wait_for: Any, monkeypatch: pytest.MonkeyPatch, automatic_tax: bool
+) -> None:
+    """Without Stripe Tax, deciding an invoice's taxes reads the connection and stops there:
+    no secret read, no Stripe SDK loaded in the invoice worker."""
+    connected = connect(local_billow, org) if automatic_tax else None
+    if connected is None:
+        key = new_stripe_key()
+        status, body = org.api.post(
+            "/integrations/stripe", json={"integration": {"secret_key": key}}
+        )
+        assert status == 200, body
+        connected = StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
+    stripe_customer(connected, "acme", wait_for=wait_for)
+    customer = dependencies().store.customers.get(org.id, "acme")
+    assert customer is not None and customer.stripe_customer_id
+    gateways: list[str] = []
+    real = Dependencies.stripe_for
+
+    def watched(deps: Dependencies, connection: StripeConnection) -> Any:
+        gateways.append(connection.code)
+        return real(deps, connection)
+
+    monkeypatch.setattr(Dependencies, "stripe_for", watched)
+    account = tax_account(dependencies(), customer)
+    assert (account is not None) is automatic_tax
+    assert len(gateways) == (1 if automatic_tax else 0)
