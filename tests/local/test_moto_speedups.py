@@ -3,65 +3,73 @@ page rather than the table (``local/moto_speedups.py``)."""
 
 from __future__ import annotations
 
-import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
-from local import moto_speedups
+from local.runtime import LocalRuntime
 
 PARTITION = 300
 """Entries of the listed index partition (the table holds as many again elsewhere)."""
 
 
 @pytest.fixture
-def table() -> Iterator[Any]:
-    moto_speedups.speed_up_moto()
-    credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    with mock.patch.dict(os.environ, credentials), mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="speedups",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("PK", "SK", "GSI3PK", "GSI3SK")
-            ],
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "GSI3",
-                    "KeySchema": [
-                        {"AttributeName": "GSI3PK", "KeyType": "HASH"},
-                        {"AttributeName": "GSI3SK", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-        )
-        table = boto3.resource("dynamodb", region_name="us-east-1").Table("speedups")
-        with table.batch_writer() as batch:
-            for partition in ("listed", "other"):
-                for n in range(PARTITION):
-                    batch.put_item(
-                        Item={
-                            "PK": f"ORG#{partition}",
-                            "SK": f"INVOICE#{n:05d}",
-                            "GSI3PK": f"{partition}#INVOICES",
-                            # Pairs of equal sort keys: the table's key orders within a pair.
-                            "GSI3SK": f"2026-{n // 2:05d}",
-                            "data": "x" * 200,
-                        }
-                    )
+def table(local_billow: LocalRuntime) -> Iterator[Any]:
+    """A table of its own in the local runtime's moto (which runs in this process, sped
+    up as local mode runs it; ``mock_aws`` would reset the runtime's state)."""
+    name = f"speedups-{uuid.uuid4().hex[:8]}"
+    options = {
+        "endpoint_url": local_billow.aws_url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    client = boto3.client("dynamodb", **options)
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"}
+            for attribute in ("PK", "SK", "GSI3PK", "GSI3SK")
+        ],
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "GSI3",
+                "KeySchema": [
+                    {"AttributeName": "GSI3PK", "KeyType": "HASH"},
+                    {"AttributeName": "GSI3SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    table = boto3.resource("dynamodb", **options).Table(name)
+    with table.batch_writer() as batch:
+        for partition in ("listed", "other"):
+            for n in range(PARTITION):
+                batch.put_item(
+                    Item={
+                        "PK": f"ORG#{partition}",
+                        "SK": f"INVOICE#{n:05d}",
+                        "GSI3PK": f"{partition}#INVOICES",
+                        # Pairs of equal sort keys: the table's key orders within a pair.
+                        "GSI3SK": f"2026-{n // 2:05d}",
+                        "data": "x" * 200,
+                    }
+                )
+    try:
         yield table
+    finally:
+        client.delete_table(TableName=name)
 
 
 def _pages(table: Any, forward: bool, limit: int) -> list[list[str]]:
