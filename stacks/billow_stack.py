@@ -378,7 +378,9 @@ class BillowStack(Stack):
 
     def _alarms(self) -> None:
         """Each declared alarm: the sum of a Billow metric over its period reaching the
-        threshold notifies its topic (and no data, an hour without the metric, is fine)."""
+        threshold notifies its topic (and no data, an hour without the metric, is fine).
+        A topic lets in, by one statement of its policy, exactly the alarms that notify it."""
+        notifying: dict[str, list[str]] = {}
         for declared in TOPOLOGY.alarms:
             name = construct_name(declared.name)
             alarm = cloudwatch.Alarm(
@@ -403,14 +405,16 @@ class BillowStack(Stack):
             if topic is None:
                 raise ValueError(f"alarm {declared.name} notifies the undeclared topic")
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-            topic.add_to_resource_policy(
+            notifying.setdefault(declared.topic, []).append(alarm.alarm_arn)
+        for topic_name, alarm_arns in notifying.items():
+            self.topics[topic_name].add_to_resource_policy(
                 iam.PolicyStatement(
                     principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                     actions=["sns:Publish"],
-                    resources=[topic.topic_arn],
+                    resources=[self.topics[topic_name].topic_arn],
                     conditions={
                         "StringEquals": {"aws:SourceAccount": self.account},
-                        "ArnLike": {"aws:SourceArn": alarm.alarm_arn},
+                        "ArnLike": {"aws:SourceArn": alarm_arns},
                     },
                 )
             )

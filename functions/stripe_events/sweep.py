@@ -11,7 +11,7 @@ from billow import tracing
 from billow.composition import dependencies
 from billow.domain.clock import parse_iso
 from billow.services.reconciliation import SweepReport, sweep
-from billow.topology import NAMESPACE, RECONCILIATION_REPAIRS, SERVICE
+from billow.topology import NAMESPACE, RECONCILIATION_FAILURES, RECONCILIATION_REPAIRS, SERVICE
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
@@ -22,6 +22,7 @@ COUNTED = {
     "payments_settled": "PaymentsSettledByReconciliation",
     "attempts_redriven": "PaymentAttemptsRedriven",
     "accounts_unreachable": "StripeAccountsUnreachable",
+    "failures": RECONCILIATION_FAILURES,
 }
 """Report fields and the metric each becomes."""
 

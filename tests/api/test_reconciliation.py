@@ -4,10 +4,13 @@ are settled from Stripe's own record, and a second run repairs nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from billow.adapters.organization_records import OrganizationRecords
+from billow.services import reconciliation
 from billow.services.payments import attempts
 from tests.api.billing_helpers import stripe_customer, webhooks
 from tests.api.conftest import StripeOrg
@@ -185,3 +188,33 @@ def test_an_unreachable_account_does_not_stop_the_others(
     repairs = repairs_of(result, stripe_org.id)
     assert repairs is not None and repairs["accounts_unreachable"] == 1, result
     assert result["accounts_unreachable"] >= 1
+
+
+def test_an_organization_the_sweep_fails_on_does_not_stop_the_others(
+    local_billow: Any, stripe_org: StripeOrg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug, or a stored event Billow cannot read, in one organization is logged and
+    counted (``ReconciliationFailures``, which alarms); the organizations listed after it
+    are still reconciled."""
+    listed = OrganizationRecords.list_ids
+
+    def broken_first(records: OrganizationRecords) -> Iterator[str]:
+        yield "broken-organization"
+        yield from listed(records)
+
+    republish = reconciliation.republish_unprocessed
+
+    def republish_or_fail(deps: Any, organization_id: str, now: Any) -> int:
+        if organization_id == "broken-organization":
+            raise RuntimeError("a stored event Billow cannot read")
+        return republish(deps, organization_id, now)
+
+    monkeypatch.setattr(OrganizationRecords, "list_ids", broken_first)
+    monkeypatch.setattr(reconciliation, "republish_unprocessed", republish_or_fail)
+    stripe_config(local_billow, "POST", "/_config/revoked_keys", {"api_key": stripe_org.secret_key})
+    result = local_billow.fire_schedule("stripe-events-sweep", later(0))
+    broken = repairs_of(result, "broken-organization")
+    assert broken is not None and broken["failures"] == 1, result
+    reached = repairs_of(result, stripe_org.id)
+    assert reached is not None and reached["accounts_unreachable"] == 1, result
+    assert result["failures"] >= 1

@@ -20,6 +20,7 @@ from billow.topology import (
     NAMESPACE,
     PAYMENT_FAILURE,
     PAYMENT_UNMATCHED,
+    RECONCILIATION_FAILURES,
     RECONCILIATION_REPAIRS,
     SERVICE,
     TOPOLOGY,
@@ -276,9 +277,10 @@ def test_one_encrypted_tls_only_topic_per_declared_topic(synth: Synth) -> None:
             for alarm in TOPOLOGY.alarms
             if alarm.topic == declared.name
         }
-        assert publish["Condition"]["ArnLike"]["aws:SourceArn"] in [
-            {"Fn::GetAtt": [alarm_id, "Arn"]} for alarm_id in alarm_ids
-        ]
+        sources = publish["Condition"]["ArnLike"]["aws:SourceArn"]
+        assert sorted(map(json.dumps, sources if isinstance(sources, list) else [sources])) == (
+            sorted(json.dumps({"Fn::GetAtt": [alarm_id, "Arn"]}) for alarm_id in alarm_ids)
+        )
 
 
 def test_each_declared_alarm_watches_its_metric_and_notifies_its_topic(synth: Synth) -> None:
@@ -293,7 +295,10 @@ def test_each_declared_alarm_watches_its_metric_and_notifies_its_topic(synth: Sy
         assert (alarm["Threshold"], alarm["EvaluationPeriods"]) == (declared.threshold, 1)
         assert alarm["TreatMissingData"] == "notBreaching"
         assert alarm["AlarmActions"] == [{"Ref": synth.topic_id(declared.topic)}]
-    assert {alarm.metric for alarm in TOPOLOGY.alarms} == {RECONCILIATION_REPAIRS}
+    assert {alarm.metric for alarm in TOPOLOGY.alarms} == {
+        RECONCILIATION_REPAIRS,
+        RECONCILIATION_FAILURES,
+    }
 
 
 def test_only_declared_publishers_may_publish_to_a_topic(synth: Synth) -> None:

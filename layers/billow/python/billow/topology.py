@@ -20,6 +20,8 @@ SERVICE = "billow"
 """The ``service`` dimension Powertools gives every metric, and the log's service name."""
 RECONCILIATION_REPAIRS = "ReconciliationRepairs"
 """What the hourly reconciliation with Stripe had to put right (0 when nothing)."""
+RECONCILIATION_FAILURES = "ReconciliationFailures"
+"""Organizations or charge attempts the hourly reconciliation failed on (0 when none)."""
 
 STRIPE_EVENT_RECEIVED = "stripe.event_received"
 PROVIDER_SYNC_REQUESTED = "customer.provider_sync_requested"
@@ -584,6 +586,15 @@ TOPOLOGY = Topology(
                 "silent charges and repaired them: something upstream is losing work"
             ),
             metric=RECONCILIATION_REPAIRS,
+            topic="operations-alerts",
+        ),
+        Alarm(
+            name="reconciliation-failures",
+            description=(
+                "The hourly reconciliation with Stripe failed on an organization or a charge "
+                "attempt and went on with the others: its logs hold the traceback"
+            ),
+            metric=RECONCILIATION_FAILURES,
             topic="operations-alerts",
         ),
     ),

@@ -56,6 +56,8 @@ class Repairs(BaseModel):
     payments_settled: int = 0
     attempts_redriven: int = 0
     accounts_unreachable: int = 0
+    failures: int = 0
+    """Steps that failed unexpectedly (logged with their traceback); the others went on."""
     """Connected Stripe accounts the sweep could not read (a revoked key, an outage)."""
 
     @property
@@ -85,27 +87,40 @@ def _repairs(found: dict[str, Repairs], organization_id: str) -> Repairs:
 
 
 def sweep(deps: Dependencies, now: datetime) -> SweepReport:
+    """Reconcile every organization. One that fails unexpectedly (a bug, a stored event
+    Billow cannot read) is logged and counted, and the others are still reconciled: the
+    next hour looks at it again, and the ``reconciliation-failures`` alarm says so."""
     found: dict[str, Repairs] = {}
     for organization_id in deps.store.organizations.list_ids():
-        for connection in deps.store.connections.list_all(organization_id):
-            try:
-                recovered = recover_events(deps, connection, now)
-            except ProviderError as error:
-                # One account out of reach (its key revoked, Stripe down) must not stop the
-                # others; its cursor stays, so the next hour looks again from there.
-                logger.warning(
-                    "Stripe events unreadable",
-                    extra={"organization_id": organization_id, "error": error.message},
-                )
-                _repairs(found, organization_id).accounts_unreachable += 1
-                continue
-            if recovered:
-                _repairs(found, organization_id).events_recovered += recovered
-        republished = republish_unprocessed(deps, organization_id, now)
-        if republished:
-            _repairs(found, organization_id).events_republished += republished
+        try:
+            _reconcile_organization(deps, organization_id, now, found)
+        except Exception:
+            logger.exception("Reconciliation failed", extra={"organization_id": organization_id})
+            _repairs(found, organization_id).failures += 1
     _settle_quiet_attempts(deps, now, found)
     return SweepReport(organizations=list(found.values()))
+
+
+def _reconcile_organization(
+    deps: Dependencies, organization_id: str, now: datetime, found: dict[str, Repairs]
+) -> None:
+    for connection in deps.store.connections.list_all(organization_id):
+        try:
+            recovered = recover_events(deps, connection, now)
+        except ProviderError as error:
+            # One account out of reach (its key revoked, Stripe down) must not stop the
+            # others; its cursor stays, so the next hour looks again from there.
+            logger.warning(
+                "Stripe events unreadable",
+                extra={"organization_id": organization_id, "error": error.message},
+            )
+            _repairs(found, organization_id).accounts_unreachable += 1
+            continue
+        if recovered:
+            _repairs(found, organization_id).events_recovered += recovered
+    republished = republish_unprocessed(deps, organization_id, now)
+    if republished:
+        _repairs(found, organization_id).events_republished += republished
 
 
 def _settle_quiet_attempts(deps: Dependencies, now: datetime, found: dict[str, Repairs]) -> None:
@@ -126,6 +141,13 @@ def _settle_quiet_attempts(deps: Dependencies, now: datetime, found: dict[str, R
             # Stripe refuses this account's key: asking for the attempt again makes the
             # charge meet the same refusal, which fails the attempt visibly.
             outcome = "not_in_stripe"
+        except Exception:
+            logger.exception(
+                "Reconciling a charge attempt failed",
+                extra={"organization_id": organization_id, "invoice_id": invoice.lago_id},
+            )
+            _repairs(found, organization_id).failures += 1
+            continue
         if outcome == "settled":
             _repairs(found, organization_id).payments_settled += 1
         elif outcome == "not_in_stripe":
