@@ -111,18 +111,6 @@ def load(model: type[M], item: Item) -> M:
     return model.model_validate({**document(item), **fields})
 
 
-def _delete(transaction: Transaction, key: Item, condition: str, values: Item) -> None:
-    transaction.actions.append(
-        {
-            "Delete": {
-                "Key": key,
-                "ConditionExpression": condition,
-                "ExpressionAttributeValues": values,
-            }
-        }
-    )
-
-
 def _stage_pointer(
     transaction: Transaction,
     organization_id: str,
@@ -135,11 +123,10 @@ def _stage_pointer(
     if code == previous_code:
         return
     if previous_code is not None:
-        _delete(
-            transaction,
+        transaction.delete(
             {"PK": org_pk(organization_id), "SK": f"{prefix}{previous_code}"},
-            "lago_id = :id",
-            {":id": lago_id},
+            condition="lago_id = :id",
+            values={":id": lago_id},
         )
     if code is not None:
         transaction.put(
@@ -178,6 +165,35 @@ def stage_coded(
         obj.lago_id,
         obj.code if obj.deleted_at is None else None,
         before.code if before is not None and before.deleted_at is None else None,
+    )
+
+
+def _stage_keyed(
+    transaction: Transaction, obj: Any, before: Any | None, *, kind: str, family: str, prefix: str
+) -> None:
+    """Stage the write of an object keyed by its code (``{prefix}#{code}``), listed in
+    ``family``: created, replaced over the version read, or renamed (the old key goes,
+    the new one must be free). Taxes and add-ons are kept so."""
+    item = _item(obj.organization_id, f"{prefix}#{obj.code}", kind, obj, family)
+    if before is not None and before.code != obj.code:
+        _stage_keyed_removal(transaction, before, prefix)
+        transaction.put_versioned(item, None)
+    else:
+        transaction.put_versioned(item, before.version if before else None)
+    _stage_listed(transaction, family, obj, before, obj)
+
+
+def _stage_keyed_delete(transaction: Transaction, obj: Any, *, family: str, prefix: str) -> None:
+    _stage_keyed_removal(transaction, obj, prefix)
+    _stage_listed(transaction, family, obj, obj, None)
+
+
+def _stage_keyed_removal(transaction: Transaction, obj: Any, prefix: str) -> None:
+    """The object's item goes, only while it is at the version read."""
+    transaction.delete(
+        {"PK": org_pk(obj.organization_id), "SK": f"{prefix}#{obj.code}"},
+        condition="version = :expected",
+        values={":expected": obj.version},
     )
 
 
@@ -230,18 +246,10 @@ class TaxRecords(Repository):
         return sorted(taxes, key=lambda tax: (tax.created_at, tax.code))
 
     def stage(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
-        """Create, replace or rename (the code is the key) a tax."""
-        item = _item(tax.organization_id, f"TAX#{tax.code}", "tax", tax, TAXES)
-        if before is not None and before.code != tax.code:
-            self._delete_item(transaction, before)
-            transaction.put_versioned(item, None)
-        else:
-            transaction.put_versioned(item, before.version if before else None)
-        _stage_listed(transaction, TAXES, tax, before, tax)
+        _stage_keyed(transaction, tax, before, kind="tax", family=TAXES, prefix="TAX")
 
     def stage_delete(self, transaction: Transaction, tax: Tax) -> None:
-        self._delete_item(transaction, tax)
-        _stage_listed(transaction, TAXES, tax, tax, None)
+        _stage_keyed_delete(transaction, tax, family=TAXES, prefix="TAX")
 
     def count_users(self, organization_id: str, codes: Sequence[str]) -> dict[str, dict[str, int]]:
         """How many customers, plans and add-ons carry each tax, from the counters their
@@ -256,15 +264,6 @@ class TaxRecords(Repository):
             code: {field: counts[(family, tax_scope(code))] for field, family in families.items()}
             for code in codes
         }
-
-    @staticmethod
-    def _delete_item(transaction: Transaction, tax: Tax) -> None:
-        _delete(
-            transaction,
-            {"PK": org_pk(tax.organization_id), "SK": f"TAX#{tax.code}"},
-            "version = :expected",
-            {":expected": tax.version},
-        )
 
 
 class PlanRecords(Repository):
@@ -305,27 +304,10 @@ class AddOnRecords(Repository):
         return [load(AddOn, item) for item in _catalog(self._db, organization_id, "ADD_ON#")]
 
     def stage(self, transaction: Transaction, add_on: AddOn, before: AddOn | None) -> None:
-        """Create, replace or rename (the code is the key) an add-on."""
-        item = _item(add_on.organization_id, f"ADD_ON#{add_on.code}", "add_on", add_on, ADD_ONS)
-        if before is not None and before.code != add_on.code:
-            self._delete_item(transaction, before)
-            transaction.put_versioned(item, None)
-        else:
-            transaction.put_versioned(item, before.version if before else None)
-        _stage_listed(transaction, ADD_ONS, add_on, before, add_on)
+        _stage_keyed(transaction, add_on, before, kind="add_on", family=ADD_ONS, prefix="ADD_ON")
 
     def stage_delete(self, transaction: Transaction, add_on: AddOn) -> None:
-        self._delete_item(transaction, add_on)
-        _stage_listed(transaction, ADD_ONS, add_on, add_on, None)
-
-    @staticmethod
-    def _delete_item(transaction: Transaction, add_on: AddOn) -> None:
-        _delete(
-            transaction,
-            {"PK": org_pk(add_on.organization_id), "SK": f"ADD_ON#{add_on.code}"},
-            "version = :expected",
-            {":expected": add_on.version},
-        )
+        _stage_keyed_delete(transaction, add_on, family=ADD_ONS, prefix="ADD_ON")
 
 
 class CouponRecords(Repository):
