@@ -211,14 +211,20 @@ def connection_for(
     return connections[0] if connections else None
 
 
+def customer_connection(deps: Dependencies, customer: Customer | None) -> StripeConnection | None:
+    """The connection a customer's money goes through, or None for a customer not in
+    Stripe or an organization not connected."""
+    if customer is None or not customer.stripe_customer_id:
+        return None
+    return connection_for(
+        deps, customer.organization_id, customer.billing_configuration.payment_provider_code
+    )
+
+
 def stripe_account(
     deps: Dependencies, customer: Customer | None
 ) -> tuple[StripeConnection, PaymentProvider] | None:
     """The Stripe account a customer's money goes through (its connection, and a gateway
     for it), or None for a customer not in Stripe or an organization not connected."""
-    if customer is None or not customer.stripe_customer_id:
-        return None
-    connection = connection_for(
-        deps, customer.organization_id, customer.billing_configuration.payment_provider_code
-    )
+    connection = customer_connection(deps, customer)
     return (connection, deps.stripe_for(connection)) if connection else None

@@ -27,7 +27,7 @@ from billow.domain.invoice_math import AppliedTaxTotal, ServiceTaxes
 from billow.domain.invoices import Invoice, StripeTaxLink
 from billow.ports import PaymentProvider, TaxCalculation, TaxRateApplied
 from billow.services.retries import retry_on_race
-from billow.services.stripe_connection import connection_for, stripe_account
+from billow.services.stripe_connection import customer_connection, stripe_account
 from billow.topology import TAX_TRANSACTION_REQUESTED
 
 TAX_NAME = "Stripe Tax"
@@ -39,11 +39,7 @@ def tax_account(
     """The customer's Stripe account when Stripe Tax computes its taxes. The connection
     is read first: without Stripe Tax, billing needs no gateway (no secret read, no
     Stripe SDK loaded by the invoice worker)."""
-    if not customer.stripe_customer_id:
-        return None
-    connection = connection_for(
-        deps, customer.organization_id, customer.billing_configuration.payment_provider_code
-    )
+    connection = customer_connection(deps, customer)
     if connection is None or not connection.automatic_tax:
         return None
     return connection, deps.stripe_for(connection)
