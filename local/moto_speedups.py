@@ -243,8 +243,9 @@ def _count_writes() -> None:
         setattr(Table, name, counted(getattr(Table, name)))
 
 
-def _index_partition(table: Any, attribute: str, value: Any) -> list[Any]:
-    """The items whose ``attribute`` is ``value``, grouped once per write generation."""
+def _index_groups(table: Any, attribute: str) -> tuple[int, dict[Any, list[Any]], dict[Any, Any]]:
+    """The items by their ``attribute`` value, grouped once per write generation, with a
+    memo of what was derived from them (sorted partitions) that lives as long."""
     groups = vars(table).setdefault("_index_groups", {})
     cached = groups.get(attribute)
     if cached is None or cached[0] != _Writes.count:
@@ -254,7 +255,12 @@ def _index_partition(table: Any, attribute: str, value: Any) -> list[Any]:
                 if (found := item.attrs.get(attribute)) is not None:
                     grouped.setdefault(found, []).append(item)
         cached = groups[attribute] = (_Writes.count, grouped, {})
-    return list(cached[1].get(value, []))
+    return cached
+
+
+def _index_partition(table: Any, attribute: str, value: Any) -> list[Any]:
+    """The items whose ``attribute`` is ``value`` (a copy moto may sort)."""
+    return list(_index_groups(table, attribute)[1].get(value, []))
 
 
 @dataclass(frozen=True)
@@ -300,13 +306,12 @@ def _page_of(table: Any, attribute: str, value: Any, window: _Window, sort: Any)
     in the partition sorted once per write generation (as moto sorts it), so a page costs
     its own size whatever the partition holds, as in DynamoDB. One entry either side is
     kept so moto still sees where the page starts and that more follow."""
-    _index_partition(table, attribute, value)  # (re)groups the partitions if written since
-    memo = vars(table)["_index_groups"][attribute][2]
+    _, grouped, memo = _index_groups(table, attribute)
     key = ("window", value, window.hash_attrs, window.range_attrs, window.forward)
     if key not in memo:
         indexed = [
             entry
-            for entry in _index_partition(table, attribute, value)
+            for entry in grouped.get(value, [])
             if entry.attrs.get(window.range_attrs[0]) is not None
         ]
         ordered = sort(table, list(window.hash_attrs), list(window.range_attrs), indexed)
@@ -388,11 +393,11 @@ def _index_partitions() -> None:
         if noted is None or noted[0] is not self or noted[3] is not None:
             return list(original_sorted(self, hash_attrs, range_attrs, items))
         (name, value) = noted[1]
-        cached = vars(self)["_index_groups"][name]
+        memo = _index_groups(self, name)[2]
         memo_key = (value, tuple(hash_attrs), tuple(range_attrs), len(items))
-        if memo_key not in cached[2]:
-            cached[2][memo_key] = list(original_sorted(self, hash_attrs, range_attrs, items))
-        return list(cached[2][memo_key])
+        if memo_key not in memo:
+            memo[memo_key] = list(original_sorted(self, hash_attrs, range_attrs, items))
+        return list(memo[memo_key])
 
     original_size = Item.size
 
