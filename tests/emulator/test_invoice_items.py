@@ -29,26 +29,15 @@ def test_an_item_on_a_renewal_draft_is_charged_with_it(client: stripe.StripeClie
     draft, clock, period_end, customer = renewal_draft(client)
     assert draft.automatically_finalizes_at == period_end + 3600
     product = client.v1.products.create({"name": "Pro Plan API calls"})
-    item = client.v1.invoice_items.create(
-        {
-            "customer": customer,
-            "invoice": draft.id,
-            "price_data": {"currency": "usd", "product": product.id, "unit_amount": 1250},
-            "description": "1,250 API calls",
-            "metadata": {"billow_charge_id": "ch-1"},
-        },
-        {"idempotency_key": "usage-1"},
-    )
-    again = client.v1.invoice_items.create(
-        {
-            "customer": customer,
-            "invoice": draft.id,
-            "price_data": {"currency": "usd", "product": product.id, "unit_amount": 1250},
-            "description": "1,250 API calls",
-            "metadata": {"billow_charge_id": "ch-1"},
-        },
-        {"idempotency_key": "usage-1"},
-    )
+    usage: Any = {
+        "customer": customer,
+        "invoice": draft.id,
+        "price_data": {"currency": "usd", "product": product.id, "unit_amount": 1250},
+        "description": "1,250 API calls",
+        "metadata": {"billow_charge_id": "ch-1"},
+    }
+    item = client.v1.invoice_items.create(usage, {"idempotency_key": "usage-1"})
+    again = client.v1.invoice_items.create(usage, {"idempotency_key": "usage-1"})
     assert again.id == item.id  # a retried request adds nothing
     assert (item.amount, item.invoice, item.pricing.price_details.product) == (
         1250,
