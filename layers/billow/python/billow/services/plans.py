@@ -231,9 +231,7 @@ def delete_plan(deps: Dependencies, organization_id: str, code: str) -> Plan:
     deps.store.plans.stage(transaction, after, before)
     stage_metric_uses(deps, transaction, organization_id, before.charges, [])
     stage_sync(deps, transaction, organization_id, "plan", after.lago_id, after.code, after.version)
-    active = deps.store.subscriptions.count_active_by_plan(organization_id, [after.lago_id])[
-        after.lago_id
-    ]
+    active = deps.store.subscriptions.count_by_plan(organization_id, after.lago_id)["active"]
     transaction.publish([_announce(deps, "plan.deleted", after, active)])
     deps.store.commit(transaction)
     now = utcnow()
