@@ -18,11 +18,13 @@ from billow.adapters.listing import (
     ALL,
     Listing,
     ListRecords,
+    Read,
     Repository,
     Tally,
     counter_key,
     list_attributes,
     listing_by_status,
+    parser_of,
     stage_counts,
 )
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
@@ -235,9 +237,13 @@ class SubscriptionRecords(Repository):
         matching = [s for s in subscriptions if s.external_id == external_id]
         return sorted(matching, key=lambda s: (s.created_at, s.lago_id))
 
+    @staticmethod
+    def ref(organization_id: str, external_id: str, lago_id: str) -> Read[Subscription]:
+        sk = f"SUBSCRIPTION#{external_id}#{lago_id}"
+        return Read(org_pk(organization_id), sk, parser_of(Subscription))
+
     def get(self, organization_id: str, external_id: str, lago_id: str) -> Subscription | None:
-        item = self._db.get_item(org_pk(organization_id), f"SUBSCRIPTION#{external_id}#{lago_id}")
-        return Subscription.model_validate(document(item)) if item else None
+        return self._db.get(self.ref(organization_id, external_id, lago_id))
 
     def list_all(self, organization_id: str) -> Iterator[Subscription]:
         """Every subscription: for the few uses that must visit each (a plan's users)."""
@@ -354,9 +360,12 @@ class InvoiceRecords(Repository):
             invoice_listing(invoice),
         )
 
+    @staticmethod
+    def ref(organization_id: str, lago_id: str) -> Read[Invoice]:
+        return Read(org_pk(organization_id), f"INVOICE#{lago_id}", parser_of(Invoice))
+
     def get(self, organization_id: str, lago_id: str) -> Invoice | None:
-        item = self._db.get_item(org_pk(organization_id), f"INVOICE#{lago_id}")
-        return Invoice.model_validate(document(item)) if item else None
+        return self._db.get(self.ref(organization_id, lago_id))
 
     @staticmethod
     def _invoice_lists(

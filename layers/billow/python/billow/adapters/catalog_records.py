@@ -16,6 +16,7 @@ deleted plan or coupon stays readable by id but leaves its list.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from billow.adapters.listing import (
     ALL,
     Listing,
     ListRecords,
+    Read,
     Repository,
     Tally,
     list_attributes,
@@ -276,10 +278,13 @@ class PlanRecords(Repository):
         plan = self.get_by_id(organization_id, str(pointer["lago_id"])) if pointer else None
         return plan if plan is not None and plan.deleted_at is None else None
 
-    def get_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
+    @staticmethod
+    def ref_by_id(organization_id: str, lago_id: str) -> Read[Plan]:
         """Deleted plans included: subscriptions and invoices refer to plans by id."""
-        item = _find(self._db, organization_id, f"PLAN#{lago_id}")
-        return load(Plan, item) if item else None
+        return Read(org_pk(organization_id), f"PLAN#{lago_id}", functools.partial(load, Plan))
+
+    def get_by_id(self, organization_id: str, lago_id: str) -> Plan | None:
+        return self._db.get(self.ref_by_id(organization_id, lago_id))
 
     def list_with_deleted(self, organization_id: str) -> list[Plan]:
         """Live and deleted plans."""

@@ -8,9 +8,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from billow.adapters.listing import (
     ALL,
     Listing,
+    Read,
     Repository,
     Tally,
     list_attributes,
+    parser_of,
     stage_counts,
     tax_scope,
 )
@@ -81,9 +83,12 @@ class CustomerRecords(Repository):
             customer_listing(customer),
         )
 
+    @staticmethod
+    def ref(organization_id: str, external_id: str) -> Read[Customer]:
+        return Read(org_pk(organization_id), f"CUSTOMER#{external_id}", parser_of(Customer))
+
     def get(self, organization_id: str, external_id: str) -> Customer | None:
-        item = self._db.get_item(org_pk(organization_id), f"CUSTOMER#{external_id}")
-        return Customer.model_validate(document(item)) if item else None
+        return self._db.get(self.ref(organization_id, external_id))
 
     def get_many(self, organization_id: str, external_ids: Iterable[str]) -> list[Customer]:
         """The customers of these external ids that exist (one BatchGetItem per hundred)."""

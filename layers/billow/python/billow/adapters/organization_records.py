@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from billow.adapters.listing import Repository
+from billow.adapters.listing import Read, Repository
+from billow.adapters.listing import parser_of as _parser
 from billow.adapters.table import Transaction, document, org_pk, packed
 from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
@@ -38,9 +39,12 @@ class OrganizationRecords(Repository):
         )
         self._db.commit(transaction)
 
+    @staticmethod
+    def ref(organization_id: str) -> Read[Organization]:
+        return Read(org_pk(organization_id), "ORGANIZATION", _parser(Organization))
+
     def get(self, organization_id: str) -> Organization | None:
-        item = self._db.get_item(org_pk(organization_id), "ORGANIZATION")
-        return Organization.model_validate(document(item)) if item else None
+        return self._db.get(self.ref(organization_id))
 
     def save(self, organization: Organization) -> None:
         """Replace the organization's document, leaving its counters alone."""
@@ -94,10 +98,13 @@ class ConnectionRecords(Repository):
         transaction.publish(events)
         self._db.commit(transaction)
 
-    def get(self, organization_id: str, code: str) -> StripeConnection | None:
+    @staticmethod
+    def ref(organization_id: str, code: str) -> Read[StripeConnection]:
         key = _connection_key(organization_id, code)
-        item = self._db.get_item(key["PK"], key["SK"])
-        return StripeConnection.model_validate(document(item)) if item else None
+        return Read(key["PK"], key["SK"], _parser(StripeConnection))
+
+    def get(self, organization_id: str, code: str) -> StripeConnection | None:
+        return self._db.get(self.ref(organization_id, code))
 
     def list_all(self, organization_id: str) -> list[StripeConnection]:
         return [
