@@ -73,8 +73,10 @@ def _sequence_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     def recorded(store: TableBase, transaction: Any) -> None:
         original(store, transaction)
         for action in transaction.actions:
-            item = action.get("Put", {}).get("Item", {})
-            if item.get("SK") == "INVOICE_SEQUENCE":
+            update = action.get("Update", {})
+            if update.get("Key", {}).get("SK") == "INVOICE_SEQUENCE" and "#value" in str(
+                update.get("UpdateExpression")
+            ):
                 taken.append(len([a for a in transaction.actions if _is_invoice_put(a)]))
 
     monkeypatch.setattr(TableBase, "commit", recorded)
@@ -85,7 +87,7 @@ def _is_invoice_put(action: dict[str, Any]) -> bool:
     return str(action.get("Put", {}).get("Item", {}).get("SK", "")).startswith("INVOICE#")
 
 
-def test_concurrent_workers_number_every_invoice_once_without_a_gap_and_without_racing(
+def test_concurrent_workers_number_every_invoice_once_without_a_gap_racing_once_at_most(
     org: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     due = _subscribe(org, 24)
@@ -109,8 +111,11 @@ def test_concurrent_workers_number_every_invoice_once_without_a_gap_and_without_
     assert sorted(i["fees"][0]["external_subscription_id"] for i in invoices) == sorted(
         one.external_id for one in due
     )
-    # Only the lease holder writes the sequence, so no write of it ever failed.
-    assert not [c for c in conflicts if "INVOICE_SEQUENCE" in c]
+    # A worker tries to number its own invoice until it first sees others at work (a race
+    # lost, or the lease held); from then on it sets its invoices aside for the numberer.
+    # So the sequence loses at most one race per worker, whatever the number of invoices.
+    sequence_races = [c for c in conflicts if "INVOICE_SEQUENCE" in c and "#value" in c]
+    assert len(sequence_races) < 12
 
 
 def test_an_invoice_issued_while_a_numberer_works_waits_unseen_then_gets_the_next_number(

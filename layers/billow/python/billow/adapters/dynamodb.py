@@ -83,8 +83,7 @@ transaction as the items they count: ``billow.adapters.listing``):
 - invoices waiting for a number: PK={org} SK begins_with INVOICE_TO_NUMBER# (strongly
   consistent); of every organization (sweep, sparse, GSI2: ids only):
   GSI2PK=INVOICES_TO_NUMBER#{shard} GSI2SK <= {cutoff}…
-- the number sequence: PK={org} SK=INVOICE_SEQUENCE; the numbering lease: PK={org}
-  SK=INVOICE_NUMBERING_LEASE
+- the number sequence and the lease of whoever numbers: PK={org} SK=INVOICE_SEQUENCE
 
 ``stripe_sync``, ``stripe_portal``
 - a catalog object's mirror in Stripe: PK={org} SK=STRIPE_SYNC#{object_type}#{lago_id};

@@ -8,6 +8,7 @@ committed before it looks (``billow.services.invoice_numbering``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from billow.adapters.listing import Repository
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
@@ -17,8 +18,22 @@ from billow.domain.subscriptions import DUE_INDEX_SHARDS, due_shard
 
 WAITING = "INVOICE_TO_NUMBER#"
 SEQUENCE = "INVOICE_SEQUENCE"
-LEASE = "INVOICE_NUMBERING_LEASE"
 SWEEP = "INVOICES_TO_NUMBER"
+_UNHELD = "(attribute_not_exists(held_until) OR held_until <= :now)"
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """The organization's sequence item: the last number given, and until when (epoch ms)
+    a numberer holds the lease on it (0: nobody). The lease lives on the sequence item so
+    that an issuer learns both with one read, and numbers its invoice with one write
+    when nobody holds it."""
+
+    value: int
+    held_until: int
+
+    def held(self, now_ms: int) -> bool:
+        return self.held_until > now_ms
 
 
 def _waiting_key(organization_id: str, lago_id: str) -> Item:
@@ -89,62 +104,75 @@ class NumberingRecords(Repository):
             condition="attribute_exists(PK)",
         )
 
-    def get_sequence(self, organization_id: str) -> int:
+    def get_sequence(self, organization_id: str) -> Sequence:
+        """The last number given and who holds the lease, read strongly consistent."""
         item = self._db.get_item(org_pk(organization_id), SEQUENCE)
-        return int(str(item["value"])) if item else 0
+        if item is None:
+            return Sequence(value=0, held_until=0)
+        return Sequence(
+            value=int(str(item.get("value", 0))), held_until=int(str(item.get("held_until", 0)))
+        )
 
     @staticmethod
     def stage_sequence(
-        transaction: Transaction, organization_id: str, read: int, taken: int
+        transaction: Transaction,
+        organization_id: str,
+        read: int,
+        taken: int,
+        unheld_at: int | None = None,
     ) -> None:
         """Take numbers ``read + 1`` to ``read + taken``; fails if another numberer took
-        any of them first (no gaps, no twins)."""
-        transaction.put(
-            {
-                "PK": org_pk(organization_id),
-                "SK": SEQUENCE,
-                "kind": "invoice_sequence",
-                "value": read + taken,
-            },
-            condition="attribute_not_exists(PK)" if read == 0 else "#value = :read",
-            values=None if read == 0 else {":read": read},
-            names=None if read == 0 else {"#value": "value"},
+        any of them first (no gaps, no twins). With ``unheld_at`` (an issuer numbering its
+        own invoice without the lease), it also fails if anyone holds the lease at that
+        moment: a holder's batch is never cut into. The lease's own attributes are left as
+        they are."""
+        condition = "attribute_not_exists(#value)" if read == 0 else "#value = :read"
+        values: Item = {":taken": read + taken}
+        if read:
+            values[":read"] = read
+        if unheld_at is not None:
+            condition = f"({condition}) AND {_UNHELD}"
+            values[":now"] = unheld_at
+        transaction.update(
+            {"PK": org_pk(organization_id), "SK": SEQUENCE},
+            "SET #value = :taken, kind = :kind",
+            condition=condition,
+            values={**values, ":kind": "invoice_sequence"},
+            names={"#value": "value"},
         )
-
-    def lease_held(self, organization_id: str, now_ms: int) -> bool:
-        item = self._db.get_item(org_pk(organization_id), LEASE)
-        return item is not None and int(str(item["held_until"])) > now_ms
 
     def take_lease(self, organization_id: str, owner: str, now_ms: int, held_until: int) -> bool:
         """Become the organization's numberer, unless someone holds an unexpired lease."""
         transaction = Transaction()
-        transaction.put(
-            {
-                "PK": org_pk(organization_id),
-                "SK": LEASE,
-                "kind": "invoice_numbering_lease",
-                "owner": owner,
-                "held_until": held_until,
+        transaction.update(
+            {"PK": org_pk(organization_id), "SK": SEQUENCE},
+            "SET held_until = :until, #owner = :owner, kind = :kind",
+            condition=_UNHELD,
+            values={
+                ":until": held_until,
+                ":owner": owner,
+                ":now": now_ms,
+                ":kind": "invoice_sequence",
             },
-            condition="attribute_not_exists(PK) OR held_until <= :now",
-            values={":now": now_ms},
+            names={"#owner": "owner"},
         )
+        return self._commit_unless_raced(transaction)
+
+    def release_lease(self, organization_id: str, owner: str) -> None:
+        """Give the lease up, unless it expired and someone else took it meanwhile."""
+        transaction = Transaction()
+        transaction.update(
+            {"PK": org_pk(organization_id), "SK": SEQUENCE},
+            "REMOVE held_until, #owner",
+            condition="#owner = :owner",
+            values={":owner": owner},
+            names={"#owner": "owner"},
+        )
+        self._commit_unless_raced(transaction)
+
+    def _commit_unless_raced(self, transaction: Transaction) -> bool:
         try:
             self._db.commit(transaction)
         except ConcurrentUpdate:
             return False
         return True
-
-    def release_lease(self, organization_id: str, owner: str) -> None:
-        """Give the lease up, unless it expired and someone else took it meanwhile."""
-        transaction = Transaction()
-        transaction.delete(
-            {"PK": org_pk(organization_id), "SK": LEASE},
-            condition="#owner = :owner",
-            values={":owner": owner},
-            names={"#owner": "owner"},
-        )
-        try:
-            self._db.commit(transaction)
-        except ConcurrentUpdate:
-            return

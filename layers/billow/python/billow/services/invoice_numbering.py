@@ -1,28 +1,33 @@
-"""Numbering issued invoices: one numberer per organization at a time.
+"""Numbering issued invoices: gap-free per organization, without serializing a billing day.
 
 Lago numbers an organization's invoices 1, 2, 3… without a gap or a twin. Taking the next
 number in every issuing transaction made concurrent issuers of one organization race for
 one item: at the invoice worker's deployed concurrency (20) that was 2.2 failed
 transactions per invoice (``bench/invoice_numbers.py``), each decided again from fresh
-reads. Now an issuer first reads the organization's numbering lease:
+reads. So the sequence item also carries a lease, and an issuer first reads it:
 
-- Free (the usual case: one issuer at a time): it takes the lease and commits its invoice
-  numbered, in the transaction that issues it.
-- Held: it commits its invoice aside, unnumbered (``stage_invoice_to_number``), with
-  everything else its decision writes. Such issuers share no item, so they never collide.
+- Nobody holds the lease (the usual case: one issuer at a time): the issuer commits its
+  invoice numbered, in the transaction that issues it, with the sequence's write
+  conditional on the number read and on the lease still being free. One read, one write.
+- The lease is held, or that write lost a race: it commits its invoice aside, unnumbered
+  (``stage_waiting``), with everything else its decision writes. Such issuers
+  share no item, so they never collide; then it looks for a numberer (below).
 
-Whoever holds the lease then numbers what waits, ``BATCH`` invoices per transaction with
-one write of the sequence for all of them, releases the lease and looks once more.
+Whoever holds the lease numbers what waits, ``BATCH`` invoices per transaction with one
+write of the sequence for all of them, releases the lease and looks once more. An issuer
+set aside takes the lease itself when nobody holds it.
 
-Why no invoice is left waiting: an issuer reads the lease only after its invoice is
-committed aside. If the lease is held then, the holder's last look comes after its
-release, so after that read, and sees the invoice (the look is strongly consistent). A
+Why no invoice is left waiting: an issuer set aside reads the lease only after its
+invoice is committed aside. If the lease is held then, the holder's last look comes after
+its release, so after that read, and sees the invoice (the look is strongly consistent).
+An issuer numbering its own invoice never holds the lease, so nobody waits on it. A
 numberer that dies keeps the lease until ``LEASE_MS`` passes; the next issuer of the
 organization, or the hourly run's sweep (``number_stranded``), numbers what it left.
 
 The write of the sequence stays conditional on the number read: the lease spares the
 races, the condition makes one harmless (a numberer whose lease expired while it worked
-loses its batch and reads again).
+loses its batch and reads again), and the lease condition keeps a lone issuer out of a
+holder's batch.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from datetime import datetime, timedelta
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, stable_id, utcnow
+from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.invoices import Invoice, invoice_number
 from billow.domain.organizations import Organization
@@ -52,6 +58,11 @@ LINGER_S = 0.03
 """A numberer that numbered waiting invoices looks a few more times before it lets go: on
 a billing day more arrive every few milliseconds, and each hand-over of the lease is a
 moment where two issuers may both try to take it (a failed write each time)."""
+CONTENDED_S = 60.0
+"""After a sign that others issue for the organization at the same time (a lost race for
+the number, or a numberer at work), this process sets its invoices aside for that long
+rather than try the numbered write first: on a billing day concurrent issuers would
+mostly lose it to each other, a failed transaction each."""
 STRANDED_AFTER = timedelta(minutes=5)
 AWAIT_S = 10.0
 AWAIT_STEP_S = 0.05
@@ -70,6 +81,21 @@ def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> Outbo
     )
 
 
+_contended_until: dict[str, float] = {}
+"""Per organization, until when (``time.monotonic``) this process's issuers go aside."""
+
+
+def _contended(organization_id: str) -> bool:
+    return _contended_until.get(organization_id, 0.0) > time.monotonic()
+
+
+def _note_contention(organization_id: str) -> None:
+    now = time.monotonic()
+    for stale in [org for org, until in _contended_until.items() if until <= now]:
+        del _contended_until[stale]
+    _contended_until[organization_id] = now + CONTENDED_S
+
+
 def _now_ms() -> int:
     return int(utcnow().timestamp() * 1000)
 
@@ -78,7 +104,7 @@ def _take_lease(deps: Dependencies, organization_id: str) -> str | None:
     """The lease's owner id if this caller now holds it; None if a numberer is at work.
     Read first: a held lease is seen without a write, so busy issuers do not collide."""
     now = _now_ms()
-    if deps.store.numbering.lease_held(organization_id, now):
+    if deps.store.numbering.get_sequence(organization_id).held(now):
         return None
     owner = new_id()
     if deps.store.numbering.take_lease(organization_id, owner, now, now + LEASE_MS):
@@ -96,29 +122,34 @@ def commit_issued(
     """Commit a newly issued invoice with the writes its decision makes (``stage_rest``
     stages them and returns their events) and give it its number: in the same transaction
     when no numberer is at work, else it waits for the numberer at work. Returns the
-    invoice, numbered unless it waits."""
-    owner = _take_lease(deps, organization.id)
-    if owner is None:
-        transaction = Transaction()
-        deps.store.numbering.stage_waiting(transaction, invoice, queued_at=iso(utcnow()))
-        transaction.publish(stage_rest(transaction))
-        deps.store.commit(transaction)
-        return number_waiting(deps, organization.id).get(invoice.lago_id, invoice)
-    try:
-        read = deps.store.numbering.get_sequence(organization.id)
-        final = _numbered(organization, invoice, read + 1, iso(utcnow()))
-        transaction = Transaction()
-        deps.store.numbering.stage_sequence(transaction, organization.id, read, 1)
-        deps.store.invoices.stage(transaction, final, before=None)
-        deps.store.numbering.stage_not_waiting(transaction, final)
-        transaction.publish([*stage_rest(transaction), *_announced(final, customer)])
-        deps.store.commit(transaction)
-    finally:
-        deps.store.numbering.release_lease(organization.id, owner)
-        # The last look, also when this invoice lost its race (a normal outcome): issuers
-        # that saw the lease held meanwhile count on it.
-        number_waiting(deps, organization.id)
-    return final
+    invoice, numbered unless it waits.
+
+    Raises ConcurrentUpdate when what the decision was made on changed (or the invoice
+    was issued already): the caller reads again."""
+    if not _contended(organization.id):
+        now = _now_ms()
+        sequence = deps.store.numbering.get_sequence(organization.id)
+        if not sequence.held(now):
+            final = _numbered(organization, invoice, sequence.value + 1, iso(utcnow()))
+            transaction = Transaction()
+            deps.store.numbering.stage_sequence(
+                transaction, organization.id, sequence.value, 1, unheld_at=now
+            )
+            deps.store.invoices.stage(transaction, final, before=None)
+            deps.store.numbering.stage_not_waiting(transaction, final)
+            transaction.publish([*stage_rest(transaction), *_announced(final, customer)])
+            try:
+                deps.store.commit(transaction)
+            except ConcurrentUpdate:
+                pass  # another issuer took the number, or a numberer the lease
+            else:
+                return final
+        _note_contention(organization.id)
+    transaction = Transaction()
+    deps.store.numbering.stage_waiting(transaction, invoice, queued_at=iso(utcnow()))
+    transaction.publish(stage_rest(transaction))
+    deps.store.commit(transaction)
+    return number_waiting(deps, organization.id).get(invoice.lago_id, invoice)
 
 
 def number_waiting(deps: Dependencies, organization_id: str) -> dict[str, Invoice]:
@@ -189,7 +220,7 @@ def _number_next(deps: Dependencies, organization: Organization) -> dict[str, In
     waiting = deps.store.numbering.list_waiting(organization.id, BATCH)
     if not waiting:
         return {}
-    read = deps.store.numbering.get_sequence(organization.id)
+    read = deps.store.numbering.get_sequence(organization.id).value
     customers = {
         customer.external_id: customer.as_lago()
         for customer in deps.store.customers.get_many(
