@@ -189,9 +189,12 @@ class SubscriptionRecords(Repository):
             # GSI2 copies ids only: moving to the next period rewrites a one-unit entry,
             # not the whole subscription.
             item["GSI2PK"] = f"BILLING_DUE#{due_shard(subscription.lago_id)}"
+            # Then what billing it reads besides it (ids never hold ``#``): the worker
+            # reads them all in one BatchGetItem.
             item["GSI2SK"] = (
                 f"{subscription.next_billing_at}#{subscription.organization_id}"
-                f"#{subscription.lago_id}"
+                f"#{subscription.lago_id}#{subscription.plan_lago_id}"
+                f"#{subscription.lago_customer_id}#{subscription.external_customer_id}"
             )
             item["organization_id"] = subscription.organization_id
             item["lago_id"] = subscription.lago_id
@@ -312,12 +315,30 @@ class SubscriptionRecords(Repository):
 
     def list_due(self, now: str) -> Iterator[Item]:
         """Live subscriptions whose next billing time is at or before ``now``: each names
-        its organization, external id (from its key; ids never hold ``#``) and id."""
+        its organization, external id (from its key; ids never hold ``#``) and id, and
+        (entries written since they carry them) its plan and customer."""
         for item in _due(
-            self._db, "BILLING_DUE", now, "organization_id, lago_id, SK", index="GSI2"
+            self._db, "BILLING_DUE", now, "organization_id, lago_id, SK, GSI2SK", index="GSI2"
         ):
             external_id = str(item["SK"]).removeprefix("SUBSCRIPTION#").rsplit("#", 1)[0]
-            yield {**item, "external_id": external_id}
+            parts = str(item["GSI2SK"]).split("#")
+            owners = (
+                dict(
+                    zip(
+                        ("plan_lago_id", "lago_customer_id", "external_customer_id"),
+                        parts[3:],
+                        strict=True,
+                    )
+                )
+                if len(parts) == 6
+                else {}
+            )
+            yield {
+                "organization_id": item["organization_id"],
+                "lago_id": item["lago_id"],
+                "external_id": external_id,
+                **owners,
+            }
 
 
 class InvoiceRecords(Repository):

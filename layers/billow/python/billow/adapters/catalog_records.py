@@ -30,6 +30,7 @@ from billow.adapters.listing import (
     Read,
     Repository,
     Tally,
+    counter_key,
     list_attributes,
     list_partition,
     listing_by_status,
@@ -437,6 +438,13 @@ class AppliedCouponRecords(Repository):
             for code in codes
         )
         return page, total
+
+    @staticmethod
+    def ref_active_count(organization_id: str, customer_lago_id: str) -> Read[int]:
+        """How many active coupons the customer has, from the counter their writes keep:
+        read with a worker's other reads, it spares the Query when there are none."""
+        key = counter_key(organization_id, APPLIED_COUPONS, f"CUSTOMER#{customer_lago_id}", shard=0)
+        return Read(key["PK"], key["SK"], lambda item: int(str(item.get("active", 0))))
 
     def list_active(self, organization_id: str, customer_lago_id: str) -> list[AppliedCoupon]:
         """A customer's active coupons in the order invoices use them (one Query)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from billow.adapters.listing import Repository
+from billow.adapters.listing import Read, Repository
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.invoices import Invoice
@@ -23,7 +23,7 @@ _UNHELD = "(attribute_not_exists(held_until) OR held_until <= :now)"
 
 
 @dataclass(frozen=True)
-class Sequence:
+class NumberSequence:
     """The organization's sequence item: the last number given, and until when (epoch ms)
     a numberer holds the lease on it (0: nobody). The lease lives on the sequence item so
     that an issuer learns both with one read, and numbers its invoice with one write
@@ -31,6 +31,10 @@ class Sequence:
 
     value: int
     held_until: int
+
+    @classmethod
+    def of(cls, item: Item) -> NumberSequence:
+        return cls(int(str(item.get("value", 0))), int(str(item.get("held_until", 0))))
 
     def held(self, now_ms: int) -> bool:
         return self.held_until > now_ms
@@ -104,14 +108,13 @@ class NumberingRecords(Repository):
             condition="attribute_exists(PK)",
         )
 
-    def get_sequence(self, organization_id: str) -> Sequence:
+    @staticmethod
+    def ref_sequence(organization_id: str) -> Read[NumberSequence]:
+        return Read(org_pk(organization_id), SEQUENCE, NumberSequence.of)
+
+    def get_sequence(self, organization_id: str) -> NumberSequence:
         """The last number given and who holds the lease, read strongly consistent."""
-        item = self._db.get_item(org_pk(organization_id), SEQUENCE)
-        if item is None:
-            return Sequence(value=0, held_until=0)
-        return Sequence(
-            value=int(str(item.get("value", 0))), held_until=int(str(item.get("held_until", 0)))
-        )
+        return self._db.get(self.ref_sequence(organization_id)) or NumberSequence(0, 0)
 
     @staticmethod
     def stage_sequence(

@@ -48,18 +48,21 @@ T = TypeVar("T")
 U = TypeVar("U")
 V = TypeVar("V")
 W = TypeVar("W")
+X = TypeVar("X")
+Y = TypeVar("Y")
 M = TypeVar("M", bound=BaseModel)
+Found_co = TypeVar("Found_co", covariant=True)
 
 
 @dataclass(frozen=True)
-class Read(Generic[T]):
+class Read(Generic[Found_co]):
     """One item a worker needs, and what it becomes: repositories hand these out so a
     worker can fetch several entities in one BatchGetItem (``ListRecords.read``) rather
     than one GetItem each, which is a request and a round trip per entity."""
 
     pk: str
     sk: str
-    parse: Callable[[Item], T]
+    parse: Callable[[Item], Found_co]
 
 
 @dataclass(frozen=True, order=True)
@@ -191,6 +194,14 @@ class ListRecords(TableBase):
     def read(
         self, a: Read[T], b: Read[U], c: Read[V], d: Read[W], /
     ) -> tuple[T | None, U | None, V | None, W | None]: ...
+    @overload
+    def read(
+        self, a: Read[T], b: Read[U], c: Read[V], d: Read[W], e: Read[X], /
+    ) -> tuple[T | None, U | None, V | None, W | None, X | None]: ...
+    @overload
+    def read(
+        self, a: Read[T], b: Read[U], c: Read[V], d: Read[W], e: Read[X], f: Read[Y], /
+    ) -> tuple[T | None, U | None, V | None, W | None, X | None, Y | None]: ...
     def read(self, *reads: Read[Any]) -> tuple[Any, ...]:
         """Several entities in one strongly consistent BatchGetItem, each None if absent:
         as fresh as the GetItems it replaces, for one request instead of one each."""

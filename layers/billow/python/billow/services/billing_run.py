@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso
-from billow.services.subscription_billing import bill_due
+from billow.services.subscription_billing import BillingKeys, bill_due
 
 INVOICE_QUEUE = "invoice-work"
 MAX_DUE_MOMENTS = 64
@@ -25,6 +25,21 @@ class DueSubscription(BaseModel):
     external_id: str
     lago_id: str
     now: str
+    plan_lago_id: str | None = None
+    lago_customer_id: str | None = None
+    external_customer_id: str | None = None
+    """Whose items billing reads besides the subscription, as the due index had them: the
+    worker reads them with it in one BatchGetItem (and again if they changed since).
+    Absent from messages of index entries written before they carried them."""
+
+    def owners(self) -> BillingKeys | None:
+        if self.plan_lago_id and self.lago_customer_id and self.external_customer_id:
+            return BillingKeys(
+                plan_lago_id=self.plan_lago_id,
+                lago_customer_id=self.lago_customer_id,
+                external_customer_id=self.external_customer_id,
+            )
+        return None
 
 
 def run(deps: Dependencies, now: datetime) -> int:
@@ -33,12 +48,7 @@ def run(deps: Dependencies, now: datetime) -> int:
     return deps.queues.send_all(
         INVOICE_QUEUE,
         (
-            DueSubscription(
-                organization_id=str(item["organization_id"]),
-                external_id=str(item["external_id"]),
-                lago_id=str(item["lago_id"]),
-                now=moment,
-            ).model_dump()
+            DueSubscription.model_validate({**item, "now": moment}).model_dump()
             for item in deps.store.subscriptions.list_due(moment)
         ),
     )
@@ -49,7 +59,9 @@ def work(deps: Dependencies, due: DueSubscription) -> list[str]:
     now = parse_iso(due.now)
     outcomes = []
     for _ in range(MAX_DUE_MOMENTS):
-        outcome, next_due = bill_due(deps, due.organization_id, due.external_id, due.lago_id, now)
+        outcome, next_due = bill_due(
+            deps, due.organization_id, due.external_id, due.lago_id, now, due.owners()
+        )
         if outcome in {"not_due", "orphaned"}:
             break
         outcomes.append(outcome)

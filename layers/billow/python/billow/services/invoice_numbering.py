@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from billow.adapters.invoice_numbering import NumberSequence
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, stable_id, utcnow
@@ -118,17 +119,19 @@ def commit_issued(
     invoice: Invoice,
     customer: dict[str, object],
     stage_rest: Callable[[Transaction], list[OutboxEvent]],
+    sequence: NumberSequence | None = None,
 ) -> Invoice:
     """Commit a newly issued invoice with the writes its decision makes (``stage_rest``
     stages them and returns their events) and give it its number: in the same transaction
     when no numberer is at work, else it waits for the numberer at work. Returns the
-    invoice, numbered unless it waits.
+    invoice, numbered unless it waits. ``sequence``: the sequence as the caller read it
+    already (else it is read here).
 
     Raises ConcurrentUpdate when what the decision was made on changed (or the invoice
     was issued already): the caller reads again."""
     if not _contended(organization.id):
         now = _now_ms()
-        sequence = deps.store.numbering.get_sequence(organization.id)
+        sequence = sequence or deps.store.numbering.get_sequence(organization.id)
         if not sequence.held(now):
             final = _numbered(organization, invoice, sequence.value + 1, iso(utcnow()))
             transaction = Transaction()

@@ -11,11 +11,13 @@ charge, which ``billow.services.invoice_numbering`` gives it right after.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from billow.adapters.invoice_numbering import NumberSequence
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import AppliedCoupon, Tax
@@ -75,6 +77,16 @@ class FeeDraft(BaseModel):
     amount_details: dict[str, object] = Field(default_factory=dict)
     true_up_of: str | None = None
     """For a minimum-spend true-up: the key of the charge fee it tops up."""
+
+
+@dataclass(frozen=True)
+class AlreadyRead:
+    """What a caller read with its own reads (one BatchGetItem), so issuing does not read
+    it again: the customer's active coupons (an empty list when their counter says there
+    are none) and the organization's number sequence (stale, it only loses its race)."""
+
+    active_coupons: list[AppliedCoupon] | None = None
+    sequence: NumberSequence | None = None
 
 
 def taxes_for(
@@ -187,6 +199,7 @@ def issue_invoice(
     billing_period: tuple[str, str] | None = None,
     subscription_ids: list[str] | None = None,
     stage_more: Callable[[Transaction], list[OutboxEvent]] | None = None,
+    read: AlreadyRead | None = None,
     refuse_uncollectable: bool = False,
     applied_usage_thresholds: list[dict[str, object]] | None = None,
 ) -> Invoice:
@@ -204,8 +217,13 @@ def issue_invoice(
     """
     # No read of ``invoice_id`` first: its write is conditional on the id being new, and a
     # repeat (a replayed request, a second worker) finds the first one when that fails.
+    read = read or AlreadyRead()
     coupons = (
-        deps.store.applied_coupons.list_active(organization.id, customer.lago_id)
+        (
+            read.active_coupons
+            if read.active_coupons is not None
+            else deps.store.applied_coupons.list_active(organization.id, customer.lago_id)
+        )
         if apply_coupons
         else []
     )
@@ -365,7 +383,9 @@ def issue_invoice(
         return events
 
     try:
-        return commit_issued(deps, organization, invoice, customer.as_lago(), stage_rest)
+        return commit_issued(
+            deps, organization, invoice, customer.as_lago(), stage_rest, read.sequence
+        )
     except ConcurrentUpdate:
         issued = deps.store.invoices.get(
             organization.id, invoice_id

@@ -9,8 +9,11 @@ subscription is next due (``next_billing_at``) is what the billing run's index f
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from billow.adapters.invoice_numbering import NumberSequence
+from billow.adapters.listing import Read
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.catalog import Plan
@@ -22,7 +25,7 @@ from billow.domain.organizations import Organization
 from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
 from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.domain.subscriptions import Subscription
-from billow.services.invoicing import FeeDraft, issue_invoice
+from billow.services.invoicing import AlreadyRead, FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync_requests import billing_owner, sync_requested
 from billow.services.usage.fees import usage_fees, usage_start
@@ -246,8 +249,10 @@ def _changes_stripe(sub: Subscription, before: Subscription | None) -> bool:
 class Change:
     """Subscription writes and their events, staged with (or without) an invoice."""
 
-    def __init__(self, deps: Dependencies) -> None:
+    def __init__(self, deps: Dependencies, read: AlreadyRead | None = None) -> None:
         self.deps = deps
+        self.read = read
+        """What the caller read already that issuing the invoice would read again."""
         self.writes: list[tuple[Subscription, Subscription | None]] = []
         """Each write and the subscription as it was read (None: a new one)."""
         self.events: list[OutboxEvent] = []
@@ -348,6 +353,7 @@ class Change:
                 ),
                 subscription_ids=sorted({d.lago_subscription_id or "" for d in drafts}),
                 stage_more=self.stage,
+                read=self.read,
             )
             return
         self.commit_without_invoice()
@@ -359,27 +365,41 @@ class Change:
 
 
 def bill_due(
-    deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
+    deps: Dependencies,
+    organization_id: str,
+    external_id: str,
+    lago_id: str,
+    now: datetime,
+    owners: BillingKeys | None = None,
 ) -> tuple[str, datetime | None]:
     """Settle the earliest moment a subscription owes at or before ``now``, exactly once.
-    Returns what happened and when it is next due (None once it is over)."""
-    return retry_on_race(lambda: _bill_due_once(deps, organization_id, external_id, lago_id, now))
+    Returns what happened and when it is next due (None once it is over). ``owners``: its
+    plan and customer as the caller knows them, to read them with it."""
+    return retry_on_race(
+        lambda: _bill_due_once(deps, organization_id, external_id, lago_id, now, owners)
+    )
 
 
 def _bill_due_once(
-    deps: Dependencies, organization_id: str, external_id: str, lago_id: str, now: datetime
+    deps: Dependencies,
+    organization_id: str,
+    external_id: str,
+    lago_id: str,
+    now: datetime,
+    owners: BillingKeys | None,
 ) -> tuple[str, datetime | None]:
-    sub = original = deps.store.subscriptions.get(organization_id, external_id, lago_id)
+    sub, reads = _read_due(deps, organization_id, external_id, lago_id, owners)
+    original = sub
     due = sub.due_at() if sub else None
     if sub is None or not sub.is_live or due is None or due > now:
         return "not_due", due
-    organization = deps.store.organizations.get(organization_id)
-    customer = deps.store.customers.get(organization_id, sub.external_customer_id)
-    plan = deps.store.plans.get_by_id(organization_id, sub.plan_lago_id)
+    organization, customer, plan, read = (
+        reads or _read_for_billing(deps, organization_id, BillingKeys.of(sub), None)[1]
+    )
     if organization is None or customer is None or plan is None:
         return "orphaned", None
     timezone = timezone_of(organization, customer)
-    change = Change(deps)
+    change = Change(deps, read)
     invoice_id = stable_id("subscription-invoice", sub.lago_id, iso(due))
     if sub.status == "active" and sub.not_synced_reason == IN_TRIAL:
         sub, handed = _after_trial(deps, sub, customer, plan, due, timezone)
@@ -445,6 +465,69 @@ def _bill_due_once(
     saved = change.save(moved, original)
     change.commit(organization, customer, invoice_id, due, saved, plan.amount_currency)
     return ("billed" if change.drafts else "advanced"), saved.due_at()
+
+
+@dataclass(frozen=True)
+class BillingKeys:
+    """Whose items billing a subscription reads besides its own."""
+
+    plan_lago_id: str
+    lago_customer_id: str
+    external_customer_id: str
+
+    @classmethod
+    def of(cls, sub: Subscription) -> BillingKeys:
+        return cls(sub.plan_lago_id, sub.lago_customer_id, sub.external_customer_id)
+
+
+BillingReads = tuple[Organization | None, Customer | None, Plan | None, AlreadyRead]
+
+
+def _read_due(
+    deps: Dependencies,
+    organization_id: str,
+    external_id: str,
+    lago_id: str,
+    owners: BillingKeys | None,
+) -> tuple[Subscription | None, BillingReads | None]:
+    """The subscription, and what billing it reads besides it when the caller knew its
+    owners (all in one BatchGetItem); None for those when unknown or changed since."""
+    this = deps.store.subscriptions.ref(organization_id, external_id, lago_id)
+    if owners is None:
+        return deps.store.get(this), None
+    sub, reads = _read_for_billing(deps, organization_id, owners, this)
+    return sub, (reads if sub is not None and BillingKeys.of(sub) == owners else None)
+
+
+def _read_for_billing(
+    deps: Dependencies,
+    organization_id: str,
+    owners: BillingKeys,
+    subscription: Read[Subscription] | None,
+) -> tuple[Subscription | None, BillingReads]:
+    """Everything billing a subscription reads, in one BatchGetItem: the subscription
+    (when asked), its organization, customer and plan, the customer's count of active
+    coupons (their Query is needed only when there are some) and the number sequence."""
+    store = deps.store
+    of_organization = store.organizations.ref(organization_id)
+    of_customer = store.customers.ref(organization_id, owners.external_customer_id)
+    of_plan = store.plans.ref_by_id(organization_id, owners.plan_lago_id)
+    coupon_count = store.applied_coupons.ref_active_count(organization_id, owners.lago_customer_id)
+    of_sequence = store.numbering.ref_sequence(organization_id)
+    found: Subscription | None = None
+    if subscription is None:
+        organization, customer, plan, coupons, sequence = store.read(
+            of_organization, of_customer, of_plan, coupon_count, of_sequence
+        )
+    else:
+        organization, customer, plan, coupons, sequence, found = store.read(
+            of_organization, of_customer, of_plan, coupon_count, of_sequence, subscription
+        )
+    read = AlreadyRead(
+        active_coupons=[] if not coupons else None,
+        sequence=sequence or NumberSequence(value=0, held_until=0),  # none issued yet
+    )
+    return found, (organization, customer, plan, read)
 
 
 def _after_trial(
