@@ -37,6 +37,7 @@ from billow.adapters.listing import (
     stage_counts,
     tax_scope,
 )
+from billow.adapters.organization_records import DEFAULT_TAXES, stage_hint
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.catalog import AddOn, AppliedCoupon, Coupon, Plan, Tax, application_order
 
@@ -223,6 +224,19 @@ def _find(db: ListRecords, organization_id: str, sk: str) -> Item | None:
     return db.get_item(org_pk(organization_id), sk)
 
 
+def _stage_default_taxes(
+    transaction: Transaction, tax: Tax, before: Tax | None, after: Tax | None
+) -> None:
+    """Count the organization's default taxes (its billing hint) as they change."""
+    moved = int(bool(after and after.applied_to_organization)) - int(
+        bool(before and before.applied_to_organization)
+    )
+    if moved:
+        stage_hint(
+            transaction, tax.organization_id, f"ADD {DEFAULT_TAXES} :moved", {":moved": moved}
+        )
+
+
 class TaxRecords(Repository):
     def list_page(self, organization_id: str, skip: int, take: int) -> tuple[list[Tax], int]:
         return _page(self._db, organization_id, TAXES, Tax, skip, take)
@@ -250,9 +264,11 @@ class TaxRecords(Repository):
 
     def stage(self, transaction: Transaction, tax: Tax, before: Tax | None) -> None:
         _stage_keyed(transaction, tax, before, kind="tax", family=TAXES, prefix="TAX")
+        _stage_default_taxes(transaction, tax, before, tax)
 
     def stage_delete(self, transaction: Transaction, tax: Tax) -> None:
         _stage_keyed_delete(transaction, tax, family=TAXES, prefix="TAX")
+        _stage_default_taxes(transaction, tax, tax, None)
 
     def count_users(self, organization_id: str, codes: Sequence[str]) -> dict[str, dict[str, int]]:
         """How many customers, plans and add-ons carry each tax, from the counters their

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 
 from billow.adapters.listing import Read, Repository
 from billow.adapters.listing import parser_of as _parser
-from billow.adapters.table import Transaction, document, org_pk, packed
+from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
-from billow.domain.organizations import Organization
+from billow.domain.organizations import BillingHints, Organization
 
 
 class OrganizationRecords(Repository):
@@ -25,6 +25,9 @@ class OrganizationRecords(Repository):
                 "GSI1SK": organization.id,
                 "data": packed(organization),
                 "customer_sequence": 0,
+                # Kept from now on by the writes of taxes and connections (BillingHints).
+                HINTS_SINCE: 1,
+                DEFAULT_TAXES: 0,
             },
             condition="attribute_not_exists(PK)",
         )
@@ -41,7 +44,7 @@ class OrganizationRecords(Repository):
 
     @staticmethod
     def ref(organization_id: str) -> Read[Organization]:
-        return Read(org_pk(organization_id), "ORGANIZATION", _parser(Organization))
+        return Read(org_pk(organization_id), "ORGANIZATION", _organization)
 
     def get(self, organization_id: str) -> Organization | None:
         return self._db.get(self.ref(organization_id))
@@ -78,6 +81,34 @@ class OrganizationRecords(Repository):
         return int(str(result["Attributes"]["customer_sequence"]))
 
 
+HINTS_SINCE = "billing_hints"
+"""Present on organizations created since their billing hints were kept (``Organization
+.billing_hints``); the older ones have none and billing reads what the hints would spare."""
+DEFAULT_TAXES = "default_taxes"
+STRIPE_TAX_CONNECTIONS = "stripe_tax_connections"
+
+
+def _organization(item: Item) -> Organization:
+    organization = Organization.model_validate(document(item))
+    if HINTS_SINCE in item:
+        organization.billing_hints = BillingHints(
+            default_taxes=int(str(item.get(DEFAULT_TAXES, 0))),
+            stripe_tax_connections=frozenset(item.get(STRIPE_TAX_CONNECTIONS) or ()),
+        )
+    return organization
+
+
+def stage_hint(transaction: Transaction, organization_id: str, update: str, values: Item) -> None:
+    """Move a billing hint with the write it follows (the organization must exist: the
+    update would otherwise make an organization item of nothing)."""
+    transaction.update(
+        {"PK": org_pk(organization_id), "SK": "ORGANIZATION"},
+        update,
+        condition="attribute_exists(PK)",
+        values=values,
+    )
+
+
 def _connection_key(organization_id: str, code: str) -> dict[str, str]:
     return {"PK": org_pk(organization_id), "SK": f"INTEGRATION#stripe#{code}"}
 
@@ -95,8 +126,18 @@ class ConnectionRecords(Repository):
                 "data": packed(connection),
             }
         )
+        self._stage_tax_hint(transaction, connection, on=connection.automatic_tax)
         transaction.publish(events)
         self._db.commit(transaction)
+
+    @staticmethod
+    def _stage_tax_hint(transaction: Transaction, connection: StripeConnection, on: bool) -> None:
+        stage_hint(
+            transaction,
+            connection.organization_id,
+            f"{'ADD' if on else 'DELETE'} {STRIPE_TAX_CONNECTIONS} :code",
+            {":code": {connection.code}},
+        )
 
     @staticmethod
     def ref(organization_id: str, code: str) -> Read[StripeConnection]:
@@ -113,4 +154,7 @@ class ConnectionRecords(Repository):
         ]
 
     def delete(self, connection: StripeConnection) -> None:
-        self._db.table.delete_item(Key=_connection_key(connection.organization_id, connection.code))
+        transaction = Transaction()
+        transaction.delete(_connection_key(connection.organization_id, connection.code))
+        self._stage_tax_hint(transaction, connection, on=False)
+        self._db.commit(transaction)

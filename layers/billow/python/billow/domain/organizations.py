@@ -14,6 +14,18 @@ DOCUMENT_NUMBERING = "per_organization"
 """Billow numbers invoices across the organization (``PREFIX-YYYYMM-001``), never per customer."""
 
 
+class BillingHints(BaseModel):
+    """What billing may skip reading, kept beside the organization's document by the
+    writes it depends on (in their transactions): counted from the organization's
+    creation, so only organizations created since these were kept have them."""
+
+    default_taxes: int = 0
+    """Taxes applied to every customer without tax codes of its own: none, no Query."""
+    stripe_tax_connections: frozenset[str] = frozenset()
+    """Codes of the Stripe connections with ``automatic_tax``: none, no connection read
+    to learn whether Stripe Tax computes an invoice's taxes."""
+
+
 class Organization(BaseModel):
     id: str
     name: str
@@ -42,6 +54,8 @@ class Organization(BaseModel):
     """Which documents Lago e-mails. Billow e-mails nothing; the choice is kept for clients."""
     invoice_footer: str | None = None
     document_locale: str = "en"
+    billing_hints: BillingHints | None = Field(default=None, exclude=True)
+    """Not part of the document (``exclude``): read from the item's own attributes."""
 
 
 PROFILE_FIELDS: tuple[str, ...] = (

@@ -44,7 +44,7 @@ from billow.domain.invoices import (
     draft_number,
 )
 from billow.domain.money import stripe_can_charge
-from billow.domain.organizations import Organization
+from billow.domain.organizations import BillingHints, Organization
 from billow.domain.periods import local_date
 from billow.domain.subscriptions import PaymentMethodChoice
 from billow.ports import TaxCalculation
@@ -90,13 +90,19 @@ class AlreadyRead:
 
 
 def taxes_for(
-    deps: Dependencies, organization_id: str, customer: Customer, choices: list[list[str]]
+    deps: Dependencies,
+    organization_id: str,
+    customer: Customer,
+    choices: list[list[str]],
+    hints: BillingHints | None = None,
 ) -> list[Tax]:
     """Lago's precedence: the fee's own codes, its item's, then the customer's, then the
-    organization's default taxes."""
+    organization's default taxes (not read when its ``hints`` count none)."""
     for codes in [*choices, customer.tax_codes]:
         if codes:
             return deps.store.taxes.get_many(organization_id, codes)
+    if hints is not None and hints.default_taxes == 0:
+        return []
     return deps.store.taxes.list_organization_defaults(organization_id)
 
 
@@ -157,7 +163,7 @@ def _taxed(
     by Billow's rates; also Billow's taxes by fee, Stripe's calculation, and the report
     of a Stripe Tax refusal (the invoice then falls back on Billow's rates)."""
     refusal: OutboxEvent | None = None
-    stripe_tax = stripe_tax_service.tax_account(deps, customer)
+    stripe_tax = stripe_tax_service.tax_account(deps, customer, organization.billing_hints)
     if stripe_tax is not None:
         untaxed = totals_with({})
         try:
@@ -176,10 +182,15 @@ def _taxed(
             by_fee = {key: service.fee_taxes.get(fee_id, 0) for key, fee_id in fee_ids.items()}
             taxed = with_service_taxes(untaxed, service.model_copy(update={"fee_taxes": by_fee}))
             return taxed, {}, calculation, None
-    taxes = {
-        draft.key: taxes_for(deps, organization.id, customer, draft.tax_code_choices)
-        for draft in drafts
-    }
+    by_choices: dict[str, list[Tax]] = {}  # fees with the same choices share one read
+    taxes: dict[str, list[Tax]] = {}
+    for draft in drafts:
+        choices = repr(draft.tax_code_choices)
+        if choices not in by_choices:
+            by_choices[choices] = taxes_for(
+                deps, organization.id, customer, draft.tax_code_choices, organization.billing_hints
+            )
+        taxes[draft.key] = by_choices[choices]
     return totals_with(taxes), taxes, None, refusal
 
 

@@ -25,6 +25,7 @@ from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoice_math import AppliedTaxTotal, ServiceTaxes
 from billow.domain.invoices import Invoice, StripeTaxLink
+from billow.domain.organizations import BillingHints
 from billow.ports import PaymentProvider, TaxCalculation, TaxRateApplied
 from billow.services.retries import retry_on_race
 from billow.services.stripe_connection import customer_connection, stripe_account
@@ -34,11 +35,14 @@ TAX_NAME = "Stripe Tax"
 
 
 def tax_account(
-    deps: Dependencies, customer: Customer
+    deps: Dependencies, customer: Customer, hints: BillingHints | None = None
 ) -> tuple[StripeConnection, PaymentProvider] | None:
     """The customer's Stripe account when Stripe Tax computes its taxes. The connection
     is read first: without Stripe Tax, billing needs no gateway (no secret read, no
-    Stripe SDK loaded by the invoice worker)."""
+    Stripe SDK loaded by the invoice worker). Not even read when the organization's
+    ``hints`` say none of its connections has Stripe Tax."""
+    if hints is not None and not hints.stripe_tax_connections:
+        return None
     connection = customer_connection(deps, customer)
     if connection is None or not connection.automatic_tax:
         return None
