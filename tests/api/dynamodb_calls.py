@@ -5,6 +5,7 @@ it), so a test can hold a path to the requests it may make."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ class DynamoCall:
     operation: str
     sort_keys: list[str] = field(default_factory=list)
     """The sort keys (or, for a Query, its key condition's values) the request names."""
+    thread: int = 0
+    """The thread that made it: the local runtime's functions run on threads of their own."""
 
 
 @dataclass
@@ -31,6 +34,10 @@ class DynamoCalls:
     def naming(self, prefix: str) -> list[DynamoCall]:
         """The requests that name a sort key starting with ``prefix``."""
         return [c for c in self.calls if any(k.startswith(prefix) for k in c.sort_keys)]
+
+    def on_this_thread(self) -> list[DynamoCall]:
+        """The requests the test's own thread made (a service it called directly)."""
+        return [call for call in self.calls if call.thread == threading.get_ident()]
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -74,7 +81,9 @@ def dynamodb_calls() -> Iterator[DynamoCalls]:
 
     def noted(model: Any, params: dict[str, Any], **_: Any) -> None:
         body = json.loads(params.get("body") or b"{}")
-        recorded.calls.append(DynamoCall(model.name, _sort_keys(model.name, body)))
+        recorded.calls.append(
+            DynamoCall(model.name, _sort_keys(model.name, body), threading.get_ident())
+        )
 
     events.register("before-call.dynamodb", noted, unique_id="test-dynamodb-calls")
     try:
