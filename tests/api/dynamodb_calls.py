@@ -5,6 +5,7 @@ it), so a test can hold a path to the requests it may make."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,9 @@ class DynamoCall:
     operation: str
     sort_keys: list[str] = field(default_factory=list)
     """The sort keys (or, for a Query, its key condition's values) the request names."""
+    thread: str = ""
+    """The thread that made it: locally, each queue's consumer runs on its own
+    (``billow-local-sqs-{queue}``), so a test can tell one function's requests apart."""
 
 
 @dataclass
@@ -31,6 +35,10 @@ class DynamoCalls:
     def naming(self, prefix: str) -> list[DynamoCall]:
         """The requests that name a sort key starting with ``prefix``."""
         return [c for c in self.calls if any(k.startswith(prefix) for k in c.sort_keys)]
+
+    def on_thread(self, name: str) -> list[DynamoCall]:
+        """The requests made by the thread ``name``."""
+        return [call for call in self.calls if call.thread == name]
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -74,7 +82,9 @@ def dynamodb_calls() -> Iterator[DynamoCalls]:
 
     def noted(model: Any, params: dict[str, Any], **_: Any) -> None:
         body = json.loads(params.get("body") or b"{}")
-        recorded.calls.append(DynamoCall(model.name, _sort_keys(model.name, body)))
+        recorded.calls.append(
+            DynamoCall(model.name, _sort_keys(model.name, body), threading.current_thread().name)
+        )
 
     events.register("before-call.dynamodb", noted, unique_id="test-dynamodb-calls")
     try:

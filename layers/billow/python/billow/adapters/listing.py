@@ -49,17 +49,20 @@ U = TypeVar("U")
 V = TypeVar("V")
 W = TypeVar("W")
 M = TypeVar("M", bound=BaseModel)
+Parsed_co = TypeVar("Parsed_co", covariant=True)
+"""What a ``Read`` yields. Covariant: a read of an ``Invoice`` is a read of an ``Invoice |
+None``, which is what mypy asks for when ``read``'s answer is unpacked into variables."""
 
 
 @dataclass(frozen=True)
-class Read(Generic[T]):
+class Read(Generic[Parsed_co]):
     """One item a worker needs, and what it becomes: repositories hand these out so a
     worker can fetch several entities in one BatchGetItem (``ListRecords.read``) rather
     than one GetItem each, which is a request and a round trip per entity."""
 
     pk: str
     sk: str
-    parse: Callable[[Item], T]
+    parse: Callable[[Item], Parsed_co]
 
 
 @dataclass(frozen=True, order=True)
