@@ -16,9 +16,7 @@ metrics = Metrics(namespace="Billow", service="billow")
 def charge_invoice(record: BusRecord[Command[ChargeRequested]], context: LambdaContext) -> None:
     command = record.body.detail
     requested = command.payload
-    outcome = charge(
-        dependencies(), command.organization_id, requested.invoice_id, requested.attempt
-    )
+    outcome = charge(dependencies(), command.organization_id, requested)
     metrics.add_metric(name=f"Charge_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info(
         "Charge attempt",

@@ -20,8 +20,9 @@ class DynamoCall:
     operation: str
     sort_keys: list[str] = field(default_factory=list)
     """The sort keys (or, for a Query, its key condition's values) the request names."""
-    thread: int = 0
-    """The thread that made it: the local runtime's functions run on threads of their own."""
+    thread: str = ""
+    """The thread that made it: locally, each queue's consumer runs on its own
+    (``billow-local-sqs-{queue}``), so a test can tell one function's requests apart."""
 
 
 @dataclass
@@ -35,9 +36,13 @@ class DynamoCalls:
         """The requests that name a sort key starting with ``prefix``."""
         return [c for c in self.calls if any(k.startswith(prefix) for k in c.sort_keys)]
 
+    def on_thread(self, name: str) -> list[DynamoCall]:
+        """The requests made by the thread ``name``."""
+        return [call for call in self.calls if call.thread == name]
+
     def on_this_thread(self) -> list[DynamoCall]:
         """The requests the test's own thread made (a service it called directly)."""
-        return [call for call in self.calls if call.thread == threading.get_ident()]
+        return self.on_thread(threading.current_thread().name)
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -82,7 +87,7 @@ def dynamodb_calls() -> Iterator[DynamoCalls]:
     def noted(model: Any, params: dict[str, Any], **_: Any) -> None:
         body = json.loads(params.get("body") or b"{}")
         recorded.calls.append(
-            DynamoCall(model.name, _sort_keys(model.name, body), threading.get_ident())
+            DynamoCall(model.name, _sort_keys(model.name, body), threading.current_thread().name)
         )
 
     events.register("before-call.dynamodb", noted, unique_id="test-dynamodb-calls")

@@ -22,6 +22,9 @@ class ChargeRequested(BaseModel):
 
     invoice_id: str
     attempt: int
+    external_customer_id: str | None = None
+    """The invoice's customer, so the consumer reads the invoice and the customer in one
+    request. Messages sent before it was added lack it: the invoice is read first then."""
 
 
 class StripeEventReceived(BaseModel):

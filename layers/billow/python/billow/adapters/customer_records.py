@@ -41,11 +41,12 @@ def customer_listing(customer: Customer) -> Listing:
     )
 
 
-def _payment_method_key(method: PaymentMethod) -> Item:
-    return {
-        "PK": org_pk(method.organization_id),
-        "SK": f"PAYMENT_METHOD#{method.customer_lago_id}#{method.lago_id}",
-    }
+def _payment_method_key(organization_id: str, customer_lago_id: str, lago_id: str) -> Item:
+    return {"PK": org_pk(organization_id), "SK": f"PAYMENT_METHOD#{customer_lago_id}#{lago_id}"}
+
+
+def _key_of(method: PaymentMethod) -> Item:
+    return _payment_method_key(method.organization_id, method.customer_lago_id, method.lago_id)
 
 
 def _default_state_key(organization_id: str, customer_lago_id: str) -> Item:
@@ -128,7 +129,7 @@ class CustomerRecords(Repository):
             condition="attribute_exists(PK)",  # deleted once, uncounted once
         )
         for method in payment_methods:
-            transaction.delete(_payment_method_key(method))
+            transaction.delete(_key_of(method))
         transaction.delete(_default_state_key(customer.organization_id, customer.lago_id))
         stage_counts(
             transaction,
@@ -146,7 +147,7 @@ class PaymentMethodRecords(Repository):
     @staticmethod
     def item(method: PaymentMethod) -> Item:
         return {
-            **_payment_method_key(method),
+            **_key_of(method),
             "kind": "payment_method",
             "GSI1PK": (
                 f"{org_pk(method.organization_id)}#STRIPE_PAYMENT_METHOD#{method.provider_method_id}"
@@ -154,6 +155,20 @@ class PaymentMethodRecords(Repository):
             "GSI1SK": method.lago_id,
             "data": packed(method),
         }
+
+    @staticmethod
+    def ref(organization_id: str, customer_lago_id: str, lago_id: str) -> Read[PaymentMethod]:
+        """One of the customer's payment methods, by its lago_id."""
+        key = _payment_method_key(organization_id, customer_lago_id, lago_id)
+        return Read(key["PK"], key["SK"], parser_of(PaymentMethod))
+
+    @staticmethod
+    def default_state_ref(
+        organization_id: str, customer_lago_id: str
+    ) -> Read[DefaultPaymentMethodState]:
+        """The customer's state as stored (None from a read: no change recorded yet)."""
+        key = _default_state_key(organization_id, customer_lago_id)
+        return Read(key["PK"], key["SK"], parser_of(DefaultPaymentMethodState))
 
     def list_for(self, customer: Customer) -> list[PaymentMethod]:
         """Read consistently: a change decided on this list is written only if the customer's
@@ -188,7 +203,7 @@ class PaymentMethodRecords(Repository):
         kept = {method.lago_id for method in after}
         for method in before:
             if method.lago_id not in kept:
-                transaction.delete(_payment_method_key(method))
+                transaction.delete(_key_of(method))
         previous = {method.lago_id: method for method in before}
         for method in after:
             if previous.get(method.lago_id) != method:
@@ -196,13 +211,10 @@ class PaymentMethodRecords(Repository):
 
     def get_default_state(self, customer: Customer) -> DefaultPaymentMethodState:
         """The customer's state, or a fresh one (version 0) before its first change."""
-        key = _default_state_key(customer.organization_id, customer.lago_id)
-        item = self._db.get_item(key["PK"], key["SK"])
-        if item is None:
-            return DefaultPaymentMethodState(
-                organization_id=customer.organization_id, customer_lago_id=customer.lago_id
-            )
-        return DefaultPaymentMethodState.model_validate(document(item))
+        stored = self._db.get(self.default_state_ref(customer.organization_id, customer.lago_id))
+        return stored or DefaultPaymentMethodState(
+            organization_id=customer.organization_id, customer_lago_id=customer.lago_id
+        )
 
     @staticmethod
     def stage_default_state(

@@ -27,9 +27,11 @@ transaction as the items they count: ``billow.adapters.listing``):
 - customer list: GSI3PK={org}#CUSTOMERS GSI3SK={created_at}#{sequential_id:012}; its
   count: PK={org} SK begins_with COUNTER#CUSTOMERS#SHARD#
 - customer by Stripe customer id: GSI1PK={org}#STRIPE_CUSTOMER#{cus_id}
-- a customer's payment methods: PK={org} SK begins_with PAYMENT_METHOD#{customer_lago_id}#
+- a customer's payment methods / one by id: PK={org} SK begins_with
+  PAYMENT_METHOD#{customer_lago_id}# / PAYMENT_METHOD#{customer_lago_id}#{lago_id}
 - payment method by Stripe id: GSI1PK={org}#STRIPE_PAYMENT_METHOD#{pm_id}
-- what orders a customer's default payment method: PK={org} SK=PAYMENT_DEFAULT#{customer_lago_id}
+- what orders a customer's default payment method, and a copy of that method (the card a
+  charge uses, read by key): PK={org} SK=PAYMENT_DEFAULT#{customer_lago_id}
 
 ``webhook_endpoints``, ``deliveries``
 - endpoint by id / all: PK={org} SK=WEBHOOK_ENDPOINT#{lago_id} / begins_with

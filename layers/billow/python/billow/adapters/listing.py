@@ -51,18 +51,20 @@ W = TypeVar("W")
 X = TypeVar("X")
 Y = TypeVar("Y")
 M = TypeVar("M", bound=BaseModel)
-Found_co = TypeVar("Found_co", covariant=True)
+Parsed_co = TypeVar("Parsed_co", covariant=True)
+"""What a ``Read`` yields. Covariant: a read of an ``Invoice`` is a read of an ``Invoice |
+None``, which is what mypy asks for when ``read``'s answer is unpacked into variables."""
 
 
 @dataclass(frozen=True)
-class Read(Generic[Found_co]):
+class Read(Generic[Parsed_co]):
     """One item a worker needs, and what it becomes: repositories hand these out so a
     worker can fetch several entities in one BatchGetItem (``ListRecords.read``) rather
     than one GetItem each, which is a request and a round trip per entity."""
 
     pk: str
     sk: str
-    parse: Callable[[Item], Found_co]
+    parse: Callable[[Item], Parsed_co]
 
 
 @dataclass(frozen=True, order=True)

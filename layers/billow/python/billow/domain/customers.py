@@ -273,6 +273,10 @@ class DefaultPaymentMethodState(BaseModel):
     ``version`` counts every change to the customer's payment methods. Each write expects
     the version it read, so two changes that race are decided again on fresh reads; it is
     also the counter in the idempotency key of Billow's writes to Stripe's default.
+
+    Written with every change to the methods, the state also holds a copy of the default
+    one (``default_method``): a charge finds the card to use by this item's key, without
+    listing the customer's methods.
     """
 
     organization_id: str
@@ -282,6 +286,12 @@ class DefaultPaymentMethodState(BaseModel):
     """The lago_id of the customer's latest explicit choice, while it is still the default."""
     chosen_at: int | None = None
     default_seen_at: int = 0
+    default_method: PaymentMethod | None = None
+    """The customer's default payment method as last written (None: it has none). Only
+    meaningful when ``holds_default``."""
+    holds_default: bool = False
+    """False on a state stored before it kept ``default_method``: who reads it must list
+    the methods to find the default (its next change writes the copy)."""
 
     def saved_card_yields(self, created: int) -> bool:
         """Whether a card saved at ``created`` must leave the current default alone.

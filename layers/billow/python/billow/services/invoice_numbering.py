@@ -44,6 +44,7 @@ from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.invoices import Invoice, invoice_number
 from billow.domain.organizations import Organization
+from billow.messages import ChargeRequested
 from billow.services.retries import retry_on_race
 from billow.topology import PAYMENT_REQUESTED
 
@@ -77,7 +78,11 @@ def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> Outbo
     return internal_event(
         invoice.organization_id,
         PAYMENT_REQUESTED,
-        {"invoice_id": invoice.lago_id, "attempt": invoice.payment_attempts},
+        ChargeRequested(
+            invoice_id=invoice.lago_id,
+            attempt=invoice.payment_attempts,
+            external_customer_id=invoice.external_customer_id,
+        ).model_dump(),
         event_id=stable_id("payment-requested", *parts, *([redriven_at] if redriven_at else [])),
     )
 

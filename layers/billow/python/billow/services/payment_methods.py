@@ -96,9 +96,17 @@ def _stage(
 ) -> None:
     """Stage ``methods`` as the customer's payment methods. The state is read before the
     methods and written expecting the version read, so the write fails if anything changed
-    the methods since (even between the two reads)."""
+    the methods since (even between the two reads). It carries the default's copy, written
+    with the methods, so the two never disagree."""
     deps.store.payment_methods.stage_replacement(transaction, read.methods, methods)
-    state = read.state.model_copy(update={**state_changes, "version": read.state.version + 1})
+    state = read.state.model_copy(
+        update={
+            **state_changes,
+            "version": read.state.version + 1,
+            "default_method": next((method for method in methods if method.is_default), None),
+            "holds_default": True,
+        }
+    )
     deps.store.payment_methods.stage_default_state(
         transaction, state, expected_version=read.state.version
     )

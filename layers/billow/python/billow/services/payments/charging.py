@@ -6,15 +6,17 @@ import contextlib
 from typing import Literal, get_args
 
 from billow.composition import Dependencies
+from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate, ProviderError, ValidationFailed
 from billow.domain.integrations import StripeConnection
 from billow.domain.invoices import Invoice, PaymentBlock
+from billow.messages import ChargeRequested
 from billow.ports import PaymentOutcome, PaymentProvider
 from billow.services.payments.attempts import request_attempt
 from billow.services.payments.records import (
     charge_metadata,
+    charge_route,
     get_invoice,
-    payment_method_id,
     save_invoice,
 )
 from billow.services.payments.settlement import (
@@ -23,7 +25,7 @@ from billow.services.payments.settlement import (
     settle_success,
 )
 from billow.services.retries import retry_on_race
-from billow.services.stripe_connection import provider_error_event, stripe_account
+from billow.services.stripe_connection import provider_error_event
 
 UnderWay = Literal["processing", "requires_action", "requires_confirmation", "requires_capture"]
 """Stripe's statuses for a PaymentIntent neither paid nor failed yet: its event settles it."""
@@ -48,28 +50,31 @@ Stripe account or a card, refused by Stripe in a way it will repeat, paid, faile
 under way in Stripe."""
 
 
-def charge(
-    deps: Dependencies, organization_id: str, invoice_id: str, attempt: int
-) -> ChargeOutcome:
-    """Make charge attempt ``attempt`` of an invoice; returns what happened, for the logs."""
-    invoice = deps.store.invoices.get(organization_id, invoice_id)
+def charge(deps: Dependencies, organization_id: str, requested: ChargeRequested) -> ChargeOutcome:
+    """Make the charge attempt a message asks for; returns what happened, for the logs.
+
+    The usual charge makes three DynamoDB requests: the invoice with its customer, the
+    connection with the card to charge (``charge_route``), and the transaction settling it."""
+    attempt = requested.attempt
+    invoice, customer = _invoice_and_customer(deps, organization_id, requested)
     if invoice is None or not invoice.is_payable or invoice.payment_attempts != attempt:
         return "stale"
     if invoice.payment_block in {"manual", "skip_psp"}:
         return "not_charged"
     if not invoice.payment_in_flight:
         return "stale"  # this attempt's outcome is already known: a redelivered message
-    customer = deps.store.customers.get(organization_id, invoice.external_customer_id)
-    stripe = stripe_account(deps, customer)
-    if customer is None or stripe is None:
+    if customer is None or not customer.stripe_customer_id:
         _block(deps, invoice, "no_payment_provider")
         return "no_payment_provider"
-    connection, gateway = stripe
-    method_id = payment_method_id(deps, customer, invoice)
+    connection, method_id = charge_route(deps, customer, invoice)
+    if connection is None:
+        _block(deps, invoice, "no_payment_provider")
+        return "no_payment_provider"
     if method_id is None:
         _block(deps, invoice, "no_payment_method")
         return "no_payment_method"
-    assert customer.stripe_customer_id
+    gateway = deps.stripe_for(connection)
+    invoice_id = invoice.lago_id
     try:
         not_now = _close_link_before_charging(deps, connection, gateway, invoice)
         if not_now:
@@ -111,6 +116,26 @@ def charge(
         return "failed"
     retry_on_race(lambda: _note_in_flight(deps, organization_id, invoice_id, attempt, outcome))
     return _under_way(outcome.status)
+
+
+def _invoice_and_customer(
+    deps: Dependencies, organization_id: str, requested: ChargeRequested
+) -> tuple[Invoice | None, Customer | None]:
+    """The invoice and its customer. A message that names the customer gets both in one
+    request, the customer kept only if it is the invoice's; an older message names none,
+    so the invoice is read first."""
+    store = deps.store
+    invoice_read = store.invoices.ref(organization_id, requested.invoice_id)
+    named = requested.external_customer_id
+    if named is not None:
+        invoice, customer = store.read(invoice_read, store.customers.ref(organization_id, named))
+        if invoice is None or invoice.external_customer_id == named:
+            return invoice, customer
+    else:
+        invoice = store.get(invoice_read)
+        if invoice is None:
+            return None, None
+    return invoice, store.customers.get(organization_id, invoice.external_customer_id)
 
 
 def _under_way(status: str) -> UnderWay:
@@ -201,7 +226,7 @@ def _block(deps: Dependencies, invoice: Invoice, reason: PaymentBlock) -> None:
     # A card saved between our look and this write found no invoice waiting for it: look
     # once more now that the wait is recorded (a card saved later finds the invoice).
     customer = deps.store.customers.get(invoice.organization_id, invoice.external_customer_id)
-    if customer is not None and payment_method_id(deps, customer, invoice) is not None:
+    if customer is not None and charge_route(deps, customer, invoice)[1] is not None:
         with contextlib.suppress(ValidationFailed):  # paid or voided meanwhile
             request_attempt(
                 deps,
