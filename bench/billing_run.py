@@ -117,8 +117,10 @@ class _Known:
 class Capacity:
     """Request units of DynamoDB calls, from the wire-format requests and responses.
 
-    * Reads: 4 KB units; GetItem per item, Query per page (the sum of the items read,
-      rounded up once); eventually consistent reads (and every GSI read) cost half;
+    * Reads: 4 KB units; GetItem per item, BatchGetItem per key asked for (each as a
+      GetItem of its own: an item rounded up, a missing one the minimum), Query per page
+      (the sum of the items read, rounded up once); eventually consistent reads (and every
+      GSI read) cost half;
       an empty read still costs the minimum. Items read with a ProjectionExpression are
       costed at their full size (DynamoDB reads the whole item), found from earlier
       writes by key or by the index sort key.
@@ -186,6 +188,21 @@ class Capacity:
             if item:
                 self._remember(item)
             return _units(item_size(item) if item else 0, 4096) * factor
+        if operation == "BatchGetItem":
+            units = 0.0
+            for table, asked in request.get("RequestItems", {}).items():
+                found = response.get("Responses", {}).get(table, [])
+                for item in found:
+                    self._remember(item)
+                factor = 1.0 if asked.get("ConsistentRead") else 0.5
+                unprocessed = len(
+                    response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                )
+                missing = len(asked.get("Keys", [])) - len(found) - unprocessed
+                units += factor * (
+                    sum(_units(item_size(item), 4096) for item in found) + missing * _units(0, 4096)
+                )
+            return units
         if operation in ("Query", "Scan"):
             items = response.get("Items", [])
             projected = "ProjectionExpression" in request or "AttributesToGet" in request
@@ -463,7 +480,7 @@ class Meter:
         succeeded: bool,
     ) -> None:
         tallied: list[tuple[str, str, float]] = []
-        if operation in ("GetItem", "Query", "Scan"):
+        if operation in ("GetItem", "BatchGetItem", "Query", "Scan"):
             units = self._capacity.reads(operation, request, response) if succeeded else 0.0
             stats.read_units += units
             tallied.append(("read", f"{operation} {_item_kind(operation, request)}", units))
@@ -519,6 +536,13 @@ def _item_kind(operation: str, request: dict[str, Any]) -> str:
     if operation == "GetItem":
         key = str(request.get("Key", {}).get(TOPOLOGY.table.sort_key, {}).get("S", "?"))
         return key.split("#", 1)[0]
+    if operation == "BatchGetItem":
+        keys = [
+            str(key.get(TOPOLOGY.table.sort_key, {}).get("S", "?")).split("#", 1)[0]
+            for asked in request.get("RequestItems", {}).values()
+            for key in asked.get("Keys", [])
+        ]
+        return "+".join(sorted(keys))
     values = request.get("ExpressionAttributeValues", {})
     prefix = next((v["S"] for k, v in values.items() if "prefix" in k and "S" in v), None)
     if prefix is not None:
