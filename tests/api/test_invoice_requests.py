@@ -9,9 +9,13 @@ and its Stripe Tax connections), which organizations created before the hints la
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
+from boto3.dynamodb.types import Binary
+
+from billow.adapters.table import unpacked
 from billow.composition import dependencies
 from billow.domain.clock import iso
 from billow.services.billing_run import DueSubscription, work
@@ -72,6 +76,30 @@ def test_billing_a_subscription_is_one_read_and_one_write(
     (invoice,) = invoices_of(stripe_org, "frugal")
     assert invoice["number"].endswith("-001")
     assert invoice["taxes_amount_cents"] == 0
+
+    # Its outbox item (the invoice's webhook, 4 KB of JSON, and its charge) is written
+    # in the transaction, at two write units per started kilobyte: it fits in one.
+    (outbox,) = [
+        item
+        for item in dependencies().store.query_prefix(f"ORG#{stripe_org.id}", "OUTBOX#")
+        if "invoice.created" in [event["event_type"] for event in unpacked(item["events"])]
+    ]
+    events = unpacked(outbox["events"])
+    assert [event["event_type"] for event in events] == [
+        "invoice.created",
+        "invoice.payment_requested",
+    ]
+    assert events[0]["payload"]["invoice"]["lago_id"] == invoice["lago_id"]
+    assert len(json.dumps(events)) > 4000
+    assert _item_size(outbox) < 1024
+
+
+def _item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item: its attribute names and values."""
+    return sum(
+        len(name) + (len(value.value) if isinstance(value, Binary) else len(str(value)))
+        for name, value in item.items()
+    )
 
 
 def test_a_due_entry_without_its_owners_reads_the_subscription_first(

@@ -6,6 +6,7 @@ import functools
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 OUTBOX_TTL_S = 2 * 24 * 3600
+EVENTS_DICTIONARY = (Path(__file__).parent / "outbox_zdict.json").read_bytes()
+"""Lago's customer, subscription and invoice objects in outbox events, with their values
+emptied except the usual ones (currencies, statuses, types): the keys and values outbox
+items repeat, preset for their compression. Never edit it: items compressed with it
+name it by checksum, and would no longer decode. A better one is a new file beside it."""
 MAX_SORT_KEY_BYTES = 1024
 """DynamoDB's limit; a longer key is a ValidationException, never an absent item."""
 
@@ -47,12 +53,28 @@ def packed(value: BaseModel | dict[str, Any], **dump: Any) -> bytes:
 
 
 def packed_events(events: Sequence[OutboxEvent]) -> bytes:
-    """The outbox item's events, as ``unpacked`` reads them back: a JSON list."""
-    return _compressed("[" + ",".join(event.model_dump_json() for event in events) + "]")
+    """The outbox item's events, as ``unpacked`` reads them back: a JSON list, compressed
+    with ``EVENTS_DICTIONARY`` preset.
+
+    The outbox item is written in a transaction, at two write units per started kilobyte.
+    An invoice's webhook is about 4.4 KB of JSON, 1.4 KB compressed on its own: two
+    kilobytes. Most of those bytes are the keys of Lago's invoice and customer objects,
+    which zlib can take from a preset dictionary instead: with it the same events are
+    about 0.6 KB, and the item fits one kilobyte."""
+    compressor = zlib.compressobj(6, zdict=EVENTS_DICTIONARY)
+    text = "[" + ",".join(event.model_dump_json() for event in events) + "]"
+    return compressor.compress(text.encode()) + compressor.flush()
 
 
 def _compressed(text: str) -> bytes:
     return zlib.compress(text.encode(), 6)
+
+
+def _inflated(data: bytes) -> bytes:
+    """Compressed bytes, with or without the preset dictionary: a zlib stream says
+    whether it needs one (and which, by checksum), so either kind decodes here."""
+    decompressor = zlib.decompressobj(zdict=EVENTS_DICTIONARY)
+    return decompressor.decompress(data) + decompressor.flush()
 
 
 def unpacked(value: Any) -> Any:
@@ -61,7 +83,7 @@ def unpacked(value: Any) -> Any:
     if isinstance(value, Binary):
         value = value.value  # type: ignore[attr-defined]  # boto3-stubs omit Binary.value
     if isinstance(value, bytes | bytearray):
-        return json.loads(zlib.decompress(value))
+        return json.loads(_inflated(bytes(value)))
     return json.loads(str(value))
 
 

@@ -44,7 +44,6 @@ from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.invoices import Invoice, invoice_number
 from billow.domain.organizations import Organization
-from billow.messages import ChargeRequested
 from billow.services.retries import retry_on_race
 from billow.topology import PAYMENT_REQUESTED
 
@@ -78,11 +77,13 @@ def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> Outbo
     return internal_event(
         invoice.organization_id,
         PAYMENT_REQUESTED,
-        ChargeRequested(
-            invoice_id=invoice.lago_id,
-            attempt=invoice.payment_attempts,
-            external_customer_id=invoice.external_customer_id,
-        ).model_dump(),
+        # ``billow.messages.ChargeRequested``, as a dict: the invoice worker sends it but
+        # need not build every queue's message model at import.
+        {
+            "invoice_id": invoice.lago_id,
+            "attempt": invoice.payment_attempts,
+            "external_customer_id": invoice.external_customer_id,
+        },
         event_id=stable_id("payment-requested", *parts, *([redriven_at] if redriven_at else [])),
     )
 
