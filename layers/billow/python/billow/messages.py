@@ -25,6 +25,11 @@ class ChargeRequested(BaseModel):
     external_customer_id: str | None = None
     """The invoice's customer, so the consumer reads the invoice and the customer in one
     request. Messages sent before it was added lack it: the invoice is read first then."""
+    lago_customer_id: str | None = None
+    connection_code: str | None = None
+    """With these too (the customer's id and its Stripe connection's code, when the sender
+    knew them), the consumer also reads the connection and the customer's default card in
+    that one request. Each is checked against what is read, and read again if it moved."""
 
 
 class StripeEventReceived(BaseModel):

@@ -69,10 +69,13 @@ AWAIT_S = 10.0
 AWAIT_STEP_S = 0.05
 
 
-def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> OutboxEvent:
+def payment_requested(
+    invoice: Invoice, redriven_at: str | None = None, connection_code: str | None = None
+) -> OutboxEvent:
     """The command the payments consumer acts on; one id per attempt, so a replay is one
     charge. An attempt asked for again (``redriven_at``) is a new message for the same
-    attempt: the charge it makes carries the attempt's own idempotency key."""
+    attempt: the charge it makes carries the attempt's own idempotency key.
+    ``connection_code``: the customer's Stripe connection, when the sender knows it."""
     parts = (invoice.lago_id, str(invoice.payment_attempts))
     return internal_event(
         invoice.organization_id,
@@ -83,6 +86,8 @@ def payment_requested(invoice: Invoice, redriven_at: str | None = None) -> Outbo
             "invoice_id": invoice.lago_id,
             "attempt": invoice.payment_attempts,
             "external_customer_id": invoice.external_customer_id,
+            "lago_customer_id": invoice.lago_customer_id,
+            "connection_code": connection_code,
         },
         event_id=stable_id("payment-requested", *parts, *([redriven_at] if redriven_at else [])),
     )
@@ -220,8 +225,15 @@ def _announced(invoice: Invoice, customer: dict[str, object] | None) -> list[Out
     kind = "invoice.one_off_created" if invoice.invoice_type == "one_off" else "invoice.created"
     events = [webhook_event(invoice.organization_id, kind, "invoice", invoice.as_lago(customer))]
     if invoice.payment_attempts == 1:
-        events.append(payment_requested(invoice))
+        events.append(payment_requested(invoice, connection_code=_connection_code(customer)))
     return events
+
+
+def _connection_code(customer: dict[str, object] | None) -> str | None:
+    """The code of the Stripe connection the customer (as Lago shows it) pays through."""
+    configuration = (customer or {}).get("billing_configuration")
+    code = configuration.get("payment_provider_code") if isinstance(configuration, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _number_next(deps: Dependencies, organization: Organization) -> dict[str, Invoice]:

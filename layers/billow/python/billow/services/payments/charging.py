@@ -56,7 +56,7 @@ def charge(deps: Dependencies, organization_id: str, requested: ChargeRequested)
     The usual charge makes three DynamoDB requests: the invoice with its customer, the
     connection with the card to charge (``charge_route``), and the transaction settling it."""
     attempt = requested.attempt
-    invoice, customer = _invoice_and_customer(deps, organization_id, requested)
+    invoice, customer, route = _read_for_charge(deps, organization_id, requested)
     if invoice is None or not invoice.is_payable or invoice.payment_attempts != attempt:
         return "stale"
     if invoice.payment_block in {"manual", "skip_psp"}:
@@ -66,7 +66,7 @@ def charge(deps: Dependencies, organization_id: str, requested: ChargeRequested)
     if customer is None or not customer.stripe_customer_id:
         _block(deps, invoice, "no_payment_provider")
         return "no_payment_provider"
-    connection, method_id = charge_route(deps, customer, invoice)
+    connection, method_id = route or charge_route(deps, customer, invoice)
     if connection is None:
         _block(deps, invoice, "no_payment_provider")
         return "no_payment_provider"
@@ -116,6 +116,41 @@ def charge(deps: Dependencies, organization_id: str, requested: ChargeRequested)
         return "failed"
     retry_on_race(lambda: _note_in_flight(deps, organization_id, invoice_id, attempt, outcome))
     return _under_way(outcome.status)
+
+
+Route = tuple[StripeConnection | None, str | None]
+
+
+def _read_for_charge(
+    deps: Dependencies, organization_id: str, requested: ChargeRequested
+) -> tuple[Invoice | None, Customer | None, Route | None]:
+    """The invoice, its customer and, when the message names them all, the charge's route
+    (``charge_route``): the connection and the customer's default card, read with them in
+    one BatchGetItem. The route stands only if what was read is what the message named and
+    the invoice charges the default card; otherwise it is None and read again."""
+    lago_customer_id, code = requested.lago_customer_id, requested.connection_code
+    named = requested.external_customer_id
+    if not (named and lago_customer_id and code):
+        return (*_invoice_and_customer(deps, organization_id, requested), None)
+    store = deps.store
+    invoice, customer, connection, state = store.read(
+        store.invoices.ref(organization_id, requested.invoice_id),
+        store.customers.ref(organization_id, named),
+        store.connections.ref(organization_id, code),
+        store.payment_methods.default_state_ref(organization_id, lago_customer_id),
+    )
+    if invoice is None or invoice.external_customer_id != named:
+        return (*_invoice_and_customer(deps, organization_id, requested), None)
+    as_named = (
+        customer is not None
+        and customer.lago_id == lago_customer_id
+        and customer.stripe_customer_id is not None
+        and customer.billing_configuration.payment_provider_code == code
+    )
+    if not as_named or invoice.payment_method or state is None or not state.holds_default:
+        return invoice, customer, None
+    default = state.default_method
+    return invoice, customer, (connection, default.provider_method_id if default else None)
 
 
 def _invoice_and_customer(
