@@ -45,6 +45,7 @@ ALL = "all"
 BATCH_GET_MAX = 100
 
 T = TypeVar("T")
+Parsed_co = TypeVar("Parsed_co", covariant=True)
 U = TypeVar("U")
 V = TypeVar("V")
 W = TypeVar("W")
@@ -52,14 +53,16 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
-class Read(Generic[T]):
+class Read(Generic[Parsed_co]):
     """One item a worker needs, and what it becomes: repositories hand these out so a
     worker can fetch several entities in one BatchGetItem (``ListRecords.read``) rather
     than one GetItem each, which is a request and a round trip per entity."""
 
     pk: str
     sk: str
-    parse: Callable[[Item], T]
+    parse: Callable[[Item], Parsed_co]
+    """Covariant: a ``Read[Invoice]`` is a ``Read[Invoice | None]``, which is how the
+    entities of ``ListRecords.read`` come back (unpacking them infers the latter)."""
 
 
 @dataclass(frozen=True, order=True)
