@@ -14,7 +14,9 @@ logger = Logger(service="billow")
 def apply(record: BusRecord[Command[StripeEventReceived]], context: LambdaContext) -> None:
     command = record.body.detail
     stripe_event_id = command.payload.stripe_event_id
-    outcome = process(dependencies(), command.organization_id, stripe_event_id)
+    outcome = process(
+        dependencies(), command.organization_id, stripe_event_id, command.payload.connection_code
+    )
     logger.info(
         "Stripe event processed", extra={"outcome": outcome, "stripe_event_id": stripe_event_id}
     )

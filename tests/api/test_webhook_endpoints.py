@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 from billow.adapters.http_sender import Delivery
-from billow.adapters.organization_records import OrganizationRecords
 from billow.composition import dependencies
 from billow.domain.events import webhook_event
 from billow.services.webhook_delivery import deliver
+from tests.api.dynamodb_calls import dynamodb_calls
 from tests.api.test_customers import webhooks
 from tests.conftest import WebhookReceiver
 
@@ -173,29 +173,22 @@ def test_a_retry_goes_only_to_the_endpoint_that_failed(
         flaky.stop()
 
 
-def test_the_organizations_hmac_key_is_read_once_per_process(
-    org: Any, subscribed: Any, monkeypatch: Any
-) -> None:
+def test_the_organizations_hmac_key_is_read_once_per_process(org: Any, subscribed: Any) -> None:
     """The key never changes once made: each delivery after the first signs without
-    reading the organization again."""
-    reads: list[str] = []
-    original = OrganizationRecords.get
-
-    def counted(records: OrganizationRecords, organization_id: str) -> Any:
-        reads.append(organization_id)
-        return original(records, organization_id)
-
-    monkeypatch.setattr(OrganizationRecords, "get", counted)
+    reading the organization again (the first reads it with the endpoints)."""
     sent: list[tuple[bytes, dict[str, str]]] = []
 
     def send(url: str, body: bytes, headers: dict[str, str]) -> Delivery:
         sent.append((body, headers))
         return Delivery(True, "HTTP 200")
 
+    organization_reads = []
     for n in range(3):
         event = webhook_event(org.id, "customer.updated", "customer", {"external_id": f"c{n}"})
-        assert deliver(dependencies(), event, send) == []
-    assert reads == [org.id]
+        with dynamodb_calls() as calls:
+            assert deliver(dependencies(), event, send) == []
+        organization_reads.append(len(calls.naming("ORGANIZATION")))
+    assert organization_reads == [1, 0, 0]
     assert len(sent) == 3
     for body, headers in sent:
         expected = base64.b64encode(

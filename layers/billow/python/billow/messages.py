@@ -36,6 +36,10 @@ class StripeEventReceived(BaseModel):
     """``stripe.event_received``: apply the stored Stripe event (stripe-events)."""
 
     stripe_event_id: str
+    connection_code: str | None = None
+    """The connection whose webhook stored the event, so the consumer reads the event and
+    the connection in one request. The sweep's re-publications, made from the pending
+    index's keys alone, leave it out (the event item says)."""
 
 
 class ProviderSyncRequested(BaseModel):

@@ -34,8 +34,12 @@ transaction as the items they count: ``billow.adapters.listing``):
   charge uses, read by key): PK={org} SK=PAYMENT_DEFAULT#{customer_lago_id}
 
 ``webhook_endpoints``, ``deliveries``
-- endpoint by id / all: PK={org} SK=WEBHOOK_ENDPOINT#{lago_id} / begins_with
-- delivered to an endpoint (TTL 30 days): PK={org} SK=WEBHOOK_DELIVERY#{event}#{endpoint}
+- all endpoints (ten at most), in one versioned item: PK={org} SK=WEBHOOK_ENDPOINTS; made
+  on first use from the one-item-per-endpoint keys of older organizations
+  (PK={org} SK begins_with WEBHOOK_ENDPOINT#, strongly consistent), which it replaces
+- what an outgoing event reached, each endpoint's outcome in one item (TTL 30 days):
+  PK={org} SK=WEBHOOK_DELIVERY#{event}; a delivery reads it with the endpoints (and, once
+  per process, the organization) in one BatchGetItem
 
 ``stripe_events``
 - event (inbox, de-duplication, TTL 90 days): PK={org} SK=STRIPE_EVENT#{evt_id}

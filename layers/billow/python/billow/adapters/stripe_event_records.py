@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billow.adapters.listing import Repository
+from billow.adapters.listing import Read, Repository
 from billow.adapters.table import Item, Transaction, expires_in, org_pk, packed
 
 STRIPE_EVENT_TTL_S = 90 * 24 * 3600
@@ -42,8 +42,13 @@ class StripeEventRecords(Repository):
             condition="attribute_not_exists(PK)",
         )
 
+    @staticmethod
+    def ref(organization_id: str, event_id: str) -> Read[Item]:
+        """The stored event as its item: its status and connection beside the event."""
+        return Read(org_pk(organization_id), f"STRIPE_EVENT#{event_id}", lambda item: item)
+
     def get(self, organization_id: str, event_id: str) -> Item | None:
-        return self._db.get_item(org_pk(organization_id), f"STRIPE_EVENT#{event_id}")
+        return self._db.get(self.ref(organization_id, event_id))
 
     @staticmethod
     def stage_outcome(

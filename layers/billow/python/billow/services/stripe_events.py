@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from billow.adapters.table import Transaction, document
+from billow.adapters.listing import Read
+from billow.adapters.table import Item, Transaction, document
 from billow.composition import Dependencies
 from billow.domain.clock import iso, parse_iso, stable_id
 from billow.domain.errors import ConcurrentUpdate, ProviderError
 from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
+from billow.domain.invoices import Invoice
 from billow.domain.payments import Applied
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
@@ -56,6 +58,7 @@ HANDLED_TYPES = frozenset(
 )
 STALE_AFTER = timedelta(minutes=15)
 CURSOR_OVERLAP = timedelta(minutes=5)
+T = TypeVar("T")
 
 
 class RejectedDelivery(Exception):
@@ -96,8 +99,15 @@ def receive(
     signature: str | None,
     now: datetime,
 ) -> Intake:
-    """Verify and store one delivery; returns what became of it (``Intake``)."""
-    connection = deps.store.connections.get(organization_id, code)
+    """Verify and store one delivery; returns what became of it (``Intake``).
+
+    The connection (for its webhook secret) and the invoice the event names are read in
+    one request before the signature is checked: reading changes nothing, and nothing is
+    done with what the body says until it is verified."""
+    event = _parse(raw_body)
+    connection, invoice = _read_with_named_invoice(
+        deps, organization_id, deps.store.connections.ref(organization_id, code), event
+    )
     if connection is None:
         raise RejectedDelivery("no Stripe connection")
     secret = deps.secrets.get(connection.secret_name, connection.secret_version)
@@ -105,20 +115,28 @@ def receive(
         verify(raw_body, signature, secret.webhook_secret, int(now.timestamp()))
     except SignatureError as error:
         raise RejectedDelivery(str(error)) from error
-    return ingest(deps, organization_id, code, _parse(raw_body), now)
+    return ingest(deps, organization_id, code, event, now, invoice)
 
 
 def ingest(
-    deps: Dependencies, organization_id: str, code: str, event: dict[str, Any], now: datetime
+    deps: Dependencies,
+    organization_id: str,
+    code: str,
+    event: dict[str, Any],
+    now: datetime,
+    named_invoice: Invoice | None,
 ) -> Intake:
-    """Store one authentic event once; returns what became of it (``Intake``)."""
+    """Store one authentic event once; returns what became of it (``Intake``).
+
+    ``named_invoice``: the invoice the event names, as ``_read_with_named_invoice`` read
+    it just now (None when it names none, or none exists)."""
     if event["type"] not in HANDLED_TYPES:
         return "ignored"
-    if _confirms_recorded_payment(deps, organization_id, event):
+    if _confirms_recorded_payment(event, named_invoice):
         return "known"
     transaction = Transaction()
     deps.store.stripe_events.stage(transaction, organization_id, code, event, iso(now))
-    transaction.publish([_process_command(organization_id, event["id"])])
+    transaction.publish([_process_command(organization_id, event["id"], code)])
     try:
         deps.store.commit(transaction)
     except ConcurrentUpdate:
@@ -126,51 +144,79 @@ def ingest(
     return "stored"
 
 
-def _confirms_recorded_payment(
-    deps: Dependencies, organization_id: str, event: dict[str, Any]
-) -> bool:
-    """Whether the event only confirms a payment the invoice already records.
+def _read_with_named_invoice(
+    deps: Dependencies, organization_id: str, first: Read[T], event: dict[str, Any]
+) -> tuple[T | None, Invoice | None]:
+    """``first``, and the invoice a ``payment_intent.succeeded`` names (Billow puts its
+    id in the PaymentIntent's metadata) if it names one, in one request: that invoice's
+    record may make storing the event needless (``_confirms_recorded_payment``)."""
+    invoice_id = _named_invoice_id(event)
+    if invoice_id is None:
+        return deps.store.get(first), None
+    return deps.store.read(first, deps.store.invoices.ref(organization_id, invoice_id))
+
+
+def _named_invoice_id(event: dict[str, Any]) -> str | None:
+    """The ``lago_invoice_id`` of a ``payment_intent.succeeded``'s metadata. The intake
+    reads it before the signature is checked, so only text a key can hold is taken (JSON
+    can spell a lone surrogate, which no request can carry)."""
+    if event["type"] != "payment_intent.succeeded":
+        return None
+    metadata = event["data"]["object"].get("metadata")
+    invoice_id = metadata.get("lago_invoice_id") if isinstance(metadata, dict) else None
+    if not isinstance(invoice_id, str) or not invoice_id:
+        return None
+    try:
+        invoice_id.encode()
+    except UnicodeEncodeError:
+        return None
+    return invoice_id
+
+
+def _confirms_recorded_payment(event: dict[str, Any], invoice: Invoice | None) -> bool:
+    """Whether the event only confirms a payment the invoice it names already records.
 
     Most charges succeed while the payments consumer waits for Stripe's answer, which
     settles the invoice there and then; the ``payment_intent.succeeded`` event that
-    follows would be stored, queued, processed and found to change nothing. One read of
-    the invoice (its id is in the PaymentIntent's metadata) spares those writes. Only an
-    exact match is skipped: the same PaymentIntent, recorded as having paid the invoice;
-    anything else (another PaymentIntent, an invoice not yet settled) is stored and
-    processed as before."""
-    if event["type"] != "payment_intent.succeeded":
-        return False
-    intent = event["data"]["object"]
-    metadata = intent.get("metadata")
-    invoice_id = metadata.get("lago_invoice_id") if isinstance(metadata, dict) else None
-    if not isinstance(invoice_id, str) or not invoice_id:
-        return False
-    invoice = deps.store.invoices.get(organization_id, invoice_id)
+    follows would be stored, queued, processed and found to change nothing. The read of
+    the invoice, made with the connection's, spares those writes. Only an exact match is
+    skipped: the same PaymentIntent, recorded as having paid the invoice; anything else
+    (another PaymentIntent, an invoice not yet settled) is stored and processed as before."""
     return (
-        invoice is not None
+        event["type"] == "payment_intent.succeeded"
+        and invoice is not None
         and invoice.payment_status == "succeeded"
         and invoice.provider_payment_id is not None
-        and invoice.provider_payment_id == intent.get("id")
+        and invoice.provider_payment_id == event["data"]["object"].get("id")
     )
 
 
 def _process_command(
-    organization_id: str, stripe_event_id: str, attempt: str = "first"
+    organization_id: str,
+    stripe_event_id: str,
+    connection_code: str | None,
+    attempt: str = "first",
 ) -> OutboxEvent:
+    payload: dict[str, object] = {"stripe_event_id": stripe_event_id}
+    if connection_code is not None:
+        payload["connection_code"] = connection_code
     return internal_event(
         organization_id,
         STRIPE_EVENT_RECEIVED,
-        {"stripe_event_id": stripe_event_id},
+        payload,
         event_id=stable_id("stripe-event", organization_id, stripe_event_id, attempt),
     )
 
 
-def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> Processed:
-    """Apply a stored event once; returns the outcome recorded on it."""
-    item = deps.store.stripe_events.get(organization_id, stripe_event_id)
+def process(
+    deps: Dependencies, organization_id: str, stripe_event_id: str, connection_code: str | None
+) -> Processed:
+    """Apply a stored event once; returns the outcome recorded on it. ``connection_code``:
+    the connection the command says stored the event, read with the event in one request
+    (the sweep's commands do not know it: the event says)."""
+    item, connection = _read_stored(deps, organization_id, stripe_event_id, connection_code)
     if item is None or item["status"] != "received":
         return "skipped"
-    connection = deps.store.connections.get(organization_id, item["connection_code"])
     event = document(item)
     transaction = Transaction()
     outcome: Processed = "ignored"
@@ -199,6 +245,22 @@ def process(deps: Dependencies, organization_id: str, stripe_event_id: str) -> P
             raise  # our staged writes lost a race: the queue retries with fresh reads
         return "skipped"  # another delivery of the same event processed it
     return outcome
+
+
+def _read_stored(
+    deps: Dependencies, organization_id: str, stripe_event_id: str, connection_code: str | None
+) -> tuple[Item | None, StripeConnection | None]:
+    """The stored event and the connection it came through."""
+    event_read = deps.store.stripe_events.ref(organization_id, stripe_event_id)
+    if connection_code is None:
+        item, connection = deps.store.get(event_read), None
+    else:
+        item, connection = deps.store.read(
+            event_read, deps.store.connections.ref(organization_id, connection_code)
+        )
+    if item is not None and item["connection_code"] != connection_code:
+        connection = deps.store.connections.get(organization_id, item["connection_code"])
+    return item, connection
 
 
 def _apply(
@@ -295,7 +357,9 @@ def republish_unprocessed(deps: Dependencies, organization_id: str, now: datetim
     crashed or its message reached the DLQ); processing is idempotent, so a duplicate is
     harmless."""
     commands = [
-        _process_command(organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), iso(now))
+        _process_command(
+            organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), None, iso(now)
+        )
         for item in deps.store.stripe_events.list_pending(organization_id, iso(now - STALE_AFTER))
     ]
     for start in range(0, len(commands), 50):
@@ -322,9 +386,15 @@ def recover_events(deps: Dependencies, connection: StripeConnection, now: dateti
     )
     for event in events:
         newest = max(newest, int(event.get("created") or 0))
-        if deps.store.stripe_events.get(organization_id, str(event["id"])) is not None:
+        stored, invoice = _read_with_named_invoice(
+            deps,
+            organization_id,
+            deps.store.stripe_events.ref(organization_id, str(event["id"])),
+            event,
+        )
+        if stored is not None:
             continue
-        if ingest(deps, organization_id, code, event, now) == "stored":
+        if ingest(deps, organization_id, code, event, now, invoice) == "stored":
             recovered += 1
     deps.store.stripe_events.save_cursor(organization_id, code, newest)
     return recovered
