@@ -116,8 +116,17 @@ def _connection_key(organization_id: str, code: str) -> dict[str, str]:
 class ConnectionRecords(Repository):
     """An organization's Stripe connections, by code."""
 
-    def save(self, connection: StripeConnection, events: Sequence[OutboxEvent] = ()) -> None:
-        """Store the connection, with the commands its change causes (sync started)."""
+    def save(
+        self,
+        connection: StripeConnection,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        previous: StripeConnection | None,
+    ) -> None:
+        """Store the connection, with the commands its change causes (sync started). The
+        organization's Stripe Tax hint moves with it when ``automatic_tax`` changed from
+        ``previous`` (the connection as read, None if new): only then does the write touch
+        the organization's item, which other writes may be changing."""
         transaction = Transaction()
         transaction.put(
             {
@@ -126,7 +135,8 @@ class ConnectionRecords(Repository):
                 "data": packed(connection),
             }
         )
-        self._stage_tax_hint(transaction, connection, on=connection.automatic_tax)
+        if previous is None or previous.automatic_tax != connection.automatic_tax:
+            self._stage_tax_hint(transaction, connection, on=connection.automatic_tax)
         transaction.publish(events)
         self._db.commit(transaction)
 

@@ -127,6 +127,7 @@ def connect(deps: Dependencies, organization_id: str, request: ConnectStripe) ->
         ]
         if catalog or subscriptions
         else [],
+        previous=existing,
     )
     # The old key usually removes its own endpoint; a rolled (revoked) key cannot, but its
     # successor reaches the same account and can.

@@ -111,5 +111,6 @@ def _refuse_if_short_grace(
             deps.store.connections.save(
                 current.model_copy(
                     update={"usage_sync_refused": GRACE_TOO_SHORT, "updated_at": iso(utcnow())}
-                )
+                ),
+                previous=current,
             )
