@@ -198,3 +198,46 @@ def test_billing_builds_a_stripe_gateway_only_when_stripe_tax_is_on(
     account = tax_account(dependencies(), customer)
     assert (account is not None) is automatic_tax
     assert len(gateways) == (1 if automatic_tax else 0)
+
+
+def test_turning_stripe_tax_on_and_off_reaches_the_next_invoice(
+    local_billow: Any, org: Any, wait_for: Any
+) -> None:
+    """Billing reads a customer's connection only when the organization's hint says some
+    connection has Stripe Tax: the hint follows the connection's changes, so the invoice
+    after each change is taxed the way the connection then says."""
+    key = new_stripe_key()
+
+    def set_stripe_tax(on: bool) -> None:
+        status, body = org.api.post(
+            "/integrations/stripe", json={"integration": {"secret_key": key, "automatic_tax": on}}
+        )
+        assert status == 200 and body["integration"]["automatic_tax"] is on, body
+
+    def hint() -> frozenset[str]:
+        organization = dependencies().store.organizations.get(org.id)
+        assert organization is not None and organization.billing_hints is not None
+        return organization.billing_hints.stripe_tax_connections
+
+    set_stripe_tax(False)
+    assert hint() == frozenset()
+    connected = StripeOrg(org, key, stripe_client(local_billow.stripe_url, key))
+    create_plan(connected, "pro", amount_cents=10_000, pay_in_advance=True)
+    stripe_customer(connected, "acme", wait_for=wait_for, address=BERLIN)
+
+    set_stripe_tax(True)
+    assert hint() == {"stripe"}
+    subscribe(connected, "acme", "pro", external_id="taxed")
+    taxed = wait_for(lambda: invoices_of(connected, "acme") or None)[0]
+    assert taxed["taxes_amount_cents"] == 1900
+    assert taxed["applied_taxes"][0]["tax_code"] == "stripe_tax_de_vat"
+
+    set_stripe_tax(False)
+    assert hint() == frozenset()
+    subscribe(connected, "acme", "pro", external_id="untaxed")
+    untaxed = wait_for(
+        lambda: (
+            [i for i in invoices_of(connected, "acme") if i["lago_id"] != taxed["lago_id"]] or None
+        )
+    )
+    assert (untaxed[0]["taxes_amount_cents"], untaxed[0]["stripe_tax"]) == (0, None)
