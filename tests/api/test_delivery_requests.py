@@ -328,3 +328,8 @@ def test_an_unverified_delivery_naming_any_invoice_id_is_refused_cleanly(
         ).encode()
         status, reply = stripe_deliver(local_billow, stripe_org.id, body, "t=1,v1=00")
         assert (status, reply["code"]) == (400, "invalid_webhook"), invoice_id
+    # Parsed before the signature is checked, so any shape of body is refused cleanly too.
+    for data in ([1], "x", 7, {"object": [1]}, {"object": None}):
+        body = json.dumps({"id": "evt_forged", "type": "x", "data": data}).encode()
+        status, reply = stripe_deliver(local_billow, stripe_org.id, body, "t=1,v1=00")
+        assert (status, reply["code"]) == (400, "invalid_webhook"), data

@@ -75,7 +75,8 @@ def _parse(raw_body: bytes) -> dict[str, Any]:
         and isinstance(event.get("id"), str)
         and event["id"].startswith("evt_")
         and isinstance(event.get("type"), str)
-        and isinstance((event.get("data") or {}).get("object"), dict)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
     ):
         raise RejectedDelivery("not a Stripe event")
     return event
