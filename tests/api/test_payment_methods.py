@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from billow.services.stripe_events import HANDLED_TYPES
+from billow.services.stripe_event_intake import HANDLED_TYPES
 from tests.api.billing_helpers import DECLINED, VISA, payment_methods, stripe_customer
 from tests.api.conftest import StripeOrg, attach_card
 from tests.api.test_payments import browse, inject_fault

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.api.json_nesting import nests_deeper_than
 from billow.composition import dependencies
-from billow.services.stripe_events import RejectedDelivery, receive
+from billow.services.stripe_event_intake import RejectedDelivery, receive
 
 logger = Logger(service="billow")
 app = APIGatewayHttpResolver()

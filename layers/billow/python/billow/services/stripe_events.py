@@ -1,33 +1,24 @@
-"""Stripe events: intake (verify, de-duplicate, persist), processing, and recovery.
+"""Stripe events: processing what the intake stored (``billow.services.stripe_event_intake``),
+and recovery.
 
-The intake only stores: the event and the command to process it are written in one
-transaction, keyed by Stripe's event id, so a redelivered event changes nothing. A
-``payment_intent.succeeded`` that only confirms what the invoice already records (the
-charge's own answer settled it) is acknowledged without being stored. Events
-reach the intake two ways, through the same door (``ingest``): Stripe's webhook
-deliveries, and the hourly reconciliation, which asks Stripe for the events it created
-since the last look and so recovers deliveries Stripe never made or Billow lost. The
-processing is idempotent: every change it makes derives its ids and idempotency keys
-from Stripe's ids or from Billow's state as read before the change, and the event is
-marked processed in the same transaction as its last change.
+The hourly reconciliation asks Stripe for the events it created since the last look and
+feeds those Billow never stored to the intake, so it recovers deliveries Stripe never
+made or Billow lost. The processing is idempotent: every change it makes derives its ids
+and idempotency keys from Stripe's ids or from Billow's state as read before the change,
+and the event is marked processed in the same transaction as its last change.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from billow.adapters.listing import Read
 from billow.adapters.table import Item, Transaction, document
 from billow.composition import Dependencies
-from billow.domain.clock import iso, parse_iso, stable_id
+from billow.domain.clock import iso, parse_iso
 from billow.domain.errors import ConcurrentUpdate, ProviderError
-from billow.domain.events import OutboxEvent, internal_event
 from billow.domain.integrations import StripeConnection
-from billow.domain.invoices import Invoice
 from billow.domain.payments import Applied
-from billow.domain.stripe_signature import SignatureError, verify
 from billow.ports import PaymentProvider
 from billow.services.payment_methods import (
     stage_provider_method_removal,
@@ -36,177 +27,26 @@ from billow.services.payment_methods import (
 )
 from billow.services.payments.settlement import UnmatchedPayment, settle_from_stripe
 from billow.services.provider_sync import adopt_stripe_address
-from billow.services.stripe_sync.invoices import MIRRORED, mirror_invoice
+from billow.services.stripe_event_intake import (
+    HANDLED_TYPES,
+    MIRRORED_STRIPE_INVOICE_EVENTS,
+    ingest,
+    process_command,
+    read_with_named_invoice,
+)
+from billow.services.stripe_sync.invoices import mirror_invoice
 from billow.services.stripe_sync.usage import add_usage_to_renewal
 from billow.services.subscriptions.canceled_in_stripe import end_from_stripe
 from billow.services.subscriptions.checkout import complete_checkout, expire_checkout
-from billow.topology import STRIPE_EVENT_RECEIVED
 
-HANDLED_TYPES = frozenset(
-    {
-        "setup_intent.succeeded",
-        "checkout.session.completed",
-        "checkout.session.expired",
-        "payment_method.detached",
-        "customer.updated",
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "payment_intent.canceled",
-        "customer.subscription.deleted",
-        *MIRRORED,
-    }
-)
 STALE_AFTER = timedelta(minutes=15)
 CURSOR_OVERLAP = timedelta(minutes=5)
-T = TypeVar("T")
 
 
-class RejectedDelivery(Exception):
-    """The request is not a genuine, well-formed Stripe event for this organization."""
-
-
-def _parse(raw_body: bytes) -> dict[str, Any]:
-    try:
-        event = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RejectedDelivery("body is not JSON") from error
-    if not (
-        isinstance(event, dict)
-        and isinstance(event.get("id"), str)
-        and event["id"].startswith("evt_")
-        and isinstance(event.get("type"), str)
-        and isinstance(event.get("data"), dict)
-        and isinstance(event["data"].get("object"), dict)
-    ):
-        raise RejectedDelivery("not a Stripe event")
-    return event
-
-
-Intake = Literal["stored", "duplicate", "known", "ignored"]
-"""What became of a delivery: kept for processing, already kept (Stripe delivers at least
-once), a fact Billow already recorded from Stripe's own answer (``known``), or of a type
-Billow does not handle."""
 Processed = Applied | Literal["rejected", "failed", "skipped"]
 """What processing a stored event came to, as recorded on it: besides applied or ignored,
 ``rejected`` (a payment Billow will not apply, reported), ``failed`` (a refusal Stripe
 will repeat) or ``skipped`` (processed already, by another delivery)."""
-
-
-def receive(
-    deps: Dependencies,
-    organization_id: str,
-    code: str,
-    raw_body: bytes,
-    signature: str | None,
-    now: datetime,
-) -> Intake:
-    """Verify and store one delivery; returns what became of it (``Intake``).
-
-    The connection (for its webhook secret) and the invoice the event names are read in
-    one request before the signature is checked: reading changes nothing, and nothing is
-    done with what the body says until it is verified."""
-    event = _parse(raw_body)
-    connection, invoice = _read_with_named_invoice(
-        deps, organization_id, deps.store.connections.ref(organization_id, code), event
-    )
-    if connection is None:
-        raise RejectedDelivery("no Stripe connection")
-    secret = deps.secrets.get(connection.secret_name, connection.secret_version)
-    try:
-        verify(raw_body, signature, secret.webhook_secret, int(now.timestamp()))
-    except SignatureError as error:
-        raise RejectedDelivery(str(error)) from error
-    return ingest(deps, organization_id, code, event, now, invoice)
-
-
-def ingest(
-    deps: Dependencies,
-    organization_id: str,
-    code: str,
-    event: dict[str, Any],
-    now: datetime,
-    named_invoice: Invoice | None,
-) -> Intake:
-    """Store one authentic event once; returns what became of it (``Intake``).
-
-    ``named_invoice``: the invoice the event names, as ``_read_with_named_invoice`` read
-    it just now (None when it names none, or none exists)."""
-    if event["type"] not in HANDLED_TYPES:
-        return "ignored"
-    if _confirms_recorded_payment(event, named_invoice):
-        return "known"
-    transaction = Transaction()
-    deps.store.stripe_events.stage(transaction, organization_id, code, event, iso(now))
-    transaction.publish([_process_command(organization_id, event["id"], code)])
-    try:
-        deps.store.commit(transaction)
-    except ConcurrentUpdate:
-        return "duplicate"
-    return "stored"
-
-
-def _read_with_named_invoice(
-    deps: Dependencies, organization_id: str, first: Read[T], event: dict[str, Any]
-) -> tuple[T | None, Invoice | None]:
-    """``first``, and the invoice a ``payment_intent.succeeded`` names (Billow puts its
-    id in the PaymentIntent's metadata) if it names one, in one request: that invoice's
-    record may make storing the event needless (``_confirms_recorded_payment``)."""
-    invoice_id = _named_invoice_id(event)
-    if invoice_id is None:
-        return deps.store.get(first), None
-    return deps.store.read(first, deps.store.invoices.ref(organization_id, invoice_id))
-
-
-def _named_invoice_id(event: dict[str, Any]) -> str | None:
-    """The ``lago_invoice_id`` of a ``payment_intent.succeeded``'s metadata. The intake
-    reads it before the signature is checked, so only text a key can hold is taken (JSON
-    can spell a lone surrogate, which no request can carry)."""
-    if event["type"] != "payment_intent.succeeded":
-        return None
-    metadata = event["data"]["object"].get("metadata")
-    invoice_id = metadata.get("lago_invoice_id") if isinstance(metadata, dict) else None
-    if not isinstance(invoice_id, str) or not invoice_id:
-        return None
-    try:
-        invoice_id.encode()
-    except UnicodeEncodeError:
-        return None
-    return invoice_id
-
-
-def _confirms_recorded_payment(event: dict[str, Any], invoice: Invoice | None) -> bool:
-    """Whether the event only confirms a payment the invoice it names already records.
-
-    Most charges succeed while the payments consumer waits for Stripe's answer, which
-    settles the invoice there and then; the ``payment_intent.succeeded`` event that
-    follows would be stored, queued, processed and found to change nothing. The read of
-    the invoice, made with the connection's, spares those writes. Only an exact match is
-    skipped: the same PaymentIntent, recorded as having paid the invoice; anything else
-    (another PaymentIntent, an invoice not yet settled) is stored and processed as before."""
-    return (
-        event["type"] == "payment_intent.succeeded"
-        and invoice is not None
-        and invoice.payment_status == "succeeded"
-        and invoice.provider_payment_id is not None
-        and invoice.provider_payment_id == event["data"]["object"].get("id")
-    )
-
-
-def _process_command(
-    organization_id: str,
-    stripe_event_id: str,
-    connection_code: str | None,
-    attempt: str = "first",
-) -> OutboxEvent:
-    payload: dict[str, object] = {"stripe_event_id": stripe_event_id}
-    if connection_code is not None:
-        payload["connection_code"] = connection_code
-    return internal_event(
-        organization_id,
-        STRIPE_EVENT_RECEIVED,
-        payload,
-        event_id=stable_id("stripe-event", organization_id, stripe_event_id, attempt),
-    )
 
 
 def process(
@@ -276,7 +116,7 @@ def _apply(
         return settle_from_stripe(deps, connection, obj)
     if kind == "customer.subscription.deleted":
         return end_from_stripe(deps, connection.organization_id, obj)
-    if kind in MIRRORED:
+    if kind in MIRRORED_STRIPE_INVOICE_EVENTS:
         if kind == "invoice.created":
             add_usage_to_renewal(deps, connection, obj)
         return mirror_invoice(deps, connection, obj)
@@ -358,7 +198,7 @@ def republish_unprocessed(deps: Dependencies, organization_id: str, now: datetim
     crashed or its message reached the DLQ); processing is idempotent, so a duplicate is
     harmless."""
     commands = [
-        _process_command(
+        process_command(
             organization_id, str(item["SK"]).removeprefix("STRIPE_EVENT#"), None, iso(now)
         )
         for item in deps.store.stripe_events.list_pending(organization_id, iso(now - STALE_AFTER))
@@ -387,7 +227,7 @@ def recover_events(deps: Dependencies, connection: StripeConnection, now: dateti
     )
     for event in events:
         newest = max(newest, int(event.get("created") or 0))
-        stored, invoice = _read_with_named_invoice(
+        stored, invoice = read_with_named_invoice(
             deps,
             organization_id,
             deps.store.stripe_events.ref(organization_id, str(event["id"])),

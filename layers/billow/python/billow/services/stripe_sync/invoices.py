@@ -33,11 +33,6 @@ def _stage(status: str, attempts: int) -> tuple[int, int]:
     return _STAGES.get(status, 0), attempts
 
 
-MIRRORED = frozenset(
-    {"invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_failed"}
-)
-
-
 def _moment(stamp: Any) -> str:
     return iso(datetime.fromtimestamp(int(stamp), UTC))
 
