@@ -48,8 +48,9 @@ from bench.support import metered_runtime  # noqa: E402
 from billow.adapters.table import TableBase  # noqa: E402
 from billow.composition import dependencies  # noqa: E402
 from billow.domain.errors import ConcurrentUpdate  # noqa: E402
-from billow.services.billing_run import DueSubscription, work  # noqa: E402
+from billow.services.billing_run import DueSubscription  # noqa: E402
 from billow.services.customers import CustomerInput, upsert_customer  # noqa: E402
+from billow.services.invoice_work import work  # noqa: E402
 from billow.services.subscriptions import CreateSubscription  # noqa: E402
 from billow.services.subscriptions import create as create_subscription  # noqa: E402
 from billow.topology import TOPOLOGY  # noqa: E402

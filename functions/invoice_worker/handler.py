@@ -6,7 +6,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billow.composition import dependencies
 from billow.consumers import QueueRecord, sqs_consumer
-from billow.services.billing_run import DueSubscription, work
+from billow.services.billing_run import DueSubscription
+from billow.services.invoice_work import work
 
 logger = Logger(service="billow")
 metrics = Metrics(namespace="Billow", service="billow")

@@ -19,7 +19,8 @@ from billow.adapters.table import TableBase
 from billow.composition import dependencies
 from billow.domain.errors import ConcurrentUpdate
 from billow.services import invoice_numbering
-from billow.services.billing_run import DueSubscription, work
+from billow.services.billing_run import DueSubscription
+from billow.services.invoice_work import work
 from billow.services.retries import retry_on_race
 from tests.api.billing_helpers import create_plan, invoices_of, webhooks
 

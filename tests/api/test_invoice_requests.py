@@ -18,7 +18,8 @@ from boto3.dynamodb.types import Binary
 from billow.adapters.table import unpacked
 from billow.composition import dependencies
 from billow.domain.clock import iso
-from billow.services.billing_run import DueSubscription, work
+from billow.services.billing_run import DueSubscription
+from billow.services.invoice_work import work
 from tests.api.billing_helpers import create_plan, invoices_of, next_month_start, stripe_customer
 from tests.api.conftest import StripeOrg
 from tests.api.dynamodb_calls import dynamodb_calls

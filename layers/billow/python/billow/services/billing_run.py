@@ -1,23 +1,31 @@
-"""The scheduled billing run and the invoice worker it feeds.
+"""The scheduled billing run, and the message it sends the invoice worker.
 
 The run reads "now" from the Scheduler event, finds what is due with an index query (no
 Scan) and sends one message per due subscription. It does not bill anything itself: a
-repeated or overlapping run only sends messages the worker will find already settled.
+repeated or overlapping run only sends messages the worker (``billow.services.invoice_work``)
+will find already settled; so the run's function loads none of the billing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
 
 from billow.composition import Dependencies
-from billow.domain.clock import iso, parse_iso
-from billow.services.subscription_billing import BillingKeys, bill_due
+from billow.domain.clock import iso
 
 INVOICE_QUEUE = "invoice-work"
-MAX_DUE_MOMENTS = 64
-"""A subscription left unbilled for a long time catches up this many moments per message."""
+
+
+@dataclass(frozen=True)
+class BillingKeys:
+    """Whose items billing a subscription reads besides its own."""
+
+    plan_lago_id: str
+    lago_customer_id: str
+    external_customer_id: str
 
 
 class DueSubscription(BaseModel):
@@ -52,19 +60,3 @@ def run(deps: Dependencies, now: datetime) -> int:
             for item in deps.store.subscriptions.list_due(moment)
         ),
     )
-
-
-def work(deps: Dependencies, due: DueSubscription) -> list[str]:
-    """Bill every moment the subscription owes up to the run's time, oldest first."""
-    now = parse_iso(due.now)
-    outcomes = []
-    for _ in range(MAX_DUE_MOMENTS):
-        outcome, next_due = bill_due(
-            deps, due.organization_id, due.external_id, due.lago_id, now, due.owners()
-        )
-        if outcome in {"not_due", "orphaned"}:
-            break
-        outcomes.append(outcome)
-        if next_due is None or next_due > now:
-            break  # settled up to the run's time: no need to read it again
-    return outcomes

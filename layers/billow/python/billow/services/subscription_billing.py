@@ -9,7 +9,6 @@ subscription is next due (``next_billing_at``) is what the billing run's index f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from billow.adapters.invoice_numbering import NumberSequence
@@ -25,6 +24,7 @@ from billow.domain.organizations import Organization
 from billow.domain.periods import Period, billing_period, subscription_fee, trial_end
 from billow.domain.stripe_sync import HANDOVER_NEXT_PERIOD, IN_TRIAL
 from billow.domain.subscriptions import Subscription
+from billow.services.billing_run import BillingKeys
 from billow.services.invoicing import AlreadyRead, FeeDraft, issue_invoice
 from billow.services.retries import retry_on_race
 from billow.services.stripe_sync_requests import billing_owner, sync_requested
@@ -394,7 +394,7 @@ def _bill_due_once(
     if sub is None or not sub.is_live or due is None or due > now:
         return "not_due", due
     organization, customer, plan, read = (
-        reads or _read_for_billing(deps, organization_id, BillingKeys.of(sub), None)[1]
+        reads or _read_for_billing(deps, organization_id, _keys_of(sub), None)[1]
     )
     if organization is None or customer is None or plan is None:
         return "orphaned", None
@@ -467,17 +467,8 @@ def _bill_due_once(
     return ("billed" if change.drafts else "advanced"), saved.due_at()
 
 
-@dataclass(frozen=True)
-class BillingKeys:
-    """Whose items billing a subscription reads besides its own."""
-
-    plan_lago_id: str
-    lago_customer_id: str
-    external_customer_id: str
-
-    @classmethod
-    def of(cls, sub: Subscription) -> BillingKeys:
-        return cls(sub.plan_lago_id, sub.lago_customer_id, sub.external_customer_id)
+def _keys_of(sub: Subscription) -> BillingKeys:
+    return BillingKeys(sub.plan_lago_id, sub.lago_customer_id, sub.external_customer_id)
 
 
 BillingReads = tuple[Organization | None, Customer | None, Plan | None, AlreadyRead]
@@ -496,7 +487,7 @@ def _read_due(
     if owners is None:
         return deps.store.get(this), None
     sub, reads = _read_for_billing(deps, organization_id, owners, this)
-    return sub, (reads if sub is not None and BillingKeys.of(sub) == owners else None)
+    return sub, (reads if sub is not None and _keys_of(sub) == owners else None)
 
 
 def _read_for_billing(

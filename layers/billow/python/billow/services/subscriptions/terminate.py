@@ -7,7 +7,8 @@ from datetime import datetime
 from billow.composition import Dependencies
 from billow.domain.clock import iso, stable_id
 from billow.domain.subscriptions import Subscription, SubscriptionStatus
-from billow.services.billing_run import DueSubscription, work
+from billow.services.billing_run import DueSubscription
+from billow.services.invoice_work import work
 from billow.services.lookups import get_customer, get_organization
 from billow.services.retries import retry_on_race
 from billow.services.subscription_billing import (
