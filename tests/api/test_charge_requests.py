@@ -211,6 +211,55 @@ def test_a_charge_message_sent_before_it_named_the_customer_still_charges(
     ]
 
 
+@pytest.mark.usefixtures("quick_sdk_retries")
+def test_a_charge_message_naming_what_moved_since_reads_again_and_charges_rightly(
+    local_billow: Any, stripe_org: StripeOrg, wait_for: Any
+) -> None:
+    """What the message names is checked against what is read: a connection or customer
+    id that no longer matches (the customer moved to another connection since) is not
+    trusted, and the charge reads the customer's own connection and card again."""
+    with_fee_add_on(stripe_org, 1900)
+    cus = stripe_customer(stripe_org, "moved", wait_for=wait_for)
+    customer = customer_lago_id(stripe_org, "moved")
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
+    invoice = one_off(stripe_org, "moved")
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+
+    with dynamodb_calls() as calls:
+        publish(
+            internal_event(
+                stripe_org.id,
+                PAYMENT_REQUESTED,
+                {
+                    "invoice_id": invoice["lago_id"],
+                    "attempt": 1,
+                    "external_customer_id": "moved",
+                    "lago_customer_id": customer,
+                    "connection_code": "a-connection-it-left",
+                },
+            )
+        )
+        paid = wait_payment_status(stripe_org, invoice["lago_id"], "succeeded", wait_for)
+        local_billow.wait_idle()
+
+    assert paid["total_paid_amount_cents"] == 1900
+    assert charged_cards(stripe_org, cus, invoice["lago_id"]) == [stripe_default(stripe_org, cus)]
+    assert charge_requests(calls) == [
+        (
+            "BatchGetItem",
+            [
+                f"INVOICE#{invoice['lago_id']}",
+                "CUSTOMER#moved",
+                "INTEGRATION#stripe#a-connection-it-left",
+                f"PAYMENT_DEFAULT#{customer}",
+            ],
+        ),
+        ("BatchGetItem", ["INTEGRATION#stripe#stripe", f"PAYMENT_DEFAULT#{customer}"]),
+        ("TransactWriteItems", [f"INVOICE#{invoice['lago_id']}"]),
+    ]
+
+
 def _table(local_billow: Any) -> Any:
     resource = boto3.resource(
         "dynamodb", endpoint_url=local_billow.aws_url, region_name="us-east-1"
