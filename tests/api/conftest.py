@@ -126,3 +126,10 @@ def subscribed(org: Any, webhook_receiver: Any) -> Iterator[Any]:
     assert status == 200, body
     yield webhook_receiver
     org.api.delete(f"/webhook_endpoints/{body['webhook_endpoint']['lago_id']}")
+
+
+@pytest.fixture
+def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Billow's handlers run in this process: the SDK's backoff is shortened for them."""
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "MAX_DELAY", 0.02)

@@ -29,7 +29,6 @@ from tests.api.billing_helpers import (
 )
 from tests.api.conftest import StripeOrg
 from tests.api.dynamodb_calls import DynamoCalls, dynamodb_calls
-from tests.api.test_one_charge_per_invoice import quick_sdk_retries  # noqa: F401 (a fixture)
 from tests.api.test_payment_methods import set_as_default, stripe_default, two_cards
 from tests.api.test_payments import (
     dead_lettered,

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import stripe
 
 from tests.api.billing_helpers import DECLINED, VISA, stripe_customer, webhooks
 from tests.api.conftest import StripeOrg, stripe_client
@@ -62,13 +61,6 @@ def drop_deliveries(local_billow: Any, org: StripeOrg, count: int, event_type: s
         "/_config/drop_deliveries",
         {"api_key": org.secret_key, "count": str(count), "event_type": event_type},
     )
-
-
-@pytest.fixture
-def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Billow's handlers run in this process: the SDK's backoff is shortened for them."""
-    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.01)
-    monkeypatch.setattr(stripe._http_client.HTTPClient, "MAX_DELAY", 0.02)
 
 
 # -- an attempt in flight --------------------------------------------------------------------

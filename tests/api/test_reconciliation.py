@@ -19,7 +19,6 @@ from tests.api.test_one_charge_per_invoice import (
     drop_deliveries,
     later,
     pay_a_failed_invoice_by_link_unheard,
-    quick_sdk_retries,  # noqa: F401 (a fixture)
     repairs_of,
 )
 from tests.api.test_payments import (

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.api.conftest import StripeOrg, attach_card
 
@@ -191,6 +192,7 @@ def stored_event(local_billow: Any, organization_id: str, event_id: str) -> dict
     return dict(table.Table("billow").get_item(Key=key, ConsistentRead=True)["Item"])
 
 
+@pytest.mark.usefixtures("quick_sdk_retries")
 def test_sweep_recovers_events_that_failed_while_stripe_was_down(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
 ) -> None:
