@@ -22,6 +22,7 @@ from billow.composition import Dependencies
 from billow.domain.clock import iso, stable_id
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event
+from billow.domain.integrations import STRIPE_WEBHOOK_EVENTS
 from billow.domain.invoices import Invoice
 from billow.domain.stripe_signature import SignatureError, verify
 from billow.topology import STRIPE_EVENT_RECEIVED
@@ -31,20 +32,10 @@ MIRRORED_STRIPE_INVOICE_EVENTS = frozenset(
 )
 """Stripe's events about the invoices Stripe Billing issues for synced subscriptions,
 which Billow mirrors as its own invoices (``billow.services.stripe_sync.invoices``)."""
-HANDLED_TYPES = frozenset(
-    {
-        "setup_intent.succeeded",
-        "checkout.session.completed",
-        "checkout.session.expired",
-        "payment_method.detached",
-        "customer.updated",
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "payment_intent.canceled",
-        "customer.subscription.deleted",
-        *MIRRORED_STRIPE_INVOICE_EVENTS,
-    }
-)
+UNHANDLED_TYPES = frozenset({"charge.refund.updated", "charge.dispute.closed"})
+HANDLED_TYPES = frozenset(STRIPE_WEBHOOK_EVENTS) - UNHANDLED_TYPES
+"""The events Billow's endpoint receives that it acts on: all but refunds' and disputes',
+which it is subscribed to and acknowledges without storing."""
 T = TypeVar("T")
 
 
