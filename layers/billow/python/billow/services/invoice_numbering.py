@@ -40,6 +40,7 @@ from billow.adapters.invoice_numbering import NumberSequence
 from billow.adapters.table import Transaction
 from billow.composition import Dependencies
 from billow.domain.clock import iso, new_id, stable_id, utcnow
+from billow.domain.customers import Customer
 from billow.domain.errors import ConcurrentUpdate
 from billow.domain.events import OutboxEvent, internal_event, webhook_event
 from billow.domain.invoices import Invoice, invoice_number
@@ -128,7 +129,7 @@ def commit_issued(
     deps: Dependencies,
     organization: Organization,
     invoice: Invoice,
-    customer: dict[str, object],
+    customer: Customer,
     stage_rest: Callable[[Transaction], list[OutboxEvent]],
     sequence: NumberSequence | None = None,
 ) -> Invoice:
@@ -220,20 +221,16 @@ def _numbered(
     )
 
 
-def _announced(invoice: Invoice, customer: dict[str, object] | None) -> list[OutboxEvent]:
-    """A numbered invoice's webhook, and its charge when one is due."""
+def _announced(invoice: Invoice, customer: Customer | None) -> list[OutboxEvent]:
+    """A numbered invoice's webhook, and its charge when one is due (naming the Stripe
+    connection the customer pays through)."""
     kind = "invoice.one_off_created" if invoice.invoice_type == "one_off" else "invoice.created"
-    events = [webhook_event(invoice.organization_id, kind, "invoice", invoice.as_lago(customer))]
+    shown = customer.as_lago() if customer else None
+    events = [webhook_event(invoice.organization_id, kind, "invoice", invoice.as_lago(shown))]
     if invoice.payment_attempts == 1:
-        events.append(payment_requested(invoice, connection_code=_connection_code(customer)))
+        code = customer.billing_configuration.payment_provider_code if customer else None
+        events.append(payment_requested(invoice, connection_code=code))
     return events
-
-
-def _connection_code(customer: dict[str, object] | None) -> str | None:
-    """The code of the Stripe connection the customer (as Lago shows it) pays through."""
-    configuration = (customer or {}).get("billing_configuration")
-    code = configuration.get("payment_provider_code") if isinstance(configuration, dict) else None
-    return code if isinstance(code, str) else None
 
 
 def _number_next(deps: Dependencies, organization: Organization) -> dict[str, Invoice]:
@@ -243,7 +240,7 @@ def _number_next(deps: Dependencies, organization: Organization) -> dict[str, In
         return {}
     read = deps.store.numbering.get_sequence(organization.id).value
     customers = {
-        customer.external_id: customer.as_lago()
+        customer.external_id: customer
         for customer in deps.store.customers.get_many(
             organization.id, (invoice.external_customer_id for invoice in waiting)
         )

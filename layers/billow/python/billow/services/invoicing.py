@@ -394,9 +394,7 @@ def issue_invoice(
         return events
 
     try:
-        return commit_issued(
-            deps, organization, invoice, customer.as_lago(), stage_rest, read.sequence
-        )
+        return commit_issued(deps, organization, invoice, customer, stage_rest, read.sequence)
     except ConcurrentUpdate:
         issued = deps.store.invoices.get(
             organization.id, invoice_id
