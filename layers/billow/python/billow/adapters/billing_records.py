@@ -169,13 +169,20 @@ def _due(
         )
 
 
+def _subscription_key(organization_id: str, external_id: str, lago_id: str) -> Item:
+    return {"PK": org_pk(organization_id), "SK": f"SUBSCRIPTION#{external_id}#{lago_id}"}
+
+
+def _invoice_key(organization_id: str, lago_id: str) -> Item:
+    return {"PK": org_pk(organization_id), "SK": f"INVOICE#{lago_id}"}
+
+
 class SubscriptionRecords(Repository):
     @staticmethod
     def key(subscription: Subscription) -> Item:
-        return {
-            "PK": org_pk(subscription.organization_id),
-            "SK": f"SUBSCRIPTION#{subscription.external_id}#{subscription.lago_id}",
-        }
+        return _subscription_key(
+            subscription.organization_id, subscription.external_id, subscription.lago_id
+        )
 
     def item(self, subscription: Subscription) -> Item:
         item: Item = {
@@ -242,8 +249,8 @@ class SubscriptionRecords(Repository):
 
     @staticmethod
     def ref(organization_id: str, external_id: str, lago_id: str) -> Read[Subscription]:
-        sk = f"SUBSCRIPTION#{external_id}#{lago_id}"
-        return Read(org_pk(organization_id), sk, parser_of(Subscription))
+        key = _subscription_key(organization_id, external_id, lago_id)
+        return Read(key["PK"], key["SK"], parser_of(Subscription))
 
     def get(self, organization_id: str, external_id: str, lago_id: str) -> Subscription | None:
         return self._db.get(self.ref(organization_id, external_id, lago_id))
@@ -344,8 +351,7 @@ class SubscriptionRecords(Repository):
 class InvoiceRecords(Repository):
     def item(self, invoice: Invoice) -> Item:
         item: Item = {
-            "PK": org_pk(invoice.organization_id),
-            "SK": f"INVOICE#{invoice.lago_id}",
+            **_invoice_key(invoice.organization_id, invoice.lago_id),
             "kind": "invoice",
             "data": packed(invoice),
             "version": invoice.version,
@@ -383,7 +389,8 @@ class InvoiceRecords(Repository):
 
     @staticmethod
     def ref(organization_id: str, lago_id: str) -> Read[Invoice]:
-        return Read(org_pk(organization_id), f"INVOICE#{lago_id}", parser_of(Invoice))
+        key = _invoice_key(organization_id, lago_id)
+        return Read(key["PK"], key["SK"], parser_of(Invoice))
 
     def get(self, organization_id: str, lago_id: str) -> Invoice | None:
         return self._db.get(self.ref(organization_id, lago_id))

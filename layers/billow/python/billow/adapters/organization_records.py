@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from billow.adapters.listing import Read, Repository
-from billow.adapters.listing import parser_of as _parser
+from billow.adapters.listing import Read, Repository, parser_of
 from billow.adapters.table import Item, Transaction, document, org_pk, packed
 from billow.domain.events import OutboxEvent
 from billow.domain.integrations import StripeConnection
 from billow.domain.organizations import BillingHints, Organization
+
+
+def _organization_key(organization_id: str) -> Item:
+    return {"PK": org_pk(organization_id), "SK": "ORGANIZATION"}
 
 
 class OrganizationRecords(Repository):
@@ -18,8 +21,7 @@ class OrganizationRecords(Repository):
         transaction = Transaction()
         transaction.put(
             {
-                "PK": org_pk(organization.id),
-                "SK": "ORGANIZATION",
+                **_organization_key(organization.id),
                 "kind": "organization",
                 "GSI1PK": "ORGANIZATIONS",
                 "GSI1SK": organization.id,
@@ -44,7 +46,8 @@ class OrganizationRecords(Repository):
 
     @staticmethod
     def ref(organization_id: str) -> Read[Organization]:
-        return Read(org_pk(organization_id), "ORGANIZATION", _organization)
+        key = _organization_key(organization_id)
+        return Read(key["PK"], key["SK"], _organization)
 
     def get(self, organization_id: str) -> Organization | None:
         return self._db.get(self.ref(organization_id))
@@ -52,7 +55,7 @@ class OrganizationRecords(Repository):
     def save(self, organization: Organization) -> None:
         """Replace the organization's document, leaving its counters alone."""
         self._db.table.update_item(
-            Key={"PK": org_pk(organization.id), "SK": "ORGANIZATION"},
+            Key=_organization_key(organization.id),
             UpdateExpression="SET #data = :data",
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeNames={"#data": "data"},
@@ -72,7 +75,7 @@ class OrganizationRecords(Repository):
     def next_customer_sequence(self, organization_id: str) -> int:
         """Sequential customer numbers per organization, from an atomic counter."""
         result = self._db.table.update_item(
-            Key={"PK": org_pk(organization_id), "SK": "ORGANIZATION"},
+            Key=_organization_key(organization_id),
             UpdateExpression="ADD customer_sequence :one",
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeValues={":one": 1},
@@ -102,7 +105,7 @@ def stage_hint(transaction: Transaction, organization_id: str, update: str, valu
     """Move a billing hint with the write it follows (the organization must exist: the
     update would otherwise make an organization item of nothing)."""
     transaction.update(
-        {"PK": org_pk(organization_id), "SK": "ORGANIZATION"},
+        _organization_key(organization_id),
         update,
         condition="attribute_exists(PK)",
         values=values,
@@ -152,7 +155,7 @@ class ConnectionRecords(Repository):
     @staticmethod
     def ref(organization_id: str, code: str) -> Read[StripeConnection]:
         key = _connection_key(organization_id, code)
-        return Read(key["PK"], key["SK"], _parser(StripeConnection))
+        return Read(key["PK"], key["SK"], parser_of(StripeConnection))
 
     def get(self, organization_id: str, code: str) -> StripeConnection | None:
         return self._db.get(self.ref(organization_id, code))
