@@ -36,7 +36,7 @@ transaction as the items they count: ``billow.adapters.listing``):
 ``webhook_endpoints``, ``deliveries``
 - all endpoints (ten at most), in one versioned item: PK={org} SK=WEBHOOK_ENDPOINTS; made
   on first use from the one-item-per-endpoint keys of older organizations
-  (PK={org} SK begins_with WEBHOOK_ENDPOINT#, strongly consistent), which it replaces
+  (PK={org} SK begins_with WEBHOOK_ENDPOINT#, strongly consistent), which stay unread
 - what an outgoing event reached, each endpoint's outcome in one item (TTL 30 days):
   PK={org} SK=WEBHOOK_DELIVERY#{event}; a delivery reads it with the endpoints (and, once
   per process, the organization) in one BatchGetItem

@@ -182,10 +182,10 @@ def _taxed(
             by_fee = {key: service.fee_taxes.get(fee_id, 0) for key, fee_id in fee_ids.items()}
             taxed = with_service_taxes(untaxed, service.model_copy(update={"fee_taxes": by_fee}))
             return taxed, {}, calculation, None
-    by_choices: dict[str, list[Tax]] = {}  # fees with the same choices share one read
+    by_choices: dict[tuple[tuple[str, ...], ...], list[Tax]] = {}  # same choices: one read
     taxes: dict[str, list[Tax]] = {}
     for draft in drafts:
-        choices = repr(draft.tax_code_choices)
+        choices = tuple(tuple(codes) for codes in draft.tax_code_choices)
         if choices not in by_choices:
             by_choices[choices] = taxes_for(
                 deps, organization.id, customer, draft.tax_code_choices, organization.billing_hints
