@@ -173,6 +173,21 @@ def test_the_card_read_by_key_follows_the_default_and_the_invoices_own_choice(
     assert charged_cards(stripe_org, cus, waiting["lago_id"]) == []
 
 
+def charged_in_vain(
+    local_billow: Any, org: StripeOrg, external_id: str, amount_cents: int, wait_for: Any
+) -> tuple[str, str, dict[str, Any]]:
+    """A Stripe customer's one-off invoice whose own charge message never reached Stripe
+    (it ended in the DLQ, the attempt in flight): its Stripe id, lago id and invoice."""
+    with_fee_add_on(org, amount_cents)
+    cus = stripe_customer(org, external_id, wait_for=wait_for)
+    customer = customer_lago_id(org, external_id)
+    inject_fault(local_billow, org, "/v1/payment_intents", 1000)
+    invoice = one_off(org, external_id)
+    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
+    inject_fault(local_billow, org, "/v1/payment_intents", 0)
+    return cus, customer, invoice
+
+
 @pytest.mark.usefixtures("quick_sdk_retries")
 def test_a_charge_message_sent_before_it_named_the_customer_still_charges(
     local_billow: Any, stripe_org: StripeOrg, wait_for: Any
@@ -182,13 +197,7 @@ def test_a_charge_message_sent_before_it_named_the_customer_still_charges(
 
     The invoice's own message never reaches Stripe (it ends in the DLQ, the attempt in
     flight); then an old-style message for that attempt arrives."""
-    with_fee_add_on(stripe_org, 1700)
-    cus = stripe_customer(stripe_org, "older", wait_for=wait_for)
-    customer = customer_lago_id(stripe_org, "older")
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
-    invoice = one_off(stripe_org, "older")
-    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    cus, customer, invoice = charged_in_vain(local_billow, stripe_org, "older", 1700, wait_for)
     assert get_invoice(stripe_org, invoice["lago_id"])["payment_status"] == "pending"
 
     with dynamodb_calls() as calls:
@@ -217,13 +226,7 @@ def test_a_charge_message_naming_what_moved_since_reads_again_and_charges_rightl
     """What the message names is checked against what is read: a connection or customer
     id that no longer matches (the customer moved to another connection since) is not
     trusted, and the charge reads the customer's own connection and card again."""
-    with_fee_add_on(stripe_org, 1900)
-    cus = stripe_customer(stripe_org, "moved", wait_for=wait_for)
-    customer = customer_lago_id(stripe_org, "moved")
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 1000)
-    invoice = one_off(stripe_org, "moved")
-    wait_for(lambda: dead_lettered(local_billow, "payments", invoice["lago_id"]), timeout=60)
-    inject_fault(local_billow, stripe_org, "/v1/payment_intents", 0)
+    cus, customer, invoice = charged_in_vain(local_billow, stripe_org, "moved", 1900, wait_for)
 
     with dynamodb_calls() as calls:
         publish(
