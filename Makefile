@@ -47,11 +47,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The suite spends most of its time waiting (queues long-polled, retries, Stripe's webhooks),
+# not computing: one pytest process keeps 0.8 of a core busy. Four workers, each with its
+# own local Billow, overlap those waits on two cores (8.3 min alone, 3.6 min in four).
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-# mypy (about 100 s from a cold cache) runs beside pytest, which keeps one core of two
-# busy: the suite's wall time is pytest's alone.
+# mypy (about 100 s from a cold cache) runs beside pytest's workers.
 test: lint
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
