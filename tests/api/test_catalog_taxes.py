@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.api.dynamodb_calls import dynamodb_calls
 from tests.api.test_errors_and_tenancy import raw
 
 
@@ -124,6 +125,27 @@ def test_renaming_or_deleting_a_tax_follows_through_to_its_holders(org: Any) -> 
     # a new tax with the old code is not silently applied to former holders
     create_tax(org, "new")
     assert org.api.get("/customers/c")[1]["customer"]["taxes"] == []
+
+
+def test_changing_a_tax_no_customer_carries_reads_no_customer(org: Any) -> None:
+    """A tax's customer counter says whether any customer carries it: renaming or deleting
+    one that none carries never reads the organization's customers, however many."""
+    create_tax(org, "kept")
+    create_tax(org, "unused")
+    for external_id in ("a", "b", "c"):
+        status, body = org.api.post(
+            "/customers", json={"customer": {"external_id": external_id, "tax_codes": ["kept"]}}
+        )
+        assert status == 200, body
+
+    with dynamodb_calls() as calls:
+        assert org.api.put("/taxes/unused", json={"tax": {"code": "renamed"}})[0] == 200
+        assert org.api.delete("/taxes/renamed")[0] == 200
+
+    customer_queries = [c for c in calls.naming("CUSTOMER#") if c.operation == "Query"]
+    assert customer_queries == []
+    assert [t["code"] for t in org.api.get("/customers/b")[1]["customer"]["taxes"]] == ["kept"]
+    assert org.api.get("/taxes/kept")[1]["tax"]["customers_count"] == 3
 
 
 def test_add_on_crud_validation_and_uniqueness(org: Any) -> None:

@@ -270,14 +270,17 @@ class TaxRecords(Repository):
         _stage_keyed_delete(transaction, tax, family=TAXES, prefix="TAX")
         _stage_default_taxes(transaction, tax, tax, None)
 
-    def count_users(self, organization_id: str, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+    def count_users(
+        self, organization_id: str, codes: Sequence[str], consistent: bool = False
+    ) -> dict[str, dict[str, int]]:
         """How many customers, plans and add-ons carry each tax, from the counters their
-        writes keep (one BatchGetItem)."""
+        writes keep (one BatchGetItem; ``consistent`` for a write that acts on them)."""
         families = {"customers_count": CUSTOMERS, "plans_count": PLANS, "add_ons_count": ADD_ONS}
         counts = self._db.scoped_counts(
             organization_id,
             [(family, tax_scope(code)) for code in codes for family in families.values()],
             ALL,
+            consistent=consistent,
         )
         return {
             code: {field: counts[(family, tax_scope(code))] for field, family in families.items()}

@@ -243,13 +243,20 @@ class ListRecords(TableBase):
         return sum(int(str(item.get(name, 0))) for item in items for name in wanted)
 
     def scoped_counts(
-        self, organization_id: str, scopes: Iterable[tuple[str, str]], name: str
+        self,
+        organization_id: str,
+        scopes: Iterable[tuple[str, str]],
+        name: str,
+        consistent: bool = False,
     ) -> dict[tuple[str, str], int]:
         """Count ``name`` of several (family, scope) counters at once (one BatchGetItem per
         hundred): what a page of objects shows of their users (a tax's customers…)."""
         wanted = list(dict.fromkeys(scopes))
         keys = [counter_key(organization_id, family, scope, 0) for family, scope in wanted]
-        found = {(str(item["PK"]), str(item["SK"])): item for item in self.get_items(keys)}
+        found = {
+            (str(item["PK"]), str(item["SK"])): item
+            for item in self.get_items(keys, consistent=consistent)
+        }
         return {
             pair: int(str(found.get((key["PK"], key["SK"]), {}).get(name, 0)))
             for pair, key in zip(wanted, keys, strict=True)

@@ -117,18 +117,25 @@ def _retarget(deps: Dependencies, organization_id: str, old: str, new: str | Non
     """Make every holder of tax ``old`` name ``new`` instead (``None``: drop it).
 
     Runs before the tax itself is renamed or deleted, one holder at a time, so a failure
-    part-way leaves the tax in place and the same request can simply be sent again."""
-    for customer in deps.store.customers.list_all(organization_id):
-        if old in customer.tax_codes:
-            transaction = Transaction()
-            changed = customer.model_copy(
-                update={
-                    "tax_codes": _swap(customer.tax_codes, old, new),
-                    "version": customer.version + 1,
-                }
-            )
-            deps.store.customers.stage(transaction, changed, customer)
-            deps.store.commit(transaction)
+    part-way leaves the tax in place and the same request can simply be sent again.
+
+    Customers are the holders that grow with the organization: they are read only when the
+    tax's customer counter says some carry it, so changing a tax no customer carries costs
+    the same with ten customers or a million. Plans (deleted ones too, which no counter
+    counts) and add-ons are the catalog, and are read whole."""
+    carried_by = deps.store.taxes.count_users(organization_id, [old], consistent=True)[old]
+    if carried_by["customers_count"]:
+        for customer in deps.store.customers.list_all(organization_id):
+            if old in customer.tax_codes:
+                transaction = Transaction()
+                changed = customer.model_copy(
+                    update={
+                        "tax_codes": _swap(customer.tax_codes, old, new),
+                        "version": customer.version + 1,
+                    }
+                )
+                deps.store.customers.stage(transaction, changed, customer)
+                deps.store.commit(transaction)
     for plan in deps.store.plans.list_with_deleted(organization_id):
         if old in plan.tax_codes:
             transaction = Transaction()
